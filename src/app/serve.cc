@@ -1,0 +1,286 @@
+// `portcullis serve`: loads the policy, opens the listeners on every worker, and runs the
+// control loop (signals, file watching, reloads) on the main thread.
+#include <sys/stat.h>
+
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <map>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "app/commands.h"
+#include "audit/audit.h"
+#include "audit/metrics.h"
+#include "config/compiler.h"
+#include "engine/gatekeeper.h"
+#include "frontends/admin/admin.h"
+#include "frontends/authz/authz.h"
+#include "frontends/http_server.h"
+#include "net/workers.h"
+
+namespace portcullis::app {
+namespace {
+
+namespace asio = boost::asio;
+
+std::int64_t unixNow() { return SystemClock().unixSeconds(); }
+
+// Identity of a file's current content as cheaply as stat allows; a change in any field
+// (including a new inode from an atomic rename, the Kubernetes secret pattern) is a change.
+struct FileStamp {
+  std::int64_t mtime_ns = -1;
+  std::int64_t size = -1;
+  std::uint64_t inode = 0;
+  bool operator==(const FileStamp&) const = default;
+};
+
+FileStamp stampOf(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {};
+  return FileStamp{static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
+                   static_cast<std::int64_t>(st.st_size), static_cast<std::uint64_t>(st.st_ino)};
+}
+
+// Owns reloads. Runs only on the control thread, so reloads never overlap.
+class Reloader final {
+ public:
+  Reloader(std::string config, engine::Gatekeeper& gatekeeper, audit::Metrics& metrics)
+      : config_(std::move(config)),
+        gatekeeper_(gatekeeper),
+        metrics_(metrics),
+        ok_(metrics.counter("portcullis_reloads_total", "Policy reloads by result", "result=\"ok\"")),
+        failed_(metrics.counter("portcullis_reloads_total", "Policy reloads by result",
+                                "result=\"error\"")) {
+    watch(gatekeeper.snapshot()->files);
+  }
+
+  frontends::ReloadReport reload(std::string_view trigger) {
+    frontends::ReloadReport report;
+    const auto current = gatekeeper_.snapshot();
+    auto result = config::loadPolicy(config_, metrics_, unixNow());
+    watch(result.files);
+    if (!result.errors.empty()) {
+      failed_.inc();
+      for (const auto& e : result.errors) report.errors.push_back(e.toString());
+      spdlog::error("reload ({}) failed; still serving policy {}: {} problem(s)", trigger,
+                    current->version, report.errors.size());
+      for (const auto& e : report.errors) spdlog::error("  {}", e);
+      report.version = current->version;
+      return report;
+    }
+    for (const auto& w : result.warnings) spdlog::warn("{}", w);
+    report.ok = true;
+    report.version = result.snapshot->version;
+    ok_.inc();
+    if (result.snapshot->version == current->version) {
+      spdlog::info("reload ({}): policy {} unchanged", trigger, current->version);
+      return report;
+    }
+    const auto& before = current->settings;
+    const auto& after = result.snapshot->settings;
+    if (before.listeners.authz != after.listeners.authz ||
+        before.listeners.admin != after.listeners.admin || before.workers != after.workers ||
+        before.audit.sink != after.audit.sink) {
+      spdlog::warn("reload ({}): listeners, workers and audit.sink changes take effect on restart",
+                   trigger);
+    }
+    report.changed = true;
+    gatekeeper_.publish(result.snapshot);
+    spdlog::info("reload ({}): now serving policy {} (was {})", trigger, report.version,
+                 current->version);
+    return report;
+  }
+
+  // True when a watched file changed since the last look.
+  bool filesChanged() {
+    bool changed = false;
+    for (auto& [path, stamp] : stamps_) {
+      const FileStamp now = stampOf(path);
+      if (!(now == stamp)) {
+        stamp = now;
+        changed = true;
+      }
+    }
+    return changed;
+  }
+
+ private:
+  void watch(const std::vector<std::string>& files) {
+    std::map<std::string, FileStamp> next;
+    for (const auto& f : files) next[f] = stampOf(f);
+    stamps_ = std::move(next);
+  }
+
+  std::string config_;
+  engine::Gatekeeper& gatekeeper_;
+  audit::Metrics& metrics_;
+  audit::Counter& ok_;
+  audit::Counter& failed_;
+  std::map<std::string, FileStamp> stamps_;
+};
+
+std::unique_ptr<audit::AuditSink> makeSink(const engine::Settings::Audit& config,
+                                           audit::Metrics& metrics) {
+  if (config.sink == "none") return std::make_unique<audit::NullSink>();
+  const std::string target = config.sink == "stdout" ? "stdout" : config.sink.substr(5);
+  return std::make_unique<audit::StreamSink>(target, config.queue, config.block_timeout, metrics);
+}
+
+frontends::HttpLimits httpLimits(const engine::Settings::Limits& l) {
+  frontends::HttpLimits limits;
+  limits.max_header_bytes = l.max_header_bytes;
+  limits.header_timeout = l.header_timeout;
+  limits.idle_timeout = l.idle_timeout;
+  limits.max_connections = l.max_connections;
+  return limits;
+}
+
+}  // namespace
+
+int runServe(const ServeOptions& options) {
+  auto logger = spdlog::stderr_color_mt("portcullis");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(options.log_level));
+  std::signal(SIGPIPE, SIG_IGN);
+
+  audit::Metrics metrics;
+  auto loaded = config::loadPolicy(options.config, metrics, unixNow());
+  if (!loaded.errors.empty()) {
+    for (const auto& e : loaded.errors) std::cerr << e.toString() << "\n";
+    std::cerr << "portcullis: not starting: " << loaded.errors.size() << " problem(s) in "
+              << options.config << "\n";
+    return kExitConfigError;
+  }
+  for (const auto& w : loaded.warnings) spdlog::warn("{}", w);
+  const auto& settings = loaded.snapshot->settings;
+  if (settings.listeners.authz.empty() && settings.listeners.admin.empty()) {
+    std::cerr << options.config << ": no listener configured (listeners.authz, listeners.admin)\n";
+    return kExitConfigError;
+  }
+
+  auto sink = makeSink(settings.audit, metrics);
+  SystemClock clock;
+  engine::Gatekeeper gatekeeper(loaded.snapshot, *sink, metrics, clock);
+  metrics.gauge("portcullis_policy_loaded_timestamp_seconds", "When the serving policy was loaded",
+                [&gatekeeper] { return static_cast<double>(gatekeeper.snapshot()->loaded_at); });
+
+  asio::io_context control(1);
+  Reloader reloader(options.config, gatekeeper, metrics);
+  net::WorkerPool pool(settings.workers);
+  nlohmann::json bound = nlohmann::json::object();
+
+  frontends::AuthzFrontend authz(gatekeeper);
+  std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
+  if (!settings.listeners.authz.empty()) {
+    auto listeners = net::listenOnAll(pool, *parseHostPort(settings.listeners.authz), pool.size());
+    if (!listeners) {
+      std::cerr << "portcullis: authz: " << listeners.error().message << "\n";
+      return kExitConfigError;
+    }
+    frontends::HttpHandler handler;
+    handler.sync = [&authz](frontends::HttpIn& in) { return authz.handle(in); };
+    auto state = frontends::makeListenerState("authz", std::move(handler),
+                                              httpLimits(settings.limits), metrics);
+    for (auto& a : listeners->acceptors) {
+      asio::co_spawn(a->get_executor(), frontends::acceptLoop(*a, state), asio::detached);
+      acceptors.push_back(std::move(a));
+    }
+    bound["authz"] = fmt::format("{}:{}", listeners->endpoint.address().to_string(),
+                                 listeners->endpoint.port());
+  }
+
+  std::unique_ptr<frontends::AdminFrontend> admin;
+  if (!settings.listeners.admin.empty()) {
+    auto listeners = net::listenOnAll(pool, *parseHostPort(settings.listeners.admin), 1);
+    if (!listeners) {
+      std::cerr << "portcullis: admin: " << listeners.error().message << "\n";
+      return kExitConfigError;
+    }
+    bound["admin"] = fmt::format("{}:{}", listeners->endpoint.address().to_string(),
+                                 listeners->endpoint.port());
+    frontends::AdminFrontend::Options admin_options;
+    admin_options.listeners_json = bound.dump();
+    admin_options.started_at = unixNow();
+    admin_options.reload = [&control, &reloader]() -> asio::awaitable<frontends::ReloadReport> {
+      // Reloads run on the control thread only; the admin connection waits for the result.
+      co_return co_await asio::co_spawn(
+          control,
+          [&reloader]() -> asio::awaitable<frontends::ReloadReport> {
+            co_return reloader.reload("POST /reload");
+          },
+          asio::use_awaitable);
+    };
+    admin = std::make_unique<frontends::AdminFrontend>(gatekeeper, metrics, std::move(admin_options));
+    frontends::HttpHandler handler;
+    handler.async = [&admin](frontends::HttpIn& in) { return admin->handle(in); };
+    frontends::HttpLimits limits = httpLimits(settings.limits);
+    limits.max_connections = 64;
+    auto state = frontends::makeListenerState("admin", std::move(handler), limits, metrics);
+    for (auto& a : listeners->acceptors) {
+      asio::co_spawn(a->get_executor(), frontends::acceptLoop(*a, state), asio::detached);
+      acceptors.push_back(std::move(a));
+    }
+  }
+
+  pool.start();
+  spdlog::info("portcullis {} serving policy {} from {} with {} worker(s): {}", PORTCULLIS_VERSION,
+               loaded.snapshot->version, options.config, pool.size(), bound.dump());
+  if (!options.ready_file.empty()) {
+    const std::string tmp = options.ready_file + ".tmp";
+    std::ofstream(tmp) << bound.dump() << "\n";
+    std::rename(tmp.c_str(), options.ready_file.c_str());
+  }
+
+  // Signals: HUP reloads, USR1 reopens the audit file, INT/TERM stop.
+  asio::signal_set signals(control, SIGHUP, SIGUSR1, SIGINT);
+  signals.add(SIGTERM);
+  std::function<void()> wait_signal = [&] {
+    signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+      if (ec) return;
+      if (signo == SIGHUP) {
+        reloader.reload("SIGHUP");
+      } else if (signo == SIGUSR1) {
+        if (auto* s = dynamic_cast<audit::StreamSink*>(sink.get())) s->reopen();
+        spdlog::info("audit sink reopened");
+      } else {
+        spdlog::info("signal {}: shutting down", signo);
+        control.stop();
+        return;
+      }
+      wait_signal();
+    });
+  };
+  wait_signal();
+
+  // File watching: poll the stamps of every file the policy was built from.
+  asio::steady_timer watch_timer(control);
+  std::function<void()> schedule_watch = [&] {
+    const auto& watch = gatekeeper.snapshot()->settings.watch;
+    watch_timer.expires_after(watch.interval);
+    watch_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      if (gatekeeper.snapshot()->settings.watch.enabled && reloader.filesChanged()) {
+        reloader.reload("file change");
+      }
+      schedule_watch();
+    });
+  };
+  schedule_watch();
+
+  control.run();
+  pool.stop();
+  pool.join();
+  if (auto* s = dynamic_cast<audit::StreamSink*>(sink.get())) s->flush();
+  spdlog::info("stopped");
+  return kExitOk;
+}
+
+}  // namespace portcullis::app

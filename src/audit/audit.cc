@@ -1,0 +1,179 @@
+#include "audit/audit.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "audit/metrics.h"
+
+namespace portcullis::audit {
+
+std::string auditLine(const engine::Request& request, const engine::Evaluation& evaluation,
+                      std::string_view policy_version, std::int64_t ts_unix_ms,
+                      std::uint64_t latency_us) {
+  const engine::Decision& d = evaluation.decision;
+  nlohmann::json event;
+  char ts[40];
+  const std::time_t secs = static_cast<std::time_t>(ts_unix_ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  const std::size_t n = std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(ts + n, sizeof ts - n, ".%03dZ", static_cast<int>(ts_unix_ms % 1000));
+  event["ts"] = ts;
+  event["request_id"] = request.request_id;
+  event["listener"] = request.listener;
+  event["route"] = evaluation.route ? evaluation.route->name : std::string();
+  event["decision"] = d.allow ? "allow" : "deny";
+  event["status"] = d.status;
+  event["reason"] = reasonName(d.reason);
+  if (!d.detail.empty()) event["detail"] = d.detail;
+  if (d.wouldDeny()) {
+    event["would_deny"] = true;
+    if (d.shadow) event["mode"] = "shadow";
+    if (d.fail_open) event["on_error"] = "allow";
+  }
+  if (evaluation.identity) {
+    event["sub"] = evaluation.identity->subject;
+    event["iss"] = evaluation.identity->issuer;
+  } else {
+    event["sub"] = nullptr;
+    event["iss"] = nullptr;
+  }
+  event["client_ip"] = request.client_ip.valid() ? request.client_ip.toString() : std::string();
+  event["method"] = request.method;
+  event["host"] = request.host;
+  event["path"] = request.path;
+  event["cache"] = "miss";
+  event["functions"] = nlohmann::json::array();
+  event["latency_us"] = latency_us;
+  event["policy_version"] = policy_version;
+  // Invalid UTF-8 from a request (a hostile path or header) is replaced, never thrown.
+  std::string line = event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  line.push_back('\n');
+  return line;
+}
+
+StreamSink::StreamSink(std::string target, std::size_t max_queue,
+                       std::chrono::milliseconds block_timeout, Metrics& metrics)
+    : target_(std::move(target)),
+      max_queue_(max_queue == 0 ? 1 : max_queue),
+      block_timeout_(block_timeout),
+      lines_(metrics.counter("portcullis_audit_lines_total", "Audit lines written")),
+      dropped_(metrics.counter("portcullis_audit_dropped_total",
+                               "Audit lines dropped because the sink could not keep up")),
+      write_errors_(metrics.counter("portcullis_audit_write_errors_total",
+                                    "Failed writes to the audit sink")) {
+  openTarget();
+  thread_ = std::thread([this] { run(); });
+}
+
+StreamSink::~StreamSink() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  has_work_.notify_all();
+  thread_.join();
+  if (fd_ > 1) ::close(fd_);
+}
+
+bool StreamSink::openTarget() {
+  if (target_ == "stdout") {
+    fd_ = 1;
+    return true;
+  }
+  const int fd = ::open(target_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    spdlog::error("audit: cannot open {}: {}", target_, std::strerror(errno));
+    return false;
+  }
+  if (fd_ > 1) ::close(fd_);
+  fd_ = fd;
+  return true;
+}
+
+void StreamSink::write(std::string line) {
+  std::unique_lock lock(mu_);
+  if (queue_.size() >= max_queue_ &&
+      !has_room_.wait_for(lock, block_timeout_, [&] { return queue_.size() < max_queue_; })) {
+    dropped_.inc();
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::steady_clock::now().time_since_epoch())
+                         .count();
+    if (now != last_drop_log_) {
+      last_drop_log_ = now;
+      lock.unlock();
+      spdlog::warn("audit: sink {} is not keeping up; dropped lines are counted in "
+                   "portcullis_audit_dropped_total (now {})",
+                   target_, dropped_.value());
+    }
+    return;
+  }
+  queue_.push_back(std::move(line));
+  ++enqueued_;
+  lock.unlock();
+  has_work_.notify_one();
+}
+
+void StreamSink::reopen() {
+  {
+    std::lock_guard lock(mu_);
+    reopen_ = true;
+  }
+  has_work_.notify_one();
+}
+
+void StreamSink::flush() {
+  std::unique_lock lock(mu_);
+  const std::uint64_t target = enqueued_;
+  has_room_.wait(lock, [&] { return written_ >= target; });
+}
+
+void StreamSink::run() {
+  std::deque<std::string> batch;
+  std::string buffer;
+  std::unique_lock lock(mu_);
+  for (;;) {
+    has_work_.wait(lock, [&] { return stopping_ || reopen_ || !queue_.empty(); });
+    if (reopen_) {
+      reopen_ = false;
+      lock.unlock();
+      if (target_ != "stdout") openTarget();
+      lock.lock();
+    }
+    if (queue_.empty()) {
+      if (stopping_) return;
+      continue;
+    }
+    batch.swap(queue_);
+    lock.unlock();
+    has_room_.notify_all();
+
+    buffer.clear();
+    for (const auto& line : batch) buffer += line;
+    std::size_t off = 0;
+    while (off < buffer.size()) {
+      const ssize_t n = ::write(fd_, buffer.data() + off, buffer.size() - off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        write_errors_.inc();
+        break;
+      }
+      off += static_cast<std::size_t>(n);
+    }
+    lines_.inc(batch.size());
+    const std::size_t count = batch.size();
+    batch.clear();
+
+    lock.lock();
+    written_ += count;
+    has_room_.notify_all();
+  }
+}
+
+}  // namespace portcullis::audit

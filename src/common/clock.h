@@ -1,0 +1,25 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+namespace portcullis {
+
+// Wall-clock time, injectable so tests can move time (STYLE.md §9).
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual std::int64_t unixMillis() const = 0;
+  std::int64_t unixSeconds() const { return unixMillis() / 1000; }
+};
+
+class SystemClock final : public Clock {
+ public:
+  std::int64_t unixMillis() const override {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+};
+
+}  // namespace portcullis

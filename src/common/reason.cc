@@ -1,0 +1,53 @@
+#include "common/reason.h"
+
+#include <array>
+
+namespace portcullis {
+namespace {
+
+using K = ReasonKind;
+
+// Indexed by Reason; the static_assert below keeps the table and the enum in step.
+constexpr std::array kReasons = {
+    ReasonInfo{"none", K::kAllow, 200, "allowed"},
+    ReasonInfo{"token_missing", K::kUnauthenticated, 401, "no bearer token"},
+    ReasonInfo{"token_malformed", K::kUnauthenticated, 401, "the token is malformed"},
+    ReasonInfo{"token_expired", K::kUnauthenticated, 401, "the token has expired"},
+    ReasonInfo{"token_not_yet_valid", K::kUnauthenticated, 401, "the token is not valid yet"},
+    ReasonInfo{"token_issued_in_future", K::kUnauthenticated, 401,
+               "the token was issued in the future"},
+    ReasonInfo{"claim_invalid", K::kUnauthenticated, 401, "a required claim is missing or invalid"},
+    ReasonInfo{"algorithm_not_allowed", K::kUnauthenticated, 401,
+               "the token's algorithm is not allowed"},
+    ReasonInfo{"key_not_found", K::kUnauthenticated, 401, "no key matches the token"},
+    ReasonInfo{"signature_invalid", K::kUnauthenticated, 401, "the signature is invalid"},
+    ReasonInfo{"issuer_mismatch", K::kUnauthenticated, 401, "the token's issuer is not trusted"},
+    ReasonInfo{"audience_mismatch", K::kUnauthenticated, 401,
+               "the token is not meant for this audience"},
+    ReasonInfo{"provider_unavailable", K::kError, 503, "the identity provider is unavailable"},
+    ReasonInfo{"role_missing", K::kForbidden, 403, "a required role is missing"},
+    ReasonInfo{"scope_missing", K::kForbidden, 403, "a required scope is missing"},
+    ReasonInfo{"claim_mismatch", K::kForbidden, 403, "a claim does not have an allowed value"},
+    ReasonInfo{"source_ip_denied", K::kForbidden, 403, "the client address is not allowed"},
+    ReasonInfo{"route_denied", K::kForbidden, 403, "access to this route is denied"},
+    ReasonInfo{"no_route", K::kForbidden, 403, "no route matches the request"},
+    ReasonInfo{"bad_request", K::kBadRequest, 400, "the request could not be understood"},
+    ReasonInfo{"internal_error", K::kError, 503, "internal error"},
+};
+static_assert(kReasons.size() == static_cast<std::size_t>(Reason::kInternalError) + 1,
+              "kReasons must list every Reason in order");
+
+}  // namespace
+
+const ReasonInfo& reasonInfo(Reason reason) {
+  return kReasons[static_cast<std::size_t>(reason)];
+}
+
+std::optional<Reason> reasonFromName(std::string_view name) {
+  for (std::size_t i = 0; i < kReasons.size(); ++i) {
+    if (kReasons[i].name == name) return static_cast<Reason>(i);
+  }
+  return std::nullopt;
+}
+
+}  // namespace portcullis

@@ -1,0 +1,50 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace portcullis {
+
+// Stable, machine-readable reason codes. Every deny and every error carries one; the
+// names are a public contract (audit events, `eval --explain`, the optional reason
+// header, docs/reasons.md). Append new codes; never rename or reuse one.
+enum class Reason : std::uint8_t {
+  kNone,                 // allowed
+  kTokenMissing,         // no credential where the route requires one
+  kTokenMalformed,       // not a compact JWS, bad base64url, bad JSON, bad header
+  kTokenExpired,         // exp + leeway <= now
+  kTokenNotYetValid,     // nbf - leeway > now
+  kTokenIssuedInFuture,  // iat - leeway > now
+  kClaimInvalid,         // a registered claim is missing or has the wrong type
+  kAlgorithmNotAllowed,  // alg not in the provider's allow-list, or `none`
+  kKeyNotFound,          // no key in the provider's set matches kid/alg
+  kSignatureInvalid,     // signature does not verify
+  kIssuerMismatch,       // iss differs from the provider's issuer
+  kAudienceMismatch,     // aud contains none of the provider's audiences
+  kProviderUnavailable,  // the provider's keys are not loaded
+  kRoleMissing,          // require.roles: the identity has none of them
+  kScopeMissing,         // require.scopes: a scope is missing
+  kClaimMismatch,        // require.claims: a claim has none of the allowed values
+  kSourceIpDenied,       // require.source_ips: client address outside every network
+  kRouteDenied,          // the route says `allow: false`
+  kNoRoute,              // no route matched and `default: deny`
+  kBadRequest,           // the front door could not reconstruct the original request
+  kInternalError,        // a bug or resource failure; never the client's fault
+};
+
+// How a reason is answered: the HTTP status a front door uses, and the kind of outcome.
+enum class ReasonKind : std::uint8_t { kAllow, kUnauthenticated, kForbidden, kBadRequest, kError };
+
+struct ReasonInfo {
+  std::string_view name;
+  ReasonKind kind;
+  int status;
+  std::string_view description;  // client-safe, used in WWW-Authenticate error_description
+};
+
+const ReasonInfo& reasonInfo(Reason reason);
+inline std::string_view reasonName(Reason reason) { return reasonInfo(reason).name; }
+std::optional<Reason> reasonFromName(std::string_view name);
+
+}  // namespace portcullis

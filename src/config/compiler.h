@@ -1,0 +1,37 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/snapshot.h"
+
+namespace portcullis::audit {
+class Metrics;
+}
+
+namespace portcullis::config {
+
+// A problem in a config file, located at the YAML node it is about.
+struct ConfigError {
+  std::string file;
+  int line = 0;  // 1-based; 0 when the error is about the file as a whole
+  int column = 0;
+  std::string message;
+  std::string toString() const;  // "FILE:LINE:COL: message"
+};
+
+struct LoadResult {
+  std::shared_ptr<const engine::PolicySnapshot> snapshot;  // null when errors is not empty
+  std::vector<ConfigError> errors;
+  std::vector<std::string> warnings;  // accepted, but worth an operator's attention
+  std::vector<std::string> files;     // every file read, even when compilation failed
+};
+
+// Reads the YAML policy at `path` and compiles it into an immutable snapshot (CONFIG.md).
+// Every problem found is reported, one per entry, at its node; the snapshot is built only
+// when there are none. Route counters are registered in `metrics`. Never throws.
+LoadResult loadPolicy(const std::string& path, audit::Metrics& metrics, std::int64_t now_unix);
+
+}  // namespace portcullis::config

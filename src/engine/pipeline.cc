@@ -1,0 +1,249 @@
+#include "engine/pipeline.h"
+
+#include <fmt/format.h>
+
+#include "common/strings.h"
+
+namespace portcullis::engine {
+namespace {
+
+using identity::TokenSource;
+
+std::string_view bearerToken(std::string_view value, bool require_scheme) {
+  value = trim(value);
+  if (value.size() > 7 && iequals(value.substr(0, 7), "bearer ")) return trim(value.substr(7));
+  return require_scheme ? std::string_view() : value;
+}
+
+std::string_view cookieValue(const Headers& headers, std::string_view name) {
+  std::string_view found;
+  headers.forEach("cookie", [&](const std::string& line) {
+    if (!found.empty()) return;
+    for (auto pair : split(line, ';')) {
+      pair = trim(pair);
+      const std::size_t eq = pair.find('=');
+      if (eq != std::string_view::npos && pair.substr(0, eq) == name) {
+        found = pair.substr(eq + 1);
+        return;
+      }
+    }
+  });
+  return found;
+}
+
+std::string_view queryValue(std::string_view query, std::string_view name) {
+  for (const auto pair : split(query, '&')) {
+    const std::size_t eq = pair.find('=');
+    if (eq != std::string_view::npos && pair.substr(0, eq) == name) return pair.substr(eq + 1);
+  }
+  return {};
+}
+
+std::string quoted(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
+}
+
+class Evaluator final {
+ public:
+  Evaluator(const PolicySnapshot& snapshot, const Request& request, std::int64_t now, bool explain)
+      : snapshot_(snapshot), request_(request), now_(now), explain_(explain) {}
+
+  Evaluation run() {
+    ev_.route = snapshot_.findRoute(request_);
+    if (ev_.route == nullptr) {
+      note("route", "none", "no route matches " + request_.method + " " + request_.host + request_.path);
+      if (snapshot_.default_allow) return allow("default: allow");
+      return deny(Reason::kNoRoute, "no route matches and default is deny");
+    }
+    const Route& route = *ev_.route;
+    note("route", route.name, "");
+    if (!route.allow) return deny(Reason::kRouteDenied, "route " + route.name + " says allow: false");
+
+    if (!route.providers.empty()) {
+      if (auto err = authenticate(route)) return deny(err->code, std::move(err->message));
+    }
+    if (auto err = route.require.check(request_, ev_.identity ? &*ev_.identity : nullptr)) {
+      note("require", "fail", err->message);
+      return deny(err->code, std::move(err->message));
+    }
+    note("require", "pass", "");
+    return allow("");
+  }
+
+ private:
+  // Tries the route's providers in order; the first that finds a token decides unless its
+  // verdict says the token belongs to someone else (another issuer, an unknown key).
+  std::optional<Error> authenticate(const Route& route) {
+    std::optional<Error> first_error;
+    bool saw_token = false;
+    for (const identity::Provider* provider : route.providers) {
+      const std::string_view token = extractToken(*provider, request_);
+      if (token.empty()) continue;
+      saw_token = true;
+      auto result = provider->authenticate(token, snapshot_.rbac, now_);
+      if (result) {
+        note("authenticate", "ok",
+             fmt::format("provider={} sub={} roles={} scopes={}", provider->name(),
+                         result->subject, result->roles.size(), result->scopes.size()));
+        ev_.identity = std::move(*result);
+        return std::nullopt;
+      }
+      note("authenticate", std::string(reasonName(result.error().code)),
+           "provider " + provider->name() + ": " + result.error().message);
+      if (!first_error) first_error = result.error();
+      const Reason code = result.error().code;
+      if (code != Reason::kIssuerMismatch && code != Reason::kKeyNotFound) break;
+    }
+    if (!saw_token) {
+      note("authenticate", "token_missing", "no provider found a token");
+      return Error{Reason::kTokenMissing, "no token in the request"};
+    }
+    return first_error;
+  }
+
+  Evaluation allow(std::string detail) {
+    Decision& d = ev_.decision;
+    d.allow = true;
+    d.status = 200;
+    d.outcome = Outcome::kAllow;
+    d.reason = Reason::kNone;
+    d.detail = std::move(detail);
+    if (ev_.route != nullptr) addUpstreamHeaders(*ev_.route);
+    note("decision", "allow", d.detail);
+    return std::move(ev_);
+  }
+
+  Evaluation deny(Reason reason, std::string detail) {
+    const ReasonInfo& info = reasonInfo(reason);
+    Decision& d = ev_.decision;
+    d.reason = reason;
+    d.detail = std::move(detail);
+    d.outcome = info.kind == ReasonKind::kError ? Outcome::kError : Outcome::kDeny;
+    d.status = info.status;
+    d.allow = false;
+    const Route* route = ev_.route;
+    d.expose_reason = route != nullptr && route->expose_reason;
+
+    if (info.kind == ReasonKind::kUnauthenticated) {
+      d.response_headers.emplace_back(
+          "WWW-Authenticate",
+          reason == Reason::kTokenMissing
+              ? std::string("Bearer realm=\"portcullis\"")
+              : "Bearer realm=\"portcullis\", error=\"invalid_token\", error_description=" +
+                    quoted(info.description));
+    } else if (reason == Reason::kScopeMissing && route != nullptr) {
+      std::string scopes;
+      for (const auto& s : route->require.scopes_all) scopes += (scopes.empty() ? "" : " ") + s;
+      d.response_headers.emplace_back(
+          "WWW-Authenticate",
+          "Bearer realm=\"portcullis\", error=\"insufficient_scope\", scope=" + quoted(scopes));
+    }
+    if (d.expose_reason) d.response_headers.emplace_back("X-Portcullis-Reason", info.name);
+
+    if (route != nullptr && d.outcome == Outcome::kError && route->fail_open) {
+      d.allow = true;
+      d.fail_open = true;
+    }
+    if (route != nullptr && route->mode == Route::Mode::kShadow) {
+      d.allow = true;
+      d.shadow = true;
+    }
+    if (d.allow) {
+      d.status = 200;
+      d.response_headers.clear();
+      addUpstreamHeaders(*route);
+    }
+    note("decision", d.allow ? (d.shadow ? "allow (shadow: would deny)" : "allow (on_error: allow)")
+                             : "deny",
+         fmt::format("status={} reason={} {}", d.status, info.name, d.detail));
+    return std::move(ev_);
+  }
+
+  // Identity headers go upstream on allow. Every configured name is always present (empty
+  // when there is no value), so a proxy that copies them replaces any client-sent copy.
+  void addUpstreamHeaders(const Route& route) {
+    const identity::Identity* id = ev_.identity ? &*ev_.identity : nullptr;
+    auto& out = ev_.decision.upstream_headers;
+    for (const identity::Provider* provider : route.providers) {
+      for (const auto& [header, claim] : provider->claimsToHeaders()) {
+        std::string value;
+        if (id != nullptr && id->provider == provider->name() && id->claims) {
+          if (const auto* v = claim.find(*id->claims)) value = identity::claimToString(*v);
+        }
+        setHeader(out, header, headerSafe(value));
+      }
+    }
+    const TemplateInput input{request_, id, nullptr};
+    for (const auto& h : route.set_headers) setHeader(out, h.name, headerSafe(h.value.render(input)));
+  }
+
+  static void setHeader(Decision::HeaderList& list, const std::string& name, std::string value) {
+    for (auto& [n, v] : list) {
+      if (iequals(n, name)) {
+        v = std::move(value);
+        return;
+      }
+    }
+    list.emplace_back(name, std::move(value));
+  }
+
+  void note(std::string_view stage, std::string verdict, std::string detail) {
+    if (explain_) ev_.trace.push_back({std::string(stage), std::move(verdict), std::move(detail)});
+  }
+
+  const PolicySnapshot& snapshot_;
+  const Request& request_;
+  const std::int64_t now_;
+  const bool explain_;
+  Evaluation ev_;
+};
+
+}  // namespace
+
+std::string_view extractToken(const identity::Provider& provider, const Request& request) {
+  for (const TokenSource& source : provider.tokenFrom()) {
+    std::string_view token;
+    switch (source.kind) {
+      case TokenSource::Kind::kBearerHeader:
+        if (const auto* value = request.headers.find(source.name)) {
+          token = bearerToken(*value, source.name == "authorization");
+        }
+        break;
+      case TokenSource::Kind::kCookie:
+        token = cookieValue(request.headers, source.name);
+        break;
+      case TokenSource::Kind::kQuery:
+        token = queryValue(request.query, source.name);
+        break;
+    }
+    if (!token.empty()) return token;
+  }
+  return {};
+}
+
+Evaluation evaluate(const PolicySnapshot& snapshot, const Request& request, std::int64_t now,
+                    bool explain) {
+  return Evaluator(snapshot, request, now, explain).run();
+}
+
+const Route* PolicySnapshot::findRoute(const Request& request) const {
+  for (const Route& route : routes) {
+    if (route.match.matches(request.host, request.path, request.method)) return &route;
+  }
+  return nullptr;
+}
+
+const identity::Provider* PolicySnapshot::provider(std::string_view name) const {
+  for (const auto& p : providers) {
+    if (p->name() == name) return p.get();
+  }
+  return nullptr;
+}
+
+}  // namespace portcullis::engine

@@ -1,0 +1,106 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ip.h"
+#include "engine/requirements.h"
+#include "engine/router.h"
+#include "engine/template.h"
+#include "identity/provider.h"
+#include "identity/rbac.h"
+
+namespace portcullis::audit {
+class Counter;
+}
+
+namespace portcullis::engine {
+
+struct HeaderTemplate {
+  std::string name;  // as configured (case kept for the wire)
+  Template value;
+};
+
+// Per-route counters, looked up in the metrics registry when the route is compiled; they
+// survive reloads because the registry keys them by route name.
+struct RouteStats {
+  audit::Counter* allow = nullptr;
+  audit::Counter* deny = nullptr;
+  audit::Counter* error = nullptr;
+};
+
+// One compiled `routes[]` entry. Immutable.
+struct Route {
+  enum class Mode : std::uint8_t { kEnforce, kShadow };
+
+  std::string name;
+  RouteMatch match;
+  std::vector<const identity::Provider*> providers;  // `authenticate`, in order; owned by the snapshot
+  Requirements require;
+  bool allow = true;                 // `allow: false` denies every request on the route
+  Mode mode = Mode::kEnforce;
+  bool fail_open = false;            // `on_error: allow`
+  bool expose_reason = false;        // `expose_reason: true`
+  std::vector<HeaderTemplate> set_headers;  // `on_allow.set_headers`
+  RouteStats stats;
+};
+
+// Process settings that live in the policy file. Listener addresses and worker counts only
+// take effect at start; a reload that changes them is accepted for the rest and logged.
+struct Settings {
+  struct Listeners {
+    std::string authz;  // "host:port"; empty = off
+    std::string admin;
+  } listeners;
+  unsigned workers = 0;  // 0 = number of cores
+
+  struct Authz {
+    enum class Style : std::uint8_t { kAuto, kNginx, kTraefik, kEnvoy };
+    Style style = Style::kAuto;
+    std::string path_prefix;            // Envoy: strip this from the request line's path
+    std::vector<Cidr> trusted_proxies;  // peers whose X-Forwarded-For / X-Real-IP are believed
+  } authz;
+
+  struct Limits {
+    std::uint64_t max_header_bytes = 16 * 1024;
+    std::chrono::milliseconds header_timeout{10'000};
+    std::chrono::milliseconds idle_timeout{60'000};
+    std::uint64_t max_connections = 10'000;  // per listener, across workers
+  } limits;
+
+  struct Audit {
+    std::string sink = "stdout";  // stdout | file:PATH | none
+    std::uint64_t queue = 65'536;  // lines buffered before back-pressure
+    std::chrono::milliseconds block_timeout{50};  // how long a worker waits for queue space
+  } audit;
+
+  struct Watch {
+    bool enabled = true;
+    std::chrono::milliseconds interval{1'000};
+  } watch;
+};
+
+// Everything a request needs from configuration, compiled once (ARCHITECTURE.md). Requests
+// pin the snapshot they start with (a shared_ptr), so a reload never changes a decision
+// half-way. Immutable once published.
+struct PolicySnapshot {
+  std::string version;      // content hash of the config and every file it references
+  std::string source;       // the config file's path
+  std::int64_t loaded_at = 0;  // Unix seconds
+  Settings settings;
+  std::vector<std::unique_ptr<identity::Provider>> providers;
+  identity::Rbac rbac;
+  std::vector<Route> routes;  // first match wins
+  bool default_allow = false;
+  RouteStats default_stats;   // decisions made by `default`
+  std::vector<std::string> files;  // every file the snapshot was built from (watched)
+
+  const Route* findRoute(const Request& request) const;
+  const identity::Provider* provider(std::string_view name) const;
+};
+
+}  // namespace portcullis::engine

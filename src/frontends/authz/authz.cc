@@ -1,0 +1,147 @@
+#include "frontends/authz/authz.h"
+
+#include "common/strings.h"
+#include "engine/path.h"
+#include "engine/router.h"
+
+namespace portcullis::frontends {
+namespace {
+
+using Style = engine::Settings::Authz::Style;
+
+bool trusted(const engine::Settings::Authz& config, const IpAddress& peer) {
+  for (const auto& net : config.trusted_proxies) {
+    if (net.contains(peer)) return true;
+  }
+  return false;
+}
+
+// The client address: the peer, unless the peer is a trusted proxy; then the right-most
+// X-Forwarded-For entry that is not itself a trusted proxy (entries further left could
+// have been written by the client), or X-Real-IP.
+IpAddress clientIp(const engine::Headers& headers, const engine::Settings::Authz& config,
+                   const IpAddress& peer) {
+  if (!trusted(config, peer)) return peer;
+  std::vector<std::string_view> hops;
+  headers.forEach("x-forwarded-for", [&](const std::string& v) {
+    for (const auto item : split(v, ',')) hops.push_back(trim(item));
+  });
+  for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
+    const auto ip = IpAddress::parse(*it);
+    if (!ip) break;  // garbage: stop trusting the chain here
+    if (!trusted(config, *ip)) return *ip;
+  }
+  if (const auto* real = headers.find("x-real-ip")) {
+    if (const auto ip = IpAddress::parse(trim(*real))) return *ip;
+  }
+  return peer;
+}
+
+std::string header(const engine::Headers& headers, std::string_view name) {
+  const auto* v = headers.find(name);
+  return v ? std::string(trim(*v)) : std::string();
+}
+
+}  // namespace
+
+std::optional<engine::Request> originalRequest(HttpIn& in, const engine::Settings::Authz& config,
+                                               std::string& why) {
+  engine::Request req;
+  const engine::Headers& h = in.headers;
+  Style style = config.style;
+  if (style == Style::kAuto) {
+    style = h.find("x-original-uri")    ? Style::kNginx
+            : h.find("x-forwarded-uri") ? Style::kTraefik
+                                        : Style::kEnvoy;
+  }
+
+  std::string method, target, host, scheme;
+  switch (style) {
+    case Style::kNginx:
+      method = header(h, "x-original-method");
+      target = header(h, "x-original-uri");
+      host = header(h, "x-original-host");
+      scheme = header(h, "x-original-proto");
+      break;
+    case Style::kTraefik:
+      method = header(h, "x-forwarded-method");
+      target = header(h, "x-forwarded-uri");
+      host = header(h, "x-forwarded-host");
+      scheme = header(h, "x-forwarded-proto");
+      break;
+    case Style::kEnvoy:
+    case Style::kAuto:
+      method = in.method;
+      target = in.target;
+      if (!config.path_prefix.empty()) {
+        if (!target.starts_with(config.path_prefix)) {
+          why = "the request path is not under authz.path_prefix";
+          return std::nullopt;
+        }
+        target.erase(0, config.path_prefix.size());
+        if (target.empty() || target.front() == '?') target.insert(0, "/");
+      }
+      scheme = header(h, "x-forwarded-proto");
+      break;
+  }
+  if (target.empty()) {
+    why = "no original URI (send X-Original-URI or X-Forwarded-Uri)";
+    return std::nullopt;
+  }
+  if (method.empty()) method = in.method;
+  if (host.empty()) host = header(h, "host");
+  if (scheme.empty()) scheme = "http";
+
+  auto parsed = engine::parseTarget(target);
+  if (!parsed) {
+    why = "the original URI is not a valid origin-form path";
+    return std::nullopt;
+  }
+  for (char& c : method) c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
+  req.method = std::move(method);
+  req.scheme = toLower(scheme);
+  req.host = engine::normalizeHost(host);
+  req.path = std::move(parsed->path);
+  req.query = std::move(parsed->query);
+  req.client_ip = clientIp(h, config, in.peer);
+  req.headers = std::move(in.headers);
+  return req;
+}
+
+HttpOut AuthzFrontend::handle(HttpIn& in) {
+  const auto snapshot = gatekeeper_.snapshot();
+  std::string why;
+  auto request = originalRequest(in, snapshot->settings.authz, why);
+  HttpOut out;
+  if (!request) {
+    engine::Request bad;
+    bad.listener = "authz";
+    bad.method = in.method;
+    bad.client_ip = in.peer;
+    const auto ev = gatekeeper_.reject(bad, Reason::kBadRequest, why);
+    out.status = ev.decision.status;
+    out.body = "bad request: " + why + "\n";
+    return out;
+  }
+  request->listener = "authz";
+  if (const auto* id = request->headers.find("x-request-id")) {
+    request->request_id = headerSafe(std::string_view(*id).substr(0, 128));
+  }
+  const engine::Evaluation ev = gatekeeper_.decide(*request);
+  const engine::Decision& d = ev.decision;
+  out.status = d.status;
+  out.headers.emplace_back("X-Request-Id", request->request_id);
+  if (d.allow) {
+    for (const auto& h : d.upstream_headers) out.headers.push_back(h);
+    return out;
+  }
+  for (const auto& h : d.response_headers) out.headers.push_back(h);
+  const ReasonInfo& info = reasonInfo(d.reason);
+  out.body = d.expose_reason ? std::string(info.description) + "\n"
+                             : std::string(d.status == 401   ? "unauthorized\n"
+                                           : d.status == 403 ? "forbidden\n"
+                                                             : "unavailable\n");
+  return out;
+}
+
+}  // namespace portcullis::frontends

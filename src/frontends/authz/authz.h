@@ -1,0 +1,29 @@
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "engine/gatekeeper.h"
+#include "frontends/http_server.h"
+
+namespace portcullis::frontends {
+
+// The forward-auth front door (nginx auth_request, Traefik forwardAuth, Envoy ext_authz
+// HTTP service, Caddy forward_auth). Translates the auth request into the original
+// request's view, asks the gatekeeper, and answers 200 + identity headers, or the deny
+// status + WWW-Authenticate. No policy logic lives here (STYLE.md §2).
+class AuthzFrontend final {
+ public:
+  explicit AuthzFrontend(engine::Gatekeeper& gatekeeper) : gatekeeper_(gatekeeper) {}
+  HttpOut handle(HttpIn& in);
+
+ private:
+  engine::Gatekeeper& gatekeeper_;
+};
+
+// Rebuilds the original request from an auth request (exposed for unit tests).
+// Returns nullopt, with `why` set, when it cannot (the front door then answers 400).
+std::optional<engine::Request> originalRequest(HttpIn& in, const engine::Settings::Authz& config,
+                                               std::string& why);
+
+}  // namespace portcullis::frontends

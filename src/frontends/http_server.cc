@@ -1,0 +1,164 @@
+#include "frontends/http_server.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+#include "audit/metrics.h"
+#include "net/workers.h"
+
+namespace portcullis::frontends {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using asio::ip::tcp;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+// Decrements the listener's connection count when the connection ends, however it ends.
+struct ConnectionSlot {
+  explicit ConnectionSlot(HttpListenerState& s) : state(s) {}
+  ~ConnectionSlot() { state.connections.fetch_sub(1, std::memory_order_relaxed); }
+  HttpListenerState& state;
+};
+
+http::response<http::string_body> toResponse(HttpOut&& out, unsigned version, bool keep_alive) {
+  http::response<http::string_body> res{static_cast<http::status>(out.status), version};
+  res.set(http::field::server, "portcullis");
+  for (auto& [name, value] : out.headers) res.insert(name, value);
+  if (!out.body.empty()) res.set(http::field::content_type, out.content_type);
+  res.body() = std::move(out.body);
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  return res;
+}
+
+HttpOut errorOut(int status, std::string body) {
+  HttpOut out;
+  out.status = status;
+  out.body = std::move(body);
+  return out;
+}
+
+asio::awaitable<void> writeAndClose(beast::tcp_stream& stream, HttpOut out,
+                                    std::chrono::milliseconds timeout) {
+  auto res = toResponse(std::move(out), 11, false);
+  stream.expires_after(timeout);
+  co_await http::async_write(stream, res, kNoThrow);
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerState> state) {
+  ConnectionSlot slot(*state);
+  beast::error_code ec;
+  const auto remote = socket.remote_endpoint(ec);
+  if (ec) co_return;
+  const IpAddress peer = net::toIpAddress(remote.address());
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer(8192);
+  const HttpLimits& limits = state->limits;
+
+  for (;;) {
+    if (buffer.size() == 0) {
+      // Keep-alive: wait for the first byte of the next request under the idle timeout.
+      stream.expires_after(limits.idle_timeout);
+      auto [read_ec, n] = co_await stream.async_read_some(buffer.prepare(4096), kNoThrow);
+      if (read_ec) co_return;  // closed, reset or idle: nothing to answer
+      buffer.commit(n);
+    }
+
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
+    parser.body_limit(limits.max_body_bytes);
+    stream.expires_after(limits.header_timeout);
+    auto [read_ec, n] = co_await http::async_read(stream, buffer, parser, kNoThrow);
+    (void)n;
+    if (read_ec) {
+      if (state->bad_requests != nullptr) state->bad_requests->inc();
+      if (read_ec == beast::error::timeout || read_ec == http::error::end_of_stream ||
+          read_ec == asio::error::eof || read_ec == asio::error::connection_reset) {
+        co_return;  // slow or gone: close without a word
+      }
+      const bool too_large = read_ec == http::error::header_limit;
+      const bool body_too_large = read_ec == http::error::body_limit;
+      co_await writeAndClose(stream,
+                             errorOut(too_large ? 431 : body_too_large ? 413 : 400,
+                                      too_large ? "request header fields too large\n"
+                                                : body_too_large ? "payload too large\n"
+                                                                 : "bad request\n"),
+                             limits.header_timeout);
+      co_return;
+    }
+
+    auto& req = parser.get();
+    HttpIn in;
+    in.method = std::string(req.method_string());
+    in.target = std::string(req.target());
+    in.peer = peer;
+    for (const auto& field : req) in.headers.add(field.name_string(), field.value());
+
+    HttpOut out = state->handler.sync ? state->handler.sync(in) : co_await state->handler.async(in);
+    const bool keep_alive = req.keep_alive();
+    auto res = toResponse(std::move(out), req.version(), keep_alive);
+    stream.expires_after(limits.header_timeout);
+    auto [write_ec, written] = co_await http::async_write(stream, res, kNoThrow);
+    (void)written;
+    if (write_ec) co_return;
+    if (!keep_alive) {
+      stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+      co_return;
+    }
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<HttpListenerState> makeListenerState(std::string name, HttpHandler handler,
+                                                     HttpLimits limits, audit::Metrics& metrics) {
+  auto state = std::make_shared<HttpListenerState>();
+  const std::string label = "listener=\"" + name + "\"";
+  state->name = std::move(name);
+  state->handler = std::move(handler);
+  state->limits = limits;
+  state->accepted =
+      &metrics.counter("portcullis_connections_accepted_total", "Connections accepted", label);
+  state->rejected = &metrics.counter("portcullis_connections_rejected_total",
+                                     "Connections closed at once: over limits.max_connections", label);
+  state->bad_requests = &metrics.counter(
+      "portcullis_http_bad_requests_total",
+      "Requests that were malformed, too large or too slow; their connection was closed", label);
+  return state;
+}
+
+asio::awaitable<void> acceptLoop(tcp::acceptor& acceptor, std::shared_ptr<HttpListenerState> state) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(kNoThrow);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+      // EMFILE and friends: log, back off a little, keep accepting.
+      spdlog::warn("{}: accept failed: {}", state->name, ec.message());
+      asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(50));
+      co_await pause.async_wait(kNoThrow);
+      continue;
+    }
+    const auto open = state->connections.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (open > state->limits.max_connections) {
+      state->connections.fetch_sub(1, std::memory_order_relaxed);
+      if (state->rejected != nullptr) state->rejected->inc();
+      beast::error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    if (state->accepted != nullptr) state->accepted->inc();
+    socket.set_option(tcp::no_delay(true), ec);
+    asio::co_spawn(acceptor.get_executor(), session(std::move(socket), state), asio::detached);
+  }
+}
+
+}  // namespace portcullis::frontends

@@ -1,0 +1,78 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "common/ip.h"
+#include "engine/request.h"
+
+namespace portcullis::audit {
+class Counter;
+class Metrics;
+}  // namespace portcullis::audit
+
+namespace portcullis::frontends {
+
+namespace asio = boost::asio;
+
+// One parsed HTTP/1.1 request, as the server hands it to a front door. Beast stays inside
+// http_server.cc (it costs seconds per translation unit).
+struct HttpIn {
+  std::string method;
+  std::string target;
+  engine::Headers headers;
+  IpAddress peer;
+};
+
+struct HttpOut {
+  int status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string content_type = "text/plain; charset=utf-8";
+};
+
+// A front door's request handler. `sync` runs inline on the worker's loop (it must not
+// block); `async` may suspend (e.g. to hop to the control thread). Exactly one is set.
+struct HttpHandler {
+  std::function<HttpOut(HttpIn&)> sync;
+  std::function<asio::awaitable<HttpOut>(HttpIn&)> async;
+};
+
+struct HttpLimits {
+  std::size_t max_header_bytes = 16 * 1024;
+  std::size_t max_body_bytes = 64 * 1024;  // bodies are read and discarded
+  std::chrono::milliseconds header_timeout{10'000};  // first byte to end of headers
+  std::chrono::milliseconds idle_timeout{60'000};    // keep-alive wait for the next request
+  std::uint64_t max_connections = 10'000;
+};
+
+// Shared by every worker's acceptor for one listener.
+struct HttpListenerState {
+  std::string name;  // "authz", "admin"
+  HttpHandler handler;
+  HttpLimits limits;
+  std::atomic<std::uint64_t> connections{0};
+  audit::Counter* accepted = nullptr;
+  audit::Counter* rejected = nullptr;     // over max_connections
+  audit::Counter* bad_requests = nullptr;  // malformed, too large, timed out
+};
+
+std::shared_ptr<HttpListenerState> makeListenerState(std::string name, HttpHandler handler,
+                                                     HttpLimits limits, audit::Metrics& metrics);
+
+// Accepts connections until the acceptor is closed; one coroutine per connection owns its
+// socket. Keep-alive, bounded header size, header and idle timeouts (slow-loris clients
+// are closed), and a 400/431 then close for anything malformed.
+asio::awaitable<void> acceptLoop(asio::ip::tcp::acceptor& acceptor,
+                                 std::shared_ptr<HttpListenerState> state);
+
+}  // namespace portcullis::frontends

@@ -1,0 +1,47 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "common/result.h"
+#include "identity/jwk.h"
+
+namespace portcullis::identity {
+
+// What a provider demands of a token, compiled from config once.
+struct VerifyPolicy {
+  std::string issuer;                  // exact match with `iss`; empty = not checked
+  std::vector<std::string> audiences;  // `aud` (string or array) must contain one; empty = not checked
+  std::vector<Alg> algorithms;         // allow-list; a token whose alg is not here is rejected
+  std::chrono::seconds leeway{0};      // applied to exp, nbf and iat
+  bool require_exp = true;
+  std::size_t max_token_bytes = 16 * 1024;  // longer tokens are rejected before any parsing
+};
+
+struct VerifiedToken {
+  Alg alg;
+  std::string kid;
+  std::shared_ptr<const nlohmann::json> claims;  // the payload object
+};
+
+// Verifies a compact JWS (RFC 7515 §7.1) and validates its registered claims (RFC 7519 §4.1).
+// Checks, in order: size, exactly three segments, strict base64url, header is a JSON object
+// without duplicate keys, `alg` allowed (never `none`), `crit` absent or empty of unknown
+// names, key found for kid/alg, signature, payload is a JSON object without duplicate keys,
+// exp/nbf/iat (numbers; leeway), iss, aud. `now` is Unix seconds.
+// Errors carry the precise Reason (token_malformed, algorithm_not_allowed, key_not_found,
+// signature_invalid, token_expired, token_not_yet_valid, token_issued_in_future,
+// claim_invalid, issuer_mismatch, audience_mismatch). Thread-safe; never throws.
+Result<VerifiedToken> verifyJwt(std::string_view token, const KeySet& keys,
+                                const VerifyPolicy& policy, std::int64_t now);
+
+// Signs `claims` (a JSON object) as a compact JWS with `key`, which must be able to sign
+// with `alg`. For `portcullis token` and tests; not on the request path.
+Result<std::string> signJwt(const nlohmann::json& claims, const Key& key, Alg alg);
+
+}  // namespace portcullis::identity
