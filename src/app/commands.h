@@ -9,7 +9,7 @@ namespace portcullis::app {
 
 // Exit codes shared by every subcommand.
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitDenied = 1;      // eval: denied; test: a case failed
+inline constexpr int kExitDenied = 1;       // eval: denied; test: a case failed
 inline constexpr int kExitConfigError = 2;  // bad config, bad arguments, cannot start
 
 struct ServeOptions {

@@ -11,7 +11,8 @@ int main(int argc, char** argv) {
   cli.set_version_flag("--version", PORTCULLIS_VERSION);
 
   ServeOptions serve;
-  auto* serve_cmd = cli.add_subcommand("serve", "Run the listeners; SIGHUP or a file change reloads");
+  auto* serve_cmd =
+      cli.add_subcommand("serve", "Run the listeners; SIGHUP or a file change reloads");
   serve_cmd->add_option("-c,--config", serve.config, "Policy file")->required();
   serve_cmd->add_option("--ready-file", serve.ready_file,
                         "Write the bound listener addresses here as JSON once serving");

@@ -32,9 +32,10 @@ class FixedClock final : public Clock {
 };
 
 std::shared_ptr<const engine::PolicySnapshot> loadOrReport(const std::string& config,
-                                                          audit::Metrics& metrics) {
+                                                           audit::Metrics& metrics) {
   auto loaded = config::loadPolicy(config, metrics, SystemClock().unixSeconds());
-  for (const auto& e : loaded.errors) std::cerr << e.toString() << "\n";
+  for (const auto& e : loaded.errors)
+    std::cerr << e.toString() << "\n";
   return loaded.snapshot;
 }
 
@@ -60,7 +61,8 @@ std::optional<engine::Request> requestFromUrl(const std::string& method, const s
   req.path = std::move(parsed->path);
   req.query = std::move(parsed->query);
   req.method = method;
-  for (char& c : req.method) c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
+  for (char& c : req.method)
+    c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
   return req;
 }
 
@@ -79,8 +81,10 @@ void printDecision(const engine::Evaluation& ev) {
   std::cout << "\n";
   std::cout << "route: " << (ev.route ? ev.route->name : std::string("(none)")) << "\n";
   if (!d.detail.empty()) std::cout << "detail: " << d.detail << "\n";
-  for (const auto& [n, v] : d.upstream_headers) std::cout << "upstream " << n << ": " << v << "\n";
-  for (const auto& [n, v] : d.response_headers) std::cout << "response " << n << ": " << v << "\n";
+  for (const auto& [n, v] : d.upstream_headers)
+    std::cout << "upstream " << n << ": " << v << "\n";
+  for (const auto& [n, v] : d.response_headers)
+    std::cout << "response " << n << ": " << v << "\n";
 }
 
 // Parses "1h", "-10m" (signed durations, for token lifetimes in tests).
@@ -102,8 +106,7 @@ Result<std::string> mint(const std::string& key_file, const std::string& alg_nam
   auto key = identity::Key::fromJwk(buf.str(), true);
   if (!key) return fail(Reason::kInternalError, key_file + ": " + key.error().message);
   if (!key->canSign()) return fail(Reason::kInternalError, key_file + " holds no private key");
-  std::optional<identity::Alg> alg =
-      alg_name.empty() ? key->alg() : identity::parseAlg(alg_name);
+  std::optional<identity::Alg> alg = alg_name.empty() ? key->alg() : identity::parseAlg(alg_name);
   if (!alg) return fail(Reason::kInternalError, "say --alg (the key names none, or it is unknown)");
   return identity::signJwt(claims, *key, *alg);
 }
@@ -113,9 +116,11 @@ Result<std::string> mint(const std::string& key_file, const std::string& alg_nam
 int runCheck(const std::string& config) {
   audit::Metrics metrics;
   auto loaded = config::loadPolicy(config, metrics, SystemClock().unixSeconds());
-  for (const auto& e : loaded.errors) std::cerr << e.toString() << "\n";
+  for (const auto& e : loaded.errors)
+    std::cerr << e.toString() << "\n";
   if (!loaded.errors.empty()) return kExitConfigError;
-  for (const auto& w : loaded.warnings) std::cerr << "warning: " << w << "\n";
+  for (const auto& w : loaded.warnings)
+    std::cerr << "warning: " << w << "\n";
   std::cout << fmt::format("{}: ok, policy {}: {} route(s), {} provider(s)\n", config,
                            loaded.snapshot->version, loaded.snapshot->routes.size(),
                            loaded.snapshot->providers.size());
@@ -256,7 +261,8 @@ int runTest(const std::string& config, const std::vector<std::string>& case_file
         }
       }
       if (const auto c = top.get("cases"); c.IsSequence()) {
-        for (const auto& item : c) cases.push_back(item);
+        for (const auto& item : c)
+          cases.push_back(item);
       } else {
         diag.error(root, "a test file needs a 'cases' list");
       }
@@ -269,7 +275,9 @@ int runTest(const std::string& config, const std::vector<std::string>& case_file
       config::MapReader rq(diag, tc.get("request"), "request");
       config::MapReader ex(diag, tc.get("expect"), "expect");
       const std::string method =
-          rq.get("method").IsDefined() ? config::readString(diag, rq.get("method"), "method").value_or("GET") : "GET";
+          rq.get("method").IsDefined()
+              ? config::readString(diag, rq.get("method"), "method").value_or("GET")
+              : "GET";
       const std::string url = config::readString(diag, rq.get("url"), "url").value_or("");
       std::string why;
       auto req = requestFromUrl(method, url, why);
@@ -289,13 +297,16 @@ int runTest(const std::string& config, const std::vector<std::string>& case_file
         config::MapReader hm(diag, h, "headers");
         for (auto it = h.begin(); hm.valid() && it != h.end(); ++it) {
           hm.get(it->first.Scalar());
-          if (auto v = config::readString(diag, it->second, "header")) req->headers.add(it->first.Scalar(), *v);
+          if (auto v = config::readString(diag, it->second, "header"))
+            req->headers.add(it->first.Scalar(), *v);
         }
       }
-      req->client_ip = IpAddress::parse(
-          rq.get("source_ip").IsDefined()
-              ? config::readString(diag, rq.get("source_ip"), "source_ip").value_or("")
-              : "127.0.0.1").value_or(IpAddress::v4(0x7f000001));
+      req->client_ip =
+          IpAddress::parse(
+              rq.get("source_ip").IsDefined()
+                  ? config::readString(diag, rq.get("source_ip"), "source_ip").value_or("")
+                  : "127.0.0.1")
+              .value_or(IpAddress::v4(0x7f000001));
       req->listener = "test";
       if (!diag.ok()) break;
 
@@ -304,7 +315,8 @@ int runTest(const std::string& config, const std::vector<std::string>& case_file
       std::vector<std::string> diffs;
       if (const auto s = ex.get("status"); s.IsDefined()) {
         const auto want = config::readInt(diag, s, "status", 100, 599);
-        if (want && *want != d.status) diffs.push_back(fmt::format("status: expected {}, got {}", *want, d.status));
+        if (want && *want != d.status)
+          diffs.push_back(fmt::format("status: expected {}, got {}", *want, d.status));
       }
       if (const auto r = ex.get("reason"); r.IsDefined()) {
         const auto want = config::readString(diag, r, "reason");
@@ -315,7 +327,8 @@ int runTest(const std::string& config, const std::vector<std::string>& case_file
       if (const auto r = ex.get("route"); r.IsDefined()) {
         const auto want = config::readString(diag, r, "route");
         const std::string got = ev.route ? ev.route->name : "";
-        if (want && *want != got) diffs.push_back(fmt::format("route: expected {}, got {}", *want, got));
+        if (want && *want != got)
+          diffs.push_back(fmt::format("route: expected {}, got {}", *want, got));
       }
       if (const auto h = ex.get("headers"); h.IsDefined()) {
         config::MapReader hm(diag, h, "expected headers");
@@ -341,12 +354,14 @@ int runTest(const std::string& config, const std::vector<std::string>& case_file
       } else {
         ++failed;
         std::cout << "FAIL " << name << "\n";
-        for (const auto& line : diffs) std::cout << "     " << line << "\n";
+        for (const auto& line : diffs)
+          std::cout << "     " << line << "\n";
         std::cout << "     decided: " << (d.allow ? "allow" : "deny") << " " << d.status << " "
                   << reasonName(d.reason) << (d.detail.empty() ? "" : " — " + d.detail) << "\n";
       }
     }
-    for (const auto& e : diag.errors()) std::cerr << e.toString() << "\n";
+    for (const auto& e : diag.errors())
+      std::cerr << e.toString() << "\n";
     if (!diag.ok()) bad_file = true;
   }
   std::cout << fmt::format("{} passed, {} failed\n", passed, failed);

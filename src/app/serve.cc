@@ -7,14 +7,14 @@
 #include <iostream>
 #include <map>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include "app/commands.h"
 #include "audit/audit.h"
@@ -31,7 +31,9 @@ namespace {
 
 namespace asio = boost::asio;
 
-std::int64_t unixNow() { return SystemClock().unixSeconds(); }
+std::int64_t unixNow() {
+  return SystemClock().unixSeconds();
+}
 
 // Identity of a file's current content as cheaply as stat allows; a change in any field
 // (including a new inode from an atomic rename, the Kubernetes secret pattern) is a change.
@@ -45,8 +47,9 @@ struct FileStamp {
 FileStamp stampOf(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return {};
-  return FileStamp{static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
-                   static_cast<std::int64_t>(st.st_size), static_cast<std::uint64_t>(st.st_ino)};
+  return FileStamp{
+      static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
+      static_cast<std::int64_t>(st.st_size), static_cast<std::uint64_t>(st.st_ino)};
 }
 
 // Owns reloads. Runs only on the control thread, so reloads never overlap.
@@ -56,7 +59,8 @@ class Reloader final {
       : config_(std::move(config)),
         gatekeeper_(gatekeeper),
         metrics_(metrics),
-        ok_(metrics.counter("portcullis_reloads_total", "Policy reloads by result", "result=\"ok\"")),
+        ok_(metrics.counter("portcullis_reloads_total", "Policy reloads by result",
+                            "result=\"ok\"")),
         failed_(metrics.counter("portcullis_reloads_total", "Policy reloads by result",
                                 "result=\"error\"")) {
     watch(gatekeeper.snapshot()->files);
@@ -69,14 +73,17 @@ class Reloader final {
     watch(result.files);
     if (!result.errors.empty()) {
       failed_.inc();
-      for (const auto& e : result.errors) report.errors.push_back(e.toString());
+      for (const auto& e : result.errors)
+        report.errors.push_back(e.toString());
       spdlog::error("reload ({}) failed; still serving policy {}: {} problem(s)", trigger,
                     current->version, report.errors.size());
-      for (const auto& e : report.errors) spdlog::error("  {}", e);
+      for (const auto& e : report.errors)
+        spdlog::error("  {}", e);
       report.version = current->version;
       return report;
     }
-    for (const auto& w : result.warnings) spdlog::warn("{}", w);
+    for (const auto& w : result.warnings)
+      spdlog::warn("{}", w);
     report.ok = true;
     report.version = result.snapshot->version;
     ok_.inc();
@@ -115,7 +122,8 @@ class Reloader final {
  private:
   void watch(const std::vector<std::string>& files) {
     std::map<std::string, FileStamp> next;
-    for (const auto& f : files) next[f] = stampOf(f);
+    for (const auto& f : files)
+      next[f] = stampOf(f);
     stamps_ = std::move(next);
   }
 
@@ -154,12 +162,14 @@ int runServe(const ServeOptions& options) {
   audit::Metrics metrics;
   auto loaded = config::loadPolicy(options.config, metrics, unixNow());
   if (!loaded.errors.empty()) {
-    for (const auto& e : loaded.errors) std::cerr << e.toString() << "\n";
+    for (const auto& e : loaded.errors)
+      std::cerr << e.toString() << "\n";
     std::cerr << "portcullis: not starting: " << loaded.errors.size() << " problem(s) in "
               << options.config << "\n";
     return kExitConfigError;
   }
-  for (const auto& w : loaded.warnings) spdlog::warn("{}", w);
+  for (const auto& w : loaded.warnings)
+    spdlog::warn("{}", w);
   const auto& settings = loaded.snapshot->settings;
   if (settings.listeners.authz.empty() && settings.listeners.admin.empty()) {
     std::cerr << options.config << ": no listener configured (listeners.authz, listeners.admin)\n";
@@ -193,8 +203,8 @@ int runServe(const ServeOptions& options) {
       asio::co_spawn(a->get_executor(), frontends::acceptLoop(*a, state), asio::detached);
       acceptors.push_back(std::move(a));
     }
-    bound["authz"] = fmt::format("{}:{}", listeners->endpoint.address().to_string(),
-                                 listeners->endpoint.port());
+    bound["authz"] =
+        fmt::format("{}:{}", listeners->endpoint.address().to_string(), listeners->endpoint.port());
   }
 
   std::unique_ptr<frontends::AdminFrontend> admin;
@@ -204,8 +214,8 @@ int runServe(const ServeOptions& options) {
       std::cerr << "portcullis: admin: " << listeners.error().message << "\n";
       return kExitConfigError;
     }
-    bound["admin"] = fmt::format("{}:{}", listeners->endpoint.address().to_string(),
-                                 listeners->endpoint.port());
+    bound["admin"] =
+        fmt::format("{}:{}", listeners->endpoint.address().to_string(), listeners->endpoint.port());
     frontends::AdminFrontend::Options admin_options;
     admin_options.listeners_json = bound.dump();
     admin_options.started_at = unixNow();
@@ -218,7 +228,8 @@ int runServe(const ServeOptions& options) {
           },
           asio::use_awaitable);
     };
-    admin = std::make_unique<frontends::AdminFrontend>(gatekeeper, metrics, std::move(admin_options));
+    admin =
+        std::make_unique<frontends::AdminFrontend>(gatekeeper, metrics, std::move(admin_options));
     frontends::HttpHandler handler;
     handler.async = [&admin](frontends::HttpIn& in) { return admin->handle(in); };
     frontends::HttpLimits limits = httpLimits(settings.limits);

@@ -6,8 +6,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "audit/metrics.h"
 
@@ -108,9 +108,10 @@ void StreamSink::write(std::string line) {
     if (now != last_drop_log_) {
       last_drop_log_ = now;
       lock.unlock();
-      spdlog::warn("audit: sink {} is not keeping up; dropped lines are counted in "
-                   "portcullis_audit_dropped_total (now {})",
-                   target_, dropped_.value());
+      spdlog::warn(
+          "audit: sink {} is not keeping up; dropped lines are counted in "
+          "portcullis_audit_dropped_total (now {})",
+          target_, dropped_.value());
     }
     return;
   }
@@ -155,7 +156,8 @@ void StreamSink::run() {
     has_room_.notify_all();
 
     buffer.clear();
-    for (const auto& line : batch) buffer += line;
+    for (const auto& line : batch)
+      buffer += line;
     std::size_t off = 0;
     while (off < buffer.size()) {
       const ssize_t n = ::write(fd_, buffer.data() + off, buffer.size() - off);

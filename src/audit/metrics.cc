@@ -12,7 +12,8 @@ Histogram::Histogram(std::vector<double> bounds)
 
 void Histogram::observe(double value) {
   std::size_t i = 0;
-  while (i < bounds_.size() && value > bounds_[i]) ++i;
+  while (i < bounds_.size() && value > bounds_[i])
+    ++i;
   buckets_[i].fetch_add(1, std::memory_order_relaxed);
   count_.fetch_add(1, std::memory_order_relaxed);
   sum_micro_.fetch_add(static_cast<std::uint64_t>(std::llround(value * 1e6)),
@@ -89,8 +90,9 @@ std::string Metrics::render() const {
         cumulative += h->bucket(i);
         const std::string le =
             i < h->bounds().size() ? number(h->bounds()[i]) : std::string("+Inf");
-        out += fmt::format("{} {}\n", series(name + "_bucket", withLabel(labels, "le=\"" + le + "\"")),
-                           cumulative);
+        out +=
+            fmt::format("{} {}\n", series(name + "_bucket", withLabel(labels, "le=\"" + le + "\"")),
+                        cumulative);
       }
       out += fmt::format("{} {}\n", series(name + "_sum", labels), number(h->sum()));
       out += fmt::format("{} {}\n", series(name + "_count", labels), h->count());

@@ -44,7 +44,8 @@ class Histogram final {
 class Metrics final {
  public:
   // `labels` is the rendered label set without braces, e.g. `route="orders",outcome="allow"`.
-  Counter& counter(const std::string& name, const std::string& help, const std::string& labels = {});
+  Counter& counter(const std::string& name, const std::string& help,
+                   const std::string& labels = {});
   Histogram& histogram(const std::string& name, const std::string& help, std::vector<double> bounds,
                        const std::string& labels = {});
   // A gauge read at render time. `read` must stay callable for the registry's lifetime.

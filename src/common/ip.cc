@@ -60,8 +60,8 @@ std::optional<Cidr> Cidr::parse(std::string_view text) {
   if (slash != std::string_view::npos) {
     const std::string_view digits = text.substr(slash + 1);
     const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), prefix);
-    if (ec != std::errc() || ptr != digits.data() + digits.size() || digits.empty() ||
-        prefix < 0 || prefix > max) {
+    if (ec != std::errc() || ptr != digits.data() + digits.size() || digits.empty() || prefix < 0 ||
+        prefix > max) {
       return std::nullopt;
     }
   }
@@ -83,7 +83,9 @@ bool Cidr::contains(const IpAddress& ip) const {
   return (a[full] & mask) == (b[full] & mask);
 }
 
-std::string Cidr::toString() const { return base_.toString() + "/" + std::to_string(prefix_); }
+std::string Cidr::toString() const {
+  return base_.toString() + "/" + std::to_string(prefix_);
+}
 
 }  // namespace portcullis
 

@@ -44,7 +44,9 @@ struct ReasonInfo {
 };
 
 const ReasonInfo& reasonInfo(Reason reason);
-inline std::string_view reasonName(Reason reason) { return reasonInfo(reason).name; }
+inline std::string_view reasonName(Reason reason) {
+  return reasonInfo(reason).name;
+}
 std::optional<Reason> reasonFromName(std::string_view name);
 
 }  // namespace portcullis

@@ -128,7 +128,8 @@ class Compiler final {
       if (!s) return;
       if (!parseHostPort(*s)) {
         diag_.error(v, fmt::format("listeners.{}: '{}' is not an address (IP:PORT, [IPv6]:PORT, "
-                                   "localhost:PORT or *:PORT)", key, *s));
+                                   "localhost:PORT or *:PORT)",
+                                   key, *s));
         return;
       }
       out = *s;
@@ -199,7 +200,8 @@ class Compiler final {
       }
     }
     if (const auto v = map.get("queue"); v.IsDefined()) {
-      if (auto n = readInt(diag_, v, "audit.queue", 1, 10'000'000)) a.queue = static_cast<std::uint64_t>(*n);
+      if (auto n = readInt(diag_, v, "audit.queue", 1, 10'000'000))
+        a.queue = static_cast<std::uint64_t>(*n);
     }
     readMillis(map, "block_timeout", "audit.block_timeout", a.block_timeout);
   }
@@ -278,9 +280,12 @@ class Compiler final {
           if (!set) {
             diag_.error(v, fmt::format("{}: {}", *path, set.error().message));
           } else {
-            for (const auto& s : skipped) diag_.warn(fmt::format("{}: {}: key skipped: {}", what, *path, s));
-            if (set->size() == 0) diag_.error(v, fmt::format("{}: no usable key in {}", what, *path));
-            for (const auto& k : set->keys()) keys.push_back(k);
+            for (const auto& s : skipped)
+              diag_.warn(fmt::format("{}: {}: key skipped: {}", what, *path, s));
+            if (set->size() == 0)
+              diag_.error(v, fmt::format("{}: no usable key in {}", what, *path));
+            for (const auto& k : set->keys())
+              keys.push_back(k);
             has_asymmetric = set->size() > 0;
           }
         }
@@ -308,8 +313,9 @@ class Compiler final {
           const YAML::Node at = v.IsSequence() ? v[i] : v;
           const auto alg = identity::parseAlg(n);
           if (!alg) {
-            diag_.error(at, fmt::format("{}.algorithms: '{}' is not a supported algorithm{}", what, n,
-                                        iequals(n, "none") ? " (`none` is never accepted)" : ""));
+            diag_.error(at,
+                        fmt::format("{}.algorithms: '{}' is not a supported algorithm{}", what, n,
+                                    iequals(n, "none") ? " (`none` is never accepted)" : ""));
           } else if (identity::isHmac(*alg) && !map.get("hmac_secret").IsDefined()) {
             diag_.error(at, fmt::format("{}.algorithms: {} needs hmac_secret", what, n));
           } else {
@@ -361,7 +367,8 @@ class Compiler final {
           using Kind = identity::TokenSource::Kind;
           if (arg.empty()) {
             diag_.error(at, fmt::format("{}.token_from: '{}' must be header:NAME, cookie:NAME or "
-                                        "query:NAME", what, s));
+                                        "query:NAME",
+                                        what, s));
           } else if (kind == "header") {
             options.token_from.push_back({Kind::kBearerHeader, toLower(arg)});
           } else if (kind == "cookie") {
@@ -369,8 +376,9 @@ class Compiler final {
           } else if (kind == "query") {
             options.token_from.push_back({Kind::kQuery, arg});
           } else {
-            diag_.error(at, fmt::format("{}.token_from: unknown source '{}' (header, cookie, query)",
-                                        what, kind));
+            diag_.error(
+                at, fmt::format("{}.token_from: unknown source '{}' (header, cookie, query)", what,
+                                kind));
           }
         }
       }
@@ -406,10 +414,12 @@ class Compiler final {
     MapReader map(diag_, node, "rbac");
     auto& rbac = snapshot_->rbac;
     if (const auto v = map.get("groups_claim"); v.IsDefined()) {
-      if (auto s = readString(diag_, v, "rbac.groups_claim")) rbac.groups_claim = identity::ClaimPath(*s);
+      if (auto s = readString(diag_, v, "rbac.groups_claim"))
+        rbac.groups_claim = identity::ClaimPath(*s);
     }
     if (const auto v = map.get("scopes_claim"); v.IsDefined()) {
-      if (auto s = readString(diag_, v, "rbac.scopes_claim")) rbac.scopes_claim = identity::ClaimPath(*s);
+      if (auto s = readString(diag_, v, "rbac.scopes_claim"))
+        rbac.scopes_claim = identity::ClaimPath(*s);
     }
     const auto roles = map.get("roles");
     if (!roles.IsDefined()) return;
@@ -467,7 +477,8 @@ class Compiler final {
     } else {
       diag_.error(node, fmt::format("routes[{}] needs a 'name'", index));
     }
-    const std::string what = route.name.empty() ? fmt::format("routes[{}]", index) : "route " + route.name;
+    const std::string what =
+        route.name.empty() ? fmt::format("routes[{}]", index) : "route " + route.name;
 
     compileMatch(map.get("match"), what, route.match);
 
@@ -519,19 +530,22 @@ class Compiler final {
       diag_.error(node, what + " requires roles, scopes or claims but does not authenticate");
     }
     if (anonymous && route.allow && !explicit_allow) {
-      diag_.error(node, what + " has no 'authenticate': say 'allow: true' to make it public, or "
-                               "'allow: false' to deny it");
+      diag_.error(node, what +
+                            " has no 'authenticate': say 'allow: true' to make it public, or "
+                            "'allow: false' to deny it");
     }
     for (const auto& h : route.set_headers) {
       if (anonymous && h.value.needsIdentity()) {
         diag_.error(node, fmt::format("{}: header {} uses the identity but the route does not "
-                                      "authenticate", what, h.name));
+                                      "authenticate",
+                                      what, h.name));
       }
     }
     for (const auto& role : route.require.roles_any) {
       const auto& roles = snapshot_->rbac.roles;
       if (std::none_of(roles.begin(), roles.end(), [&](const auto& r) { return r.name == role; })) {
-        diag_.error(map.get("require"), fmt::format("{}: role '{}' is not defined in rbac.roles", what, role));
+        diag_.error(map.get("require"),
+                    fmt::format("{}: role '{}' is not defined in rbac.roles", what, role));
       }
     }
     return diag_.errors().size() == errors_before;
@@ -544,7 +558,8 @@ class Compiler final {
         for (std::size_t i = 0; i < list->size(); ++i) {
           auto h = engine::HostPattern::compile((*list)[i]);
           if (!h) {
-            diag_.error(v.IsSequence() ? v[i] : v, fmt::format("host '{}': {}", (*list)[i], h.error().message));
+            diag_.error(v.IsSequence() ? v[i] : v,
+                        fmt::format("host '{}': {}", (*list)[i], h.error().message));
           } else {
             match.hosts.push_back(std::move(*h));
           }
@@ -556,7 +571,8 @@ class Compiler final {
         for (std::size_t i = 0; i < list->size(); ++i) {
           auto p = engine::PathPattern::compile((*list)[i]);
           if (!p) {
-            diag_.error(v.IsSequence() ? v[i] : v, fmt::format("path '{}': {}", (*list)[i], p.error().message));
+            diag_.error(v.IsSequence() ? v[i] : v,
+                        fmt::format("path '{}': {}", (*list)[i], p.error().message));
           } else {
             match.paths.push_back(std::move(*p));
           }

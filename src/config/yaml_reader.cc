@@ -59,7 +59,9 @@ void Diagnostics::hash(std::string_view bytes) {
   hash_input_.append(bytes);
 }
 
-std::string Diagnostics::contentHash() const { return sha256Hex(hash_input_).substr(0, 16); }
+std::string Diagnostics::contentHash() const {
+  return sha256Hex(hash_input_).substr(0, 16);
+}
 
 std::optional<std::string> Diagnostics::resolveSecrets(const YAML::Node& node, std::string value) {
   std::size_t pos = 0;
@@ -138,8 +140,10 @@ MapReader::~MapReader() {
     const std::string& key = it->first.Scalar();
     if (known_.count(key) == 0) {
       std::string known;
-      for (const auto& k : known_) known += (known.empty() ? "" : ", ") + k;
-      diag_.error(it->first, fmt::format("unknown key '{}' in {} (known keys: {})", key, what_, known));
+      for (const auto& k : known_)
+        known += (known.empty() ? "" : ", ") + k;
+      diag_.error(it->first,
+                  fmt::format("unknown key '{}' in {} (known keys: {})", key, what_, known));
     }
   }
 }
@@ -163,7 +167,8 @@ YAML::Mark MapReader::keyMark(std::string_view key) const {
 void MapReader::unsupported(std::initializer_list<std::string_view> keys, std::string_view why) {
   for (const auto key : keys) {
     if (get(key).IsDefined()) {
-      diag_.error(keyMark(key), fmt::format("'{}' in {} is not supported yet: {}", key, what_, why));
+      diag_.error(keyMark(key),
+                  fmt::format("'{}' in {} is not supported yet: {}", key, what_, why));
     }
   }
 }
@@ -254,7 +259,8 @@ std::optional<std::string> readChoice(Diagnostics& diag, const YAML::Node& node,
     }
   }
   std::string list;
-  for (const auto c : choices) list += (list.empty() ? "" : ", ") + std::string(c);
+  for (const auto c : choices)
+    list += (list.empty() ? "" : ", ") + std::string(c);
   diag.error(node, fmt::format("{} must be one of: {}", what, list));
   return std::nullopt;
 }

@@ -24,7 +24,9 @@ class Diagnostics final {
   explicit Diagnostics(std::string file) : file_(std::move(file)) {}
 
   void error(const YAML::Mark& mark, std::string message);
-  void error(const YAML::Node& node, std::string message) { error(node.Mark(), std::move(message)); }
+  void error(const YAML::Node& node, std::string message) {
+    error(node.Mark(), std::move(message));
+  }
   void fileError(std::string message);
   void warn(std::string message) { warnings_.push_back(std::move(message)); }
 
@@ -82,18 +84,21 @@ class MapReader final {
 
 // Typed readers. Each reports a located error and returns nullopt when the node is not
 // of the right shape; strings pass through secret resolution.
-std::optional<std::string> readString(Diagnostics& diag, const YAML::Node& node, std::string_view what);
+std::optional<std::string> readString(Diagnostics& diag, const YAML::Node& node,
+                                      std::string_view what);
 std::optional<bool> readBool(Diagnostics& diag, const YAML::Node& node, std::string_view what);
-std::optional<std::int64_t> readInt(Diagnostics& diag, const YAML::Node& node, std::string_view what,
-                                    std::int64_t min, std::int64_t max);
+std::optional<std::int64_t> readInt(Diagnostics& diag, const YAML::Node& node,
+                                    std::string_view what, std::int64_t min, std::int64_t max);
 std::optional<std::chrono::microseconds> readDuration(Diagnostics& diag, const YAML::Node& node,
                                                       std::string_view what);
-std::optional<std::uint64_t> readSize(Diagnostics& diag, const YAML::Node& node, std::string_view what);
+std::optional<std::uint64_t> readSize(Diagnostics& diag, const YAML::Node& node,
+                                      std::string_view what);
 // A sequence of strings; a single scalar is accepted as a one-element list.
 std::optional<std::vector<std::string>> readStringList(Diagnostics& diag, const YAML::Node& node,
                                                        std::string_view what);
 // One of `choices`.
-std::optional<std::string> readChoice(Diagnostics& diag, const YAML::Node& node, std::string_view what,
+std::optional<std::string> readChoice(Diagnostics& diag, const YAML::Node& node,
+                                      std::string_view what,
                                       std::initializer_list<std::string_view> choices);
 
 }  // namespace portcullis::config

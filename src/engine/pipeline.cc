@@ -57,13 +57,15 @@ class Evaluator final {
   Evaluation run() {
     ev_.route = snapshot_.findRoute(request_);
     if (ev_.route == nullptr) {
-      note("route", "none", "no route matches " + request_.method + " " + request_.host + request_.path);
+      note("route", "none",
+           "no route matches " + request_.method + " " + request_.host + request_.path);
       if (snapshot_.default_allow) return allow("default: allow");
       return deny(Reason::kNoRoute, "no route matches and default is deny");
     }
     const Route& route = *ev_.route;
     note("route", route.name, "");
-    if (!route.allow) return deny(Reason::kRouteDenied, "route " + route.name + " says allow: false");
+    if (!route.allow)
+      return deny(Reason::kRouteDenied, "route " + route.name + " says allow: false");
 
     if (!route.providers.empty()) {
       if (auto err = authenticate(route)) return deny(err->code, std::move(err->message));
@@ -89,8 +91,8 @@ class Evaluator final {
       auto result = provider->authenticate(token, snapshot_.rbac, now_);
       if (result) {
         note("authenticate", "ok",
-             fmt::format("provider={} sub={} roles={} scopes={}", provider->name(),
-                         result->subject, result->roles.size(), result->scopes.size()));
+             fmt::format("provider={} sub={} roles={} scopes={}", provider->name(), result->subject,
+                         result->roles.size(), result->scopes.size()));
         ev_.identity = std::move(*result);
         return std::nullopt;
       }
@@ -139,7 +141,8 @@ class Evaluator final {
                     quoted(info.description));
     } else if (reason == Reason::kScopeMissing && route != nullptr) {
       std::string scopes;
-      for (const auto& s : route->require.scopes_all) scopes += (scopes.empty() ? "" : " ") + s;
+      for (const auto& s : route->require.scopes_all)
+        scopes += (scopes.empty() ? "" : " ") + s;
       d.response_headers.emplace_back(
           "WWW-Authenticate",
           "Bearer realm=\"portcullis\", error=\"insufficient_scope\", scope=" + quoted(scopes));
@@ -159,8 +162,8 @@ class Evaluator final {
       d.response_headers.clear();
       addUpstreamHeaders(*route);
     }
-    note("decision", d.allow ? (d.shadow ? "allow (shadow: would deny)" : "allow (on_error: allow)")
-                             : "deny",
+    note("decision",
+         d.allow ? (d.shadow ? "allow (shadow: would deny)" : "allow (on_error: allow)") : "deny",
          fmt::format("status={} reason={} {}", d.status, info.name, d.detail));
     return std::move(ev_);
   }
@@ -180,7 +183,8 @@ class Evaluator final {
       }
     }
     const TemplateInput input{request_, id, nullptr};
-    for (const auto& h : route.set_headers) setHeader(out, h.name, headerSafe(h.value.render(input)));
+    for (const auto& h : route.set_headers)
+      setHeader(out, h.name, headerSafe(h.value.render(input)));
   }
 
   static void setHeader(Decision::HeaderList& list, const std::string& name, std::string value) {

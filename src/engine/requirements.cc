@@ -30,11 +30,11 @@ std::optional<Error> Requirements::check(const Request& request,
   if (!needsIdentity()) return std::nullopt;
   if (identity == nullptr) return Error{Reason::kInternalError, "requirements need an identity"};
 
-  if (!roles_any.empty() && std::none_of(roles_any.begin(), roles_any.end(), [&](const auto& r) {
-        return has(identity->roles, r);
-      })) {
+  if (!roles_any.empty() && std::none_of(roles_any.begin(), roles_any.end(),
+                                         [&](const auto& r) { return has(identity->roles, r); })) {
     std::string wanted;
-    for (const auto& r : roles_any) wanted += (wanted.empty() ? "" : ",") + r;
+    for (const auto& r : roles_any)
+      wanted += (wanted.empty() ? "" : ",") + r;
     return Error{Reason::kRoleMissing, "needs one of roles [" + wanted + "]"};
   }
   for (const auto& scope : scopes_all) {
@@ -54,8 +54,8 @@ std::optional<Error> Requirements::check(const Request& request,
       }
     }
     if (!ok) {
-      return Error{Reason::kClaimMismatch,
-                   "claim " + check.claim.name() + (value ? " has no allowed value" : " is absent")};
+      return Error{Reason::kClaimMismatch, "claim " + check.claim.name() +
+                                               (value ? " has no allowed value" : " is absent")};
     }
   }
   return std::nullopt;

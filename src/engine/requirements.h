@@ -20,9 +20,11 @@ struct Requirements {
   std::vector<std::string> roles_any;   // the identity holds at least one
   std::vector<std::string> scopes_all;  // the identity holds every one
   std::vector<ClaimCheck> claims;
-  std::vector<Cidr> source_ips;         // the client address is in at least one
+  std::vector<Cidr> source_ips;  // the client address is in at least one
 
-  bool needsIdentity() const { return !roles_any.empty() || !scopes_all.empty() || !claims.empty(); }
+  bool needsIdentity() const {
+    return !roles_any.empty() || !scopes_all.empty() || !claims.empty();
+  }
 
   // The first failed check as an Error (role_missing, scope_missing, claim_mismatch,
   // source_ip_denied), or nullopt when all pass. `identity` may be null only when

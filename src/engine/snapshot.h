@@ -39,12 +39,13 @@ struct Route {
 
   std::string name;
   RouteMatch match;
-  std::vector<const identity::Provider*> providers;  // `authenticate`, in order; owned by the snapshot
+  std::vector<const identity::Provider*>
+      providers;  // `authenticate`, in order; owned by the snapshot
   Requirements require;
-  bool allow = true;                 // `allow: false` denies every request on the route
+  bool allow = true;  // `allow: false` denies every request on the route
   Mode mode = Mode::kEnforce;
-  bool fail_open = false;            // `on_error: allow`
-  bool expose_reason = false;        // `expose_reason: true`
+  bool fail_open = false;                   // `on_error: allow`
+  bool expose_reason = false;               // `expose_reason: true`
   std::vector<HeaderTemplate> set_headers;  // `on_allow.set_headers`
   RouteStats stats;
 };
@@ -73,8 +74,8 @@ struct Settings {
   } limits;
 
   struct Audit {
-    std::string sink = "stdout";  // stdout | file:PATH | none
-    std::uint64_t queue = 65'536;  // lines buffered before back-pressure
+    std::string sink = "stdout";                  // stdout | file:PATH | none
+    std::uint64_t queue = 65'536;                 // lines buffered before back-pressure
     std::chrono::milliseconds block_timeout{50};  // how long a worker waits for queue space
   } audit;
 
@@ -88,15 +89,15 @@ struct Settings {
 // pin the snapshot they start with (a shared_ptr), so a reload never changes a decision
 // half-way. Immutable once published.
 struct PolicySnapshot {
-  std::string version;      // content hash of the config and every file it references
-  std::string source;       // the config file's path
+  std::string version;         // content hash of the config and every file it references
+  std::string source;          // the config file's path
   std::int64_t loaded_at = 0;  // Unix seconds
   Settings settings;
   std::vector<std::unique_ptr<identity::Provider>> providers;
   identity::Rbac rbac;
   std::vector<Route> routes;  // first match wins
   bool default_allow = false;
-  RouteStats default_stats;   // decisions made by `default`
+  RouteStats default_stats;        // decisions made by `default`
   std::vector<std::string> files;  // every file the snapshot was built from (watched)
 
   const Route* findRoute(const Request& request) const;

@@ -81,8 +81,13 @@ Result<Template> Template::compile(std::string_view text) {
 bool Template::needsIdentity() const {
   for (const auto& p : parts_) {
     switch (p.kind) {
-      case Kind::kClaim: case Kind::kSub: case Kind::kIss: case Kind::kProvider:
-      case Kind::kScopes: case Kind::kGroups: case Kind::kRoles:
+      case Kind::kClaim:
+      case Kind::kSub:
+      case Kind::kIss:
+      case Kind::kProvider:
+      case Kind::kScopes:
+      case Kind::kGroups:
+      case Kind::kRoles:
         return true;
       default:
         break;
@@ -96,18 +101,32 @@ std::string Template::render(const TemplateInput& in) const {
   const identity::Identity* id = in.identity;
   for (const auto& p : parts_) {
     switch (p.kind) {
-      case Kind::kLiteral: out += p.text; break;
+      case Kind::kLiteral:
+        out += p.text;
+        break;
       case Kind::kClaim:
         if (id && id->claims) {
           if (const auto* v = p.claim.find(*id->claims)) out += identity::claimToString(*v);
         }
         break;
-      case Kind::kSub: if (id) out += id->subject; break;
-      case Kind::kIss: if (id) out += id->issuer; break;
-      case Kind::kProvider: if (id) out += id->provider; break;
-      case Kind::kScopes: if (id) out += join(id->scopes); break;
-      case Kind::kGroups: if (id) out += join(id->groups); break;
-      case Kind::kRoles: if (id) out += join(id->roles); break;
+      case Kind::kSub:
+        if (id) out += id->subject;
+        break;
+      case Kind::kIss:
+        if (id) out += id->issuer;
+        break;
+      case Kind::kProvider:
+        if (id) out += id->provider;
+        break;
+      case Kind::kScopes:
+        if (id) out += join(id->scopes);
+        break;
+      case Kind::kGroups:
+        if (id) out += join(id->groups);
+        break;
+      case Kind::kRoles:
+        if (id) out += join(id->roles);
+        break;
       case Kind::kCtx:
         if (in.ctx) {
           if (const auto it = in.ctx->find(p.text); it != in.ctx->end()) out += it->second;
@@ -116,11 +135,21 @@ std::string Template::render(const TemplateInput& in) const {
       case Kind::kHeader:
         if (const auto* v = in.request.headers.find(p.text)) out += *v;
         break;
-      case Kind::kIp: out += in.request.client_ip.toString(); break;
-      case Kind::kMethod: out += in.request.method; break;
-      case Kind::kHost: out += in.request.host; break;
-      case Kind::kPath: out += in.request.path; break;
-      case Kind::kQuery: out += in.request.query; break;
+      case Kind::kIp:
+        out += in.request.client_ip.toString();
+        break;
+      case Kind::kMethod:
+        out += in.request.method;
+        break;
+      case Kind::kHost:
+        out += in.request.host;
+        break;
+      case Kind::kPath:
+        out += in.request.path;
+        break;
+      case Kind::kQuery:
+        out += in.request.query;
+        break;
     }
   }
   return out;

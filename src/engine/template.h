@@ -30,19 +30,34 @@ class Template final {
   static Result<Template> compile(std::string_view text);
 
   std::string render(const TemplateInput& in) const;
-  bool isConstant() const { return parts_.size() <= 1 && (parts_.empty() || parts_[0].kind == Kind::kLiteral); }
+  bool isConstant() const {
+    return parts_.size() <= 1 && (parts_.empty() || parts_[0].kind == Kind::kLiteral);
+  }
   const std::string& text() const { return text_; }
   // True when rendering reads the identity (the route must authenticate).
   bool needsIdentity() const;
 
  private:
   enum class Kind {
-    kLiteral, kClaim, kSub, kIss, kProvider, kScopes, kGroups, kRoles, kCtx,
-    kHeader, kIp, kMethod, kHost, kPath, kQuery,
+    kLiteral,
+    kClaim,
+    kSub,
+    kIss,
+    kProvider,
+    kScopes,
+    kGroups,
+    kRoles,
+    kCtx,
+    kHeader,
+    kIp,
+    kMethod,
+    kHost,
+    kPath,
+    kQuery,
   };
   struct Part {
     Kind kind;
-    std::string text;          // literal text, ctx name or header name
+    std::string text;           // literal text, ctx name or header name
     identity::ClaimPath claim;  // for kClaim
   };
   static Result<Part> compileVariable(std::string_view name);

@@ -1,5 +1,6 @@
 #include "frontends/http_server.h"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -7,7 +8,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <spdlog/spdlog.h>
 
 #include "audit/metrics.h"
 #include "net/workers.h"
@@ -30,7 +30,8 @@ struct ConnectionSlot {
 http::response<http::string_body> toResponse(HttpOut&& out, unsigned version, bool keep_alive) {
   http::response<http::string_body> res{static_cast<http::status>(out.status), version};
   res.set(http::field::server, "portcullis");
-  for (auto& [name, value] : out.headers) res.insert(name, value);
+  for (auto& [name, value] : out.headers)
+    res.insert(name, value);
   if (!out.body.empty()) res.set(http::field::content_type, out.content_type);
   res.body() = std::move(out.body);
   res.keep_alive(keep_alive);
@@ -88,10 +89,12 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerSt
       const bool too_large = read_ec == http::error::header_limit;
       const bool body_too_large = read_ec == http::error::body_limit;
       co_await writeAndClose(stream,
-                             errorOut(too_large ? 431 : body_too_large ? 413 : 400,
-                                      too_large ? "request header fields too large\n"
-                                                : body_too_large ? "payload too large\n"
-                                                                 : "bad request\n"),
+                             errorOut(too_large        ? 431
+                                      : body_too_large ? 413
+                                                       : 400,
+                                      too_large        ? "request header fields too large\n"
+                                      : body_too_large ? "payload too large\n"
+                                                       : "bad request\n"),
                              limits.header_timeout);
       co_return;
     }
@@ -101,9 +104,16 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerSt
     in.method = std::string(req.method_string());
     in.target = std::string(req.target());
     in.peer = peer;
-    for (const auto& field : req) in.headers.add(field.name_string(), field.value());
+    for (const auto& field : req)
+      in.headers.add(field.name_string(), field.value());
 
-    HttpOut out = state->handler.sync ? state->handler.sync(in) : co_await state->handler.async(in);
+    // (No co_await inside ?: — GCC 12 miscompiles temporaries there.)
+    HttpOut out;
+    if (state->handler.sync) {
+      out = state->handler.sync(in);
+    } else {
+      out = co_await state->handler.async(in);
+    }
     const bool keep_alive = req.keep_alive();
     auto res = toResponse(std::move(out), req.version(), keep_alive);
     stream.expires_after(limits.header_timeout);
@@ -128,15 +138,17 @@ std::shared_ptr<HttpListenerState> makeListenerState(std::string name, HttpHandl
   state->limits = limits;
   state->accepted =
       &metrics.counter("portcullis_connections_accepted_total", "Connections accepted", label);
-  state->rejected = &metrics.counter("portcullis_connections_rejected_total",
-                                     "Connections closed at once: over limits.max_connections", label);
+  state->rejected =
+      &metrics.counter("portcullis_connections_rejected_total",
+                       "Connections closed at once: over limits.max_connections", label);
   state->bad_requests = &metrics.counter(
       "portcullis_http_bad_requests_total",
       "Requests that were malformed, too large or too slow; their connection was closed", label);
   return state;
 }
 
-asio::awaitable<void> acceptLoop(tcp::acceptor& acceptor, std::shared_ptr<HttpListenerState> state) {
+asio::awaitable<void> acceptLoop(tcp::acceptor& acceptor,
+                                 std::shared_ptr<HttpListenerState> state) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(kNoThrow);
     if (ec) {

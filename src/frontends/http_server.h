@@ -49,7 +49,7 @@ struct HttpHandler {
 
 struct HttpLimits {
   std::size_t max_header_bytes = 16 * 1024;
-  std::size_t max_body_bytes = 64 * 1024;  // bodies are read and discarded
+  std::size_t max_body_bytes = 64 * 1024;            // bodies are read and discarded
   std::chrono::milliseconds header_timeout{10'000};  // first byte to end of headers
   std::chrono::milliseconds idle_timeout{60'000};    // keep-alive wait for the next request
   std::uint64_t max_connections = 10'000;
@@ -62,7 +62,7 @@ struct HttpListenerState {
   HttpLimits limits;
   std::atomic<std::uint64_t> connections{0};
   audit::Counter* accepted = nullptr;
-  audit::Counter* rejected = nullptr;     // over max_connections
+  audit::Counter* rejected = nullptr;      // over max_connections
   audit::Counter* bad_requests = nullptr;  // malformed, too large, timed out
 };
 

@@ -11,9 +11,9 @@ namespace portcullis::identity {
 
 // Who the caller is, once a provider has verified a credential. Immutable once built.
 struct Identity {
-  std::string provider;  // the provider's config name
-  std::string subject;   // `sub`
-  std::string issuer;    // `iss`
+  std::string provider;                          // the provider's config name
+  std::string subject;                           // `sub`
+  std::string issuer;                            // `iss`
   std::shared_ptr<const nlohmann::json> claims;  // the verified payload (a JSON object)
   std::vector<std::string> scopes;  // from the scopes claim (space-separated or array) and `scp`
   std::vector<std::string> groups;  // from the groups claim

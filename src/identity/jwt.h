@@ -15,10 +15,11 @@ namespace portcullis::identity {
 
 // What a provider demands of a token, compiled from config once.
 struct VerifyPolicy {
-  std::string issuer;                  // exact match with `iss`; empty = not checked
-  std::vector<std::string> audiences;  // `aud` (string or array) must contain one; empty = not checked
-  std::vector<Alg> algorithms;         // allow-list; a token whose alg is not here is rejected
-  std::chrono::seconds leeway{0};      // applied to exp, nbf and iat
+  std::string issuer;  // exact match with `iss`; empty = not checked
+  std::vector<std::string>
+      audiences;                   // `aud` (string or array) must contain one; empty = not checked
+  std::vector<Alg> algorithms;     // allow-list; a token whose alg is not here is rejected
+  std::chrono::seconds leeway{0};  // applied to exp, nbf and iat
   bool require_exp = true;
   std::size_t max_token_bytes = 16 * 1024;  // longer tokens are rejected before any parsing
 };

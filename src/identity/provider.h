@@ -40,7 +40,9 @@ class Provider final {
   }
 
   std::shared_ptr<const KeySet> keys() const { return keys_.load(std::memory_order_acquire); }
-  void setKeys(std::shared_ptr<const KeySet> keys) {
+  // The one mutable part of a provider, so a published (const) snapshot can take fresh
+  // keys; safe from any thread.
+  void setKeys(std::shared_ptr<const KeySet> keys) const {
     keys_.store(std::move(keys), std::memory_order_release);
   }
 
@@ -51,7 +53,7 @@ class Provider final {
   std::string name_;
   VerifyPolicy policy_;
   ProviderOptions options_;
-  std::atomic<std::shared_ptr<const KeySet>> keys_;
+  mutable std::atomic<std::shared_ptr<const KeySet>> keys_;
 };
 
 }  // namespace portcullis::identity

@@ -1,7 +1,7 @@
 #include "net/workers.h"
 
-#include <boost/asio/socket_base.hpp>
 #include <fmt/format.h>
+#include <boost/asio/socket_base.hpp>
 
 #include <sys/socket.h>
 
@@ -28,7 +28,8 @@ void WorkerPool::start() {
 }
 
 void WorkerPool::stop() {
-  for (auto& ctx : contexts_) ctx->stop();
+  for (auto& ctx : contexts_)
+    ctx->stop();
 }
 
 void WorkerPool::join() {
@@ -64,7 +65,8 @@ Result<Listeners> listenOnAll(WorkerPool& pool, const HostPort& address, unsigne
     if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
     if (!ec) {
       const int one = 1;
-      if (::setsockopt(acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+      if (::setsockopt(acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) !=
+          0) {
         ec.assign(errno, boost::system::system_category());
       }
     }

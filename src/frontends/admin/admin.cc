@@ -32,7 +32,8 @@ asio::awaitable<HttpOut> AdminFrontend::handle(HttpIn& in) {
   if (path == "/reload") {
     if (in.method != "POST") co_return text(405, "use POST /reload\n");
     const ReloadReport report = co_await options_.reload();
-    nlohmann::json body{{"ok", report.ok}, {"changed", report.changed}, {"version", report.version}};
+    nlohmann::json body{
+        {"ok", report.ok}, {"changed", report.changed}, {"version", report.version}};
     if (!report.errors.empty()) body["errors"] = report.errors;
     co_return json(report.ok ? 200 : 422, body);
   }
@@ -64,12 +65,13 @@ HttpOut AdminFrontend::ready() const {
 HttpOut AdminFrontend::status() const {
   const auto snapshot = gatekeeper_.snapshot();
   nlohmann::json routes = nlohmann::json::array();
-  for (const auto& r : snapshot->routes) routes.push_back(r.name);
+  for (const auto& r : snapshot->routes)
+    routes.push_back(r.name);
   nlohmann::json providers = nlohmann::json::array();
   for (const auto& p : snapshot->providers) {
     const auto keys = p->keys();
-    providers.push_back({{"name", p->name()}, {"issuer", p->policy().issuer},
-                         {"keys", keys ? keys->size() : 0}});
+    providers.push_back(
+        {{"name", p->name()}, {"issuer", p->policy().issuer}, {"keys", keys ? keys->size() : 0}});
   }
   return json(200, {{"version", PORTCULLIS_VERSION},
                     {"policy_version", snapshot->version},

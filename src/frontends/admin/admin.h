@@ -16,8 +16,8 @@ namespace portcullis::frontends {
 
 struct ReloadReport {
   bool ok = false;
-  bool changed = false;  // false when the files were unchanged (same content hash)
-  std::string version;   // the version serving after the attempt
+  bool changed = false;             // false when the files were unchanged (same content hash)
+  std::string version;              // the version serving after the attempt
   std::vector<std::string> errors;  // FILE:LINE:COL: message
 };
 

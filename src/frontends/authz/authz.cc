@@ -24,7 +24,8 @@ IpAddress clientIp(const engine::Headers& headers, const engine::Settings::Authz
   if (!trusted(config, peer)) return peer;
   std::vector<std::string_view> hops;
   headers.forEach("x-forwarded-for", [&](const std::string& v) {
-    for (const auto item : split(v, ',')) hops.push_back(trim(item));
+    for (const auto item : split(v, ','))
+      hops.push_back(trim(item));
   });
   for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
     const auto ip = IpAddress::parse(*it);
@@ -97,7 +98,8 @@ std::optional<engine::Request> originalRequest(HttpIn& in, const engine::Setting
     why = "the original URI is not a valid origin-form path";
     return std::nullopt;
   }
-  for (char& c : method) c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
+  for (char& c : method)
+    c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
   req.method = std::move(method);
   req.scheme = toLower(scheme);
   req.host = engine::normalizeHost(host);
@@ -132,10 +134,12 @@ HttpOut AuthzFrontend::handle(HttpIn& in) {
   out.status = d.status;
   out.headers.emplace_back("X-Request-Id", request->request_id);
   if (d.allow) {
-    for (const auto& h : d.upstream_headers) out.headers.push_back(h);
+    for (const auto& h : d.upstream_headers)
+      out.headers.push_back(h);
     return out;
   }
-  for (const auto& h : d.response_headers) out.headers.push_back(h);
+  for (const auto& h : d.response_headers)
+    out.headers.push_back(h);
   const ReasonInfo& info = reasonInfo(d.reason);
   out.body = d.expose_reason ? std::string(info.description) + "\n"
                              : std::string(d.status == 401   ? "unauthorized\n"

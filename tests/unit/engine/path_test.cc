@@ -5,7 +5,9 @@
 namespace portcullis::engine {
 namespace {
 
-std::string norm(std::string_view raw) { return normalizePath(raw).value_or("<invalid>"); }
+std::string norm(std::string_view raw) {
+  return normalizePath(raw).value_or("<invalid>");
+}
 
 TEST(NormalizePathTest, RemovesDotSegmentsAndMergesSlashes) {
   EXPECT_EQ(norm("/"), "/");

@@ -1,0 +1,663 @@
+#include "identity/jwt.h"
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <memory>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "identity/base64url.h"
+
+namespace portcullis::identity {
+namespace {
+
+using Json = nlohmann::json;
+
+// Deeper nesting than this in a header or payload is rejected: no legitimate token needs it,
+// and it bounds the recursion of whatever later walks the claims.
+constexpr std::size_t kMaxJsonDepth = 32;
+constexpr std::size_t kMaxTextInMessage = 64;
+constexpr std::size_t kEd25519SignatureBytes = 64;
+constexpr std::size_t kMaxEcCoordinateBytes = 66;
+// SEQUENCE { INTEGER r, INTEGER s }: 3 header bytes + 2 * (2 header bytes + 1 pad + 66).
+constexpr std::size_t kMaxEcdsaDerBytes = 3 + 2 * (3 + kMaxEcCoordinateBytes);
+
+enum class Hash : std::uint8_t { kSha256, kSha384, kSha512 };
+enum class Family : std::uint8_t { kRsaPkcs1, kRsaPss, kEcdsa, kEdDSA, kHmac };
+
+struct AlgSpec {
+  Family family;
+  Hash hash;
+  std::size_t ec_coordinate_bytes;  // kEcdsa only
+};
+
+AlgSpec specFor(Alg alg) {
+  switch (alg) {
+    case Alg::kRS256:
+      return {Family::kRsaPkcs1, Hash::kSha256, 0};
+    case Alg::kRS384:
+      return {Family::kRsaPkcs1, Hash::kSha384, 0};
+    case Alg::kRS512:
+      return {Family::kRsaPkcs1, Hash::kSha512, 0};
+    case Alg::kPS256:
+      return {Family::kRsaPss, Hash::kSha256, 0};
+    case Alg::kPS384:
+      return {Family::kRsaPss, Hash::kSha384, 0};
+    case Alg::kPS512:
+      return {Family::kRsaPss, Hash::kSha512, 0};
+    case Alg::kES256:
+      return {Family::kEcdsa, Hash::kSha256, 32};
+    case Alg::kES384:
+      return {Family::kEcdsa, Hash::kSha384, 48};
+    case Alg::kES512:
+      return {Family::kEcdsa, Hash::kSha512, 66};
+    case Alg::kEdDSA:
+      return {Family::kEdDSA, Hash::kSha512, 0};
+    case Alg::kHS256:
+      return {Family::kHmac, Hash::kSha256, 0};
+    case Alg::kHS384:
+      return {Family::kHmac, Hash::kSha384, 0};
+    case Alg::kHS512:
+      return {Family::kHmac, Hash::kSha512, 0};
+  }
+  return {Family::kHmac, Hash::kSha256, 0};
+}
+
+constexpr std::array<const char*, 3> kHashNames = {"SHA256", "SHA384", "SHA512"};
+
+std::size_t hashIndex(Hash hash) {
+  return static_cast<std::size_t>(hash);
+}
+
+// Fetched once per process and never freed: an explicit fetch spares the implicit one that
+// the legacy EVP_sha256() objects cost on every init.
+const EVP_MD* digest(Hash hash) {
+  static const std::array<EVP_MD*, 3> kDigests = {
+      EVP_MD_fetch(nullptr, kHashNames[0], nullptr),
+      EVP_MD_fetch(nullptr, kHashNames[1], nullptr),
+      EVP_MD_fetch(nullptr, kHashNames[2], nullptr),
+  };
+  return kDigests[hashIndex(hash)];
+}
+
+EVP_MAC* hmac() {
+  static EVP_MAC* const kHmac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  return kHmac;
+}
+
+// Per-thread OpenSSL contexts, reused across calls so the hot path allocates none. Each is
+// reset (digest) or re-keyed (MAC) before use; nothing leaks from one call into the next.
+class ThreadContexts {
+ public:
+  ThreadContexts() = default;
+  ThreadContexts(const ThreadContexts&) = delete;
+  ThreadContexts& operator=(const ThreadContexts&) = delete;
+  ~ThreadContexts() {
+    EVP_MD_CTX_free(md_);
+    for (EVP_MAC_CTX* mac : macs_)
+      EVP_MAC_CTX_free(mac);
+  }
+
+  EVP_MD_CTX* md() {
+    if (md_ == nullptr) md_ = EVP_MD_CTX_new();
+    return md_;
+  }
+
+  // An HMAC context whose digest is already set; the caller supplies the key on init.
+  EVP_MAC_CTX* mac(Hash hash) {
+    EVP_MAC_CTX*& slot = macs_[hashIndex(hash)];
+    if (slot != nullptr) return slot;
+    if (hmac() == nullptr) return nullptr;
+    EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(hmac());
+    if (ctx == nullptr) return nullptr;
+    const OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                         const_cast<char*>(kHashNames[hashIndex(hash)]), 0),
+        OSSL_PARAM_construct_end(),
+    };
+    if (EVP_MAC_CTX_set_params(ctx, params) != 1) {
+      EVP_MAC_CTX_free(ctx);
+      return nullptr;
+    }
+    slot = ctx;
+    return slot;
+  }
+
+ private:
+  EVP_MD_CTX* md_ = nullptr;
+  std::array<EVP_MAC_CTX*, 3> macs_{};
+};
+
+ThreadContexts& threadContexts() {
+  thread_local ThreadContexts contexts;
+  return contexts;
+}
+
+// Returns the thread's digest context to a clean state however the call ends.
+class MdCtxLease {
+ public:
+  explicit MdCtxLease(EVP_MD_CTX* ctx) : ctx_(ctx) {}
+  MdCtxLease(const MdCtxLease&) = delete;
+  MdCtxLease& operator=(const MdCtxLease&) = delete;
+  ~MdCtxLease() {
+    if (ctx_ != nullptr) EVP_MD_CTX_reset(ctx_);
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
+const unsigned char* bytes(std::string_view s) {
+  return reinterpret_cast<const unsigned char*>(s.data());
+}
+
+// Attacker-controlled text (kid, alg) made safe for an operator's log line.
+std::string printable(std::string_view text) {
+  std::string out;
+  const std::size_t n = std::min(text.size(), kMaxTextInMessage);
+  out.reserve(n + 3);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    out.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?');
+  }
+  if (text.size() > n) out += "...";
+  return out;
+}
+
+std::string describeKey(const Key& key) {
+  return key.kid().empty() ? std::string("without kid") : "kid=" + printable(key.kid());
+}
+
+// ---- Strict JSON --------------------------------------------------------------------------
+
+// A SAX consumer that builds the DOM like nlohmann's own parser, but refuses a member name
+// that repeats within one object (RFC 7515 §5.2, RFC 8725 §3.x) and nesting beyond a bound.
+class StrictDomBuilder {
+ public:
+  enum class Failure : std::uint8_t { kNone, kSyntax, kDuplicate, kTooDeep };
+
+  explicit StrictDomBuilder(Json& root) : root_(root) {}
+
+  bool null() { return put(nullptr) != nullptr; }
+  bool boolean(bool value) { return put(value) != nullptr; }
+  bool number_integer(Json::number_integer_t value) { return put(value) != nullptr; }
+  bool number_unsigned(Json::number_unsigned_t value) { return put(value) != nullptr; }
+  bool number_float(Json::number_float_t value, const Json::string_t&) {
+    return put(value) != nullptr;
+  }
+  bool string(Json::string_t& value) { return put(std::move(value)) != nullptr; }
+  bool binary(Json::binary_t&) { return fail(Failure::kSyntax); }
+
+  bool start_object(std::size_t) { return open(Json::value_t::object); }
+  bool key(Json::string_t& name) {
+    auto& object = stack_.back()->get_ref<Json::object_t&>();
+    auto [it, inserted] = object.try_emplace(std::move(name));
+    if (!inserted) return fail(Failure::kDuplicate);
+    member_ = &it->second;
+    return true;
+  }
+  bool end_object() {
+    stack_.pop_back();
+    return true;
+  }
+  bool start_array(std::size_t) { return open(Json::value_t::array); }
+  bool end_array() {
+    stack_.pop_back();
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const Json::exception&) {
+    return fail(Failure::kSyntax);
+  }
+
+  Failure failure() const { return failure_; }
+
+ private:
+  bool fail(Failure failure) {
+    if (failure_ == Failure::kNone) failure_ = failure;
+    return false;
+  }
+
+  bool open(Json::value_t type) {
+    if (stack_.size() >= kMaxJsonDepth) return fail(Failure::kTooDeep);
+    Json* value = put(type);
+    if (value == nullptr) return false;
+    stack_.push_back(value);
+    return true;
+  }
+
+  // Places a value where the parser is: the root, the next array element, or the member
+  // whose name was just read. Containers on the stack are not resized while a child is open,
+  // so the pointers held there stay valid.
+  template <typename Value>
+  Json* put(Value&& value) {
+    if (stack_.empty()) {
+      root_ = Json(std::forward<Value>(value));
+      return &root_;
+    }
+    Json* parent = stack_.back();
+    if (parent->is_array()) {
+      auto& array = parent->get_ref<Json::array_t&>();
+      array.emplace_back(std::forward<Value>(value));
+      return &array.back();
+    }
+    *member_ = Json(std::forward<Value>(value));
+    return member_;
+  }
+
+  Json& root_;
+  std::vector<Json*> stack_;
+  Json* member_ = nullptr;
+  Failure failure_ = Failure::kNone;
+};
+
+// Parses `text` into `out`. Returns an empty string on success, else a short reason.
+std::string_view parseStrict(std::string_view text, Json& out) {
+  StrictDomBuilder builder(out);
+  const bool ok = Json::sax_parse(text.begin(), text.end(), &builder, Json::input_format_t::json,
+                                  /*strict=*/true, /*ignore_comments=*/false);
+  if (ok && builder.failure() == StrictDomBuilder::Failure::kNone) return {};
+  switch (builder.failure()) {
+    case StrictDomBuilder::Failure::kDuplicate:
+      return "has a duplicate member name";
+    case StrictDomBuilder::Failure::kTooDeep:
+      return "is nested too deeply";
+    default:
+      return "is not valid JSON";
+  }
+}
+
+// ---- Signatures ---------------------------------------------------------------------------
+
+// One DER INTEGER from a fixed-length big-endian unsigned value.
+std::size_t derInteger(const unsigned char* value, std::size_t length, unsigned char* out) {
+  while (length > 1 && value[0] == 0) {
+    ++value;
+    --length;
+  }
+  const bool pad = (value[0] & 0x80) != 0;
+  std::size_t at = 0;
+  out[at++] = 0x02;
+  out[at++] = static_cast<unsigned char>(length + (pad ? 1 : 0));
+  if (pad) out[at++] = 0x00;
+  std::memcpy(out + at, value, length);
+  return at + length;
+}
+
+// JWS ECDSA signatures are R || S (RFC 7518 §3.4); OpenSSL wants DER. `raw` has exactly
+// 2 * coordinate bytes; `out` holds kMaxEcdsaDerBytes.
+std::size_t ecdsaRawToDer(std::string_view raw, std::size_t coordinate, unsigned char* out) {
+  std::array<unsigned char, kMaxEcdsaDerBytes> body{};
+  std::size_t length = derInteger(bytes(raw), coordinate, body.data());
+  length += derInteger(bytes(raw) + coordinate, coordinate, body.data() + length);
+  std::size_t at = 0;
+  out[at++] = 0x30;
+  if (length >= 0x80) out[at++] = 0x81;
+  out[at++] = static_cast<unsigned char>(length);
+  std::memcpy(out + at, body.data(), length);
+  return at + length;
+}
+
+Result<std::string> ecdsaDerToRaw(std::string_view der, std::size_t coordinate) {
+  const unsigned char* p = bytes(der);
+  std::unique_ptr<ECDSA_SIG, decltype(&ECDSA_SIG_free)> sig(
+      d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(der.size())), &ECDSA_SIG_free);
+  if (!sig) return fail(Reason::kInternalError, "cannot decode the ECDSA signature");
+  const BIGNUM* r = nullptr;
+  const BIGNUM* s = nullptr;
+  ECDSA_SIG_get0(sig.get(), &r, &s);
+  std::string raw(2 * coordinate, '\0');
+  auto* out = reinterpret_cast<unsigned char*>(raw.data());
+  if (BN_bn2binpad(r, out, static_cast<int>(coordinate)) < 0 ||
+      BN_bn2binpad(s, out + coordinate, static_cast<int>(coordinate)) < 0) {
+    return fail(Reason::kInternalError, "ECDSA signature does not fit the curve");
+  }
+  return raw;
+}
+
+enum class SigCheck : std::uint8_t { kValid, kInvalid, kError };
+
+// HMAC of `input` under the key's secret into `out` (EVP_MAX_MD_SIZE bytes).
+bool computeHmac(Hash hash, const Key& key, std::string_view input, unsigned char* out,
+                 std::size_t* out_len) {
+  EVP_MAC_CTX* ctx = threadContexts().mac(hash);
+  if (ctx == nullptr) return false;
+  const std::string& secret = key.secret();
+  return EVP_MAC_init(ctx, bytes(secret), secret.size(), nullptr) == 1 &&
+         EVP_MAC_update(ctx, bytes(input), input.size()) == 1 &&
+         EVP_MAC_final(ctx, out, out_len, EVP_MAX_MD_SIZE) == 1;
+}
+
+bool configurePss(EVP_PKEY_CTX* pctx, Hash hash) {
+  return EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) > 0 &&
+         EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) > 0 &&
+         EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, digest(hash)) > 0;
+}
+
+SigCheck verifySignature(const AlgSpec& spec, const Key& key, std::string_view input,
+                         std::string_view signature) {
+  if (spec.family == Family::kHmac) {
+    std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
+    std::size_t mac_len = 0;
+    if (!computeHmac(spec.hash, key, input, mac.data(), &mac_len)) return SigCheck::kError;
+    if (signature.size() != mac_len) return SigCheck::kInvalid;
+    return CRYPTO_memcmp(mac.data(), signature.data(), mac_len) == 0 ? SigCheck::kValid
+                                                                     : SigCheck::kInvalid;
+  }
+
+  EVP_PKEY* pkey = key.pkey();
+  if (pkey == nullptr) return SigCheck::kError;
+  const unsigned char* sig = bytes(signature);
+  std::size_t sig_len = signature.size();
+  std::array<unsigned char, kMaxEcdsaDerBytes> der;
+  switch (spec.family) {
+    case Family::kRsaPkcs1:
+    case Family::kRsaPss:
+      if (sig_len != static_cast<std::size_t>(EVP_PKEY_get_size(pkey))) return SigCheck::kInvalid;
+      break;
+    case Family::kEcdsa:
+      if (sig_len != 2 * spec.ec_coordinate_bytes) return SigCheck::kInvalid;
+      sig_len = ecdsaRawToDer(signature, spec.ec_coordinate_bytes, der.data());
+      sig = der.data();
+      break;
+    case Family::kEdDSA:
+      if (sig_len != kEd25519SignatureBytes) return SigCheck::kInvalid;
+      break;
+    case Family::kHmac:
+      break;
+  }
+
+  EVP_MD_CTX* ctx = threadContexts().md();
+  if (ctx == nullptr) return SigCheck::kError;
+  MdCtxLease lease(ctx);
+  EVP_PKEY_CTX* pctx = nullptr;
+  const EVP_MD* md = spec.family == Family::kEdDSA ? nullptr : digest(spec.hash);
+  if (EVP_DigestVerifyInit(ctx, &pctx, md, nullptr, pkey) != 1) return SigCheck::kError;
+  if (spec.family == Family::kRsaPss && !configurePss(pctx, spec.hash)) return SigCheck::kError;
+  return EVP_DigestVerify(ctx, sig, sig_len, bytes(input), input.size()) == 1 ? SigCheck::kValid
+                                                                              : SigCheck::kInvalid;
+}
+
+Result<std::string> sign(const AlgSpec& spec, const Key& key, std::string_view input) {
+  if (spec.family == Family::kHmac) {
+    std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
+    std::size_t mac_len = 0;
+    if (!computeHmac(spec.hash, key, input, mac.data(), &mac_len)) {
+      return fail(Reason::kInternalError, "HMAC failed");
+    }
+    return std::string(reinterpret_cast<const char*>(mac.data()), mac_len);
+  }
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  if (!ctx) return fail(Reason::kInternalError, "out of memory");
+  EVP_PKEY_CTX* pctx = nullptr;
+  const EVP_MD* md = spec.family == Family::kEdDSA ? nullptr : digest(spec.hash);
+  if (EVP_DigestSignInit(ctx.get(), &pctx, md, nullptr, key.pkey()) != 1 ||
+      (spec.family == Family::kRsaPss && !configurePss(pctx, spec.hash))) {
+    return fail(Reason::kInternalError, "cannot initialise signing");
+  }
+  std::size_t len = 0;
+  if (EVP_DigestSign(ctx.get(), nullptr, &len, bytes(input), input.size()) != 1) {
+    return fail(Reason::kInternalError, "signing failed");
+  }
+  std::string signature(len, '\0');
+  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(signature.data()), &len,
+                     bytes(input), input.size()) != 1) {
+    return fail(Reason::kInternalError, "signing failed");
+  }
+  signature.resize(len);
+  if (spec.family == Family::kEcdsa) return ecdsaDerToRaw(signature, spec.ec_coordinate_bytes);
+  return signature;
+}
+
+// ---- Claims -------------------------------------------------------------------------------
+
+struct NumericDate {
+  bool is_float = false;
+  std::int64_t whole = 0;
+  double real = 0;
+};
+
+enum class DateClaim : std::uint8_t { kAbsent, kPresent, kWrongType };
+
+DateClaim readDate(const Json& claims, const char* name, NumericDate& out) {
+  const auto it = claims.find(name);
+  if (it == claims.end()) return DateClaim::kAbsent;
+  if (it->is_number_unsigned()) {
+    const auto value = it->get<Json::number_unsigned_t>();
+    constexpr auto kMax =
+        static_cast<Json::number_unsigned_t>(std::numeric_limits<std::int64_t>::max());
+    out.whole = static_cast<std::int64_t>(std::min(value, kMax));
+  } else if (it->is_number_integer()) {
+    out.whole = it->get<Json::number_integer_t>();
+  } else if (it->is_number_float()) {
+    out.is_float = true;
+    out.real = it->get<Json::number_float_t>();
+  } else {
+    return DateClaim::kWrongType;
+  }
+  return DateClaim::kPresent;
+}
+
+std::int64_t saturatingAdd(std::int64_t a, std::int64_t b) {
+  std::int64_t sum = 0;
+  if (__builtin_add_overflow(a, b, &sum)) {
+    return b > 0 ? std::numeric_limits<std::int64_t>::max()
+                 : std::numeric_limits<std::int64_t>::min();
+  }
+  return sum;
+}
+
+// date + offset <= now
+bool atOrBefore(const NumericDate& date, std::int64_t offset, std::int64_t now) {
+  if (date.is_float) return date.real + static_cast<double>(offset) <= static_cast<double>(now);
+  return saturatingAdd(date.whole, offset) <= now;
+}
+
+std::string dateText(const NumericDate& date) {
+  return date.is_float ? std::to_string(date.real) : std::to_string(date.whole);
+}
+
+Result<void> checkClaims(const Json& claims, const VerifyPolicy& policy, std::int64_t now) {
+  const std::int64_t leeway = std::max<std::int64_t>(0, policy.leeway.count());
+  NumericDate exp, nbf, iat;
+  const DateClaim has_exp = readDate(claims, "exp", exp);
+  const DateClaim has_nbf = readDate(claims, "nbf", nbf);
+  const DateClaim has_iat = readDate(claims, "iat", iat);
+  if (has_exp == DateClaim::kWrongType) return fail(Reason::kClaimInvalid, "exp is not a number");
+  if (has_nbf == DateClaim::kWrongType) return fail(Reason::kClaimInvalid, "nbf is not a number");
+  if (has_iat == DateClaim::kWrongType) return fail(Reason::kClaimInvalid, "iat is not a number");
+  if (has_exp == DateClaim::kAbsent && policy.require_exp) {
+    return fail(Reason::kClaimInvalid, "exp is missing");
+  }
+  if (has_exp == DateClaim::kPresent && atOrBefore(exp, leeway, now)) {
+    return fail(Reason::kTokenExpired, "token expired: exp " + dateText(exp) + " + leeway " +
+                                           std::to_string(leeway) + " <= now " +
+                                           std::to_string(now));
+  }
+  // nbf - leeway > now  <=>  !(nbf + (-leeway) <= now)
+  if (has_nbf == DateClaim::kPresent && !atOrBefore(nbf, -leeway, now)) {
+    return fail(Reason::kTokenNotYetValid, "token not yet valid: nbf " + dateText(nbf) +
+                                               " - leeway " + std::to_string(leeway) + " > now " +
+                                               std::to_string(now));
+  }
+  if (has_iat == DateClaim::kPresent && !atOrBefore(iat, -leeway, now)) {
+    return fail(Reason::kTokenIssuedInFuture, "token issued in the future: iat " + dateText(iat) +
+                                                  " - leeway " + std::to_string(leeway) +
+                                                  " > now " + std::to_string(now));
+  }
+
+  if (!policy.issuer.empty()) {
+    const auto iss = claims.find("iss");
+    if (iss == claims.end()) return fail(Reason::kClaimInvalid, "iss is missing");
+    if (!iss->is_string()) return fail(Reason::kClaimInvalid, "iss is not a string");
+    if (iss->get_ref<const std::string&>() != policy.issuer) {
+      return fail(Reason::kIssuerMismatch, "iss is not the provider's issuer");
+    }
+  }
+
+  if (!policy.audiences.empty()) {
+    const auto aud = claims.find("aud");
+    if (aud == claims.end()) return fail(Reason::kClaimInvalid, "aud is missing");
+    const auto wanted = [&policy](const Json& value) {
+      const auto& name = value.get_ref<const std::string&>();
+      return std::find(policy.audiences.begin(), policy.audiences.end(), name) !=
+             policy.audiences.end();
+    };
+    bool matched = false;
+    if (aud->is_string()) {
+      matched = wanted(*aud);
+    } else if (aud->is_array()) {
+      for (const auto& entry : *aud) {
+        if (!entry.is_string()) return fail(Reason::kClaimInvalid, "aud holds a non-string");
+      }
+      matched = std::any_of(aud->begin(), aud->end(), wanted);
+    } else {
+      return fail(Reason::kClaimInvalid, "aud is neither a string nor an array");
+    }
+    if (!matched)
+      return fail(Reason::kAudienceMismatch, "aud names none of the provider's audiences");
+  }
+  return {};
+}
+
+tl::unexpected<Error> malformed(std::string message) {
+  return fail(Reason::kTokenMalformed, std::move(message));
+}
+
+Result<VerifiedToken> verifyImpl(std::string_view token, const KeySet& keys,
+                                 const VerifyPolicy& policy, std::int64_t now) {
+  if (token.size() > policy.max_token_bytes) {
+    return malformed("token is longer than " + std::to_string(policy.max_token_bytes) + " bytes");
+  }
+  const std::size_t dot1 = token.find('.');
+  const std::size_t dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
+  if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos) {
+    return malformed("token is not three dot-separated segments");
+  }
+  const std::string_view signing_input = token.substr(0, dot2);
+  auto header_text = base64urlDecode(token.substr(0, dot1));
+  if (!header_text) return malformed("header is not canonical base64url");
+  auto payload_text = base64urlDecode(token.substr(dot1 + 1, dot2 - dot1 - 1));
+  if (!payload_text) return malformed("payload is not canonical base64url");
+  auto signature = base64urlDecode(token.substr(dot2 + 1));
+  if (!signature) return malformed("signature is not canonical base64url");
+
+  Json header;
+  if (auto why = parseStrict(*header_text, header); !why.empty()) {
+    return malformed("header " + std::string(why));
+  }
+  if (!header.is_object()) return malformed("header is not a JSON object");
+  const auto alg_member = header.find("alg");
+  if (alg_member == header.end() || !alg_member->is_string()) {
+    return malformed("header has no string alg");
+  }
+  std::string kid;
+  if (const auto kid_member = header.find("kid"); kid_member != header.end()) {
+    if (!kid_member->is_string()) return malformed("header kid is not a string");
+    kid = std::move(kid_member->get_ref<std::string&>());
+  }
+
+  const auto& alg_text = alg_member->get_ref<const std::string&>();
+  const std::optional<Alg> alg = parseAlg(alg_text);
+  if (!alg) {
+    return fail(Reason::kAlgorithmNotAllowed, "alg " + printable(alg_text) + " is not supported");
+  }
+  if (std::find(policy.algorithms.begin(), policy.algorithms.end(), *alg) ==
+      policy.algorithms.end()) {
+    return fail(Reason::kAlgorithmNotAllowed,
+                "alg " + std::string(algName(*alg)) + " is not allowed for this provider");
+  }
+  // We implement no header extension, so any `crit` names one we do not understand; an
+  // empty `crit` is itself invalid (RFC 7515 §4.1.11).
+  if (const auto crit = header.find("crit"); crit != header.end()) {
+    if (!crit->is_array()) return malformed("header crit is not an array");
+    if (crit->empty()) return malformed("header crit is empty");
+    return malformed("header crit names an extension that is not understood");
+  }
+
+  const Key* key = keys.find(kid, *alg);
+  if (key == nullptr) {
+    return fail(Reason::kKeyNotFound,
+                "no key for " +
+                    (kid.empty() ? std::string("a token without kid") : "kid=" + printable(kid)) +
+                    " and alg " + std::string(algName(*alg)));
+  }
+
+  const AlgSpec spec = specFor(*alg);
+  switch (verifySignature(spec, *key, signing_input, *signature)) {
+    case SigCheck::kValid:
+      break;
+    case SigCheck::kInvalid:
+      ERR_clear_error();
+      return fail(Reason::kSignatureInvalid,
+                  "signature does not verify with key " + describeKey(*key));
+    case SigCheck::kError:
+      ERR_clear_error();
+      return fail(Reason::kInternalError,
+                  "cannot run signature verification with key " + describeKey(*key));
+  }
+
+  auto claims = std::make_shared<Json>();
+  if (auto why = parseStrict(*payload_text, *claims); !why.empty()) {
+    return malformed("payload " + std::string(why));
+  }
+  if (!claims->is_object()) return malformed("payload is not a JSON object");
+  if (auto checked = checkClaims(*claims, policy, now); !checked) {
+    return tl::unexpected(std::move(checked.error()));
+  }
+  return VerifiedToken{*alg, std::move(kid), std::move(claims)};
+}
+
+}  // namespace
+
+Result<VerifiedToken> verifyJwt(std::string_view token, const KeySet& keys,
+                                const VerifyPolicy& policy, std::int64_t now) {
+  try {
+    return verifyImpl(token, keys, policy, now);
+  } catch (const std::exception&) {
+    ERR_clear_error();
+    return fail(Reason::kInternalError, "token verification failed unexpectedly");
+  }
+}
+
+Result<std::string> signJwt(const nlohmann::json& claims, const Key& key, Alg alg) {
+  try {
+    if (!claims.is_object()) return fail(Reason::kInternalError, "claims are not a JSON object");
+    if (!key.canSignWith(alg)) {
+      return fail(Reason::kAlgorithmNotAllowed,
+                  "key " + describeKey(key) + " cannot sign " + std::string(algName(alg)));
+    }
+    Json header = Json::object();
+    header["alg"] = std::string(algName(alg));
+    header["typ"] = "JWT";
+    if (!key.kid().empty()) header["kid"] = key.kid();
+
+    std::string token = base64urlEncode(header.dump());
+    token += '.';
+    token += base64urlEncode(claims.dump());
+    auto signature = sign(specFor(alg), key, token);
+    if (!signature) {
+      ERR_clear_error();
+      return tl::unexpected(std::move(signature.error()));
+    }
+    token += '.';
+    token += base64urlEncode(*signature);
+    return token;
+  } catch (const std::exception&) {
+    ERR_clear_error();
+    return fail(Reason::kInternalError, "claims cannot be serialised");
+  }
+}
+
+}  // namespace portcullis::identity

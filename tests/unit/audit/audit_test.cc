@@ -1,0 +1,188 @@
+#include "audit/audit.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "audit/metrics.h"
+#include "engine/gatekeeper.h"
+#include "support/fixtures.h"
+
+namespace portcullis::audit {
+namespace {
+
+using portcullis::testing::TempDir;
+
+class MemorySink final : public AuditSink {
+ public:
+  void write(std::string line) override { lines.push_back(std::move(line)); }
+  std::vector<std::string> lines;
+};
+
+class FixedClock final : public Clock {
+ public:
+  std::int64_t unixMillis() const override { return ms; }
+  std::int64_t ms = 1'790'000'000'123;
+};
+
+constexpr const char* kPolicy = R"(
+version: 1
+identity:
+  demo: { issuer: portcullis-dev, jwks_file: ${KEYS}/demo-jwks.json, audiences: [orders-api] }
+routes:
+  - name: orders
+    match: { paths: [/orders] }
+    authenticate: [demo]
+    require: { scopes: [read:orders] }
+)";
+
+engine::Request request(std::string token) {
+  engine::Request r;
+  r.method = "GET";
+  r.host = "api.example.com";
+  r.path = "/orders";
+  r.listener = "authz";
+  r.client_ip = *IpAddress::parse("10.1.2.3");
+  if (!token.empty()) r.headers.add("Authorization", "Bearer " + token);
+  return r;
+}
+
+TEST(AuditTest, OneLinePerDecisionWithEveryContractField) {
+  TempDir dir;
+  Metrics metrics;
+  MemorySink sink;
+  FixedClock clock;
+  auto snapshot = portcullis::testing::compilePolicy(dir, kPolicy, metrics);
+  ASSERT_TRUE(snapshot);
+  engine::Gatekeeper gk(snapshot, sink, metrics, clock);
+
+  const std::string token = portcullis::testing::mintToken({}, clock.unixSeconds());
+  auto r = request(token);
+  gk.decide(r);
+  ASSERT_EQ(sink.lines.size(), 1u);
+  const std::string& line = sink.lines[0];
+  EXPECT_EQ(line.back(), '\n');
+  EXPECT_EQ(line.find(token), std::string::npos) << "the token must never be logged";
+  EXPECT_EQ(line.find(token.substr(token.rfind('.') + 1)), std::string::npos);
+  const auto event = nlohmann::json::parse(line);
+  for (const char* field : {"ts", "request_id", "listener", "route", "decision", "status", "reason",
+                            "sub", "iss", "client_ip", "method", "host", "path", "cache",
+                            "functions", "latency_us", "policy_version"}) {
+    EXPECT_TRUE(event.contains(field)) << field;
+  }
+  EXPECT_EQ(event["ts"], "2026-09-21T14:13:20.123Z");
+  EXPECT_EQ(event["decision"], "deny");
+  EXPECT_EQ(event["status"], 403);
+  EXPECT_EQ(event["reason"], "scope_missing");
+  EXPECT_EQ(event["detail"], "missing scope read:orders");
+  EXPECT_EQ(event["sub"], "alice");
+  EXPECT_EQ(event["iss"], "portcullis-dev");
+  EXPECT_EQ(event["route"], "orders");
+  EXPECT_EQ(event["client_ip"], "10.1.2.3");
+  EXPECT_EQ(event["policy_version"], snapshot->version);
+  EXPECT_EQ(event["request_id"].get<std::string>().size(), 32u);
+
+  auto anon = request("");
+  gk.decide(anon);
+  const auto second = nlohmann::json::parse(sink.lines.at(1));
+  EXPECT_EQ(second["reason"], "token_missing");
+  EXPECT_TRUE(second["sub"].is_null());
+
+  EXPECT_NE(
+      metrics.render().find("portcullis_decisions_total{route=\"orders\",outcome=\"deny\"} 2"),
+      std::string::npos);
+}
+
+TEST(AuditTest, HostileRequestBytesStayOneValidJsonLine) {
+  engine::Request r = request("");
+  r.path = std::string("/a\"b\n\xff\xfe", 8);
+  engine::Evaluation ev;
+  const std::string line = auditLine(r, ev, "v", 0, 1);
+  EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1);
+  EXPECT_TRUE(nlohmann::json::accept(line));
+}
+
+TEST(AuditTest, GatekeeperPublishSwapsPolicyForNewDecisionsOnly) {
+  TempDir dir1, dir2;
+  Metrics metrics;
+  MemorySink sink;
+  FixedClock clock;
+  auto deny_all = portcullis::testing::compilePolicy(dir1, "version: 1\nroutes: []\n", metrics);
+  auto allow_all =
+      portcullis::testing::compilePolicy(dir2, "version: 1\nroutes: []\ndefault: allow\n", metrics);
+  engine::Gatekeeper gk(deny_all, sink, metrics, clock);
+  auto r = request("");
+  EXPECT_FALSE(gk.decide(r).decision.allow);
+  const auto pinned = gk.snapshot();
+  gk.publish(allow_all);
+  EXPECT_TRUE(gk.decide(r).decision.allow);
+  EXPECT_FALSE(engine::evaluate(*pinned, r, 0).decision.allow);  // old snapshot unchanged
+}
+
+TEST(StreamSinkTest, WritesEveryLineToAFileAndReopens) {
+  TempDir dir;
+  Metrics metrics;
+  const std::string path = dir.path() + "/audit.jsonl";
+  {
+    StreamSink sink(path, 1024, std::chrono::milliseconds(1000), metrics);
+    for (int i = 0; i < 100; ++i)
+      sink.write("{\"n\":" + std::to_string(i) + "}\n");
+    sink.flush();
+    std::filesystem::rename(path, path + ".1");  // logrotate moves the file…
+    sink.reopen();                               // …then sends SIGUSR1
+    sink.write("{\"n\":100}\n");
+    sink.flush();
+  }
+  const auto rotated = portcullis::testing::readAll(path + ".1");
+  const auto fresh = portcullis::testing::readAll(path);
+  EXPECT_EQ(std::count(rotated.begin(), rotated.end(), '\n'), 100);
+  EXPECT_EQ(fresh, "{\"n\":100}\n");
+  EXPECT_NE(metrics.render().find("portcullis_audit_lines_total 101"), std::string::npos);
+}
+
+TEST(StreamSinkTest, FullQueueAppliesBoundedBackPressureThenCountsDrops) {
+  TempDir dir;
+  Metrics metrics;
+  // A FIFO with no reader blocks the writer thread once the pipe buffer fills, so the
+  // queue (2 lines) fills and writers wait `block_timeout`, then drop and count.
+  const std::string fifo = dir.path() + "/fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);  // so open for write succeeds
+  ASSERT_GE(reader, 0);
+  {
+    StreamSink sink(fifo, 2, std::chrono::milliseconds(5), metrics);
+    const std::string big(64 * 1024, 'x');
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 20; ++i)
+      sink.write(big + "\n");
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    EXPECT_LT(elapsed, std::chrono::seconds(2)) << "back-pressure must be bounded";
+    EXPECT_NE(metrics.render().find("portcullis_audit_dropped_total "), std::string::npos);
+    const auto text = metrics.render();
+    EXPECT_EQ(text.find("portcullis_audit_dropped_total 0\n"), std::string::npos) << text;
+    // Drain so the sink's destructor can finish writing what it accepted.
+    std::thread drain([reader] {
+      char buf[65536];
+      for (int idle = 0; idle < 200;) {
+        const ssize_t n = ::read(reader, buf, sizeof buf);
+        if (n > 0) {
+          idle = 0;
+        } else {
+          ++idle;
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+      }
+    });
+    sink.flush();
+    drain.join();
+  }
+  ::close(reader);
+}
+
+}  // namespace
+}  // namespace portcullis::audit

@@ -1,0 +1,272 @@
+#include "config/compiler.h"
+
+#include <cstdlib>
+
+#include <gtest/gtest.h>
+
+#include "support/fixtures.h"
+
+namespace portcullis::config {
+namespace {
+
+using portcullis::testing::sourcePath;
+using portcullis::testing::TempDir;
+
+class CompilerTest : public ::testing::Test {
+ protected:
+  LoadResult load(std::string yaml) {
+    const std::string keys = sourcePath("examples/keys");
+    for (std::size_t pos; (pos = yaml.find("${KEYS}")) != std::string::npos;)
+      yaml.replace(pos, 7, keys);
+    path_ = dir_.write("p.yaml", yaml);
+    return loadPolicy(path_, metrics_, 0);
+  }
+  // The errors as "LINE:COL: message" (the file prefix checked once).
+  std::vector<std::string> errors(const LoadResult& r) {
+    std::vector<std::string> out;
+    for (const auto& e : r.errors) {
+      EXPECT_EQ(e.file, path_);
+      out.push_back(std::to_string(e.line) + ":" + std::to_string(e.column) + ": " + e.message);
+    }
+    return out;
+  }
+  static bool hasError(const std::vector<std::string>& errors, std::string_view prefix,
+                       std::string_view needle) {
+    for (const auto& e : errors) {
+      if (e.starts_with(prefix) && e.find(needle) != std::string::npos) return true;
+    }
+    return false;
+  }
+
+  TempDir dir_;
+  std::string path_;
+  audit::Metrics metrics_;
+};
+
+constexpr const char* kProvider = R"(
+version: 1
+identity:
+  demo:
+    issuer: portcullis-dev
+    jwks_file: ${KEYS}/demo-jwks.json
+    audiences: [orders-api]
+)";
+
+TEST_F(CompilerTest, QuickstartCompiles) {
+  auto r = loadPolicy(sourcePath("examples/quickstart.yaml"), metrics_, 0);
+  for (const auto& e : r.errors)
+    ADD_FAILURE() << e.toString();
+  ASSERT_TRUE(r.snapshot);
+  EXPECT_EQ(r.snapshot->routes.size(), 3u);
+  EXPECT_EQ(r.snapshot->version.size(), 16u);
+  EXPECT_EQ(r.snapshot->files.size(), 2u);  // the config and the JWKS file
+}
+
+TEST_F(CompilerTest, UnknownKeyIsLocated) {
+  const auto r = load(std::string(kProvider) + R"(routes:
+  - name: a
+    match: { paths: [/a] }
+    allow: true
+    colour: blue
+)");
+  EXPECT_FALSE(r.snapshot);
+  const auto e = errors(r);
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_TRUE(hasError(e, "12:5: ", "unknown key 'colour' in route")) << e[0];
+}
+
+TEST_F(CompilerTest, BadDurationIsLocated) {
+  const auto r = load(R"(version: 1
+identity:
+  demo:
+    issuer: x
+    jwks_file: ${KEYS}/demo-jwks.json
+    leeway: 5 parsecs
+routes: []
+)");
+  const auto e = errors(r);
+  EXPECT_TRUE(hasError(e, "6:13: ", "leeway must be a duration")) << ::testing::PrintToString(e);
+}
+
+TEST_F(CompilerTest, UnknownProviderIsLocated) {
+  const auto r = load(std::string(kProvider) + R"(routes:
+  - name: a
+    match: { paths: [/a] }
+    authenticate: [demo, corp]
+)");
+  const auto e = errors(r);
+  EXPECT_TRUE(hasError(e, "11:26: ", "unknown provider 'corp'")) << ::testing::PrintToString(e);
+}
+
+TEST_F(CompilerTest, YamlSyntaxErrorIsLocated) {
+  const auto r = load("version: 1\nroutes:\n  - name: [unclosed\n");
+  const auto e = errors(r);
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_NE(e[0].find("YAML syntax error"), std::string::npos) << e[0];
+  EXPECT_GE(r.errors[0].line, 3);
+}
+
+TEST_F(CompilerTest, EveryProblemIsReportedNotJustTheFirst) {
+  const auto r = load(R"(version: 2
+workers: many
+listeners: { authz: "nowhere", admin: 127.0.0.1:9901 }
+default: maybe
+routes:
+  - match: { paths: [relative] }
+    allow: sometimes
+)");
+  const auto e = errors(r);
+  EXPECT_TRUE(hasError(e, "1:10: ", "version must be an integer from 1 to 1"))
+      << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "2:10: ", "workers")) << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "3:21: ", "is not an address")) << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "4:10: ", "default must be one of: deny, allow"))
+      << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "6:5: ", "needs a 'name'")) << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "6:22: ", "must start with '/'")) << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "7:12: ", "must be true or false")) << ::testing::PrintToString(e);
+}
+
+TEST_F(CompilerTest, DuplicateKeysAndRouteNames) {
+  const auto r = load(std::string(kProvider) + R"(routes:
+  - { name: a, match: { paths: [/a] }, allow: true }
+  - { name: a, match: { paths: [/b] }, allow: true, allow: false }
+  - { name: a, match: { paths: [/c] }, allow: true }
+)");
+  const auto e = errors(r);
+  EXPECT_TRUE(hasError(e, "10:53: ", "duplicate key 'allow'")) << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "11:5: ", "duplicate route name 'a'")) << ::testing::PrintToString(e);
+}
+
+TEST_F(CompilerTest, FailClosedRules) {
+  const auto r = load(std::string(kProvider) + R"(rbac:
+  roles: { reader: { scopes: [read] } }
+routes:
+  - name: implicit-public
+    match: { paths: [/a] }
+  - name: anonymous-scopes
+    match: { paths: [/b] }
+    allow: true
+    require: { scopes: [read] }
+  - name: unknown-role
+    match: { paths: [/c] }
+    authenticate: [demo]
+    require: { roles: [writer] }
+)");
+  const auto e = errors(r);
+  EXPECT_TRUE(hasError(e, "11:5: ", "say 'allow: true' to make it public"))
+      << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "13:5: ", "requires roles, scopes or claims but does not authenticate"))
+      << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "20:14: ", "role 'writer' is not defined"))
+      << ::testing::PrintToString(e);
+}
+
+TEST_F(CompilerTest, AlgorithmNoneIsNeverAccepted) {
+  const auto r = load(R"(version: 1
+identity:
+  demo:
+    issuer: x
+    jwks_file: ${KEYS}/demo-jwks.json
+    algorithms: [RS256, none, HS256]
+routes: []
+)");
+  const auto e = errors(r);
+  EXPECT_TRUE(hasError(e, "6:25: ", "`none` is never accepted")) << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "6:31: ", "HS256 needs hmac_secret")) << ::testing::PrintToString(e);
+}
+
+TEST_F(CompilerTest, ProvidersNeedAKeySourceAndShortSecretsAreRejected) {
+  const auto r = load(R"(version: 1
+identity:
+  a: { issuer: x }
+  b: { issuer: y, hmac_secret: short }
+  c: { issuer: z, discovery: true, jwks_file: ${KEYS}/demo-jwks.json }
+routes: []
+)");
+  const auto e = errors(r);
+  EXPECT_TRUE(hasError(e, "3:6: ", "needs a key source")) << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "4:32: ", "at least 32 bytes")) << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "5:19: ", "'discovery' in identity.c is not supported yet"))
+      << ::testing::PrintToString(e);
+}
+
+TEST_F(CompilerTest, NotYetImplementedKeysAreErrorsNotSilentNoOps) {
+  const auto r = load(std::string(kProvider) + R"(routes:
+  - name: a
+    match: { paths: [/a] }
+    authenticate: [demo]
+    rate_limit: { key: "${claims.sub}", rate: 100/s }
+redis: redis://127.0.0.1:6379
+)");
+  const auto e = errors(r);
+  EXPECT_TRUE(hasError(e, "12:5: ", "'rate_limit' in routes[0] is not supported yet"))
+      << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "13:1: ", "'redis' in the config is not supported yet"))
+      << ::testing::PrintToString(e);
+}
+
+TEST_F(CompilerTest, SecretsFromEnvironmentAndFiles) {
+  ::setenv("PORTCULLIS_TEST_SECRET", "0123456789abcdef0123456789abcdef-env", 1);
+  dir_.write("secret.txt", "0123456789abcdef0123456789abcdef-file\n");
+  const auto r = load(R"(version: 1
+identity:
+  env: { issuer: a, hmac_secret: "${env:PORTCULLIS_TEST_SECRET}" }
+  file: { issuer: b, hmac_secret: "${file:secret.txt}" }
+routes: []
+)");
+  for (const auto& e : r.errors)
+    ADD_FAILURE() << e.toString();
+  ASSERT_TRUE(r.snapshot);
+  EXPECT_EQ(r.snapshot->provider("file")->keys()->keys()[0].secret(),
+            "0123456789abcdef0123456789abcdef-file");
+  EXPECT_EQ(r.snapshot->files.size(), 2u);  // the secret file is watched
+
+  const auto missing = load(R"(version: 1
+identity:
+  env: { issuer: a, hmac_secret: "${env:PORTCULLIS_TEST_UNSET_VARIABLE}" }
+routes: []
+)");
+  EXPECT_TRUE(hasError(errors(missing), "3:34: ", "PORTCULLIS_TEST_UNSET_VARIABLE is not set"));
+}
+
+TEST_F(CompilerTest, VersionIsAContentHashOfEveryInput) {
+  const std::string base = std::string(kProvider) + "routes: []\n";
+  const auto a = load(base);
+  const auto b = load(base);
+  const auto c = load(base + "default: deny\n");
+  ASSERT_TRUE(a.snapshot && b.snapshot && c.snapshot);
+  EXPECT_EQ(a.snapshot->version, b.snapshot->version);
+  EXPECT_NE(a.snapshot->version, c.snapshot->version);
+}
+
+TEST_F(CompilerTest, TemplatesAreCheckedAtLoad) {
+  const auto r = load(std::string(kProvider) + R"(routes:
+  - name: a
+    match: { paths: [/a] }
+    authenticate: [demo]
+    on_allow: { set_headers: { X-User: "${claim.sub}", "Bad Header": x } }
+  - name: b
+    match: { paths: [/b] }
+    allow: true
+    on_allow: { set_headers: { X-User: "${identity.sub}" } }
+)");
+  const auto e = errors(r);
+  EXPECT_TRUE(hasError(e, "12:40: ", "unknown template variable 'claim.sub'"))
+      << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "12:56: ", "'Bad Header' is not a valid header name"))
+      << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "13:5: ", "uses the identity but the route does not authenticate"))
+      << ::testing::PrintToString(e);
+}
+
+TEST_F(CompilerTest, MissingFileIsAFileError) {
+  const auto r = loadPolicy(dir_.path() + "/absent.yaml", metrics_, 0);
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].line, 0);
+  EXPECT_NE(r.errors[0].toString().find("absent.yaml: cannot read the config file"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace portcullis::config

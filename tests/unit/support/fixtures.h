@@ -1,0 +1,95 @@
+#pragma once
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "audit/metrics.h"
+#include "config/compiler.h"
+#include "identity/jwk.h"
+#include "identity/jwt.h"
+
+namespace portcullis::testing {
+
+inline std::string sourcePath(const std::string& rel) {
+  return std::string(PORTCULLIS_SOURCE_DIR) + "/" + rel;
+}
+
+inline std::string readAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+// A temporary folder removed at the end of the test.
+class TempDir final {
+ public:
+  TempDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "portcullis-test-XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  std::string write(const std::string& name, const std::string& content) const {
+    const std::string p = path_ + "/" + name;
+    std::ofstream(p, std::ios::binary) << content;
+    return p;
+  }
+
+ private:
+  std::string path_;
+};
+
+// The demo signing keys shipped in examples/keys.
+inline const identity::Key& demoRsaKey() {
+  static const identity::Key key =
+      *identity::Key::fromJwk(readAll(sourcePath("examples/keys/demo.jwk")), true);
+  return key;
+}
+
+// Mints an RS256 token with the demo key. `claims` is merged over sane defaults
+// (iss portcullis-dev, aud orders-api, sub alice, exp now+1h).
+inline std::string mintToken(nlohmann::json claims, std::int64_t now) {
+  nlohmann::json base = {{"iss", "portcullis-dev"},
+                         {"aud", "orders-api"},
+                         {"sub", "alice"},
+                         {"iat", now},
+                         {"exp", now + 3600}};
+  for (auto& [k, v] : claims.items()) {
+    if (v.is_null()) {
+      base.erase(k);
+    } else {
+      base[k] = v;
+    }
+  }
+  return *identity::signJwt(base, demoRsaKey(), identity::Alg::kRS256);
+}
+
+// Compiles a policy given as YAML text (written to a temp dir; `${KEYS}` is replaced by the
+// absolute path of examples/keys). Fails the test on config errors.
+inline std::shared_ptr<const engine::PolicySnapshot> compilePolicy(const TempDir& dir,
+                                                                   std::string yaml,
+                                                                   audit::Metrics& metrics,
+                                                                   std::int64_t now = 0) {
+  const std::string keys = sourcePath("examples/keys");
+  for (std::size_t pos; (pos = yaml.find("${KEYS}")) != std::string::npos;) {
+    yaml.replace(pos, 7, keys);
+  }
+  const auto path = dir.write("policy.yaml", yaml);
+  auto loaded = config::loadPolicy(path, metrics, now);
+  for (const auto& e : loaded.errors)
+    ADD_FAILURE() << e.toString();
+  return loaded.snapshot;
+}
+
+}  // namespace portcullis::testing
