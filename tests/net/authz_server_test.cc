@@ -1,0 +1,326 @@
+// The forward-auth front door over real sockets: request reconstruction, keep-alive, and
+// hostile clients (garbage, huge headers, slow-loris, connection floods).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "audit/audit.h"
+#include "audit/metrics.h"
+#include "config/compiler.h"
+#include "frontends/authz/authz.h"
+#include "frontends/http_server.h"
+#include "net/workers.h"
+
+namespace portcullis::frontends {
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+class CountingSink final : public audit::AuditSink {
+ public:
+  void write(std::string line) override {
+    std::lock_guard lock(mu);
+    lines.push_back(std::move(line));
+  }
+  std::size_t count() {
+    std::lock_guard lock(mu);
+    return lines.size();
+  }
+  std::string last() {
+    std::lock_guard lock(mu);
+    return lines.empty() ? "" : lines.back();
+  }
+  std::mutex mu;
+  std::vector<std::string> lines;
+};
+
+constexpr const char* kPolicy = R"(version: 1
+authz: { trusted_proxies: [127.0.0.1/32] }
+routes:
+  - name: open
+    match: { paths: [/open/**] }
+    allow: true
+    on_allow: { set_headers: { X-Client: "${request.ip}", X-Path: "${request.path}" } }
+  - name: internal
+    match: { paths: [/internal] }
+    allow: true
+    require: { source_ips: [10.0.0.0/8] }
+default: deny
+)";
+
+// One worker serving the authz front door on an ephemeral loopback port.
+class AuthzServer : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/portcullis-net-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+    std::ofstream(dir_ + "/p.yaml") << kPolicy;
+    auto loaded = config::loadPolicy(dir_ + "/p.yaml", metrics_, 0);
+    ASSERT_TRUE(loaded.snapshot) << loaded.errors.at(0).toString();
+    gatekeeper_ = std::make_unique<engine::Gatekeeper>(loaded.snapshot, sink_, metrics_, clock_);
+    authz_ = std::make_unique<AuthzFrontend>(*gatekeeper_);
+    HttpLimits limits;
+    limits.max_header_bytes = 8 * 1024;
+    limits.header_timeout = 300ms;
+    limits.idle_timeout = 2s;
+    limits.max_connections = 16;
+    HttpHandler handler;
+    handler.sync = [this](HttpIn& in) { return authz_->handle(in); };
+    state_ = makeListenerState("authz", std::move(handler), limits, metrics_);
+    auto listeners = net::listenOnAll(pool_, *parseHostPort("127.0.0.1:0"), 1);
+    ASSERT_TRUE(listeners);
+    port_ = listeners->endpoint.port();
+    acceptor_ = std::move(listeners->acceptors[0]);
+    asio::co_spawn(pool_.context(0), acceptLoop(*acceptor_, state_), asio::detached);
+    pool_.start();
+  }
+  void TearDown() override {
+    pool_.stop();
+    pool_.join();
+    std::filesystem::remove_all(dir_);
+  }
+
+  int connectClient() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port_);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    return fd;
+  }
+  static bool sendAll(int fd, std::string_view data) {
+    while (!data.empty()) {
+      const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+  // Reads one response (headers + Content-Length body), or what arrived before close or
+  // the deadline.
+  static std::string readResponse(int fd, std::chrono::milliseconds deadline = 3s) {
+    std::string buf;
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    while (std::chrono::steady_clock::now() < until) {
+      const auto header_end = buf.find("\r\n\r\n");
+      if (header_end != std::string::npos) {
+        std::size_t length = 0;
+        const auto cl = buf.find("Content-Length: ");
+        if (cl != std::string::npos && cl < header_end) length = std::stoul(buf.substr(cl + 16));
+        if (buf.size() >= header_end + 4 + length) return buf.substr(0, header_end + 4 + length);
+      }
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      char chunk[4096];
+      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+      if (n <= 0) break;
+      buf.append(chunk, static_cast<std::size_t>(n));
+    }
+    return buf;
+  }
+  // True when the server closed the connection (EOF or reset) within `deadline`.
+  static bool closedByServer(int fd, std::chrono::milliseconds deadline) {
+    const auto until = std::chrono::steady_clock::now() + deadline;
+    while (std::chrono::steady_clock::now() < until) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 20) <= 0) continue;
+      char chunk[4096];
+      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+      if (n <= 0) return true;
+    }
+    return false;
+  }
+  std::string roundTrip(const std::string& request) {
+    const int fd = connectClient();
+    sendAll(fd, request);
+    auto res = readResponse(fd);
+    ::close(fd);
+    return res;
+  }
+  static std::string get(std::string_view uri, std::string extra = {}) {
+    return "GET /auth HTTP/1.1\r\nHost: gate\r\nX-Original-URI: " + std::string(uri) +
+           "\r\nX-Original-Method: GET\r\n" + extra + "\r\n";
+  }
+
+  std::string dir_;
+  audit::Metrics metrics_;
+  CountingSink sink_;
+  SystemClock clock_;
+  std::unique_ptr<engine::Gatekeeper> gatekeeper_;
+  std::unique_ptr<AuthzFrontend> authz_;
+  std::shared_ptr<HttpListenerState> state_;
+  net::WorkerPool pool_{1};
+  std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
+  std::uint16_t port_ = 0;
+};
+
+TEST_F(AuthzServer, AllowsAndDeniesOverKeepAlive) {
+  const int fd = connectClient();
+  ASSERT_TRUE(sendAll(fd, get("/open/a")));
+  const auto first = readResponse(fd);
+  EXPECT_TRUE(first.starts_with("HTTP/1.1 200 OK\r\n")) << first;
+  EXPECT_NE(first.find("X-Path: /open/a\r\n"), std::string::npos) << first;
+  ASSERT_TRUE(sendAll(fd, get("/closed")));  // same connection
+  const auto second = readResponse(fd);
+  EXPECT_TRUE(second.starts_with("HTTP/1.1 403 Forbidden\r\n")) << second;
+  ::close(fd);
+  EXPECT_EQ(sink_.count(), 2u);
+  EXPECT_NE(sink_.last().find("\"reason\":\"no_route\""), std::string::npos);
+}
+
+TEST_F(AuthzServer, PathTricksAreNormalisedBeforeRouting) {
+  EXPECT_TRUE(roundTrip(get("/open/../closed")).starts_with("HTTP/1.1 403"));
+  const auto res = roundTrip(get("/open/%2e%2e/open/x//y"));
+  EXPECT_TRUE(res.starts_with("HTTP/1.1 200")) << res;
+  EXPECT_NE(res.find("X-Path: /open/x/y\r\n"), std::string::npos) << res;
+}
+
+TEST_F(AuthzServer, ClientIpComesFromTrustedProxyHeadersOnly) {
+  // The peer (127.0.0.1) is trusted: the right-most untrusted X-Forwarded-For hop wins.
+  auto res = roundTrip(get("/open/ip", "X-Forwarded-For: 6.6.6.6, 10.1.2.3\r\n"));
+  EXPECT_NE(res.find("X-Client: 10.1.2.3\r\n"), std::string::npos) << res;
+  res = roundTrip(get("/internal", "X-Forwarded-For: 10.9.9.9\r\n"));
+  EXPECT_TRUE(res.starts_with("HTTP/1.1 200")) << res;
+  res = roundTrip(get("/internal", "X-Forwarded-For: 10.9.9.9, 192.0.2.7\r\n"));
+  EXPECT_TRUE(res.starts_with("HTTP/1.1 403")) << res;
+}
+
+TEST_F(AuthzServer, MissingOriginalUriIsABadRequestAndAudited) {
+  const auto res = roundTrip("GET /auth HTTP/1.1\r\nHost: gate\r\nX-Original-URI: nope\r\n\r\n");
+  EXPECT_TRUE(res.starts_with("HTTP/1.1 400")) << res;
+  EXPECT_NE(sink_.last().find("\"reason\":\"bad_request\""), std::string::npos) << sink_.last();
+}
+
+TEST_F(AuthzServer, GarbageClosesOnlyThatConnection) {
+  const int healthy = connectClient();
+  const int bad = connectClient();
+  std::string garbage(64 * 1024, '\0');
+  for (std::size_t i = 0; i < garbage.size(); ++i)
+    garbage[i] = static_cast<char>((i * 7919) % 251);
+  sendAll(bad, garbage);
+  const auto res = readResponse(bad, 2s);
+  EXPECT_TRUE(res.empty() || res.starts_with("HTTP/1.1 400")) << res.substr(0, 80);
+  EXPECT_TRUE(closedByServer(bad, 2s));
+  ::close(bad);
+  ASSERT_TRUE(sendAll(healthy, get("/open/still-here")));
+  EXPECT_TRUE(readResponse(healthy).starts_with("HTTP/1.1 200"));
+  ::close(healthy);
+}
+
+TEST_F(AuthzServer, HugeHeaderIsRefusedWith431) {
+  const std::string huge = "X-Big: " + std::string(1024 * 1024, 'a') + "\r\n";
+  const int fd = connectClient();
+  sendAll(fd, get("/open/x", huge));  // may fail part-way once the server closes: fine
+  const auto res = readResponse(fd, 2s);
+  EXPECT_TRUE(res.starts_with("HTTP/1.1 431")) << res.substr(0, 80);
+  ::close(fd);
+  EXPECT_TRUE(roundTrip(get("/open/after")).starts_with("HTTP/1.1 200"));
+}
+
+TEST_F(AuthzServer, SlowLorisIsCutOffAtTheHeaderTimeout) {
+  const int slow = connectClient();
+  sendAll(slow, "GET /auth HTTP/1.1\r\nHost: gate\r\n");
+  const auto start = std::chrono::steady_clock::now();
+  // Meanwhile other clients are served promptly.
+  EXPECT_TRUE(roundTrip(get("/open/x")).starts_with("HTTP/1.1 200"));
+  for (int i = 0; i < 5; ++i) {
+    sendAll(slow, "X-Drip: 1\r\n");
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(closedByServer(slow, 2s));
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(elapsed, 1500ms);
+  ::close(slow);
+}
+
+TEST_F(AuthzServer, IdleKeepAliveConnectionsAreClosed) {
+  const int fd = connectClient();
+  sendAll(fd, get("/open/x"));
+  EXPECT_TRUE(readResponse(fd).starts_with("HTTP/1.1 200"));
+  EXPECT_FALSE(closedByServer(fd, 500ms));  // idle timeout is 2 s, header timeout 300 ms
+  EXPECT_TRUE(closedByServer(fd, 3s));
+  ::close(fd);
+}
+
+TEST_F(AuthzServer, ConnectionsBeyondTheLimitAreClosedAtOnce) {
+  std::vector<int> held;
+  for (int i = 0; i < 16; ++i)
+    held.push_back(connectClient());
+  std::this_thread::sleep_for(100ms);
+  const int extra = connectClient();
+  EXPECT_TRUE(closedByServer(extra, 2s));
+  ::close(extra);
+  ::close(held.back());
+  held.pop_back();
+  std::this_thread::sleep_for(100ms);
+  EXPECT_TRUE(roundTrip(get("/open/x")).starts_with("HTTP/1.1 200"));
+  for (int fd : held)
+    ::close(fd);
+}
+
+TEST(OriginalRequestTest, StylesOfEachProxy) {
+  engine::Settings::Authz config;
+  HttpIn nginx;
+  nginx.method = "GET";
+  nginx.target = "/auth";
+  nginx.headers.add("X-Original-URI", "/orders/7?x=1");
+  nginx.headers.add("X-Original-Method", "delete");
+  nginx.headers.add("Host", "API.example.com:443");
+  std::string why;
+  auto r = originalRequest(nginx, config, why);
+  ASSERT_TRUE(r) << why;
+  EXPECT_EQ(r->method, "DELETE");
+  EXPECT_EQ(r->host, "api.example.com");
+  EXPECT_EQ(r->path, "/orders/7");
+  EXPECT_EQ(r->query, "x=1");
+
+  HttpIn traefik;
+  traefik.method = "GET";
+  traefik.target = "/";
+  traefik.headers.add("X-Forwarded-Method", "POST");
+  traefik.headers.add("X-Forwarded-Proto", "https");
+  traefik.headers.add("X-Forwarded-Host", "shop.example.com");
+  traefik.headers.add("X-Forwarded-Uri", "/cart");
+  r = originalRequest(traefik, config, why);
+  ASSERT_TRUE(r) << why;
+  EXPECT_EQ(r->method, "POST");
+  EXPECT_EQ(r->scheme, "https");
+  EXPECT_EQ(r->host, "shop.example.com");
+  EXPECT_EQ(r->path, "/cart");
+
+  config.path_prefix = "/ext_authz";
+  HttpIn envoy;
+  envoy.method = "PUT";
+  envoy.target = "/ext_authz/orders/7";
+  envoy.headers.add("Host", "api.example.com");
+  r = originalRequest(envoy, config, why);
+  ASSERT_TRUE(r) << why;
+  EXPECT_EQ(r->method, "PUT");
+  EXPECT_EQ(r->path, "/orders/7");
+  envoy.target = "/elsewhere";
+  EXPECT_FALSE(originalRequest(envoy, config, why).has_value());
+
+  // An explicit style ignores the other families' headers, so a client cannot pick one.
+  config.style = engine::Settings::Authz::Style::kNginx;
+  HttpIn forged = traefik;
+  forged.headers.add("X-Original-URI", "/real");
+  r = originalRequest(forged, config, why);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->path, "/real");
+}
+
+}  // namespace
+}  // namespace portcullis::frontends
