@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Every YAML example in README.md and docs/ that is a whole policy (starts with
+# `version: 1`) must compile with `portcullis check`. Examples refer to files relative to
+# examples/ (keys/demo-jwks.json, …), so each one is checked from a copy placed there.
+set -euo pipefail
+bin=$1
+src=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+ln -s "$src/examples/keys" "$work/keys"
+
+checked=0
+failed=0
+for doc in "$src/README.md" "$src"/docs/*.md "$src"/docs/*/*.md; do
+  [ -f "$doc" ] || continue
+  # Split the ```yaml blocks into numbered files.
+  awk -v out="$work/block" '
+    /^```yaml[[:space:]]*$/ { inside = 1; n++; file = out "-" n ".yaml"; printf "" > file; next }
+    /^```[[:space:]]*$/ && inside { inside = 0; close(file); next }
+    inside { print >> file }
+  ' "$doc"
+  for block in "$work"/block-*.yaml; do
+    [ -f "$block" ] || continue
+    if head -n 1 "$block" | grep -q '^version: 1'; then
+      checked=$((checked + 1))
+      if ! "$bin" check -c "$block" >"$work/out" 2>&1; then
+        failed=$((failed + 1))
+        echo "FAIL: an example in ${doc#$src/} does not compile:"
+        sed 's/^/    /' "$work/out"
+      fi
+    fi
+    rm -f "$block"
+  done
+done
+echo "checked $checked policy example(s) in the docs"
+[ "$checked" -gt 0 ] || { echo "FAIL: found no policy example to check"; exit 1; }
+[ "$failed" -eq 0 ]
