@@ -7,8 +7,8 @@
 #include <cstring>
 
 #include <spdlog/spdlog.h>
-#include <nlohmann/json.hpp>
 
+#include "audit/json_writer.h"
 #include "audit/metrics.h"
 
 namespace portcullis::audit {
@@ -17,43 +17,45 @@ std::string auditLine(const engine::Request& request, const engine::Evaluation& 
                       std::string_view policy_version, std::int64_t ts_unix_ms,
                       std::uint64_t latency_us) {
   const engine::Decision& d = evaluation.decision;
-  nlohmann::json event;
   char ts[40];
-  const std::time_t secs = static_cast<std::time_t>(ts_unix_ms / 1000);
+  const auto secs = static_cast<std::time_t>(ts_unix_ms / 1000);
   std::tm tm{};
   gmtime_r(&secs, &tm);
   const std::size_t n = std::strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
   std::snprintf(ts + n, sizeof ts - n, ".%03dZ", static_cast<int>(ts_unix_ms % 1000));
-  event["ts"] = ts;
-  event["request_id"] = request.request_id;
-  event["listener"] = request.listener;
-  event["route"] = evaluation.route ? evaluation.route->name : std::string();
-  event["decision"] = d.allow ? "allow" : "deny";
-  event["status"] = d.status;
-  event["reason"] = reasonName(d.reason);
-  if (!d.detail.empty()) event["detail"] = d.detail;
+
+  std::string line;
+  line.reserve(512);
+  JsonWriter w(line);
+  w.string("ts", ts);
+  w.string("request_id", request.request_id);
+  w.string("listener", request.listener);
+  w.string("route", evaluation.route ? std::string_view(evaluation.route->name) : "");
+  w.string("decision", d.allow ? "allow" : "deny");
+  w.number("status", d.status);
+  w.string("reason", reasonName(d.reason));
+  if (!d.detail.empty()) w.string("detail", d.detail);
   if (d.wouldDeny()) {
-    event["would_deny"] = true;
-    if (d.shadow) event["mode"] = "shadow";
-    if (d.fail_open) event["on_error"] = "allow";
+    w.boolean("would_deny", true);
+    if (d.shadow) w.string("mode", "shadow");
+    if (d.fail_open) w.string("on_error", "allow");
   }
   if (evaluation.identity) {
-    event["sub"] = evaluation.identity->subject;
-    event["iss"] = evaluation.identity->issuer;
+    w.string("sub", evaluation.identity->subject);
+    w.string("iss", evaluation.identity->issuer);
   } else {
-    event["sub"] = nullptr;
-    event["iss"] = nullptr;
+    w.null("sub");
+    w.null("iss");
   }
-  event["client_ip"] = request.client_ip.valid() ? request.client_ip.toString() : std::string();
-  event["method"] = request.method;
-  event["host"] = request.host;
-  event["path"] = request.path;
-  event["cache"] = "miss";
-  event["functions"] = nlohmann::json::array();
-  event["latency_us"] = latency_us;
-  event["policy_version"] = policy_version;
-  // Invalid UTF-8 from a request (a hostile path or header) is replaced, never thrown.
-  std::string line = event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  w.string("client_ip", request.client_ip.valid() ? request.client_ip.toString() : "");
+  w.string("method", request.method);
+  w.string("host", request.host);
+  w.string("path", request.path);
+  w.string("cache", "miss");
+  w.raw("functions", "[]");
+  w.number("latency_us", static_cast<std::int64_t>(latency_us));
+  w.string("policy_version", policy_version);
+  w.close();
   line.push_back('\n');
   return line;
 }

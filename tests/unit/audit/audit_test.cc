@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "audit/json_writer.h"
 #include "audit/metrics.h"
 #include "engine/gatekeeper.h"
 #include "support/fixtures.h"
@@ -182,6 +183,35 @@ TEST(StreamSinkTest, FullQueueAppliesBoundedBackPressureThenCountsDrops) {
     drain.join();
   }
   ::close(reader);
+}
+
+}  // namespace
+}  // namespace portcullis::audit
+
+namespace portcullis::audit {
+namespace {
+
+TEST(JsonWriterTest, EscapesAndRepairsStrings) {
+  std::string out;
+  JsonWriter::appendEscaped(out, std::string_view("a\"b\\c\n\r\t\x01 é €", 16));
+  EXPECT_EQ(out, "\"a\\\"b\\\\c\\n\\r\\t\\u0001 é €\"");
+  out.clear();
+  JsonWriter::appendEscaped(out, std::string_view("\xff\xc3(\xed\xa0\x80\xf0\x9f\x98\x80", 10));
+  EXPECT_EQ(out,
+            "\"\xef\xbf\xbd\xef\xbf\xbd(\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xf0\x9f\x98\x80\"");
+  EXPECT_TRUE(nlohmann::json::accept(out));
+}
+
+TEST(JsonWriterTest, WritesAFlatObject) {
+  std::string out;
+  JsonWriter w(out);
+  w.string("s", "x");
+  w.number("n", -42);
+  w.boolean("b", true);
+  w.null("z");
+  w.raw("a", "[]");
+  w.close();
+  EXPECT_EQ(out, R"({"s":"x","n":-42,"b":true,"z":null,"a":[]})");
 }
 
 }  // namespace
