@@ -11,7 +11,6 @@
 
 #include <array>
 #include <bit>
-#include <exception>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -457,7 +456,7 @@ Result<Key> Key::fromJwk(std::string_view json, bool allow_private) {
     const Json doc = Json::parse(json.begin(), json.end(), nullptr, /*allow_exceptions=*/false);
     if (doc.is_discarded()) return jwkError("not valid JSON");
     return fromJson(doc, allow_private);
-  } catch (const std::exception&) {
+  } catch (...) {
     return jwkError("cannot be parsed");
   }
 }
@@ -534,7 +533,7 @@ Result<Key> Key::fromJson(const nlohmann::json& jwk, bool allow_private) {
     }
     key.usable_for_sig_ = may_verify;
     return key;
-  } catch (const std::exception&) {
+  } catch (...) {
     return jwkError("cannot be parsed");
   }
 }
@@ -592,7 +591,7 @@ Result<KeySet> KeySet::fromJwks(std::string_view json, std::vector<std::string>*
       ++index;
     }
     return set;
-  } catch (const std::exception&) {
+  } catch (...) {
     return jwkError("JWKS cannot be parsed");
   }
 }

@@ -10,8 +10,8 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <cstring>
-#include <exception>
 #include <limits>
 #include <memory>
 #include <utility>
@@ -81,8 +81,8 @@ std::size_t hashIndex(Hash hash) {
   return static_cast<std::size_t>(hash);
 }
 
-// Fetched once per process and never freed: an explicit fetch spares the implicit one that
-// the legacy EVP_sha256() objects cost on every init.
+// Fetched once per process and deliberately never freed (they outlive every thread's
+// contexts, which hold references to them).
 const EVP_MD* digest(Hash hash) {
   static const std::array<EVP_MD*, 3> kDigests = {
       EVP_MD_fetch(nullptr, kHashNames[0], nullptr),
@@ -97,22 +97,44 @@ EVP_MAC* hmac() {
   return kHmac;
 }
 
-// Per-thread OpenSSL contexts, reused across calls so the hot path allocates none. Each is
-// reset (digest) or re-keyed (MAC) before use; nothing leaks from one call into the next.
+bool configurePss(EVP_PKEY_CTX* pctx, Hash hash) {
+  return EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) > 0 &&
+         EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) > 0 &&
+         EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, digest(hash)) > 0;
+}
+
+// Per-thread OpenSSL contexts, reused across calls so the hot path neither allocates nor
+// fetches algorithms. Not shared between threads, so no locking.
+//
+// Verification runs on a copy of a per-(key, alg) template that already went through
+// EVP_DigestVerifyInit: copying costs a fraction of an init, which looks the signature and
+// digest implementations up in the provider store every time. A template holds a reference
+// to its EVP_PKEY, so a key stays alive (and its address unique) while a template of it is
+// cached; at most kMaxTemplates per thread, dropped all at once when full, which also lets
+// keys rotated out of a JWKS go.
 class ThreadContexts {
  public:
+  static constexpr std::size_t kMaxTemplates = 32;
+
   ThreadContexts() = default;
   ThreadContexts(const ThreadContexts&) = delete;
   ThreadContexts& operator=(const ThreadContexts&) = delete;
   ~ThreadContexts() {
-    EVP_MD_CTX_free(md_);
+    dropTemplates();
+    EVP_MD_CTX_free(work_);
     for (EVP_MAC_CTX* mac : macs_)
       EVP_MAC_CTX_free(mac);
   }
 
-  EVP_MD_CTX* md() {
-    if (md_ == nullptr) md_ = EVP_MD_CTX_new();
-    return md_;
+  // A context ready for EVP_DigestVerify on (`pkey`, `alg`); reset by the caller after use.
+  EVP_MD_CTX* verifier(EVP_PKEY* pkey, Alg alg, const AlgSpec& spec) {
+    const EVP_MD_CTX* model = verifyTemplate(pkey, alg, spec);
+    if (model == nullptr) return nullptr;
+    if (work_ == nullptr) work_ = EVP_MD_CTX_new();
+    if (work_ == nullptr || EVP_MD_CTX_copy_ex(work_, model) != 1) return nullptr;
+    // The copy is used once: EVP_DigestVerifyFinal need not keep it reusable.
+    EVP_MD_CTX_set_flags(work_, EVP_MD_CTX_FLAG_FINALISE);
+    return work_;
   }
 
   // An HMAC context whose digest is already set; the caller supplies the key on init.
@@ -136,7 +158,40 @@ class ThreadContexts {
   }
 
  private:
-  EVP_MD_CTX* md_ = nullptr;
+  struct Template {
+    EVP_PKEY* pkey;
+    Alg alg;
+    EVP_MD_CTX* ctx;
+  };
+
+  const EVP_MD_CTX* verifyTemplate(EVP_PKEY* pkey, Alg alg, const AlgSpec& spec) {
+    for (const Template& t : templates_) {
+      if (t.pkey == pkey && t.alg == alg) return t.ctx;
+    }
+    if (templates_.size() >= kMaxTemplates) dropTemplates();
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    if (ctx == nullptr) return nullptr;
+    EVP_PKEY_CTX* pctx = nullptr;
+    const EVP_MD* md = spec.family == Family::kEdDSA ? nullptr : digest(spec.hash);
+    // A null digest would make OpenSSL pick its default one: never let that happen silently.
+    if ((md == nullptr && spec.family != Family::kEdDSA) ||
+        EVP_DigestVerifyInit(ctx, &pctx, md, nullptr, pkey) != 1 ||
+        (spec.family == Family::kRsaPss && !configurePss(pctx, spec.hash))) {
+      EVP_MD_CTX_free(ctx);
+      return nullptr;
+    }
+    templates_.push_back(Template{pkey, alg, ctx});
+    return ctx;
+  }
+
+  void dropTemplates() {
+    for (const Template& t : templates_)
+      EVP_MD_CTX_free(t.ctx);
+    templates_.clear();
+  }
+
+  std::vector<Template> templates_;
+  EVP_MD_CTX* work_ = nullptr;
   std::array<EVP_MAC_CTX*, 3> macs_{};
 };
 
@@ -145,7 +200,7 @@ ThreadContexts& threadContexts() {
   return contexts;
 }
 
-// Returns the thread's digest context to a clean state however the call ends.
+// Returns the thread's working digest context to a clean state however the call ends.
 class MdCtxLease {
  public:
   explicit MdCtxLease(EVP_MD_CTX* ctx) : ctx_(ctx) {}
@@ -182,96 +237,340 @@ std::string describeKey(const Key& key) {
 
 // ---- Strict JSON --------------------------------------------------------------------------
 
-// A SAX consumer that builds the DOM like nlohmann's own parser, but refuses a member name
-// that repeats within one object (RFC 7515 §5.2, RFC 8725 §3.x) and nesting beyond a bound.
-class StrictDomBuilder {
+// An RFC 8259 parser that builds the nlohmann DOM directly. It exists because token JSON is
+// untrusted and on the hot path: it refuses a member name that repeats within one object
+// (RFC 7515 §5.2, RFC 7519 §4), nesting beyond kMaxJsonDepth (which also bounds its own
+// recursion), ill-formed UTF-8, lone surrogate escapes, a byte order mark, and numbers that
+// do not fit a double; and it runs several times faster than nlohmann's lexer. Integers
+// become number_unsigned / number_integer and other numbers number_float, as nlohmann's
+// parser would make them.
+class StrictJsonParser {
  public:
   enum class Failure : std::uint8_t { kNone, kSyntax, kDuplicate, kTooDeep };
 
-  explicit StrictDomBuilder(Json& root) : root_(root) {}
+  explicit StrictJsonParser(std::string_view text)
+      : p_(text.data()), end_(text.data() + text.size()) {}
 
-  bool null() { return put(nullptr) != nullptr; }
-  bool boolean(bool value) { return put(value) != nullptr; }
-  bool number_integer(Json::number_integer_t value) { return put(value) != nullptr; }
-  bool number_unsigned(Json::number_unsigned_t value) { return put(value) != nullptr; }
-  bool number_float(Json::number_float_t value, const Json::string_t&) {
-    return put(value) != nullptr;
-  }
-  bool string(Json::string_t& value) { return put(std::move(value)) != nullptr; }
-  bool binary(Json::binary_t&) { return fail(Failure::kSyntax); }
-
-  bool start_object(std::size_t) { return open(Json::value_t::object); }
-  bool key(Json::string_t& name) {
-    auto& object = stack_.back()->get_ref<Json::object_t&>();
-    auto [it, inserted] = object.try_emplace(std::move(name));
-    if (!inserted) return fail(Failure::kDuplicate);
-    member_ = &it->second;
-    return true;
-  }
-  bool end_object() {
-    stack_.pop_back();
-    return true;
-  }
-  bool start_array(std::size_t) { return open(Json::value_t::array); }
-  bool end_array() {
-    stack_.pop_back();
-    return true;
-  }
-  bool parse_error(std::size_t, const std::string&, const Json::exception&) {
-    return fail(Failure::kSyntax);
+  bool parse(Json& out) {
+    skipWhitespace();
+    if (!parseValue(out, 0)) return false;
+    skipWhitespace();
+    return p_ == end_ || fail(Failure::kSyntax);
   }
 
   Failure failure() const { return failure_; }
 
  private:
   bool fail(Failure failure) {
-    if (failure_ == Failure::kNone) failure_ = failure;
+    failure_ = failure;
     return false;
   }
 
-  bool open(Json::value_t type) {
-    if (stack_.size() >= kMaxJsonDepth) return fail(Failure::kTooDeep);
-    Json* value = put(type);
-    if (value == nullptr) return false;
-    stack_.push_back(value);
+  void skipWhitespace() {
+    while (p_ != end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t'))
+      ++p_;
+  }
+
+  bool parseValue(Json& out, std::size_t depth) {
+    if (p_ == end_) return fail(Failure::kSyntax);
+    switch (*p_) {
+      case '{':
+        return parseObject(out, depth + 1);
+      case '[':
+        return parseArray(out, depth + 1);
+      case '"': {
+        std::string text;
+        if (!parseString(text)) return false;
+        out = std::move(text);
+        return true;
+      }
+      case 't':
+        out = true;
+        return literal("true");
+      case 'f':
+        out = false;
+        return literal("false");
+      case 'n':
+        out = nullptr;
+        return literal("null");
+      default:
+        return parseNumber(out);
+    }
+  }
+
+  bool literal(std::string_view word) {
+    if (static_cast<std::size_t>(end_ - p_) < word.size() ||
+        std::memcmp(p_, word.data(), word.size()) != 0) {
+      return fail(Failure::kSyntax);
+    }
+    p_ += word.size();
     return true;
   }
 
-  // Places a value where the parser is: the root, the next array element, or the member
-  // whose name was just read. Containers on the stack are not resized while a child is open,
-  // so the pointers held there stay valid.
-  template <typename Value>
-  Json* put(Value&& value) {
-    if (stack_.empty()) {
-      root_ = Json(std::forward<Value>(value));
-      return &root_;
+  bool parseObject(Json& out, std::size_t depth) {
+    if (depth > kMaxJsonDepth) return fail(Failure::kTooDeep);
+    ++p_;  // '{'
+    out = Json::object();
+    auto& object = out.get_ref<Json::object_t&>();
+    skipWhitespace();
+    if (p_ != end_ && *p_ == '}') {
+      ++p_;
+      return true;
     }
-    Json* parent = stack_.back();
-    if (parent->is_array()) {
-      auto& array = parent->get_ref<Json::array_t&>();
-      array.emplace_back(std::forward<Value>(value));
-      return &array.back();
+    while (true) {
+      if (p_ == end_ || *p_ != '"') return fail(Failure::kSyntax);
+      std::string name;
+      if (!parseString(name)) return false;
+      skipWhitespace();
+      if (p_ == end_ || *p_ != ':') return fail(Failure::kSyntax);
+      ++p_;
+      skipWhitespace();
+      auto [member, inserted] = object.try_emplace(std::move(name));
+      if (!inserted) return fail(Failure::kDuplicate);
+      if (!parseValue(member->second, depth)) return false;
+      skipWhitespace();
+      if (p_ == end_) return fail(Failure::kSyntax);
+      if (*p_ == '}') {
+        ++p_;
+        return true;
+      }
+      if (*p_ != ',') return fail(Failure::kSyntax);
+      ++p_;
+      skipWhitespace();
     }
-    *member_ = Json(std::forward<Value>(value));
-    return member_;
   }
 
-  Json& root_;
-  std::vector<Json*> stack_;
-  Json* member_ = nullptr;
+  bool parseArray(Json& out, std::size_t depth) {
+    if (depth > kMaxJsonDepth) return fail(Failure::kTooDeep);
+    ++p_;  // '['
+    out = Json::array();
+    auto& array = out.get_ref<Json::array_t&>();
+    skipWhitespace();
+    if (p_ != end_ && *p_ == ']') {
+      ++p_;
+      return true;
+    }
+    while (true) {
+      array.emplace_back();
+      if (!parseValue(array.back(), depth)) return false;
+      skipWhitespace();
+      if (p_ == end_) return fail(Failure::kSyntax);
+      if (*p_ == ']') {
+        ++p_;
+        return true;
+      }
+      if (*p_ != ',') return fail(Failure::kSyntax);
+      ++p_;
+      skipWhitespace();
+    }
+  }
+
+  // At the opening quote; leaves p_ after the closing one.
+  bool parseString(std::string& out) {
+    ++p_;
+    const char* run = p_;
+    while (p_ != end_) {
+      const auto c = static_cast<unsigned char>(*p_);
+      if (c == '"') {
+        out.append(run, p_);
+        ++p_;
+        return true;
+      }
+      if (c == '\\') {
+        out.append(run, p_);
+        ++p_;
+        if (!parseEscape(out)) return false;
+        run = p_;
+      } else if (c < 0x20) {
+        return fail(Failure::kSyntax);
+      } else if (c < 0x80) {
+        ++p_;
+      } else if (!skipUtf8Sequence()) {
+        return fail(Failure::kSyntax);
+      }
+    }
+    return fail(Failure::kSyntax);
+  }
+
+  // Well-formed UTF-8 (Unicode Table 3-7): no overlong forms, no surrogates, <= U+10FFFF.
+  bool skipUtf8Sequence() {
+    const auto lead = static_cast<unsigned char>(*p_);
+    std::size_t length = 0;
+    unsigned char low = 0x80;
+    unsigned char high = 0xbf;
+    if (lead >= 0xc2 && lead <= 0xdf) {
+      length = 2;
+    } else if (lead >= 0xe0 && lead <= 0xef) {
+      length = 3;
+      if (lead == 0xe0) low = 0xa0;
+      if (lead == 0xed) high = 0x9f;
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+      length = 4;
+      if (lead == 0xf0) low = 0x90;
+      if (lead == 0xf4) high = 0x8f;
+    } else {
+      return false;
+    }
+    if (static_cast<std::size_t>(end_ - p_) < length) return false;
+    const auto second = static_cast<unsigned char>(p_[1]);
+    if (second < low || second > high) return false;
+    for (std::size_t i = 2; i < length; ++i) {
+      const auto next = static_cast<unsigned char>(p_[i]);
+      if (next < 0x80 || next > 0xbf) return false;
+    }
+    p_ += length;
+    return true;
+  }
+
+  bool parseHex4(std::uint32_t& value) {
+    if (end_ - p_ < 4) return false;
+    value = 0;
+    for (int i = 0; i < 4; ++i) {
+      const char c = *p_++;
+      value <<= 4;
+      if (c >= '0' && c <= '9') {
+        value |= static_cast<std::uint32_t>(c - '0');
+      } else if (c >= 'a' && c <= 'f') {
+        value |= static_cast<std::uint32_t>(c - 'a' + 10);
+      } else if (c >= 'A' && c <= 'F') {
+        value |= static_cast<std::uint32_t>(c - 'A' + 10);
+      } else {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // After the backslash.
+  bool parseEscape(std::string& out) {
+    if (p_ == end_) return fail(Failure::kSyntax);
+    const char c = *p_++;
+    switch (c) {
+      case '"':
+      case '\\':
+      case '/':
+        out.push_back(c);
+        return true;
+      case 'b':
+        out.push_back('\b');
+        return true;
+      case 'f':
+        out.push_back('\f');
+        return true;
+      case 'n':
+        out.push_back('\n');
+        return true;
+      case 'r':
+        out.push_back('\r');
+        return true;
+      case 't':
+        out.push_back('\t');
+        return true;
+      case 'u':
+        break;
+      default:
+        return fail(Failure::kSyntax);
+    }
+    std::uint32_t code = 0;
+    if (!parseHex4(code)) return fail(Failure::kSyntax);
+    if (code >= 0xdc00 && code <= 0xdfff) return fail(Failure::kSyntax);  // lone low surrogate
+    if (code >= 0xd800 && code <= 0xdbff) {
+      std::uint32_t low = 0;
+      if (end_ - p_ < 2 || p_[0] != '\\' || p_[1] != 'u') return fail(Failure::kSyntax);
+      p_ += 2;
+      if (!parseHex4(low) || low < 0xdc00 || low > 0xdfff) return fail(Failure::kSyntax);
+      code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
+    }
+    appendUtf8(out, code);
+    return true;
+  }
+
+  static void appendUtf8(std::string& out, std::uint32_t code) {
+    if (code < 0x80) {
+      out.push_back(static_cast<char>(code));
+    } else if (code < 0x800) {
+      out.push_back(static_cast<char>(0xc0 | (code >> 6)));
+      out.push_back(static_cast<char>(0x80 | (code & 0x3f)));
+    } else if (code < 0x10000) {
+      out.push_back(static_cast<char>(0xe0 | (code >> 12)));
+      out.push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3f)));
+      out.push_back(static_cast<char>(0x80 | (code & 0x3f)));
+    } else {
+      out.push_back(static_cast<char>(0xf0 | (code >> 18)));
+      out.push_back(static_cast<char>(0x80 | ((code >> 12) & 0x3f)));
+      out.push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3f)));
+      out.push_back(static_cast<char>(0x80 | (code & 0x3f)));
+    }
+  }
+
+  bool digitAt(const char* at) const { return at != end_ && *at >= '0' && *at <= '9'; }
+
+  bool parseNumber(Json& out) {
+    const char* start = p_;
+    const bool negative = *p_ == '-';
+    if (negative) ++p_;
+    if (!digitAt(p_)) return fail(Failure::kSyntax);
+    if (*p_ == '0') {
+      ++p_;
+    } else {
+      while (digitAt(p_))
+        ++p_;
+    }
+    bool integral = true;
+    if (p_ != end_ && *p_ == '.') {
+      integral = false;
+      ++p_;
+      if (!digitAt(p_)) return fail(Failure::kSyntax);
+      while (digitAt(p_))
+        ++p_;
+    }
+    if (p_ != end_ && (*p_ == 'e' || *p_ == 'E')) {
+      integral = false;
+      ++p_;
+      if (p_ != end_ && (*p_ == '+' || *p_ == '-')) ++p_;
+      if (!digitAt(p_)) return fail(Failure::kSyntax);
+      while (digitAt(p_))
+        ++p_;
+    }
+    if (integral) {
+      // Too large for a 64-bit integer: falls through to a double, as in nlohmann.
+      if (negative) {
+        Json::number_integer_t value = 0;
+        const auto [end, error] = std::from_chars(start, p_, value);
+        if (error == std::errc() && end == p_) {
+          out = value;
+          return true;
+        }
+      } else {
+        Json::number_unsigned_t value = 0;
+        const auto [end, error] = std::from_chars(start, p_, value);
+        if (error == std::errc() && end == p_) {
+          out = value;
+          return true;
+        }
+      }
+    }
+    // The grammar was checked above, so from_chars sees no "inf", "nan" or hex forms.
+    double value = 0;
+    const auto [end, error] = std::from_chars(start, p_, value);
+    if (error != std::errc() || end != p_) return fail(Failure::kSyntax);
+    out = value;
+    return true;
+  }
+
+  const char* p_;
+  const char* end_;
   Failure failure_ = Failure::kNone;
 };
 
 // Parses `text` into `out`. Returns an empty string on success, else a short reason.
 std::string_view parseStrict(std::string_view text, Json& out) {
-  StrictDomBuilder builder(out);
-  const bool ok = Json::sax_parse(text.begin(), text.end(), &builder, Json::input_format_t::json,
-                                  /*strict=*/true, /*ignore_comments=*/false);
-  if (ok && builder.failure() == StrictDomBuilder::Failure::kNone) return {};
-  switch (builder.failure()) {
-    case StrictDomBuilder::Failure::kDuplicate:
+  StrictJsonParser parser(text);
+  if (parser.parse(out)) return {};
+  switch (parser.failure()) {
+    case StrictJsonParser::Failure::kDuplicate:
       return "has a duplicate member name";
-    case StrictDomBuilder::Failure::kTooDeep:
+    case StrictJsonParser::Failure::kTooDeep:
       return "is nested too deeply";
     default:
       return "is not valid JSON";
@@ -339,13 +638,7 @@ bool computeHmac(Hash hash, const Key& key, std::string_view input, unsigned cha
          EVP_MAC_final(ctx, out, out_len, EVP_MAX_MD_SIZE) == 1;
 }
 
-bool configurePss(EVP_PKEY_CTX* pctx, Hash hash) {
-  return EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) > 0 &&
-         EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) > 0 &&
-         EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, digest(hash)) > 0;
-}
-
-SigCheck verifySignature(const AlgSpec& spec, const Key& key, std::string_view input,
+SigCheck verifySignature(Alg alg, const AlgSpec& spec, const Key& key, std::string_view input,
                          std::string_view signature) {
   if (spec.family == Family::kHmac) {
     std::array<unsigned char, EVP_MAX_MD_SIZE> mac{};
@@ -378,13 +671,9 @@ SigCheck verifySignature(const AlgSpec& spec, const Key& key, std::string_view i
       break;
   }
 
-  EVP_MD_CTX* ctx = threadContexts().md();
+  EVP_MD_CTX* ctx = threadContexts().verifier(pkey, alg, spec);
   if (ctx == nullptr) return SigCheck::kError;
   MdCtxLease lease(ctx);
-  EVP_PKEY_CTX* pctx = nullptr;
-  const EVP_MD* md = spec.family == Family::kEdDSA ? nullptr : digest(spec.hash);
-  if (EVP_DigestVerifyInit(ctx, &pctx, md, nullptr, pkey) != 1) return SigCheck::kError;
-  if (spec.family == Family::kRsaPss && !configurePss(pctx, spec.hash)) return SigCheck::kError;
   return EVP_DigestVerify(ctx, sig, sig_len, bytes(input), input.size()) == 1 ? SigCheck::kValid
                                                                               : SigCheck::kInvalid;
 }
@@ -402,7 +691,8 @@ Result<std::string> sign(const AlgSpec& spec, const Key& key, std::string_view i
   if (!ctx) return fail(Reason::kInternalError, "out of memory");
   EVP_PKEY_CTX* pctx = nullptr;
   const EVP_MD* md = spec.family == Family::kEdDSA ? nullptr : digest(spec.hash);
-  if (EVP_DigestSignInit(ctx.get(), &pctx, md, nullptr, key.pkey()) != 1 ||
+  if ((md == nullptr && spec.family != Family::kEdDSA) ||
+      EVP_DigestSignInit(ctx.get(), &pctx, md, nullptr, key.pkey()) != 1 ||
       (spec.family == Family::kRsaPss && !configurePss(pctx, spec.hash))) {
     return fail(Reason::kInternalError, "cannot initialise signing");
   }
@@ -595,7 +885,7 @@ Result<VerifiedToken> verifyImpl(std::string_view token, const KeySet& keys,
   }
 
   const AlgSpec spec = specFor(*alg);
-  switch (verifySignature(spec, *key, signing_input, *signature)) {
+  switch (verifySignature(*alg, spec, *key, signing_input, *signature)) {
     case SigCheck::kValid:
       break;
     case SigCheck::kInvalid:
@@ -625,7 +915,7 @@ Result<VerifiedToken> verifyJwt(std::string_view token, const KeySet& keys,
                                 const VerifyPolicy& policy, std::int64_t now) {
   try {
     return verifyImpl(token, keys, policy, now);
-  } catch (const std::exception&) {
+  } catch (...) {
     ERR_clear_error();
     return fail(Reason::kInternalError, "token verification failed unexpectedly");
   }
@@ -654,7 +944,7 @@ Result<std::string> signJwt(const nlohmann::json& claims, const Key& key, Alg al
     token += '.';
     token += base64urlEncode(*signature);
     return token;
-  } catch (const std::exception&) {
+  } catch (...) {
     ERR_clear_error();
     return fail(Reason::kInternalError, "claims cannot be serialised");
   }
