@@ -55,9 +55,32 @@ IpAddress toIpAddress(const asio::ip::address& address) {
   return IpAddress::parse(address.to_string()).value_or(IpAddress());
 }
 
+namespace {
+
+// SO_REUSEPORT would let a second portcullis (same user) silently share a port that is
+// already ours, and the kernel would split clients between two policies. So before
+// joining a fixed port, check that nobody holds it: a probe socket without SO_REUSEPORT
+// cannot bind a port that any other socket is bound to.
+bool portIsFree(const asio::ip::tcp::endpoint& endpoint) {
+  asio::io_context io;
+  asio::ip::tcp::acceptor probe(io);
+  boost::system::error_code ec;
+  probe.open(endpoint.protocol(), ec);
+  if (!ec) probe.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) probe.bind(endpoint, ec);
+  return !ec;
+}
+
+}  // namespace
+
 Result<Listeners> listenOnAll(WorkerPool& pool, const HostPort& address, unsigned count) {
   Listeners out;
   out.endpoint = toEndpoint(address);
+  if (address.port != 0 && !portIsFree(out.endpoint)) {
+    return fail(
+        Reason::kInternalError,
+        fmt::format("cannot listen on {}: the address is already in use", address.toString()));
+  }
   for (unsigned i = 0; i < count; ++i) {
     auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(pool.context(i % pool.size()));
     boost::system::error_code ec;

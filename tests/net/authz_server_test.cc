@@ -324,3 +324,46 @@ TEST(OriginalRequestTest, StylesOfEachProxy) {
 
 }  // namespace
 }  // namespace portcullis::frontends
+
+namespace portcullis::frontends {
+namespace {
+
+TEST(ClientIpTest, XRealIpIsIgnoredNextToXForwardedFor) {
+  engine::Settings::Authz config;
+  config.trusted_proxies = {*Cidr::parse("127.0.0.1/32")};
+  HttpIn in;
+  in.method = "GET";
+  in.target = "/";
+  in.peer = *IpAddress::parse("127.0.0.1");
+  in.headers.add("X-Original-URI", "/x");
+  in.headers.add("X-Forwarded-For", "127.0.0.1");
+  in.headers.add("X-Real-IP", "198.51.100.7");
+  std::string why;
+  auto r = originalRequest(in, config, why);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->client_ip.toString(), "127.0.0.1");
+
+  HttpIn only_real = in;
+  only_real.headers = engine::Headers();
+  only_real.headers.add("X-Original-URI", "/x");
+  only_real.headers.add("X-Real-IP", "198.51.100.7");
+  EXPECT_EQ(originalRequest(only_real, config, why)->client_ip.toString(), "198.51.100.7");
+
+  HttpIn untrusted_peer = only_real;
+  untrusted_peer.peer = *IpAddress::parse("192.0.2.1");
+  EXPECT_EQ(originalRequest(untrusted_peer, config, why)->client_ip.toString(), "192.0.2.1");
+}
+
+TEST(ListenTest, AFixedPortHeldByAnotherSocketIsRefused) {
+  net::WorkerPool pool(1);
+  auto first = net::listenOnAll(pool, *parseHostPort("127.0.0.1:0"), 1);
+  ASSERT_TRUE(first);
+  HostPort same = *parseHostPort("127.0.0.1:0");
+  same.port = first->endpoint.port();
+  const auto second = net::listenOnAll(pool, same, 1);
+  ASSERT_FALSE(second.has_value());
+  EXPECT_NE(second.error().message.find("already in use"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace portcullis::frontends

@@ -18,7 +18,9 @@ bool trusted(const engine::Settings::Authz& config, const IpAddress& peer) {
 
 // The client address: the peer, unless the peer is a trusted proxy; then the right-most
 // X-Forwarded-For entry that is not itself a trusted proxy (entries further left could
-// have been written by the client), or X-Real-IP.
+// have been written by the client), or the left-most entry when every hop is trusted.
+// X-Real-IP is read only when there is no X-Forwarded-For at all: next to one, it could
+// be the client's own.
 IpAddress clientIp(const engine::Headers& headers, const engine::Settings::Authz& config,
                    const IpAddress& peer) {
   if (!trusted(config, peer)) return peer;
@@ -27,10 +29,15 @@ IpAddress clientIp(const engine::Headers& headers, const engine::Settings::Authz
     for (const auto item : split(v, ','))
       hops.push_back(trim(item));
   });
-  for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
-    const auto ip = IpAddress::parse(*it);
-    if (!ip) break;  // garbage: stop trusting the chain here
-    if (!trusted(config, *ip)) return *ip;
+  if (!hops.empty()) {
+    IpAddress last_trusted = peer;
+    for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
+      const auto ip = IpAddress::parse(*it);
+      if (!ip) return last_trusted;  // garbage: trust the chain no further
+      if (!trusted(config, *ip)) return *ip;
+      last_trusted = *ip;
+    }
+    return last_trusted;
   }
   if (const auto* real = headers.find("x-real-ip")) {
     if (const auto ip = IpAddress::parse(trim(*real))) return *ip;
@@ -122,7 +129,6 @@ HttpOut AuthzFrontend::handle(HttpIn& in) {
     bad.client_ip = in.peer;
     const auto ev = gatekeeper_.reject(bad, Reason::kBadRequest, why);
     out.status = ev.decision.status;
-    out.body = "bad request: " + why + "\n";
     return out;
   }
   request->listener = "authz";
@@ -138,13 +144,10 @@ HttpOut AuthzFrontend::handle(HttpIn& in) {
       out.headers.push_back(h);
     return out;
   }
+  // No body: nginx does not read an auth subrequest's body, so a body would cost the
+  // keep-alive connection on every deny. The status and headers say it all.
   for (const auto& h : d.response_headers)
     out.headers.push_back(h);
-  const ReasonInfo& info = reasonInfo(d.reason);
-  out.body = d.expose_reason ? std::string(info.description) + "\n"
-                             : std::string(d.status == 401   ? "unauthorized\n"
-                                           : d.status == 403 ? "forbidden\n"
-                                                             : "unavailable\n");
   return out;
 }
 

@@ -1,0 +1,430 @@
+# shellcheck shell=bash
+# Shared helpers for the integration tests (tests/integration/*_test.sh).
+#
+# A test is run by CTest as `bash SCRIPT PORTCULLIS_BINARY SOURCE_DIR` and starts with
+#
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#   lib_init "$@"
+#
+# which gives it:
+#   PORTCULLIS, SRC      absolute paths of the binary and the source tree
+#   TEST_TMP             a private temp dir (mktemp -d), removed on exit
+#                        (kept when PORTCULLIS_KEEP_TMP=1, for debugging)
+#   start_bg NAME CMD…   run CMD in the background, stdout/stderr in $TEST_TMP/NAME.{out,err};
+#                        its PID is recorded (BG_PID, PID_OF[NAME]) and the exit trap stops it.
+#   stop_bg NAME         TERM (then KILL after 10 s), reap, exit status in BG_STATUS
+#   free_port VAR        a random unused TCP port in 20000-60999, stored in VAR
+#   wait_for_file, wait_http, http (curl into HTTP_STATUS / HTTP_BODY / header NAME),
+#   assert_eq, assert_contains, assert_not_contains, assert_match, fail,
+#   audit_last, wait_audit, json_get (no jq: grep/sed on the flat one-line audit JSON).
+#
+# Only processes this test started are ever signalled (by PID, never by name), every loop
+# is bounded in iterations and time, and all traffic goes to 127.0.0.1.
+
+set -euo pipefail
+shopt -s nullglob
+
+declare -a LIB_PIDS=()          # every PID start_bg launched and has not reaped yet
+declare -A LIB_PID_NAME=()      # PID -> name
+declare -A PID_OF=()            # name -> PID
+declare -A LIB_PORTS=()         # ports already handed out by free_port
+declare -a LIB_LOGS=()          # extra files fail() shows the tail of
+BG_PID=""
+BG_STATUS=""
+HTTP_STATUS=""
+HTTP_BODY=""
+AUDIT_FILE=""
+AUDIT_LINE=""
+CURL=(curl -sS --noproxy '*' --max-time 5)
+
+# ---- set-up and tear-down ---------------------------------------------------------------
+
+# lib_init BINARY SOURCE_DIR [BUDGET_SECONDS]
+lib_init() {
+  if [[ $# -lt 2 ]]; then
+    echo "usage: $0 PORTCULLIS_BINARY SOURCE_DIR" >&2
+    exit 2
+  fi
+  TEST_NAME=$(basename "$0" .sh)
+  PORTCULLIS=$(realpath -e -- "$1" 2>/dev/null) || { echo "$TEST_NAME: no binary at $1" >&2; exit 2; }
+  SRC=$(realpath -e -- "$2" 2>/dev/null) || { echo "$TEST_NAME: no source dir at $2" >&2; exit 2; }
+  [[ -x $PORTCULLIS ]] || { echo "$TEST_NAME: $PORTCULLIS is not executable" >&2; exit 2; }
+  local budget=${3:-${PORTCULLIS_TEST_BUDGET:-150}}
+  LIB_T0=$EPOCHREALTIME
+  LIB_MAIN_PID=$BASHPID
+  TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/portcullis-$TEST_NAME.XXXXXX")
+  trap lib_cleanup EXIT
+  trap 'lib_on_signal INT' INT
+  trap 'lib_on_signal TERM' TERM
+  lib_watchdog "$budget"
+  log "binary $PORTCULLIS, sources $SRC, temp $TEST_TMP"
+}
+
+# A background watchdog that TERMs this test (whose trap then stops everything it started)
+# when the test overruns its budget, well before CTest's own timeout.
+lib_watchdog() {
+  local budget=$1 main=$LIB_MAIN_PID
+  (
+    trap - EXIT INT TERM
+    for ((i = 0; i < budget * 5; i++)); do
+      sleep 0.2
+      kill -0 "$main" 2>/dev/null || exit 0
+    done
+    echo "[$TEST_NAME] watchdog: the test ran over its ${budget}s budget" >&2
+    kill -TERM "$main" 2>/dev/null
+  ) </dev/null &
+  LIB_WATCHDOG_PID=$!
+}
+
+lib_on_signal() {
+  trap - INT TERM
+  lib_show_context "interrupted by SIG$1"
+  exit 1
+}
+
+lib_cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM
+  lib_stop_all
+  if [[ -n ${LIB_WATCHDOG_PID:-} ]]; then
+    kill -TERM "$LIB_WATCHDOG_PID" 2>/dev/null
+    wait "$LIB_WATCHDOG_PID" 2>/dev/null
+  fi
+  if [[ ${PORTCULLIS_KEEP_TMP:-0} == 1 ]]; then
+    echo "[$TEST_NAME] temp dir kept: $TEST_TMP"
+  elif [[ -n ${TEST_TMP:-} && -d $TEST_TMP ]]; then
+    rm -rf -- "$TEST_TMP"
+  fi
+  if [[ $rc == 0 ]]; then
+    printf '[%s] PASS in %ss\n' "$TEST_NAME" "$(elapsed)"
+  else
+    printf '[%s] FAIL (exit %s) after %ss\n' "$TEST_NAME" "$rc" "$(elapsed)"
+  fi
+  exit "$rc"
+}
+
+# ---- logging ----------------------------------------------------------------------------
+
+elapsed() {
+  local now=$EPOCHREALTIME
+  local us=$(( 10#${now//[.,]/} - 10#${LIB_T0//[.,]/} ))
+  printf '%d.%01d' $((us / 1000000)) $(((us / 100000) % 10))
+}
+
+log() { printf '[%s +%ss] %s\n' "$TEST_NAME" "$(elapsed)" "$*"; }
+
+# ---- processes --------------------------------------------------------------------------
+
+# True while the background job PID is running (as far as this shell knows: a job that
+# exited is never signalled again, even if the kernel recycles its PID).
+pid_alive() {
+  local pid=$1 p
+  for p in $(jobs -rp); do
+    [[ $p == "$pid" ]] && return 0
+  done
+  return 1
+}
+
+# start_bg NAME CMD [ARGS…]: stdout to $TEST_TMP/NAME.out, stderr to $TEST_TMP/NAME.err.
+start_bg() {
+  local name=$1
+  shift
+  "$@" >"$TEST_TMP/$name.out" 2>"$TEST_TMP/$name.err" </dev/null &
+  BG_PID=$!
+  LIB_PIDS+=("$BG_PID")
+  LIB_PID_NAME[$BG_PID]=$name
+  PID_OF[$name]=$BG_PID
+  log "started $name (pid $BG_PID): $*"
+}
+
+lib_forget_pid() {
+  local pid=$1 p
+  local -a keep=()
+  for p in "${LIB_PIDS[@]}"; do
+    [[ $p == "$pid" ]] || keep+=("$p")
+  done
+  LIB_PIDS=("${keep[@]}")
+}
+
+# wait_exit PID SECONDS: true when PID exited within SECONDS.
+wait_exit() {
+  local pid=$1 secs=${2:-10} i
+  for ((i = 0; i < secs * 20; i++)); do
+    pid_alive "$pid" || return 0
+    sleep 0.05
+  done
+  ! pid_alive "$pid"
+}
+
+# stop_bg NAME [SIGNAL]: signal one started process, wait (bounded), reap; BG_STATUS = exit code.
+stop_bg() {
+  local name=$1 sig=${2:-TERM}
+  local pid=${PID_OF[$name]:-}
+  [[ -n $pid ]] || fail "stop_bg: nothing started under the name '$name'"
+  if pid_alive "$pid"; then
+    kill -s "$sig" "$pid" 2>/dev/null || true
+    if ! wait_exit "$pid" 10; then
+      log "$name (pid $pid) ignored SIG$sig for 10s: KILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  BG_STATUS=0
+  wait "$pid" 2>/dev/null || BG_STATUS=$?
+  lib_forget_pid "$pid"
+  unset "PID_OF[$name]"
+  log "stopped $name (pid $pid), exit status $BG_STATUS"
+}
+
+# wait_bg NAME SECONDS: wait for a started process to exit on its own; BG_STATUS = exit code.
+wait_bg() {
+  local name=$1 secs=${2:-10}
+  local pid=${PID_OF[$name]:-}
+  [[ -n $pid ]] || fail "wait_bg: nothing started under the name '$name'"
+  wait_exit "$pid" "$secs" || fail "$name (pid $pid) still running after ${secs}s"
+  BG_STATUS=0
+  wait "$pid" 2>/dev/null || BG_STATUS=$?
+  lib_forget_pid "$pid"
+  unset "PID_OF[$name]"
+}
+
+lib_stop_all() {
+  local pid i alive
+  for pid in "${LIB_PIDS[@]}"; do
+    pid_alive "$pid" && kill -TERM "$pid" 2>/dev/null
+  done
+  for ((i = 0; i < 100; i++)); do
+    alive=0
+    for pid in "${LIB_PIDS[@]}"; do
+      pid_alive "$pid" && alive=1
+    done
+    ((alive)) || break
+    sleep 0.05
+  done
+  for pid in "${LIB_PIDS[@]}"; do
+    if pid_alive "$pid"; then
+      echo "[$TEST_NAME] ${LIB_PID_NAME[$pid]:-?} (pid $pid) did not stop on TERM: KILL" >&2
+      kill -KILL "$pid" 2>/dev/null
+    fi
+  done
+  for pid in "${LIB_PIDS[@]}"; do
+    wait "$pid" 2>/dev/null
+  done
+  LIB_PIDS=()
+}
+
+# ---- ports and readiness ----------------------------------------------------------------
+
+# free_port VAR: a random port in 20000-60999 that no socket uses now (per `ss`) and that
+# this test has not handed out before. Another process may still take it before we bind:
+# callers that bind a fixed port should retry on "Address already in use".
+free_port() {
+  local var=$1 port tries
+  for ((tries = 0; tries < 200; tries++)); do
+    port=$((20000 + (RANDOM * 32768 + RANDOM) % 41000))
+    [[ -z ${LIB_PORTS[$port]:-} ]] || continue
+    if [[ -z $(ss -Htan "( sport = :$port )" 2>/dev/null) ]]; then
+      LIB_PORTS[$port]=1
+      printf -v "$var" '%s' "$port"
+      return 0
+    fi
+  done
+  fail "free_port: no free port found in 200 tries"
+}
+
+# wait_for_file FILE [SECONDS=10] [NAME]: until FILE exists and is not empty; fails early
+# when the process started as NAME exits first.
+wait_for_file() {
+  local file=$1 secs=${2:-10} name=${3:-} i
+  for ((i = 0; i < secs * 20; i++)); do
+    [[ -s $file ]] && return 0
+    if [[ -n $name ]] && ! pid_alive "${PID_OF[$name]:-0}"; then
+      fail "$name exited before writing $file"
+    fi
+    sleep 0.05
+  done
+  fail "timed out after ${secs}s waiting for $file"
+}
+
+# wait_http URL [SECONDS=10] [NAME]: until URL answers with any HTTP status.
+wait_http() {
+  local url=$1 secs=${2:-10} name=${3:-} i code
+  for ((i = 0; i < secs * 10; i++)); do
+    code=$(curl -s --noproxy '*' --max-time 1 -o /dev/null -w '%{http_code}' "$url" 2>/dev/null) || true
+    [[ $code != 000 && -n $code ]] && return 0
+    if [[ -n $name ]] && ! pid_alive "${PID_OF[$name]:-0}"; then
+      fail "$name exited while waiting for $url"
+    fi
+    sleep 0.1
+  done
+  fail "timed out after ${secs}s waiting for $url to answer"
+}
+
+# json_string_field FILE KEY: the value of "KEY":"…" in a one-line JSON file (ready file).
+json_string_field() {
+  sed -n "s/.*\"$2\":\"\\([^\"]*\\)\".*/\\1/p" "$1" | head -n 1
+}
+
+# ---- HTTP -------------------------------------------------------------------------------
+
+# http [CURL ARGS…] URL: HTTP_STATUS (000 on a connection error), HTTP_BODY, and the
+# response headers in $TEST_TMP/last.headers (read them with `header NAME`).
+http() {
+  local out
+  : >"$TEST_TMP/last.headers"
+  : >"$TEST_TMP/last.body"
+  out=$("${CURL[@]}" -o "$TEST_TMP/last.body" -D "$TEST_TMP/last.headers" -w '%{http_code}' "$@" \
+        2>"$TEST_TMP/last.curl.err") || true
+  HTTP_STATUS=${out:-000}
+  HTTP_BODY=$(<"$TEST_TMP/last.body")
+  LIB_LAST_REQUEST="curl $*"
+}
+
+# header NAME: the first value of response header NAME (case-insensitive) of the last `http`.
+header() {
+  local name=$1 line
+  while IFS= read -r line; do
+    line=${line%$'\r'}
+    if [[ ${line,,} == "${name,,}:"* ]]; then
+      line=${line#*:}
+      line=${line#"${line%%[![:space:]]*}"}
+      printf '%s' "$line"
+      return 0
+    fi
+  done <"$TEST_TMP/last.headers"
+  return 0
+}
+
+# header_count NAME: how many times header NAME came back in the last response.
+header_count() {
+  local name=$1 line n=0
+  while IFS= read -r line; do
+    [[ ${line,,} == "${1,,}:"* ]] && n=$((n + 1))
+  done <"$TEST_TMP/last.headers"
+  echo "$n"
+}
+
+# metric URL SERIES: the value of one Prometheus series (exact name{labels}) or "" if absent.
+metric() {
+  local body
+  body=$("${CURL[@]}" "$1" 2>/dev/null) || true
+  awk -v s="$2" '$1 == s { print $2; exit }' <<<"$body"
+}
+
+# ---- audit ------------------------------------------------------------------------------
+
+# audit_last PATTERN [FILE]: the last audit line containing PATTERN (a fixed string).
+audit_last() {
+  grep -F -- "$1" "${2:-$AUDIT_FILE}" 2>/dev/null | tail -n 1 || true
+}
+
+# wait_audit PATTERN [SECONDS=5] [FILE]: the audit sink writes asynchronously; wait until a
+# line containing PATTERN is there and put the last such line in AUDIT_LINE.
+wait_audit() {
+  local pattern=$1 secs=${2:-5} file=${3:-$AUDIT_FILE} i
+  for ((i = 0; i < secs * 20; i++)); do
+    AUDIT_LINE=$(audit_last "$pattern" "$file")
+    [[ -n $AUDIT_LINE ]] && return 0
+    sleep 0.05
+  done
+  fail "no audit line containing '$pattern' in $file after ${secs}s"
+}
+
+# json_get LINE KEY: a top-level scalar of a flat one-line JSON object; strings unquoted.
+# (Values with escaped quotes are not needed here: reasons, statuses, ids are plain.)
+json_get() {
+  local m
+  m=$(grep -o "\"$2\":\\(\"[^\"]*\"\\|[^,}]*\\)" <<<"$1" | head -n 1) || true
+  m=${m#\""$2"\":}
+  m=${m#\"}
+  m=${m%\"}
+  printf '%s' "$m"
+}
+
+# assert_audit KEY EXPECTED [WHAT]: checks a field of AUDIT_LINE.
+assert_audit() {
+  local got
+  got=$(json_get "$AUDIT_LINE" "$1")
+  [[ $got == "$2" ]] || fail "${3:-audit} : audit \"$1\" is '$got', expected '$2'
+  audit line: $AUDIT_LINE"
+}
+
+# ---- assertions -------------------------------------------------------------------------
+
+lib_show_context() {
+  {
+    echo "------------------------------------------------------------------------"
+    echo "[$TEST_NAME] FAIL after $(elapsed)s: $1"
+    if [[ -n ${LIB_LAST_REQUEST:-} && -n ${TEST_TMP:-} ]]; then
+      echo "--- last request: $LIB_LAST_REQUEST"
+      echo "--- status $HTTP_STATUS; headers:"
+      sed 's/\r$//; s/^/    /' "$TEST_TMP/last.headers" 2>/dev/null | head -n 30
+      echo "--- body:"
+      head -c 2000 "$TEST_TMP/last.body" 2>/dev/null | sed 's/^/    /'
+      [[ -s $TEST_TMP/last.curl.err ]] && sed 's/^/    curl: /' "$TEST_TMP/last.curl.err"
+    fi
+    local f
+    if [[ -n ${TEST_TMP:-} && -d $TEST_TMP ]]; then
+      for f in "$TEST_TMP"/*.err "$TEST_TMP"/*.out "$TEST_TMP"/*.log "$TEST_TMP"/*.jsonl "${LIB_LOGS[@]}"; do
+        [[ -s $f ]] || continue
+        echo "--- last lines of $f:"
+        tail -n 15 "$f" | cut -c1-600 | sed 's/^/    /'
+      done
+    fi
+    echo "------------------------------------------------------------------------"
+  } >&2
+}
+
+# fail MESSAGE: print the context (last response, tails of the logs) and exit 1.
+fail() {
+  if [[ $BASHPID != "${LIB_MAIN_PID:-$BASHPID}" ]]; then
+    # In a subshell (a background loop): report and exit that subshell only.
+    echo "[$TEST_NAME] FAIL (in a background job): $*" >&2
+    exit 1
+  fi
+  lib_show_context "$*"
+  exit 1
+}
+
+assert_eq() {  # assert_eq EXPECTED ACTUAL [WHAT]
+  [[ $2 == "$1" ]] || fail "${3:-value}: expected '$1', got '$2'"
+}
+
+assert_contains() {  # assert_contains HAYSTACK NEEDLE [WHAT]
+  [[ $1 == *"$2"* ]] || fail "${3:-text}: expected to contain '$2', got:
+$1"
+}
+
+assert_not_contains() {  # assert_not_contains HAYSTACK NEEDLE [WHAT]
+  [[ $1 != *"$2"* ]] || fail "${3:-text}: expected NOT to contain '$2', got:
+$1"
+}
+
+assert_match() {  # assert_match TEXT REGEX [WHAT]  (bash ERE)
+  [[ $1 =~ $2 ]] || fail "${3:-text}: expected to match /$2/, got:
+$1"
+}
+
+assert_status() {  # assert_status EXPECTED [WHAT]: HTTP_STATUS of the last `http`
+  [[ $HTTP_STATUS == "$1" ]] || fail "${2:-request}: expected HTTP $1, got $HTTP_STATUS"
+}
+
+# ---- portcullis -------------------------------------------------------------------------
+
+# mint_token [portcullis token ARGS…]: prints a token signed with the demo key.
+mint_token() {
+  "$PORTCULLIS" token --key "$SRC/examples/keys/demo.jwk" "$@"
+}
+
+# start_portcullis NAME CONFIG: serve CONFIG with a ready file; sets AUTHZ and ADMIN
+# (IP:PORT) from the ready file once every listener is bound.
+start_portcullis() {
+  local name=$1 config=$2
+  local ready="$TEST_TMP/$name.ready.json"
+  rm -f -- "$ready"
+  start_bg "$name" "$PORTCULLIS" serve -c "$config" --ready-file "$ready"
+  wait_for_file "$ready" 15 "$name"
+  AUTHZ=$(json_string_field "$ready" authz)
+  ADMIN=$(json_string_field "$ready" admin)
+  log "$name is serving: authz $AUTHZ, admin $ADMIN"
+}
