@@ -250,9 +250,8 @@ assert_audit path /orders/7
 assert_audit reason token_missing
 
 # ---- keep-alive between nginx and portcullis --------------------------------------------
-# Allowed checks (empty 200 from portcullis) must reuse the pooled connection. (A denial
-# carries a body, which nginx does not read for an auth subrequest, so nginx closes that
-# connection; that costs a handshake per denial but is not checked here.)
+# Allowed and denied checks (portcullis answers both with an empty body, which nginx needs
+# to keep a connection after an auth subrequest) must reuse the pooled connection.
 authz_accepted() {
   local v
   v=$(metric "http://$ADMIN/metrics" 'portcullis_connections_accepted_total{listener="authz"}')
@@ -272,7 +271,10 @@ for i in $(seq 1 5); do
   http "$NGX/orders/$i"
   assert_status 401 "denied round, request $i"
 done
-log "authz connections accepted after 5 denied requests: $(authz_accepted) (denials are not pooled)"
+after_denials=$(authz_accepted)
+log "authz connections accepted after 5 denied requests: $after_denials"
+((after_denials - after <= 1)) ||
+  fail "keepalive: 5 denied requests through nginx opened $((after_denials - after)) new authz connections"
 
 # ---- portcullis down: fail closed, and 503 (not auth_request's bare 500) ----------------
 stop_bg portcullis
