@@ -2,10 +2,15 @@
 
 #include <iostream>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
 #include "app/commands.h"
 
 int main(int argc, char** argv) {
   using namespace portcullis::app;
+  // Operational logs go to stderr for every subcommand; stdout carries results and audit.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("portcullis"));
   CLI::App cli{"portcullis: an identity-aware gatekeeper for the HTTP edge"};
   cli.require_subcommand(1);
   cli.set_version_flag("--version", PORTCULLIS_VERSION);

@@ -18,6 +18,7 @@
 #include "engine/path.h"
 #include "engine/router.h"
 #include "identity/jwt.h"
+#include "net/jwks_service.h"
 
 namespace portcullis::app {
 namespace {
@@ -31,11 +32,27 @@ class FixedClock final : public Clock {
   std::int64_t ms_;
 };
 
+// Compiles the policy and, when providers fetch their keys from an IdP, fetches them once
+// (bounded) so offline decisions use the same keys a server would.
 std::shared_ptr<const engine::PolicySnapshot> loadOrReport(const std::string& config,
                                                            audit::Metrics& metrics) {
-  auto loaded = config::loadPolicy(config, metrics, SystemClock().unixSeconds());
+  boost::asio::io_context io(1);
+  net::JwksService jwks(io, metrics);
+  auto loaded = config::loadPolicy(config, metrics, SystemClock().unixSeconds(), &jwks);
   for (const auto& e : loaded.errors)
     std::cerr << e.toString() << "\n";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (loaded.snapshot && !jwks.allLoaded() && std::chrono::steady_clock::now() < deadline) {
+    io.run_for(std::chrono::milliseconds(50));
+  }
+  if (loaded.snapshot) {
+    for (const auto& p : loaded.snapshot->providers) {
+      if (const auto* remote = p->remote(); remote && !remote->status().loaded) {
+        std::cerr << "warning: provider " << p->name()
+                  << " has no keys: " << remote->status().last_error << "\n";
+      }
+    }
+  }
   return loaded.snapshot;
 }
 

@@ -24,6 +24,7 @@
 #include "frontends/admin/admin.h"
 #include "frontends/authz/authz.h"
 #include "frontends/http_server.h"
+#include "net/jwks_service.h"
 #include "net/workers.h"
 
 namespace portcullis::app {
@@ -55,10 +56,12 @@ FileStamp stampOf(const std::string& path) {
 // Owns reloads. Runs only on the control thread, so reloads never overlap.
 class Reloader final {
  public:
-  Reloader(std::string config, engine::Gatekeeper& gatekeeper, audit::Metrics& metrics)
+  Reloader(std::string config, engine::Gatekeeper& gatekeeper, audit::Metrics& metrics,
+           net::JwksService& jwks)
       : config_(std::move(config)),
         gatekeeper_(gatekeeper),
         metrics_(metrics),
+        jwks_(jwks),
         ok_(metrics.counter("portcullis_reloads_total", "Policy reloads by result",
                             "result=\"ok\"")),
         failed_(metrics.counter("portcullis_reloads_total", "Policy reloads by result",
@@ -69,9 +72,10 @@ class Reloader final {
   frontends::ReloadReport reload(std::string_view trigger) {
     frontends::ReloadReport report;
     const auto current = gatekeeper_.snapshot();
-    auto result = config::loadPolicy(config_, metrics_, unixNow());
+    auto result = config::loadPolicy(config_, metrics_, unixNow(), &jwks_);
     watch(result.files);
     if (!result.errors.empty()) {
+      jwks_.collect();  // key sets only the rejected policy asked for
       failed_.inc();
       for (const auto& e : result.errors)
         report.errors.push_back(e.toString());
@@ -101,6 +105,7 @@ class Reloader final {
     }
     report.changed = true;
     gatekeeper_.publish(result.snapshot);
+    jwks_.collect();  // stop refreshing key sets the old policy alone used
     spdlog::info("reload ({}): now serving policy {} (was {})", trigger, report.version,
                  current->version);
     return report;
@@ -130,6 +135,7 @@ class Reloader final {
   std::string config_;
   engine::Gatekeeper& gatekeeper_;
   audit::Metrics& metrics_;
+  net::JwksService& jwks_;
   audit::Counter& ok_;
   audit::Counter& failed_;
   std::map<std::string, FileStamp> stamps_;
@@ -154,13 +160,13 @@ frontends::HttpLimits httpLimits(const engine::Settings::Limits& l) {
 }  // namespace
 
 int runServe(const ServeOptions& options) {
-  auto logger = spdlog::stderr_color_mt("portcullis");
-  spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(options.log_level));
   std::signal(SIGPIPE, SIG_IGN);
 
   audit::Metrics metrics;
-  auto loaded = config::loadPolicy(options.config, metrics, unixNow());
+  asio::io_context control(1);
+  net::JwksService jwks(control, metrics);
+  auto loaded = config::loadPolicy(options.config, metrics, unixNow(), &jwks);
   if (!loaded.errors.empty()) {
     for (const auto& e : loaded.errors)
       std::cerr << e.toString() << "\n";
@@ -182,8 +188,7 @@ int runServe(const ServeOptions& options) {
   metrics.gauge("portcullis_policy_loaded_timestamp_seconds", "When the serving policy was loaded",
                 [&gatekeeper] { return static_cast<double>(gatekeeper.snapshot()->loaded_at); });
 
-  asio::io_context control(1);
-  Reloader reloader(options.config, gatekeeper, metrics);
+  Reloader reloader(options.config, gatekeeper, metrics, jwks);
   net::WorkerPool pool(settings.workers);
   nlohmann::json bound = nlohmann::json::object();
 

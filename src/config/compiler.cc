@@ -11,6 +11,7 @@
 #include "common/strings.h"
 #include "config/yaml_reader.h"
 #include "identity/jwk.h"
+#include "identity/remote_keys.h"
 
 namespace portcullis::config {
 namespace {
@@ -29,8 +30,9 @@ const std::vector<identity::Alg> kAsymmetricAlgs = {
 
 class Compiler final {
  public:
-  Compiler(std::string path, audit::Metrics& metrics, std::int64_t now)
-      : diag_(std::move(path)), metrics_(metrics), now_(now) {}
+  Compiler(std::string path, audit::Metrics& metrics, std::int64_t now,
+           identity::KeyRegistry* registry)
+      : diag_(std::move(path)), metrics_(metrics), now_(now), registry_(registry) {}
 
   LoadResult run() {
     LoadResult result;
@@ -268,9 +270,6 @@ class Compiler final {
     } else {
       diag_.error(node, what + " needs an 'issuer' (the exact `iss` its tokens carry)");
     }
-    map.unsupported({"discovery", "jwks_uri"},
-                    "fetching keys over the network is planned; use jwks_file for now");
-
     bool has_asymmetric = false;
     if (const auto v = map.get("jwks_file"); v.IsDefined()) {
       if (auto path = readString(diag_, v, what + ".jwks_file")) {
@@ -302,8 +301,17 @@ class Compiler final {
         }
       }
     }
-    if (!map.get("jwks_file").IsDefined() && !map.get("hmac_secret").IsDefined()) {
-      diag_.error(node, what + " needs a key source: jwks_file or hmac_secret");
+    std::shared_ptr<identity::RemoteKeys> remote = compileRemoteKeys(map, what, policy.issuer);
+    if (remote) {
+      has_asymmetric = true;
+      if (map.get("jwks_file").IsDefined() || map.get("hmac_secret").IsDefined()) {
+        diag_.error(node, what +
+                              ": use one key source: discovery, jwks_uri, jwks_file or "
+                              "hmac_secret (jwks_file and hmac_secret may be combined)");
+      }
+    } else if (!map.get("jwks_file").IsDefined() && !map.get("hmac_secret").IsDefined()) {
+      diag_.error(node,
+                  what + " needs a key source: discovery, jwks_uri, jwks_file or hmac_secret");
     }
 
     if (const auto v = map.get("algorithms"); v.IsDefined()) {
@@ -405,7 +413,81 @@ class Compiler final {
 
     snapshot_->providers.push_back(std::make_unique<identity::Provider>(
         name, std::move(policy), std::move(options),
-        std::make_shared<const identity::KeySet>(identity::KeySet::fromKeys(std::move(keys)))));
+        std::make_shared<const identity::KeySet>(identity::KeySet::fromKeys(std::move(keys))),
+        std::move(remote)));
+  }
+
+  // `discovery: true` or `jwks_uri`, with their refresh settings. Returns null when the
+  // provider's keys are not remote (or on error).
+  std::shared_ptr<identity::RemoteKeys> compileRemoteKeys(MapReader& map, const std::string& what,
+                                                          const std::string& issuer) {
+    identity::RemoteKeySpec spec;
+    spec.issuer = issuer;
+    bool remote = false;
+    if (const auto v = map.get("discovery"); v.IsDefined()) {
+      if (auto b = readBool(diag_, v, what + ".discovery")) {
+        spec.discovery = *b;
+        remote = *b;
+        if (*b && !issuer.starts_with("https://") && !issuer.starts_with("http://")) {
+          diag_.error(v, what + ".discovery needs an issuer that is an http(s):// URL");
+        }
+      }
+    }
+    if (const auto v = map.get("jwks_uri"); v.IsDefined()) {
+      if (auto s = readString(diag_, v, what + ".jwks_uri")) {
+        if (spec.discovery) {
+          diag_.error(v, what + ": jwks_uri and discovery exclude each other");
+        } else if (!s->starts_with("https://") && !s->starts_with("http://")) {
+          diag_.error(v, what + ".jwks_uri must be an https:// (or http://) URL");
+        } else {
+          spec.jwks_uri = *s;
+          remote = true;
+        }
+      }
+    }
+    if (const auto v = map.get("ca_file"); v.IsDefined()) {
+      if (auto path = readString(diag_, v, what + ".ca_file")) {
+        spec.ca_file = diag_.resolvePath(*path);
+        (void)diag_.readFile(v, *path);  // must exist; watched and hashed like other inputs
+      }
+    }
+    const auto seconds = [&](std::string_view key, std::chrono::seconds& out) {
+      if (const auto v = map.get(key); v.IsDefined()) {
+        if (auto d = readDuration(diag_, v, what + "." + std::string(key))) {
+          out = std::chrono::duration_cast<std::chrono::seconds>(*d);
+          if (out.count() < 1)
+            diag_.error(v, what + "." + std::string(key) + " must be at least 1s");
+        }
+      }
+    };
+    seconds("keys_ttl_min", spec.ttl_min);
+    seconds("keys_ttl_max", spec.ttl_max);
+    seconds("refresh_min_interval", spec.refresh_min_interval);
+    if (spec.ttl_max < spec.ttl_min) {
+      diag_.error(map.keyMark("keys_ttl_max"), what + ": keys_ttl_max is below keys_ttl_min");
+    }
+    if (const auto v = map.get("fetch_timeout"); v.IsDefined()) {
+      if (auto d = readDuration(diag_, v, what + ".fetch_timeout")) {
+        spec.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+      }
+    }
+    if (const auto v = map.get("max_jwks_bytes"); v.IsDefined()) {
+      if (auto n = readSize(diag_, v, what + ".max_jwks_bytes")) spec.max_bytes = *n;
+    }
+    if (!remote) {
+      for (const char* key : {"ca_file", "keys_ttl_min", "keys_ttl_max", "refresh_min_interval",
+                              "fetch_timeout", "max_jwks_bytes"}) {
+        if (map.get(key).IsDefined()) {
+          diag_.error(map.keyMark(key),
+                      fmt::format("{}.{} only applies with discovery or jwks_uri", what, key));
+        }
+      }
+      return nullptr;
+    }
+    // The spec is part of the policy's identity, so a change of it is a new version.
+    diag_.hash(spec.identity());
+    if (registry_ == nullptr) return std::make_shared<identity::RemoteKeys>(spec);
+    return registry_->acquire(spec);
   }
 
   // ---- rbac ------------------------------------------------------------------------
@@ -658,14 +740,16 @@ class Compiler final {
   Diagnostics diag_;
   audit::Metrics& metrics_;
   std::int64_t now_;
+  identity::KeyRegistry* registry_;
   std::shared_ptr<PolicySnapshot> snapshot_;
 };
 
 }  // namespace
 
-LoadResult loadPolicy(const std::string& path, audit::Metrics& metrics, std::int64_t now_unix) {
+LoadResult loadPolicy(const std::string& path, audit::Metrics& metrics, std::int64_t now_unix,
+                      identity::KeyRegistry* keys) {
   try {
-    return Compiler(path, metrics, now_unix).run();
+    return Compiler(path, metrics, now_unix, keys).run();
   } catch (const std::exception& e) {
     LoadResult result;
     result.errors.push_back(ConfigError{path, 0, 0, std::string("internal error: ") + e.what()});

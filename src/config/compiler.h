@@ -10,6 +10,9 @@
 namespace portcullis::audit {
 class Metrics;
 }
+namespace portcullis::identity {
+class KeyRegistry;
+}
 
 namespace portcullis::config {
 
@@ -31,7 +34,10 @@ struct LoadResult {
 
 // Reads the YAML policy at `path` and compiles it into an immutable snapshot (CONFIG.md).
 // Every problem found is reported, one per entry, at its node; the snapshot is built only
-// when there are none. Route counters are registered in `metrics`. Never throws.
-LoadResult loadPolicy(const std::string& path, audit::Metrics& metrics, std::int64_t now_unix);
+// when there are none. Route counters are registered in `metrics`. Providers with remote
+// keys (discovery, jwks_uri) take them from `keys`; without a registry (check, offline
+// tools) such providers simply have no keys. Never throws.
+LoadResult loadPolicy(const std::string& path, audit::Metrics& metrics, std::int64_t now_unix,
+                      identity::KeyRegistry* keys = nullptr);
 
 }  // namespace portcullis::config

@@ -80,14 +80,28 @@ class Evaluator final {
 
  private:
   // Tries the route's providers in order; the first that finds a token decides unless its
-  // verdict says the token belongs to someone else (another issuer, an unknown key).
+  // verdict says the token belongs to someone else (another issuer, an unknown key). When
+  // a route accepts several providers, the token's (unverified) `iss` picks the one whose
+  // issuer it names, so a token is never tried against every key set.
   std::optional<Error> authenticate(const Route& route) {
     std::optional<Error> first_error;
     bool saw_token = false;
+    const bool by_issuer = route.providers.size() > 1;
+    std::string_view peeked_token;
+    std::optional<std::string> issuer;
     for (const identity::Provider* provider : route.providers) {
       const std::string_view token = extractToken(*provider, request_);
       if (token.empty()) continue;
       saw_token = true;
+      if (by_issuer) {
+        if (token.data() != peeked_token.data() || token.size() != peeked_token.size()) {
+          peeked_token = token;
+          issuer = identity::peekIssuer(token, provider->policy().max_token_bytes);
+        }
+        if (issuer && *issuer != provider->policy().issuer && routeHasIssuer(route, *issuer)) {
+          continue;  // another provider of this route owns the token
+        }
+      }
       auto result = provider->authenticate(token, snapshot_.rbac, now_);
       if (result) {
         note("authenticate", "ok",
@@ -107,6 +121,13 @@ class Evaluator final {
       return Error{Reason::kTokenMissing, "no token in the request"};
     }
     return first_error;
+  }
+
+  static bool routeHasIssuer(const Route& route, std::string_view issuer) {
+    for (const identity::Provider* p : route.providers) {
+      if (p->policy().issuer == issuer) return true;
+    }
+    return false;
   }
 
   Evaluation allow(std::string detail) {

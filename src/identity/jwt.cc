@@ -951,3 +951,22 @@ Result<std::string> signJwt(const nlohmann::json& claims, const Key& key, Alg al
 }
 
 }  // namespace portcullis::identity
+
+namespace portcullis::identity {
+
+std::optional<std::string> peekIssuer(std::string_view token, std::size_t max_token_bytes) {
+  if (token.size() > max_token_bytes) return std::nullopt;
+  const std::size_t dot1 = token.find('.');
+  if (dot1 == std::string_view::npos) return std::nullopt;
+  const std::size_t dot2 = token.find('.', dot1 + 1);
+  if (dot2 == std::string_view::npos) return std::nullopt;
+  const auto payload_text = base64urlDecode(token.substr(dot1 + 1, dot2 - dot1 - 1));
+  if (!payload_text) return std::nullopt;
+  Json payload;
+  if (!parseStrict(*payload_text, payload).empty() || !payload.is_object()) return std::nullopt;
+  const auto iss = payload.find("iss");
+  if (iss == payload.end() || !iss->is_string()) return std::nullopt;
+  return iss->get<std::string>();
+}
+
+}  // namespace portcullis::identity

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,6 +41,11 @@ struct VerifiedToken {
 // claim_invalid, issuer_mismatch, audience_mismatch). Thread-safe; never throws.
 Result<VerifiedToken> verifyJwt(std::string_view token, const KeySet& keys,
                                 const VerifyPolicy& policy, std::int64_t now);
+
+// The unverified `iss` of a compact JWS, to pick which provider should verify it when a
+// route accepts several; nullopt when the token is not well-formed enough to say. Never
+// trust the result for anything else.
+std::optional<std::string> peekIssuer(std::string_view token, std::size_t max_token_bytes);
 
 // Signs `claims` (a JSON object) as a compact JWS with `key`, which must be able to sign
 // with `alg`. For `portcullis token` and tests; not on the request path.

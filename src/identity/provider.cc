@@ -5,11 +5,12 @@
 namespace portcullis::identity {
 
 Provider::Provider(std::string name, VerifyPolicy policy, ProviderOptions options,
-                   std::shared_ptr<const KeySet> keys)
+                   std::shared_ptr<const KeySet> keys, std::shared_ptr<RemoteKeys> remote)
     : name_(std::move(name)),
       policy_(std::move(policy)),
       options_(std::move(options)),
-      keys_(std::move(keys)) {}
+      keys_(std::move(keys)),
+      remote_(std::move(remote)) {}
 
 Result<Identity> Provider::authenticate(std::string_view token, const Rbac& rbac,
                                         std::int64_t now) const {
@@ -18,7 +19,10 @@ Result<Identity> Provider::authenticate(std::string_view token, const Rbac& rbac
     return fail(Reason::kProviderUnavailable, "provider " + name_ + " has no keys loaded");
   }
   auto verified = verifyJwt(token, *keys, policy_, now);
-  if (!verified) return tl::unexpected(std::move(verified.error()));
+  if (!verified) {
+    if (remote_ && verified.error().code == Reason::kKeyNotFound) remote_->unknownKid(now * 1000);
+    return tl::unexpected(std::move(verified.error()));
+  }
 
   Identity identity;
   identity.provider = name_;

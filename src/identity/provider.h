@@ -9,6 +9,7 @@
 #include "identity/identity.h"
 #include "identity/jwt.h"
 #include "identity/rbac.h"
+#include "identity/remote_keys.h"
 
 namespace portcullis::identity {
 
@@ -25,12 +26,14 @@ struct ProviderOptions {
 };
 
 // An identity provider (config `identity.NAME`): how to find and verify its tokens.
-// Built by the config compiler, then immutable except for the key set, which a refresher
-// may replace at any time (readers load it once per verification).
+// Built by the config compiler, then immutable. Its keys are either static (jwks_file,
+// hmac_secret) or remote (discovery, jwks_uri): a RemoteKeys shared across policy
+// versions and refreshed in the background. Readers load the key set once per
+// verification.
 class Provider final {
  public:
   Provider(std::string name, VerifyPolicy policy, ProviderOptions options,
-           std::shared_ptr<const KeySet> keys);
+           std::shared_ptr<const KeySet> keys, std::shared_ptr<RemoteKeys> remote = nullptr);
 
   const std::string& name() const { return name_; }
   const VerifyPolicy& policy() const { return policy_; }
@@ -39,9 +42,12 @@ class Provider final {
     return options_.claims_to_headers;
   }
 
-  std::shared_ptr<const KeySet> keys() const { return keys_.load(std::memory_order_acquire); }
-  // The one mutable part of a provider, so a published (const) snapshot can take fresh
-  // keys; safe from any thread.
+  std::shared_ptr<const KeySet> keys() const {
+    return remote_ ? remote_->keys() : keys_.load(std::memory_order_acquire);
+  }
+  const RemoteKeys* remote() const { return remote_.get(); }
+  // Replaces static keys (tests simulate an IdP whose keys never loaded); safe from any
+  // thread.
   void setKeys(std::shared_ptr<const KeySet> keys) const {
     keys_.store(std::move(keys), std::memory_order_release);
   }
@@ -54,6 +60,7 @@ class Provider final {
   VerifyPolicy policy_;
   ProviderOptions options_;
   mutable std::atomic<std::shared_ptr<const KeySet>> keys_;
+  std::shared_ptr<RemoteKeys> remote_;
 };
 
 }  // namespace portcullis::identity

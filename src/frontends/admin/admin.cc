@@ -70,8 +70,18 @@ HttpOut AdminFrontend::status() const {
   nlohmann::json providers = nlohmann::json::array();
   for (const auto& p : snapshot->providers) {
     const auto keys = p->keys();
-    providers.push_back(
-        {{"name", p->name()}, {"issuer", p->policy().issuer}, {"keys", keys ? keys->size() : 0}});
+    nlohmann::json entry{
+        {"name", p->name()}, {"issuer", p->policy().issuer}, {"keys", keys ? keys->size() : 0}};
+    if (const auto* remote = p->remote()) {
+      const auto st = remote->status();
+      entry["remote"] = {{"loaded", st.loaded},
+                         {"last_success_ms", st.last_success_ms},
+                         {"last_attempt_ms", st.last_attempt_ms},
+                         {"fetches", st.fetches},
+                         {"failures", st.failures},
+                         {"last_error", st.last_error}};
+    }
+    providers.push_back(std::move(entry));
   }
   return json(200, {{"version", PORTCULLIS_VERSION},
                     {"policy_version", snapshot->version},

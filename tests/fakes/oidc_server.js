@@ -1,0 +1,588 @@
+#!/usr/bin/env node
+// A fake OpenID Connect identity provider for portcullis' integration tests.
+//
+//   node tests/fakes/oidc_server.js --port 0 --state-dir DIR
+//        [--tls-cert CERT.pem --tls-key KEY.pem] [--issuer URL] [--max-age SECONDS]
+//
+// Listens on 127.0.0.1 only. Once listening it writes DIR/ready.json (atomically, via a
+// temp file and rename) as one line: {"port":N,"issuer":"..."}.
+//
+// Public endpoints (what portcullis talks to):
+//   GET /.well-known/openid-configuration   discovery document
+//   GET /jwks                               the current public keys
+// Both also answer under the issuer's path (ISSUER_PATH/.well-known/..., ISSUER_PATH/jwks)
+// when --issuer has one, carry Cache-Control: max-age=N, and obey the failure mode.
+//
+// Control endpoints (for the test only; they work whatever the mode) are described in
+// tests/fakes/README.md: /control/rotate, /control/token, /control/mode, /control/stats,
+// /control/reset-stats, /control/max-age, /control/state.
+//
+// Only Node's built-in modules are used. Keys live in memory and are gone on exit.
+'use strict';
+
+const crypto = require('crypto');
+const fs = require('fs');
+const http = require('http');
+const https = require('https');
+const path = require('path');
+
+const MAX_BODY = 64 * 1024;          // control request bodies
+const MAX_MAX_AGE = 365 * 24 * 3600; // seconds
+const DEFAULT_SLOW_MS = 5000;
+const MAX_SLOW_MS = 120000;
+const MODES = ['ok', 'down', 'garbage', 'slow', '500'];
+
+// ---- command line -------------------------------------------------------------------------
+
+function usage(message) {
+  if (message) process.stderr.write(`oidc_server: ${message}\n`);
+  process.stderr.write(
+    'usage: node oidc_server.js --port N --state-dir DIR [--tls-cert CERT --tls-key KEY]\n' +
+    '                           [--issuer URL] [--max-age SECONDS]\n' +
+    '  --port 0 picks a free port; --issuer may contain {port}, replaced by the bound port.\n');
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  const opts = { port: null, stateDir: null, tlsCert: null, tlsKey: null, issuer: null, maxAge: 300 };
+  const names = {
+    '--port': 'port', '--state-dir': 'stateDir', '--tls-cert': 'tlsCert', '--tls-key': 'tlsKey',
+    '--issuer': 'issuer', '--max-age': 'maxAge',
+  };
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i];
+    let value;
+    const eq = arg.indexOf('=');
+    if (arg.startsWith('--') && eq > 0) {
+      value = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    if (arg === '--help' || arg === '-h') usage();
+    const key = names[arg];
+    if (!key) usage(`unknown argument '${arg}'`);
+    if (value === undefined) {
+      if (i + 1 >= argv.length) usage(`${arg} needs a value`);
+      value = argv[++i];
+    }
+    opts[key] = value;
+  }
+  if (opts.port === null) usage('--port is required');
+  if (!/^\d{1,5}$/.test(String(opts.port)) || Number(opts.port) > 65535) usage(`bad --port '${opts.port}'`);
+  opts.port = Number(opts.port);
+  if (!opts.stateDir) usage('--state-dir is required');
+  if (!!opts.tlsCert !== !!opts.tlsKey) usage('--tls-cert and --tls-key go together');
+  const maxAge = parseSeconds(opts.maxAge);
+  if (maxAge === null) usage(`bad --max-age '${opts.maxAge}'`);
+  opts.maxAge = maxAge;
+  if (opts.issuer !== null && opts.issuer === '') usage('--issuer is empty');
+  return opts;
+}
+
+function parseSeconds(v) {
+  if (typeof v === 'number') {
+    return Number.isInteger(v) && v >= 0 && v <= MAX_MAX_AGE ? v : null;
+  }
+  if (typeof v === 'string' && /^\d{1,9}$/.test(v) && Number(v) <= MAX_MAX_AGE) return Number(v);
+  return null;
+}
+
+// ---- keys and JWS -------------------------------------------------------------------------
+
+function b64url(buf) {
+  return Buffer.from(buf).toString('base64')
+    .replace(/=+$/, '').replace(/\+/g, '-').replace(/\//g, '_');
+}
+
+let keySeq = 0;
+function newKey(alg) {
+  keySeq += 1;
+  const suffix = crypto.randomBytes(3).toString('hex');
+  let pair;
+  let kid;
+  if (alg === 'RS256') {
+    pair = crypto.generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 0x10001 });
+    kid = `rsa-${keySeq}-${suffix}`;
+  } else if (alg === 'ES256') {
+    pair = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    kid = `ec-${keySeq}-${suffix}`;
+  } else {
+    throw new Error(`unsupported alg ${alg}`);
+  }
+  const jwk = pair.publicKey.export({ format: 'jwk' });
+  return {
+    kid, alg, privateKey: pair.privateKey,
+    jwk: Object.assign({ kid, kty: jwk.kty, alg, use: 'sig' }, jwk),
+  };
+}
+
+function signJws(header, payload, key) {
+  const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(payload))}`;
+  const data = Buffer.from(input, 'ascii');
+  let sig;
+  if (header.alg === 'none') {
+    return `${input}.`;
+  } else if (header.alg === 'RS256') {
+    sig = crypto.sign('sha256', data, { key: key.privateKey, padding: crypto.constants.RSA_PKCS1_PADDING });
+  } else if (header.alg === 'ES256') {
+    sig = crypto.sign('sha256', data, { key: key.privateKey, dsaEncoding: 'ieee-p1363' });
+  } else {
+    throw new Error(`cannot sign ${header.alg}`);
+  }
+  return `${input}.${b64url(sig)}`;
+}
+
+// ---- state --------------------------------------------------------------------------------
+
+const opts = parseArgs(process.argv.slice(2));
+const tls = !!opts.tlsCert;
+
+const state = {
+  mode: 'ok',
+  slowMs: DEFAULT_SLOW_MS,
+  maxAge: opts.maxAge,
+  published: [],        // keys in the JWKS, oldest first
+  allKeys: new Map(),   // kid -> key, every key ever made (dropped ones too, for /control/token)
+  current: {},          // alg -> signing key
+  stats: { discovery_fetches: 0, jwks_fetches: 0 },
+  issuer: null,
+  issuerPath: '',
+};
+
+function addKey(alg) {
+  const key = newKey(alg);
+  state.published.push(key);
+  state.allKeys.set(key.kid, key);
+  state.current[alg] = key;
+  return key;
+}
+
+addKey('RS256');
+addKey('ES256');
+
+// ---- HTTP plumbing ------------------------------------------------------------------------
+
+class HttpError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function send(res, status, body, headers = {}) {
+  if (res.headersSent || res.destroyed) return;
+  const buf = Buffer.isBuffer(body) ? body : Buffer.from(body);
+  res.writeHead(status, Object.assign({ 'Content-Length': buf.length }, headers));
+  res.end(res.req.method === 'HEAD' ? undefined : buf);
+}
+
+function sendJson(res, status, obj, headers = {}) {
+  send(res, status, JSON.stringify(obj) + '\n',
+    Object.assign({ 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }, headers));
+}
+
+function sendError(res, status, message) {
+  const extra = status === 413 ? { Connection: 'close' } : {};
+  sendJson(res, status, { error: message }, extra);
+}
+
+// Reads at most MAX_BODY bytes; rejects with HttpError(413) beyond that.
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const declared = req.headers['content-length'];
+    if (declared !== undefined && Number(declared) > MAX_BODY) {
+      reject(new HttpError(413, `body larger than ${MAX_BODY} bytes`));
+      return;
+    }
+    const chunks = [];
+    let size = 0;
+    let done = false;
+    req.on('data', (chunk) => {
+      if (done) return;
+      size += chunk.length;
+      if (size > MAX_BODY) {
+        done = true;
+        reject(new HttpError(413, `body larger than ${MAX_BODY} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (done) return;
+      done = true;
+      resolve(Buffer.concat(chunks));
+    });
+    req.on('error', (err) => {
+      if (done) return;
+      done = true;
+      reject(new HttpError(400, `reading body: ${err.message}`));
+    });
+    req.on('aborted', () => {
+      if (done) return;
+      done = true;
+      reject(new HttpError(400, 'request aborted'));
+    });
+  });
+}
+
+// A JSON object body; an empty body counts as {} when allowEmpty.
+async function readJsonObject(req, allowEmpty) {
+  const buf = await readBody(req);
+  const text = buf.toString('utf8').trim();
+  if (text === '') {
+    if (allowEmpty) return {};
+    throw new HttpError(400, 'a JSON object body is required');
+  }
+  let value;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new HttpError(400, `body is not valid JSON: ${err.message}`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new HttpError(400, 'body must be a JSON object');
+  }
+  return value;
+}
+
+function requireMethod(req, ...methods) {
+  if (!methods.includes(req.method)) {
+    throw new HttpError(405, `method ${req.method} not allowed; use ${methods.join(' or ')}`);
+  }
+}
+
+function printable(s) {
+  return String(s).replace(/[^\x20-\x7e]/g, '?').slice(0, 300);
+}
+
+// ---- public endpoints ---------------------------------------------------------------------
+
+function baseUrl() {
+  return state.issuer.replace(/\/+$/, '');
+}
+
+function discoveryDoc() {
+  const base = baseUrl();
+  return {
+    issuer: state.issuer,
+    authorization_endpoint: `${base}/authorize`,
+    token_endpoint: `${base}/token`,
+    jwks_uri: `${base}/jwks`,
+    response_types_supported: ['code', 'id_token'],
+    subject_types_supported: ['public'],
+    id_token_signing_alg_values_supported: ['RS256', 'ES256'],
+  };
+}
+
+function jwksDoc() {
+  return { keys: state.published.map((k) => k.jwk) };
+}
+
+// Applies the failure mode, then answers with makeBody() (called when answering, so a
+// slow answer shows the keys as they are after the delay).
+function servePublic(req, res, makeBody) {
+  requireMethod(req, 'GET', 'HEAD');
+  const mode = state.mode;
+  res.locals.mode = mode;
+  if (mode === 'down') {
+    res.locals.reset = true;
+    // A TCP RST (SO_LINGER 0), not a FIN: the client sees "connection reset by peer".
+    // Over TLS the TCP socket is the TLS socket's (internal) _parent; if that is not there,
+    // a plain destroy still kills the connection (the client sees an empty reply).
+    const sock = req.socket;
+    const tcp = tls ? sock._parent : sock;
+    try {
+      if (tcp && typeof tcp.resetAndDestroy === 'function') tcp.resetAndDestroy();
+    } catch (_) {
+      // fall through to destroy()
+    }
+    sock.destroy();
+    return;
+  }
+  if (mode === 'garbage') {
+    // Not JSON whatever a parser tries: a NUL, invalid UTF-8, half an object, some HTML.
+    send(res, 200, Buffer.concat([
+      Buffer.from('\x00'), Buffer.from([0xff, 0xfe, 0xc3, 0x28]),
+      Buffer.from('{"keys": [ <html>this is not JSON</html> ,,,\n'),
+    ]), { 'Content-Type': 'application/json', 'Cache-Control': `max-age=${state.maxAge}` });
+    return;
+  }
+  if (mode === '500') {
+    sendJson(res, 500, { error: 'internal_error', error_description: 'fake IdP is in mode 500' });
+    return;
+  }
+  const answer = () => sendJson(res, 200, makeBody(), { 'Cache-Control': `max-age=${state.maxAge}` });
+  if (mode === 'slow') {
+    const timer = setTimeout(answer, state.slowMs);
+    res.on('close', () => clearTimeout(timer));
+    return;
+  }
+  answer();
+}
+
+// ---- control endpoints --------------------------------------------------------------------
+
+async function controlRotate(req, res, query) {
+  requireMethod(req, 'POST');
+  await readBody(req); // ignored, but read (bounded) so keep-alive stays sane
+  const algParam = query.get('alg') || 'RS256';
+  if (algParam !== 'RS256' && algParam !== 'ES256') throw new HttpError(400, 'alg must be RS256 or ES256');
+  const dropParam = query.get('drop_old');
+  const drop = dropParam !== null && !['0', 'false', 'no', ''].includes(dropParam);
+  const key = addKey(algParam);
+  let dropped = [];
+  if (drop) {
+    dropped = state.published.filter((k) => k !== key).map((k) => k.kid);
+    state.published = [key];
+    state.current = { [key.alg]: key };
+  }
+  sendJson(res, 200, {
+    kid: key.kid, alg: key.alg, dropped, kids: state.published.map((k) => k.kid),
+  });
+}
+
+async function controlToken(req, res) {
+  requireMethod(req, 'POST');
+  const body = await readJsonObject(req, true);
+  const claims = { ...body }; // spread, not Object.assign: a "__proto__" claim stays a claim
+  const alg = claims.alg;
+  const kid = claims.kid;
+  delete claims.alg;
+  delete claims.kid;
+  if (alg !== undefined && !['RS256', 'ES256', 'none'].includes(alg)) {
+    throw new HttpError(400, 'alg must be "RS256", "ES256" or "none"');
+  }
+  if (kid !== undefined && typeof kid !== 'string') throw new HttpError(400, 'kid must be a string');
+
+  let key = null;
+  let headerAlg = alg || 'RS256';
+  if (alg === 'none') {
+    key = null;
+  } else if (kid !== undefined) {
+    key = state.allKeys.get(kid) || null;
+    if (!key) throw new HttpError(400, `no key with kid '${printable(kid)}'`);
+    if (alg !== undefined && alg !== key.alg) {
+      throw new HttpError(400, `key '${printable(kid)}' is ${key.alg}, not ${alg}`);
+    }
+    headerAlg = key.alg;
+  } else {
+    key = state.current[headerAlg] || null;
+    if (!key) {
+      throw new HttpError(409, `no current ${headerAlg} key (dropped by rotate?drop_old=1); ` +
+        `POST /control/rotate?alg=${headerAlg} makes one`);
+    }
+  }
+
+  const now = Math.floor(Date.now() / 1000);
+  const defaults = { iss: state.issuer, iat: now, exp: now + 3600 };
+  for (const [name, value] of Object.entries(defaults)) {
+    if (!Object.prototype.hasOwnProperty.call(claims, name)) claims[name] = value;
+    else if (claims[name] === null) delete claims[name]; // null = leave the claim out
+  }
+
+  const header = { alg: headerAlg, typ: 'JWT' };
+  if (key) header.kid = key.kid;
+  else if (kid !== undefined) header.kid = kid;
+  const token = signJws(header, claims, key);
+  sendJson(res, 200, { token, kid: header.kid === undefined ? null : header.kid, alg: headerAlg });
+}
+
+async function controlMode(req, res) {
+  requireMethod(req, 'POST');
+  const body = await readJsonObject(req, false);
+  if (typeof body.mode !== 'string' || !MODES.includes(body.mode)) {
+    throw new HttpError(400, `mode must be one of ${MODES.join(', ')}`);
+  }
+  let slowMs = DEFAULT_SLOW_MS;
+  if (body.delay_ms !== undefined) {
+    if (!Number.isInteger(body.delay_ms) || body.delay_ms < 0 || body.delay_ms > MAX_SLOW_MS) {
+      throw new HttpError(400, `delay_ms must be an integer in 0..${MAX_SLOW_MS}`);
+    }
+    slowMs = body.delay_ms;
+  }
+  state.mode = body.mode;
+  state.slowMs = slowMs;
+  sendJson(res, 200, { mode: state.mode, delay_ms: state.slowMs });
+}
+
+async function controlMaxAge(req, res) {
+  requireMethod(req, 'POST');
+  const body = await readJsonObject(req, false);
+  const seconds = parseSeconds(body.seconds);
+  if (seconds === null) throw new HttpError(400, `seconds must be an integer in 0..${MAX_MAX_AGE}`);
+  state.maxAge = seconds;
+  sendJson(res, 200, { max_age: state.maxAge });
+}
+
+async function controlStats(req, res) {
+  requireMethod(req, 'GET', 'HEAD');
+  sendJson(res, 200, state.stats);
+}
+
+async function controlResetStats(req, res) {
+  requireMethod(req, 'POST');
+  await readBody(req);
+  state.stats.discovery_fetches = 0;
+  state.stats.jwks_fetches = 0;
+  sendJson(res, 200, state.stats);
+}
+
+async function controlState(req, res) {
+  requireMethod(req, 'GET', 'HEAD');
+  sendJson(res, 200, {
+    issuer: state.issuer,
+    mode: state.mode,
+    delay_ms: state.slowMs,
+    max_age: state.maxAge,
+    kids: state.published.map((k) => k.kid),
+    signing: Object.fromEntries(Object.entries(state.current).map(([alg, k]) => [alg, k.kid])),
+    stats: state.stats,
+  });
+}
+
+const CONTROL = {
+  '/control/rotate': controlRotate,
+  '/control/token': controlToken,
+  '/control/mode': controlMode,
+  '/control/max-age': controlMaxAge,
+  '/control/stats': controlStats,
+  '/control/reset-stats': controlResetStats,
+  '/control/state': controlState,
+};
+
+// ---- dispatch -----------------------------------------------------------------------------
+
+function isPath(pathname, suffix) {
+  return pathname === suffix || (state.issuerPath !== '' && pathname === state.issuerPath + suffix);
+}
+
+async function route(req, res) {
+  let url;
+  try {
+    url = new URL(req.url, 'http://127.0.0.1');
+  } catch (_) {
+    throw new HttpError(400, 'bad request target');
+  }
+  const pathname = url.pathname;
+  if (Object.prototype.hasOwnProperty.call(CONTROL, pathname)) {
+    await CONTROL[pathname](req, res, url.searchParams);
+    return;
+  }
+  if (isPath(pathname, '/.well-known/openid-configuration')) {
+    state.stats.discovery_fetches += 1;
+    servePublic(req, res, discoveryDoc);
+    return;
+  }
+  if (isPath(pathname, '/jwks')) {
+    state.stats.jwks_fetches += 1;
+    servePublic(req, res, jwksDoc);
+    return;
+  }
+  throw new HttpError(404, `no such endpoint ${printable(pathname)}`);
+}
+
+function onRequest(req, res) {
+  const t0 = process.hrtime.bigint();
+  res.locals = {};
+  res.on('close', () => {
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    const status = res.locals.reset ? 'RESET' : (res.headersSent ? res.statusCode : 'ABORTED');
+    const mode = res.locals.mode ? ` mode=${res.locals.mode}` : '';
+    process.stderr.write(`${new Date().toISOString()} oidc_server ${printable(req.method)} ` +
+      `${printable(req.url)} ${status} ${ms.toFixed(1)}ms${mode}\n`);
+  });
+  Promise.resolve()
+    .then(() => route(req, res))
+    .catch((err) => {
+      if (err instanceof HttpError) {
+        sendError(res, err.status, err.message);
+        if (err.status === 413) {
+          // Stop reading the oversized body.
+          res.on('finish', () => req.socket.destroy());
+        }
+      } else {
+        process.stderr.write(`oidc_server: internal error: ${err && err.stack ? err.stack : err}\n`);
+        sendError(res, 500, 'internal error in the fake IdP');
+      }
+    });
+}
+
+// ---- start --------------------------------------------------------------------------------
+
+function writeReady(port) {
+  fs.mkdirSync(opts.stateDir, { recursive: true });
+  const final = path.join(opts.stateDir, 'ready.json');
+  const tmp = path.join(opts.stateDir, `.ready.json.${process.pid}.tmp`);
+  fs.writeFileSync(tmp, JSON.stringify({ port, issuer: state.issuer }) + '\n');
+  fs.renameSync(tmp, final);
+}
+
+let server;
+if (tls) {
+  let cert;
+  let key;
+  try {
+    cert = fs.readFileSync(opts.tlsCert);
+    key = fs.readFileSync(opts.tlsKey);
+  } catch (err) {
+    usage(`cannot read TLS files: ${err.message}`);
+  }
+  try {
+    server = https.createServer({ cert, key }, onRequest);
+  } catch (err) {
+    usage(`bad TLS certificate or key: ${err.message}`);
+  }
+} else {
+  server = http.createServer(onRequest);
+}
+
+// Unparsable HTTP, and (on the HTTPS server) failed TLS handshakes: one log line, then a
+// 400 when an HTTP answer still makes sense, else just close.
+server.on('clientError', (err, socket) => {
+  const code = String(err.code || '');
+  const tlsFailure = code.startsWith('ERR_SSL') || code === 'ECONNRESET';
+  process.stderr.write(`${new Date().toISOString()} oidc_server client error: ` +
+    `${printable(code || 'unknown')} ${printable(err.message).slice(0, 160)}\n`);
+  if (!tlsFailure && socket.writable && !socket.destroyed) {
+    socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  } else {
+    socket.destroy();
+  }
+});
+
+server.on('error', (err) => {
+  process.stderr.write(`oidc_server: ${err.message}\n`);
+  process.exit(1);
+});
+
+server.listen(opts.port, '127.0.0.1', () => {
+  const port = server.address().port;
+  const scheme = tls ? 'https' : 'http';
+  state.issuer = opts.issuer !== null
+    ? opts.issuer.split('{port}').join(String(port))
+    : `${scheme}://127.0.0.1:${port}`;
+  try {
+    state.issuerPath = new URL(state.issuer).pathname.replace(/\/+$/, '');
+  } catch (_) {
+    state.issuerPath = '';
+  }
+  try {
+    writeReady(port);
+  } catch (err) {
+    process.stderr.write(`oidc_server: cannot write ready.json in ${opts.stateDir}: ${err.message}\n`);
+    process.exit(1);
+  }
+  process.stderr.write(`${new Date().toISOString()} oidc_server listening on ${scheme}://127.0.0.1:${port} ` +
+    `issuer ${state.issuer} kids ${state.published.map((k) => k.kid).join(',')}\n`);
+});
+
+for (const sig of ['SIGTERM', 'SIGINT']) {
+  process.on(sig, () => {
+    process.stderr.write(`${new Date().toISOString()} oidc_server ${sig}, exiting\n`);
+    process.exit(0);
+  });
+}
+
+process.on('uncaughtException', (err) => {
+  // Last resort: keep serving; a test's fake should not die on one bad connection.
+  process.stderr.write(`oidc_server: uncaught exception: ${err && err.stack ? err.stack : err}\n`);
+});
