@@ -99,7 +99,13 @@ class Evaluator final {
           issuer = identity::peekIssuer(token, provider->policy().max_token_bytes);
         }
         if (issuer && *issuer != provider->policy().issuer && routeHasIssuer(route, *issuer)) {
-          continue;  // another provider of this route owns the token
+          // Another provider of this route owns the token; if that one does not find it
+          // where it looks, this is the answer.
+          if (!first_error) {
+            first_error = Error{Reason::kIssuerMismatch, "provider " + provider->name() +
+                                                             " found a token of another issuer"};
+          }
+          continue;
         }
       }
       auto result = provider->authenticate(token, snapshot_.rbac, now_);
@@ -120,7 +126,8 @@ class Evaluator final {
       note("authenticate", "token_missing", "no provider found a token");
       return Error{Reason::kTokenMissing, "no token in the request"};
     }
-    return first_error;
+    // Only a verified identity authenticates: never fall out of the loop as a success.
+    return first_error.value_or(Error{Reason::kInternalError, "no provider verified the token"});
   }
 
   static bool routeHasIssuer(const Route& route, std::string_view issuer) {

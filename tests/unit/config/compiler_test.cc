@@ -187,8 +187,7 @@ routes: []
   const auto e = errors(r);
   EXPECT_TRUE(hasError(e, "3:6: ", "needs a key source")) << ::testing::PrintToString(e);
   EXPECT_TRUE(hasError(e, "4:32: ", "at least 32 bytes")) << ::testing::PrintToString(e);
-  EXPECT_TRUE(hasError(e, "5:19: ", "'discovery' in identity.c is not supported yet"))
-      << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "5:6: ", "use one key source")) << ::testing::PrintToString(e);
 }
 
 TEST_F(CompilerTest, NotYetImplementedKeysAreErrorsNotSilentNoOps) {

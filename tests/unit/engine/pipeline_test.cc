@@ -191,9 +191,33 @@ TEST_F(PipelineTest, ProvidersAreTriedInOrderAndTokensFoundWhereConfigured) {
   EXPECT_TRUE(run(request("/either", mintToken({}, kNow))).decision.allow);
   auto in_cookie = request("/either");
   in_cookie.headers.add("Cookie", "a=b; session=" + mintToken({}, kNow));
-  const auto ev = run(in_cookie);  // `other` finds it but its HMAC key cannot verify RS256
+  // `other` finds it, but its `iss` names `demo`, which does not read cookies: a 401, and
+  // never an allow without an identity.
+  const auto ev = run(in_cookie);
   EXPECT_FALSE(ev.decision.allow);
   EXPECT_EQ(ev.decision.status, 401);
+  EXPECT_EQ(ev.decision.reason, Reason::kIssuerMismatch);
+  EXPECT_FALSE(ev.identity.has_value());
+}
+
+TEST_F(PipelineTest, IssuerPicksTheProviderAmongSeveral) {
+  // An HS256 token of `other` in its cookie is verified by `other` only.
+  const auto key = identity::Key::fromSecret("0123456789abcdef0123456789abcdef-other");
+  const auto token = *identity::signJwt(
+      {{"iss", "https://other.example.com/"}, {"sub", "bob"}, {"exp", kNow + 60}}, key,
+      identity::Alg::kHS256);
+  auto r = request("/either");
+  r.headers.add("Cookie", "session=" + token);
+  const auto ev = run(r);
+  ASSERT_TRUE(ev.decision.allow) << ev.decision.detail;
+  EXPECT_EQ(ev.identity->provider, "other");
+  // Its iss names no provider of the route: every provider may try, none verifies it.
+  const auto stranger = *identity::signJwt(
+      {{"iss", "https://stranger.example.com/"}, {"sub", "eve"}, {"exp", kNow + 60}}, key,
+      identity::Alg::kHS256);
+  auto s = request("/either");
+  s.headers.add("Cookie", "session=" + stranger);
+  EXPECT_EQ(run(s).decision.reason, Reason::kIssuerMismatch);
 }
 
 TEST_F(PipelineTest, MethodAndHostAreMatched) {
