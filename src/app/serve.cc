@@ -24,6 +24,7 @@
 #include "frontends/admin/admin.h"
 #include "frontends/authz/authz.h"
 #include "frontends/http_server.h"
+#include "net/introspector.h"
 #include "net/jwks_service.h"
 #include "net/workers.h"
 
@@ -192,7 +193,15 @@ int runServe(const ServeOptions& options) {
   net::WorkerPool pool(settings.workers);
   nlohmann::json bound = nlohmann::json::object();
 
-  frontends::AuthzFrontend authz(gatekeeper);
+  // Per-worker clients and front doors (one event loop each; nothing shared).
+  std::vector<std::unique_ptr<net::HttpIntrospector>> introspectors;
+  std::vector<std::unique_ptr<frontends::AuthzFrontend>> authz;
+  for (unsigned i = 0; i < pool.size(); ++i) {
+    introspectors.push_back(std::make_unique<net::HttpIntrospector>(pool.context(i)));
+    engine::Clients clients;
+    clients.introspector = introspectors.back().get();
+    authz.push_back(std::make_unique<frontends::AuthzFrontend>(gatekeeper, clients));
+  }
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors;
   if (!settings.listeners.authz.empty()) {
     auto listeners = net::listenOnAll(pool, *parseHostPort(settings.listeners.authz), pool.size());
@@ -200,12 +209,12 @@ int runServe(const ServeOptions& options) {
       std::cerr << "portcullis: authz: " << listeners.error().message << "\n";
       return kExitConfigError;
     }
-    frontends::HttpHandler handler;
-    handler.sync = [&authz](frontends::HttpIn& in) { return authz.handle(in); };
-    auto state = frontends::makeListenerState("authz", std::move(handler),
-                                              httpLimits(settings.limits), metrics);
-    for (auto& a : listeners->acceptors) {
-      asio::co_spawn(a->get_executor(), frontends::acceptLoop(*a, state), asio::detached);
+    auto state = frontends::makeListenerState("authz", httpLimits(settings.limits), metrics);
+    for (unsigned i = 0; i < listeners->acceptors.size(); ++i) {
+      auto& a = listeners->acceptors[i];
+      auto handler = std::make_shared<const frontends::HttpHandler>(
+          [door = authz[i].get()](frontends::HttpIn& in) { return door->handle(in); });
+      asio::co_spawn(a->get_executor(), frontends::acceptLoop(*a, state, handler), asio::detached);
       acceptors.push_back(std::move(a));
     }
     bound["authz"] =
@@ -235,13 +244,13 @@ int runServe(const ServeOptions& options) {
     };
     admin =
         std::make_unique<frontends::AdminFrontend>(gatekeeper, metrics, std::move(admin_options));
-    frontends::HttpHandler handler;
-    handler.async = [&admin](frontends::HttpIn& in) { return admin->handle(in); };
+    auto handler = std::make_shared<const frontends::HttpHandler>(
+        [&admin](frontends::HttpIn& in) { return admin->handle(in); });
     frontends::HttpLimits limits = httpLimits(settings.limits);
     limits.max_connections = 64;
-    auto state = frontends::makeListenerState("admin", std::move(handler), limits, metrics);
+    auto state = frontends::makeListenerState("admin", limits, metrics);
     for (auto& a : listeners->acceptors) {
-      asio::co_spawn(a->get_executor(), frontends::acceptLoop(*a, state), asio::detached);
+      asio::co_spawn(a->get_executor(), frontends::acceptLoop(*a, state, handler), asio::detached);
       acceptors.push_back(std::move(a));
     }
   }

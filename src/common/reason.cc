@@ -33,8 +33,9 @@ constexpr std::array kReasons = {
     ReasonInfo{"no_route", K::kForbidden, 403, "no route matches the request"},
     ReasonInfo{"bad_request", K::kBadRequest, 400, "the request could not be understood"},
     ReasonInfo{"internal_error", K::kError, 503, "internal error"},
+    ReasonInfo{"token_inactive", K::kUnauthenticated, 401, "the token is not active"},
 };
-static_assert(kReasons.size() == static_cast<std::size_t>(Reason::kInternalError) + 1,
+static_assert(kReasons.size() == static_cast<std::size_t>(Reason::kLast) + 1,
               "kReasons must list every Reason in order");
 
 }  // namespace

@@ -31,6 +31,8 @@ enum class Reason : std::uint8_t {
   kNoRoute,              // no route matched and `default: deny`
   kBadRequest,           // the front door could not reconstruct the original request
   kInternalError,        // a bug or resource failure; never the client's fault
+  kTokenInactive,        // token introspection (RFC 7662) says the token is not active
+  kLast = kTokenInactive,
 };
 
 // How a reason is answered: the HTTP status a front door uses, and the kind of outcome.

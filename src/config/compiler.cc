@@ -261,6 +261,10 @@ class Compiler final {
     const std::string what = "identity." + name;
     MapReader map(diag_, node, what);
     if (!map.valid()) return;
+    if (map.get("introspection_url").IsDefined()) {
+      compileIntrospectionProvider(name, node, map, what);
+      return;
+    }
     identity::VerifyPolicy policy;
     identity::ProviderOptions options;
     std::vector<identity::Key> keys;
@@ -340,6 +344,18 @@ class Compiler final {
       }
     }
 
+    compileProviderCommon(map, what, policy, options);
+
+    snapshot_->providers.push_back(std::make_unique<identity::Provider>(
+        name, std::move(policy), std::move(options),
+        std::make_shared<const identity::KeySet>(identity::KeySet::fromKeys(std::move(keys))),
+        std::move(remote)));
+  }
+
+  // Keys every provider kind shares: audiences, leeway, where tokens are found, and
+  // which claims become upstream headers.
+  void compileProviderCommon(MapReader& map, const std::string& what,
+                             identity::VerifyPolicy& policy, identity::ProviderOptions& options) {
     if (const auto v = map.get("audiences"); v.IsDefined()) {
       if (auto list = readStringList(diag_, v, what + ".audiences")) policy.audiences = *list;
     } else {
@@ -410,11 +426,57 @@ class Compiler final {
         }
       }
     }
+  }
 
-    snapshot_->providers.push_back(std::make_unique<identity::Provider>(
-        name, std::move(policy), std::move(options),
-        std::make_shared<const identity::KeySet>(identity::KeySet::fromKeys(std::move(keys))),
-        std::move(remote)));
+  // An opaque-token provider: OAuth 2.0 Token Introspection (RFC 7662).
+  void compileIntrospectionProvider(const std::string& name, const YAML::Node& node, MapReader& map,
+                                    const std::string& what) {
+    identity::VerifyPolicy policy;
+    identity::ProviderOptions options;
+    identity::IntrospectionSpec spec;
+    if (const auto v = map.get("issuer"); v.IsDefined()) {
+      if (auto s = readString(diag_, v, what + ".issuer")) policy.issuer = *s;
+    }
+    if (auto url = readString(diag_, map.get("introspection_url"), what + ".introspection_url")) {
+      if (!url->starts_with("https://") && !url->starts_with("http://")) {
+        diag_.error(map.get("introspection_url"),
+                    what + ".introspection_url must be an https:// URL");
+      }
+      spec.url = *url;
+    }
+    if (const auto v = map.get("client_id"); v.IsDefined()) {
+      if (auto s = readString(diag_, v, what + ".client_id")) spec.client_id = *s;
+    }
+    if (const auto v = map.get("client_secret"); v.IsDefined()) {
+      if (auto s = readString(diag_, v, what + ".client_secret")) spec.client_secret = *s;
+    }
+    if (spec.client_id.empty() != spec.client_secret.empty()) {
+      diag_.error(node, what + ": client_id and client_secret go together");
+    }
+    if (const auto v = map.get("ca_file"); v.IsDefined()) {
+      if (auto path = readString(diag_, v, what + ".ca_file")) {
+        spec.ca_file = diag_.resolvePath(*path);
+        (void)diag_.readFile(v, *path);
+      }
+    }
+    if (const auto v = map.get("cache_ttl"); v.IsDefined()) {
+      if (auto d = readDuration(diag_, v, what + ".cache_ttl")) {
+        spec.cache_ttl = std::chrono::duration_cast<std::chrono::seconds>(*d);
+      }
+    }
+    if (const auto v = map.get("timeout"); v.IsDefined()) {
+      if (auto d = readDuration(diag_, v, what + ".timeout")) {
+        spec.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+      }
+    }
+    map.unsupported({"jwks_file", "jwks_uri", "discovery", "hmac_secret", "algorithms"},
+                    "an introspection provider has no keys: the endpoint decides");
+    compileProviderCommon(map, what, policy, options);
+    diag_.hash(spec.url + "|" + spec.client_id + "|" + spec.client_secret);
+    auto provider = std::make_unique<identity::Provider>(
+        name, std::move(policy), std::move(options), std::make_shared<const identity::KeySet>());
+    provider->setIntrospection(std::move(spec));
+    snapshot_->providers.push_back(std::move(provider));
   }
 
   // `discovery: true` or `jwks_uri`, with their refresh settings. Returns null when the

@@ -21,12 +21,21 @@ Gatekeeper::Gatekeeper(std::shared_ptr<const PolicySnapshot> initial, audit::Aud
                                   0.0025, 0.005, 0.01, 0.025, 0.1})) {}
 
 Evaluation Gatekeeper::decide(Request& request, bool explain) {
+  return *decide(request, Clients{}, explain, [](Evaluation) {});
+}
+
+std::optional<Evaluation> Gatekeeper::decide(Request& request, const Clients& clients, bool explain,
+                                             EvaluationDone done) {
   const auto started = std::chrono::steady_clock::now();
-  const std::shared_ptr<const PolicySnapshot> snapshot = this->snapshot();
+  std::shared_ptr<const PolicySnapshot> snapshot = this->snapshot();
   if (request.request_id.empty()) request.request_id = newRequestId();
   const std::int64_t now_ms = clock_.unixMillis();
-  Evaluation ev = evaluate(*snapshot, request, now_ms / 1000, explain);
-  finish(request, ev, *snapshot, started, now_ms);
+  auto later = [this, &request, snapshot, started, now_ms, done = std::move(done)](Evaluation ev) {
+    finish(request, ev, *snapshot, started, now_ms);
+    done(std::move(ev));
+  };
+  auto ev = evaluate(snapshot, request, now_ms / 1000, clients, explain, std::move(later));
+  if (ev) finish(request, *ev, *snapshot, started, now_ms);
   return ev;
 }
 

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 
 #include "common/clock.h"
 #include "engine/pipeline.h"
@@ -33,8 +34,14 @@ class Gatekeeper final {
     snapshot_.store(std::move(next), std::memory_order_release);
   }
 
-  // Decides for `request`, filling request_id when empty. May block briefly only on audit
-  // back-pressure; never on the network.
+  // Decides for `request`, filling request_id when empty, counting the outcome and writing
+  // one audit line. Returns the evaluation when it completed inline; otherwise nullopt,
+  // and `done` is called exactly once on the thread where the waiting client completes
+  // (the worker's loop). `request` must outlive the evaluation. May block briefly only on
+  // audit back-pressure; never on the network.
+  std::optional<Evaluation> decide(Request& request, const Clients& clients, bool explain,
+                                   EvaluationDone done);
+  // The same without clients: always inline.
   Evaluation decide(Request& request, bool explain = false);
   // Records a request a front door could not even turn into a Request view (e.g. no
   // original URI): a deny with `reason`, counted and audited like any other decision.

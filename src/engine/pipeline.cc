@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include "common/strings.h"
+#include "identity/introspection.h"
+#include "identity/jwt.h"
 
 namespace portcullis::engine {
 namespace {
@@ -49,12 +51,24 @@ std::string quoted(std::string_view s) {
   return out;
 }
 
-class Evaluator final {
+// Runs one request through the pipeline. Synchronous stages run inline; a stage that must
+// wait (token introspection on a cache miss) suspends the evaluator, which then lives in
+// the waiting client's callback (shared_ptr) until it resumes and completes.
+class Evaluator final : public std::enable_shared_from_this<Evaluator> {
  public:
-  Evaluator(const PolicySnapshot& snapshot, const Request& request, std::int64_t now, bool explain)
-      : snapshot_(snapshot), request_(request), now_(now), explain_(explain) {}
+  Evaluator(const PolicySnapshot& snapshot, std::shared_ptr<const PolicySnapshot> keep_alive,
+            const Request& request, std::int64_t now, const Clients& clients, bool explain)
+      : snapshot_(snapshot),
+        keep_alive_(std::move(keep_alive)),
+        request_(request),
+        now_(now),
+        clients_(clients),
+        explain_(explain) {}
 
-  Evaluation run() {
+  // Returns the evaluation when it completed inline; otherwise nullopt, and `done` is
+  // called exactly once when it completes.
+  std::optional<Evaluation> start(EvaluationDone done) {
+    done_ = std::move(done);
     ev_.route = snapshot_.findRoute(request_);
     if (ev_.route == nullptr) {
       note("route", "none",
@@ -64,70 +78,106 @@ class Evaluator final {
     }
     const Route& route = *ev_.route;
     note("route", route.name, "");
-    if (!route.allow)
+    if (!route.allow) {
       return deny(Reason::kRouteDenied, "route " + route.name + " says allow: false");
-
-    if (!route.providers.empty()) {
-      if (auto err = authenticate(route)) return deny(err->code, std::move(err->message));
     }
-    if (auto err = route.require.check(request_, ev_.identity ? &*ev_.identity : nullptr)) {
-      note("require", "fail", err->message);
-      return deny(err->code, std::move(err->message));
-    }
-    note("require", "pass", "");
-    return allow("");
+    if (route.providers.empty()) return afterAuthentication();
+    return authenticateFrom(0);
   }
 
  private:
+  // ---- authenticate ------------------------------------------------------------------
+  //
   // Tries the route's providers in order; the first that finds a token decides unless its
   // verdict says the token belongs to someone else (another issuer, an unknown key). When
   // a route accepts several providers, the token's (unverified) `iss` picks the one whose
   // issuer it names, so a token is never tried against every key set.
-  std::optional<Error> authenticate(const Route& route) {
-    std::optional<Error> first_error;
-    bool saw_token = false;
+  std::optional<Evaluation> authenticateFrom(std::size_t index) {
+    const Route& route = *ev_.route;
     const bool by_issuer = route.providers.size() > 1;
-    std::string_view peeked_token;
-    std::optional<std::string> issuer;
-    for (const identity::Provider* provider : route.providers) {
-      const std::string_view token = extractToken(*provider, request_);
+    for (; index < route.providers.size(); ++index) {
+      const identity::Provider& provider = *route.providers[index];
+      const std::string_view token = extractToken(provider, request_);
       if (token.empty()) continue;
-      saw_token = true;
-      if (by_issuer) {
-        if (token.data() != peeked_token.data() || token.size() != peeked_token.size()) {
-          peeked_token = token;
-          issuer = identity::peekIssuer(token, provider->policy().max_token_bytes);
+      saw_token_ = true;
+      if (by_issuer && !provider.introspection()) {
+        if (token.data() != peeked_token_.data() || token.size() != peeked_token_.size()) {
+          peeked_token_ = token;
+          issuer_ = identity::peekIssuer(token, provider.policy().max_token_bytes);
         }
-        if (issuer && *issuer != provider->policy().issuer && routeHasIssuer(route, *issuer)) {
+        if (issuer_ && *issuer_ != provider.policy().issuer && routeHasIssuer(route, *issuer_)) {
           // Another provider of this route owns the token; if that one does not find it
           // where it looks, this is the answer.
-          if (!first_error) {
-            first_error = Error{Reason::kIssuerMismatch, "provider " + provider->name() +
-                                                             " found a token of another issuer"};
+          if (!first_error_) {
+            first_error_ = Error{Reason::kIssuerMismatch, "provider " + provider.name() +
+                                                              " found a token of another issuer"};
           }
           continue;
         }
       }
-      auto result = provider->authenticate(token, snapshot_.rbac, now_);
-      if (result) {
-        note("authenticate", "ok",
-             fmt::format("provider={} sub={} roles={} scopes={}", provider->name(), result->subject,
-                         result->roles.size(), result->scopes.size()));
-        ev_.identity = std::move(*result);
+      if (const identity::IntrospectionSpec* spec = provider.introspection()) {
+        const std::string key = sha256Hex(token);
+        if (auto cached = provider.introspectionCache().get(key, now_)) {
+          if (providerAnswered(provider, identity::identityFromIntrospection(
+                                             provider, std::move(cached), snapshot_.rbac, now_))) {
+            return afterAuthentication();
+          }
+          continue;
+        }
+        if (clients_.introspector == nullptr) {
+          if (providerAnswered(provider, fail(Reason::kProviderUnavailable,
+                                              "no introspection client in this context"))) {
+            return afterAuthentication();
+          }
+          continue;
+        }
+        clients_.introspector->introspect(
+            *spec, std::string(token),
+            [self = shared_from_this(), index, key](Introspector::Answer answer) {
+              self->resumeAfterIntrospection(index, key, std::move(answer));
+            });
         return std::nullopt;
       }
-      note("authenticate", std::string(reasonName(result.error().code)),
-           "provider " + provider->name() + ": " + result.error().message);
-      if (!first_error) first_error = result.error();
-      const Reason code = result.error().code;
-      if (code != Reason::kIssuerMismatch && code != Reason::kKeyNotFound) break;
+      if (providerAnswered(provider, provider.authenticate(token, snapshot_.rbac, now_))) {
+        return afterAuthentication();
+      }
     }
-    if (!saw_token) {
-      note("authenticate", "token_missing", "no provider found a token");
-      return Error{Reason::kTokenMissing, "no token in the request"};
+    return afterAuthentication();
+  }
+
+  void resumeAfterIntrospection(std::size_t index, const std::string& key,
+                                Introspector::Answer answer) {
+    const identity::Provider& provider = *ev_.route->providers[index];
+    Result<identity::Identity> result = tl::unexpected(Error{});
+    if (!answer) {
+      result = tl::unexpected(std::move(answer.error()));
+    } else {
+      const auto& spec = *provider.introspection();
+      const std::int64_t ttl = identity::introspectionCacheSeconds(**answer, spec, now_);
+      result = identity::identityFromIntrospection(provider, *answer, snapshot_.rbac, now_);
+      if (result && ttl > 0) provider.introspectionCache().put(key, *answer, now_ + ttl);
     }
-    // Only a verified identity authenticates: never fall out of the loop as a success.
-    return first_error.value_or(Error{Reason::kInternalError, "no provider verified the token"});
+    std::optional<Evaluation> ev = providerAnswered(provider, std::move(result))
+                                       ? afterAuthentication()
+                                       : authenticateFrom(index + 1);
+    if (ev) done_(std::move(*ev));
+  }
+
+  // Records one provider's verdict. True when it decides (an identity, or an error that
+  // is the token's own); false to try the next provider.
+  bool providerAnswered(const identity::Provider& provider, Result<identity::Identity> result) {
+    if (result) {
+      note("authenticate", "ok",
+           fmt::format("provider={} sub={} roles={} scopes={}", provider.name(), result->subject,
+                       result->roles.size(), result->scopes.size()));
+      ev_.identity = std::move(*result);
+      return true;
+    }
+    note("authenticate", std::string(reasonName(result.error().code)),
+         "provider " + provider.name() + ": " + result.error().message);
+    if (!first_error_) first_error_ = result.error();
+    const Reason code = result.error().code;
+    return code != Reason::kIssuerMismatch && code != Reason::kKeyNotFound;
   }
 
   static bool routeHasIssuer(const Route& route, std::string_view issuer) {
@@ -135,6 +185,28 @@ class Evaluator final {
       if (p->policy().issuer == issuer) return true;
     }
     return false;
+  }
+
+  // ---- require and decide ------------------------------------------------------------
+
+  std::optional<Evaluation> afterAuthentication() {
+    const Route& route = *ev_.route;
+    if (!route.providers.empty() && !ev_.identity) {
+      if (!saw_token_) {
+        note("authenticate", "token_missing", "no provider found a token");
+        return deny(Reason::kTokenMissing, "no token in the request");
+      }
+      // Only a verified identity authenticates: never fall through as a success.
+      const Error err =
+          first_error_.value_or(Error{Reason::kInternalError, "no provider verified the token"});
+      return deny(err.code, err.message);
+    }
+    if (auto err = route.require.check(request_, ev_.identity ? &*ev_.identity : nullptr)) {
+      note("require", "fail", err->message);
+      return deny(err->code, std::move(err->message));
+    }
+    note("require", "pass", "");
+    return allow("");
   }
 
   Evaluation allow(std::string detail) {
@@ -230,10 +302,17 @@ class Evaluator final {
   }
 
   const PolicySnapshot& snapshot_;
-  const Request& request_;
+  const std::shared_ptr<const PolicySnapshot> keep_alive_;  // pinned while suspended
+  const Request& request_;  // the front door keeps it alive until the evaluation is done
   const std::int64_t now_;
+  const Clients clients_;
   const bool explain_;
+  EvaluationDone done_;
   Evaluation ev_;
+  bool saw_token_ = false;
+  std::optional<Error> first_error_;
+  std::string_view peeked_token_;
+  std::optional<std::string> issuer_;
 };
 
 }  // namespace
@@ -261,7 +340,19 @@ std::string_view extractToken(const identity::Provider& provider, const Request&
 
 Evaluation evaluate(const PolicySnapshot& snapshot, const Request& request, std::int64_t now,
                     bool explain) {
-  return Evaluator(snapshot, request, now, explain).run();
+  const Clients none;
+  auto evaluator = std::make_shared<Evaluator>(snapshot, nullptr, request, now, none, explain);
+  // Without clients no stage can wait, so this always completes inline.
+  return *evaluator->start([](Evaluation) {});
+}
+
+std::optional<Evaluation> evaluate(std::shared_ptr<const PolicySnapshot> snapshot,
+                                   const Request& request, std::int64_t now, const Clients& clients,
+                                   bool explain, EvaluationDone done) {
+  const PolicySnapshot& ref = *snapshot;
+  auto evaluator =
+      std::make_shared<Evaluator>(ref, std::move(snapshot), request, now, clients, explain);
+  return evaluator->start(std::move(done));
 }
 
 const Route* PolicySnapshot::findRoute(const Request& request) const {

@@ -1,15 +1,21 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
+#include "common/result.h"
 #include "engine/decision.h"
 #include "engine/request.h"
 #include "engine/snapshot.h"
 #include "identity/identity.h"
+#include "identity/introspection.h"
 
 namespace portcullis::engine {
 
@@ -18,6 +24,23 @@ struct StageNote {
   std::string stage;
   std::string verdict;
   std::string detail;
+};
+
+// The seam for token introspection (RFC 7662): a per-worker client that calls the
+// provider's endpoint. `done` is called exactly once, never inline, on the calling
+// thread's event loop.
+class Introspector {
+ public:
+  using Answer = Result<std::shared_ptr<const nlohmann::json>>;
+  virtual ~Introspector() = default;
+  virtual void introspect(const identity::IntrospectionSpec& spec, std::string token,
+                          std::function<void(Answer)> done) = 0;
+};
+
+// The I/O clients a worker lends the pipeline. Absent clients make the stages that need
+// them answer `provider_unavailable` (an error: the route's on_error decides).
+struct Clients {
+  Introspector* introspector = nullptr;
 };
 
 struct Evaluation {
@@ -31,9 +54,19 @@ struct Evaluation {
 // query parameter, per the provider's `token_from`), or an empty view.
 std::string_view extractToken(const identity::Provider& provider, const Request& request);
 
-// The decision pipeline (ARCHITECTURE.md): route → authenticate → require → decide. Pure:
-// no I/O, no clock of its own (`now` is Unix seconds), no shared mutable state; safe to
-// call from any thread with a pinned snapshot.
+using EvaluationDone = std::function<void(Evaluation)>;
+
+// The decision pipeline (ARCHITECTURE.md): route → authenticate → require → decide. No I/O
+// of its own and no clock (`now` is Unix seconds); stages that wait go through `clients`.
+// Returns the evaluation when every stage completed inline (the common case: `done` is
+// then never called); otherwise returns nullopt and calls `done` exactly once, on the
+// thread where the waiting client completes. `request` must outlive the evaluation; the
+// snapshot is pinned by the evaluation itself.
+std::optional<Evaluation> evaluate(std::shared_ptr<const PolicySnapshot> snapshot,
+                                   const Request& request, std::int64_t now, const Clients& clients,
+                                   bool explain, EvaluationDone done);
+
+// The same without clients: always completes inline (offline tools, tests).
 Evaluation evaluate(const PolicySnapshot& snapshot, const Request& request, std::int64_t now,
                     bool explain = false);
 

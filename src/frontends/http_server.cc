@@ -55,7 +55,8 @@ asio::awaitable<void> writeAndClose(beast::tcp_stream& stream, HttpOut out,
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
 }
 
-asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerState> state) {
+asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerState> state,
+                              std::shared_ptr<const HttpHandler> handler) {
   ConnectionSlot slot(*state);
   beast::error_code ec;
   const auto remote = socket.remote_endpoint(ec);
@@ -107,13 +108,7 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerSt
     for (const auto& field : req)
       in.headers.add(field.name_string(), field.value());
 
-    // (No co_await inside ?: — GCC 12 miscompiles temporaries there.)
-    HttpOut out;
-    if (state->handler.sync) {
-      out = state->handler.sync(in);
-    } else {
-      out = co_await state->handler.async(in);
-    }
+    HttpOut out = co_await (*handler)(in);
     const bool keep_alive = req.keep_alive();
     auto res = toResponse(std::move(out), req.version(), keep_alive);
     stream.expires_after(limits.header_timeout);
@@ -129,12 +124,11 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerSt
 
 }  // namespace
 
-std::shared_ptr<HttpListenerState> makeListenerState(std::string name, HttpHandler handler,
-                                                     HttpLimits limits, audit::Metrics& metrics) {
+std::shared_ptr<HttpListenerState> makeListenerState(std::string name, HttpLimits limits,
+                                                     audit::Metrics& metrics) {
   auto state = std::make_shared<HttpListenerState>();
   const std::string label = "listener=\"" + name + "\"";
   state->name = std::move(name);
-  state->handler = std::move(handler);
   state->limits = limits;
   state->accepted =
       &metrics.counter("portcullis_connections_accepted_total", "Connections accepted", label);
@@ -147,8 +141,8 @@ std::shared_ptr<HttpListenerState> makeListenerState(std::string name, HttpHandl
   return state;
 }
 
-asio::awaitable<void> acceptLoop(tcp::acceptor& acceptor,
-                                 std::shared_ptr<HttpListenerState> state) {
+asio::awaitable<void> acceptLoop(tcp::acceptor& acceptor, std::shared_ptr<HttpListenerState> state,
+                                 std::shared_ptr<const HttpHandler> handler) {
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(kNoThrow);
     if (ec) {
@@ -169,7 +163,8 @@ asio::awaitable<void> acceptLoop(tcp::acceptor& acceptor,
     }
     if (state->accepted != nullptr) state->accepted->inc();
     socket.set_option(tcp::no_delay(true), ec);
-    asio::co_spawn(acceptor.get_executor(), session(std::move(socket), state), asio::detached);
+    asio::co_spawn(acceptor.get_executor(), session(std::move(socket), state, handler),
+                   asio::detached);
   }
 }
 

@@ -40,12 +40,10 @@ struct HttpOut {
   std::string content_type = "text/plain; charset=utf-8";
 };
 
-// A front door's request handler. `sync` runs inline on the worker's loop (it must not
-// block); `async` may suspend (e.g. to hop to the control thread). Exactly one is set.
-struct HttpHandler {
-  std::function<HttpOut(HttpIn&)> sync;
-  std::function<asio::awaitable<HttpOut>(HttpIn&)> async;
-};
+// A front door's request handler. It runs on the connection's worker loop; it may
+// suspend (a decision that waits on an introspection call, a reload on the control
+// thread) but must never block.
+using HttpHandler = std::function<asio::awaitable<HttpOut>(HttpIn&)>;
 
 struct HttpLimits {
   std::size_t max_header_bytes = 16 * 1024;
@@ -58,7 +56,6 @@ struct HttpLimits {
 // Shared by every worker's acceptor for one listener.
 struct HttpListenerState {
   std::string name;  // "authz", "admin"
-  HttpHandler handler;
   HttpLimits limits;
   std::atomic<std::uint64_t> connections{0};
   audit::Counter* accepted = nullptr;
@@ -66,13 +63,15 @@ struct HttpListenerState {
   audit::Counter* bad_requests = nullptr;  // malformed, too large, timed out
 };
 
-std::shared_ptr<HttpListenerState> makeListenerState(std::string name, HttpHandler handler,
-                                                     HttpLimits limits, audit::Metrics& metrics);
+std::shared_ptr<HttpListenerState> makeListenerState(std::string name, HttpLimits limits,
+                                                     audit::Metrics& metrics);
 
 // Accepts connections until the acceptor is closed; one coroutine per connection owns its
 // socket. Keep-alive, bounded header size, header and idle timeouts (slow-loris clients
 // are closed), and a 400/431 then close for anything malformed.
+// `handler` belongs to the acceptor's worker (so it may hold per-worker clients).
 asio::awaitable<void> acceptLoop(asio::ip::tcp::acceptor& acceptor,
-                                 std::shared_ptr<HttpListenerState> state);
+                                 std::shared_ptr<HttpListenerState> state,
+                                 std::shared_ptr<const HttpHandler> handler);
 
 }  // namespace portcullis::frontends

@@ -12,6 +12,11 @@ Provider::Provider(std::string name, VerifyPolicy policy, ProviderOptions option
       keys_(std::move(keys)),
       remote_(std::move(remote)) {}
 
+void Provider::setIntrospection(IntrospectionSpec spec) {
+  introspection_cache_ = std::make_unique<IntrospectionCache>(spec.cache_entries);
+  introspection_ = std::make_unique<const IntrospectionSpec>(std::move(spec));
+}
+
 Result<Identity> Provider::authenticate(std::string_view token, const Rbac& rbac,
                                         std::int64_t now) const {
   const auto keys = this->keys();

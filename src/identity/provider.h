@@ -7,6 +7,7 @@
 
 #include "common/result.h"
 #include "identity/identity.h"
+#include "identity/introspection.h"
 #include "identity/jwt.h"
 #include "identity/rbac.h"
 #include "identity/remote_keys.h"
@@ -46,6 +47,12 @@ class Provider final {
     return remote_ ? remote_->keys() : keys_.load(std::memory_order_acquire);
   }
   const RemoteKeys* remote() const { return remote_.get(); }
+
+  // Opaque-token providers (RFC 7662) have an introspection spec and a cache of answers;
+  // for them, authenticate() is not used: the pipeline calls the introspection client.
+  const IntrospectionSpec* introspection() const { return introspection_.get(); }
+  IntrospectionCache& introspectionCache() const { return *introspection_cache_; }
+  void setIntrospection(IntrospectionSpec spec);  // by the config compiler, before publishing
   // Replaces static keys (tests simulate an IdP whose keys never loaded); safe from any
   // thread.
   void setKeys(std::shared_ptr<const KeySet> keys) const {
@@ -61,6 +68,8 @@ class Provider final {
   ProviderOptions options_;
   mutable std::atomic<std::shared_ptr<const KeySet>> keys_;
   std::shared_ptr<RemoteKeys> remote_;
+  std::unique_ptr<const IntrospectionSpec> introspection_;
+  std::unique_ptr<IntrospectionCache> introspection_cache_;
 };
 
 }  // namespace portcullis::identity

@@ -70,20 +70,20 @@ class AuthzServer : public ::testing::Test {
     auto loaded = config::loadPolicy(dir_ + "/p.yaml", metrics_, 0);
     ASSERT_TRUE(loaded.snapshot) << loaded.errors.at(0).toString();
     gatekeeper_ = std::make_unique<engine::Gatekeeper>(loaded.snapshot, sink_, metrics_, clock_);
-    authz_ = std::make_unique<AuthzFrontend>(*gatekeeper_);
+    authz_ = std::make_unique<AuthzFrontend>(*gatekeeper_, engine::Clients{});
     HttpLimits limits;
     limits.max_header_bytes = 8 * 1024;
     limits.header_timeout = 300ms;
     limits.idle_timeout = 2s;
     limits.max_connections = 16;
-    HttpHandler handler;
-    handler.sync = [this](HttpIn& in) { return authz_->handle(in); };
-    state_ = makeListenerState("authz", std::move(handler), limits, metrics_);
+    state_ = makeListenerState("authz", limits, metrics_);
     auto listeners = net::listenOnAll(pool_, *parseHostPort("127.0.0.1:0"), 1);
     ASSERT_TRUE(listeners);
     port_ = listeners->endpoint.port();
     acceptor_ = std::move(listeners->acceptors[0]);
-    asio::co_spawn(pool_.context(0), acceptLoop(*acceptor_, state_), asio::detached);
+    auto handler =
+        std::make_shared<const HttpHandler>([this](HttpIn& in) { return authz_->handle(in); });
+    asio::co_spawn(pool_.context(0), acceptLoop(*acceptor_, state_, handler), asio::detached);
     pool_.start();
   }
   void TearDown() override {

@@ -54,7 +54,7 @@ HttpOut AdminFrontend::ready() const {
   nlohmann::json not_ready = nlohmann::json::array();
   for (const auto& p : snapshot->providers) {
     const auto keys = p->keys();
-    if (!keys || keys->size() == 0) not_ready.push_back(p->name());
+    if (!p->introspection() && (!keys || keys->size() == 0)) not_ready.push_back(p->name());
   }
   if (!not_ready.empty()) {
     return json(503, {{"ready", false}, {"providers_without_keys", not_ready}});
@@ -72,6 +72,10 @@ HttpOut AdminFrontend::status() const {
     const auto keys = p->keys();
     nlohmann::json entry{
         {"name", p->name()}, {"issuer", p->policy().issuer}, {"keys", keys ? keys->size() : 0}};
+    if (const auto* spec = p->introspection()) {
+      entry["introspection_url"] = spec->url;
+      entry["cached_answers"] = p->introspectionCache().size();
+    }
     if (const auto* remote = p->remote()) {
       const auto st = remote->status();
       entry["remote"] = {{"loaded", st.loaded},

@@ -1,5 +1,10 @@
 #include "frontends/authz/authz.h"
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include "common/strings.h"
 #include "engine/path.h"
 #include "engine/router.h"
@@ -117,7 +122,7 @@ std::optional<engine::Request> originalRequest(HttpIn& in, const engine::Setting
   return req;
 }
 
-HttpOut AuthzFrontend::handle(HttpIn& in) {
+asio::awaitable<HttpOut> AuthzFrontend::handle(HttpIn& in) {
   const auto snapshot = gatekeeper_.snapshot();
   std::string why;
   auto request = originalRequest(in, snapshot->settings.authz, why);
@@ -129,26 +134,48 @@ HttpOut AuthzFrontend::handle(HttpIn& in) {
     bad.client_ip = in.peer;
     const auto ev = gatekeeper_.reject(bad, Reason::kBadRequest, why);
     out.status = ev.decision.status;
-    return out;
+    co_return out;
   }
   request->listener = "authz";
   if (const auto* id = request->headers.find("x-request-id")) {
     request->request_id = headerSafe(std::string_view(*id).substr(0, 128));
   }
-  const engine::Evaluation ev = gatekeeper_.decide(*request);
-  const engine::Decision& d = ev.decision;
+
+  // Most decisions complete inline. One that waits (an introspection call) resumes this
+  // coroutine through a timer used as a one-shot event; the callback runs on this
+  // worker's loop and never inline, so the wait is always armed first.
+  struct Pending {
+    explicit Pending(const asio::any_io_executor& ex)
+        : wake(ex, asio::steady_timer::time_point::max()) {}
+    asio::steady_timer wake;
+    std::optional<engine::Evaluation> result;
+  };
+  auto pending = std::make_shared<Pending>(co_await asio::this_coro::executor);
+  std::optional<engine::Evaluation> ev =
+      gatekeeper_.decide(*request, clients_, false, [pending](engine::Evaluation done) {
+        pending->result = std::move(done);
+        pending->wake.cancel();
+      });
+  if (!ev) {
+    while (!pending->result) {
+      co_await pending->wake.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    ev = std::move(pending->result);
+  }
+
+  const engine::Decision& d = ev->decision;
   out.status = d.status;
   out.headers.emplace_back("X-Request-Id", request->request_id);
   if (d.allow) {
     for (const auto& h : d.upstream_headers)
       out.headers.push_back(h);
-    return out;
+    co_return out;
   }
   // No body: nginx does not read an auth subrequest's body, so a body would cost the
   // keep-alive connection on every deny. The status and headers say it all.
   for (const auto& h : d.response_headers)
     out.headers.push_back(h);
-  return out;
+  co_return out;
 }
 
 }  // namespace portcullis::frontends

@@ -12,13 +12,16 @@ namespace portcullis::frontends {
 // HTTP service, Caddy forward_auth). Translates the auth request into the original
 // request's view, asks the gatekeeper, and answers 200 + identity headers, or the deny
 // status + WWW-Authenticate. No policy logic lives here (STYLE.md §2).
+// One per worker: `clients` are that worker's (introspection, …).
 class AuthzFrontend final {
  public:
-  explicit AuthzFrontend(engine::Gatekeeper& gatekeeper) : gatekeeper_(gatekeeper) {}
-  HttpOut handle(HttpIn& in);
+  AuthzFrontend(engine::Gatekeeper& gatekeeper, engine::Clients clients)
+      : gatekeeper_(gatekeeper), clients_(clients) {}
+  asio::awaitable<HttpOut> handle(HttpIn& in);
 
  private:
   engine::Gatekeeper& gatekeeper_;
+  engine::Clients clients_;
 };
 
 // Rebuilds the original request from an auth request (exposed for unit tests).

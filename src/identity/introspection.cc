@@ -1,0 +1,114 @@
+#include "identity/introspection.h"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "identity/provider.h"
+#include "identity/rbac.h"
+
+namespace portcullis::identity {
+
+std::shared_ptr<const nlohmann::json> IntrospectionCache::get(const std::string& token_hash,
+                                                              std::int64_t now) const {
+  std::lock_guard lock(mu_);
+  const auto it = entries_.find(token_hash);
+  if (it == entries_.end() || it->second.expires_at <= now) return nullptr;
+  return it->second.answer;
+}
+
+void IntrospectionCache::put(const std::string& token_hash,
+                             std::shared_ptr<const nlohmann::json> answer,
+                             std::int64_t expires_at) {
+  std::lock_guard lock(mu_);
+  while (entries_.size() >= max_entries_ && !order_.empty()) {
+    entries_.erase(order_.front());
+    order_.pop_front();
+  }
+  if (entries_.insert_or_assign(token_hash, Entry{std::move(answer), expires_at}).second) {
+    order_.push_back(token_hash);
+  }
+}
+
+std::size_t IntrospectionCache::size() const {
+  std::lock_guard lock(mu_);
+  return entries_.size();
+}
+
+namespace {
+
+std::optional<std::int64_t> numericMember(const nlohmann::json& answer, const char* name) {
+  const auto it = answer.find(name);
+  if (it == answer.end() || !it->is_number()) return std::nullopt;
+  return static_cast<std::int64_t>(it->get<double>());
+}
+
+}  // namespace
+
+std::int64_t introspectionCacheSeconds(const nlohmann::json& answer, const IntrospectionSpec& spec,
+                                       std::int64_t now) {
+  std::int64_t ttl = spec.cache_ttl.count();
+  if (const auto exp = numericMember(answer, "exp")) ttl = std::min(ttl, *exp - now);
+  return std::max<std::int64_t>(ttl, 0);
+}
+
+Result<Identity> identityFromIntrospection(const Provider& provider,
+                                           std::shared_ptr<const nlohmann::json> answer,
+                                           const Rbac& rbac, std::int64_t now) {
+  const nlohmann::json& a = *answer;
+  if (!a.is_object())
+    return fail(Reason::kProviderUnavailable, "introspection answer is not an object");
+  const auto active = a.find("active");
+  if (active == a.end() || !active->is_boolean()) {
+    return fail(Reason::kProviderUnavailable, "introspection answer has no boolean 'active'");
+  }
+  if (!active->get<bool>())
+    return fail(Reason::kTokenInactive, "the introspection endpoint says inactive");
+
+  const VerifyPolicy& policy = provider.policy();
+  const std::int64_t leeway = policy.leeway.count();
+  for (const char* name : {"exp", "nbf", "iat"}) {
+    const auto it = a.find(name);
+    if (it != a.end() && !it->is_number()) {
+      return fail(Reason::kClaimInvalid, std::string(name) + " is not a number");
+    }
+  }
+  if (const auto exp = numericMember(a, "exp"); exp && *exp + leeway <= now) {
+    return fail(Reason::kTokenExpired, "introspection: exp is in the past");
+  }
+  if (const auto nbf = numericMember(a, "nbf"); nbf && *nbf - leeway > now) {
+    return fail(Reason::kTokenNotYetValid, "introspection: nbf is in the future");
+  }
+  if (!policy.issuer.empty()) {
+    const auto iss = a.find("iss");
+    if (iss != a.end() && (!iss->is_string() || iss->get<std::string>() != policy.issuer)) {
+      return fail(Reason::kIssuerMismatch, "introspection: iss is not the provider's issuer");
+    }
+  }
+  if (!policy.audiences.empty()) {
+    std::vector<std::string> auds;
+    if (const auto aud = a.find("aud"); aud != a.end()) appendStrings(*aud, false, auds);
+    const bool ok = std::any_of(auds.begin(), auds.end(), [&](const std::string& x) {
+      return std::find(policy.audiences.begin(), policy.audiences.end(), x) !=
+             policy.audiences.end();
+    });
+    if (!ok)
+      return fail(Reason::kAudienceMismatch, "introspection: aud names none of the audiences");
+  }
+
+  Identity identity;
+  identity.provider = provider.name();
+  if (const auto sub = a.find("sub"); sub != a.end() && sub->is_string()) {
+    identity.subject = sub->get<std::string>();
+  } else if (const auto user = a.find("username"); user != a.end() && user->is_string()) {
+    identity.subject = user->get<std::string>();
+  }
+  if (const auto iss = a.find("iss"); iss != a.end() && iss->is_string()) {
+    identity.issuer = iss->get<std::string>();
+  }
+  identity.claims = std::move(answer);
+  rbac.apply(identity);
+  return identity;
+}
+
+}  // namespace portcullis::identity
