@@ -143,7 +143,8 @@ const state = {
   published: [],        // keys in the JWKS, oldest first
   allKeys: new Map(),   // kid -> key, every key ever made (dropped ones too, for /control/token)
   current: {},          // alg -> signing key
-  stats: { discovery_fetches: 0, jwks_fetches: 0 },
+  stats: { discovery_fetches: 0, jwks_fetches: 0, introspections: 0 },
+  opaque: new Map(),    // opaque token -> its introspection answer (RFC 7662)
   issuer: null,
   issuerPath: '',
 };
@@ -279,8 +280,8 @@ function jwksDoc() {
 
 // Applies the failure mode, then answers with makeBody() (called when answering, so a
 // slow answer shows the keys as they are after the delay).
-function servePublic(req, res, makeBody) {
-  requireMethod(req, 'GET', 'HEAD');
+function servePublic(req, res, makeBody, methods = ['GET', 'HEAD']) {
+  requireMethod(req, ...methods);
   const mode = state.mode;
   res.locals.mode = mode;
   if (mode === 'down') {
@@ -423,6 +424,7 @@ async function controlResetStats(req, res) {
   await readBody(req);
   state.stats.discovery_fetches = 0;
   state.stats.jwks_fetches = 0;
+  state.stats.introspections = 0;
   sendJson(res, 200, state.stats);
 }
 
@@ -439,7 +441,37 @@ async function controlState(req, res) {
   });
 }
 
+// POST /control/opaque {"token": "...", "answer": {...}}: what /introspect says of a token.
+async function controlOpaque(req, res) {
+  requireMethod(req, 'POST');
+  const body = await readJsonObject(req, false);
+  if (typeof body.token !== 'string' || body.token === '') throw new HttpError(400, 'token must be a string');
+  if (body.answer === null || typeof body.answer !== 'object' || Array.isArray(body.answer)) {
+    throw new HttpError(400, 'answer must be a JSON object');
+  }
+  state.opaque.set(body.token, body.answer);
+  sendJson(res, 200, { tokens: state.opaque.size });
+}
+
+// RFC 7662 §2: POST token=…, HTTP Basic client portcullis:s3cret. Unknown tokens are
+// inactive. Follows the mode like the public endpoints.
+async function introspect(req, res) {
+  requireMethod(req, 'POST');
+  const body = (await readBody(req)).toString('utf8');
+  const expected = 'Basic ' + Buffer.from('portcullis:s3cret').toString('base64');
+  if (req.headers.authorization !== expected) {
+    sendJson(res, 401, { error: 'invalid_client' }, { 'WWW-Authenticate': 'Basic realm="fake"' });
+    return;
+  }
+  const form = new URLSearchParams(body);
+  const token = form.get('token');
+  if (!token) throw new HttpError(400, 'token is required');
+  const answer = state.opaque.get(token) || { active: false };
+  servePublic(req, res, () => answer, ['POST']);
+}
+
 const CONTROL = {
+  '/control/opaque': controlOpaque,
   '/control/rotate': controlRotate,
   '/control/token': controlToken,
   '/control/mode': controlMode,
@@ -470,6 +502,11 @@ async function route(req, res) {
   if (isPath(pathname, '/.well-known/openid-configuration')) {
     state.stats.discovery_fetches += 1;
     servePublic(req, res, discoveryDoc);
+    return;
+  }
+  if (isPath(pathname, '/introspect')) {
+    state.stats.introspections += 1;
+    await introspect(req, res);
     return;
   }
   if (isPath(pathname, '/jwks')) {
