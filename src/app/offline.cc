@@ -102,6 +102,11 @@ void printDecision(const engine::Evaluation& ev) {
     std::cout << "upstream " << n << ": " << v << "\n";
   for (const auto& [n, v] : d.response_headers)
     std::cout << "response " << n << ": " << v << "\n";
+  if (ev.route != nullptr && ev.route->cached()) {
+    std::cout << "cache: ttl=" << ev.route->cache_ttl.count()
+              << "s deny_ttl=" << ev.route->cache_deny_ttl.count()
+              << "s; key recipe: " << ev.route->cache_recipe << "\n";
+  }
 }
 
 // Parses "1h", "-10m" (signed durations, for token lifetimes in tests).

@@ -58,11 +58,12 @@ FileStamp stampOf(const std::string& path) {
 class Reloader final {
  public:
   Reloader(std::string config, engine::Gatekeeper& gatekeeper, audit::Metrics& metrics,
-           net::JwksService& jwks)
+           net::JwksService& jwks, engine::DecisionCache& cache)
       : config_(std::move(config)),
         gatekeeper_(gatekeeper),
         metrics_(metrics),
         jwks_(jwks),
+        cache_(cache),
         ok_(metrics.counter("portcullis_reloads_total", "Policy reloads by result",
                             "result=\"ok\"")),
         failed_(metrics.counter("portcullis_reloads_total", "Policy reloads by result",
@@ -107,6 +108,8 @@ class Reloader final {
     report.changed = true;
     gatekeeper_.publish(result.snapshot);
     jwks_.collect();  // stop refreshing key sets the old policy alone used
+    // Old decisions can never hit (the version is in every key): free their memory.
+    cache_.purge([](const engine::CachedDecision&) { return true; });
     spdlog::info("reload ({}): now serving policy {} (was {})", trigger, report.version,
                  current->version);
     return report;
@@ -137,6 +140,7 @@ class Reloader final {
   engine::Gatekeeper& gatekeeper_;
   audit::Metrics& metrics_;
   net::JwksService& jwks_;
+  engine::DecisionCache& cache_;
   audit::Counter& ok_;
   audit::Counter& failed_;
   std::map<std::string, FileStamp> stamps_;
@@ -185,11 +189,31 @@ int runServe(const ServeOptions& options) {
 
   auto sink = makeSink(settings.audit, metrics);
   SystemClock clock;
-  engine::Gatekeeper gatekeeper(loaded.snapshot, *sink, metrics, clock);
+  audit::Counter& cache_hits =
+      metrics.counter("portcullis_cache_lookups_total", "Decision cache lookups", "result=\"hit\"");
+  audit::Counter& cache_misses = metrics.counter("portcullis_cache_lookups_total",
+                                                 "Decision cache lookups", "result=\"miss\"");
+  audit::Counter& cache_evictions = metrics.counter("portcullis_cache_evictions_total",
+                                                    "Decision cache entries evicted when full");
+  engine::LocalDecisionCache cache(
+      settings.cache_max_entries,
+      engine::CacheStats{[&cache_hits] { cache_hits.inc(); },
+                         [&cache_misses] { cache_misses.inc(); },
+                         [&cache_evictions] { cache_evictions.inc(); }});
+  engine::LocalRateLimiter limiter(settings.limits.rate_limit_keys);
+  engine::Revocations revocations;
+  metrics.gauge("portcullis_cache_entries", "Decisions in the cache",
+                [&cache] { return static_cast<double>(cache.size()); });
+  metrics.gauge("portcullis_rate_limit_keys", "Keys with rate-limit state",
+                [&limiter] { return static_cast<double>(limiter.size()); });
+  metrics.gauge("portcullis_revocations", "Active revocations",
+                [&revocations] { return static_cast<double>(revocations.size()); });
+  engine::Gatekeeper gatekeeper(loaded.snapshot, *sink, metrics, clock,
+                                engine::GatekeeperServices{&cache, &limiter, &revocations});
   metrics.gauge("portcullis_policy_loaded_timestamp_seconds", "When the serving policy was loaded",
                 [&gatekeeper] { return static_cast<double>(gatekeeper.snapshot()->loaded_at); });
 
-  Reloader reloader(options.config, gatekeeper, metrics, jwks);
+  Reloader reloader(options.config, gatekeeper, metrics, jwks, cache);
   net::WorkerPool pool(settings.workers);
   nlohmann::json bound = nlohmann::json::object();
 
@@ -233,6 +257,8 @@ int runServe(const ServeOptions& options) {
     frontends::AdminFrontend::Options admin_options;
     admin_options.listeners_json = bound.dump();
     admin_options.started_at = unixNow();
+    admin_options.cache = &cache;
+    admin_options.revocations = &revocations;
     admin_options.reload = [&control, &reloader]() -> asio::awaitable<frontends::ReloadReport> {
       // Reloads run on the control thread only; the admin connection waits for the result.
       co_return co_await asio::co_spawn(

@@ -51,7 +51,9 @@ std::string auditLine(const engine::Request& request, const engine::Evaluation& 
   w.string("method", request.method);
   w.string("host", request.host);
   w.string("path", request.path);
-  w.string("cache", "miss");
+  w.string("cache", evaluation.cache == engine::Evaluation::Cache::kHit    ? "hit"
+                    : evaluation.cache == engine::Evaluation::Cache::kMiss ? "miss"
+                                                                           : "off");
   w.raw("functions", "[]");
   w.number("latency_us", static_cast<std::int64_t>(latency_us));
   w.string("policy_version", policy_version);

@@ -11,6 +11,12 @@ class Clock {
   virtual ~Clock() = default;
   virtual std::int64_t unixMillis() const = 0;
   std::int64_t unixSeconds() const { return unixMillis() / 1000; }
+  // A monotonic clock for intervals (rate limits); steady_clock unless a test moves it.
+  virtual std::int64_t monotonicMicros() const {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
 };
 
 class SystemClock final : public Clock {

@@ -34,6 +34,8 @@ constexpr std::array kReasons = {
     ReasonInfo{"bad_request", K::kBadRequest, 400, "the request could not be understood"},
     ReasonInfo{"internal_error", K::kError, 503, "internal error"},
     ReasonInfo{"token_inactive", K::kUnauthenticated, 401, "the token is not active"},
+    ReasonInfo{"rate_limited", K::kLimited, 429, "too many requests"},
+    ReasonInfo{"token_revoked", K::kUnauthenticated, 401, "the token has been revoked"},
 };
 static_assert(kReasons.size() == static_cast<std::size_t>(Reason::kLast) + 1,
               "kReasons must list every Reason in order");

@@ -32,11 +32,20 @@ enum class Reason : std::uint8_t {
   kBadRequest,           // the front door could not reconstruct the original request
   kInternalError,        // a bug or resource failure; never the client's fault
   kTokenInactive,        // token introspection (RFC 7662) says the token is not active
-  kLast = kTokenInactive,
+  kRateLimited,          // the route's rate limit for this key is exhausted
+  kTokenRevoked,         // an operator revoked the subject, the token id or the token
+  kLast = kTokenRevoked,
 };
 
 // How a reason is answered: the HTTP status a front door uses, and the kind of outcome.
-enum class ReasonKind : std::uint8_t { kAllow, kUnauthenticated, kForbidden, kBadRequest, kError };
+enum class ReasonKind : std::uint8_t {
+  kAllow,
+  kUnauthenticated,
+  kForbidden,
+  kBadRequest,
+  kError,
+  kLimited,
+};
 
 struct ReasonInfo {
   std::string_view name;

@@ -9,6 +9,7 @@
 
 #include "audit/metrics.h"
 #include "common/strings.h"
+#include "common/units.h"
 #include "config/yaml_reader.h"
 #include "identity/jwk.h"
 #include "identity/remote_keys.h"
@@ -105,7 +106,15 @@ class Compiler final {
       }
     }
     snapshot_->default_stats = routeStats("(default)");
-    top.unsupported({"functions", "upstreams", "redis", "cache"}, kLaterIssue);
+    if (const auto c = top.get("cache"); c.IsDefined()) {
+      MapReader cache(diag_, c, "cache");
+      if (const auto v = cache.get("max_entries"); v.IsDefined()) {
+        if (auto n = readInt(diag_, v, "cache.max_entries", 64, 100'000'000)) {
+          snapshot_->settings.cache_max_entries = static_cast<std::uint64_t>(*n);
+        }
+      }
+    }
+    top.unsupported({"functions", "upstreams", "redis"}, kLaterIssue);
   }
 
   // ---- process settings ------------------------------------------------------------
@@ -180,6 +189,11 @@ class Compiler final {
     }
     readMillis(map, "header_timeout", "limits.header_timeout", l.header_timeout);
     readMillis(map, "idle_timeout", "limits.idle_timeout", l.idle_timeout);
+    if (const auto v = map.get("rate_limit_keys"); v.IsDefined()) {
+      if (auto n = readInt(diag_, v, "limits.rate_limit_keys", 1024, 100'000'000)) {
+        l.rate_limit_keys = static_cast<std::uint64_t>(*n);
+      }
+    }
     if (const auto v = map.get("max_connections"); v.IsDefined()) {
       if (auto n = readInt(diag_, v, "limits.max_connections", 1, 10'000'000)) {
         l.max_connections = static_cast<std::uint64_t>(*n);
@@ -667,7 +681,9 @@ class Compiler final {
         compileSetHeaders(h, what, route);
       }
     }
-    map.unsupported({"rate_limit", "functions", "cache", "upstream"}, kLaterIssue);
+    if (const auto v = map.get("cache"); v.IsDefined()) compileRouteCache(v, what, route);
+    if (const auto v = map.get("rate_limit"); v.IsDefined()) compileRateLimit(v, what, route);
+    map.unsupported({"functions", "upstream"}, kLaterIssue);
 
     const bool anonymous = route.providers.empty() && !map.get("authenticate").IsDefined();
     if (anonymous && route.require.needsIdentity()) {
@@ -692,7 +708,103 @@ class Compiler final {
                     fmt::format("{}: role '{}' is not defined in rbac.roles", what, role));
       }
     }
+    if (route.rate_limit && anonymous && route.rate_limit->needs_identity) {
+      diag_.error(
+          map.get("rate_limit"),
+          what + ": the rate_limit key uses the identity but the route does not authenticate");
+    }
+    computeCacheRecipe(route);
     return diag_.errors().size() == errors_before;
+  }
+
+  void compileRouteCache(const YAML::Node& node, const std::string& what, Route& route) {
+    MapReader map(diag_, node, what + ".cache");
+    const auto seconds = [&](std::string_view key, std::chrono::seconds& out) {
+      if (const auto v = map.get(key); v.IsDefined()) {
+        if (auto d = readDuration(diag_, v, what + ".cache." + std::string(key))) {
+          out = std::chrono::duration_cast<std::chrono::seconds>(*d);
+          if (out > std::chrono::hours(24)) diag_.error(v, "a cache TTL must be at most 24h");
+        }
+      }
+    };
+    seconds("ttl", route.cache_ttl);
+    seconds("deny_ttl", route.cache_deny_ttl);
+  }
+
+  void compileRateLimit(const YAML::Node& node, const std::string& what, Route& route) {
+    MapReader map(diag_, node, what + ".rate_limit");
+    if (!map.valid()) return;
+    Route::RateLimitRule rule;
+    bool ok = true;
+    if (const auto v = map.get("key"); v.IsDefined()) {
+      if (auto text = readString(diag_, v, what + ".rate_limit.key")) {
+        auto tmpl = engine::Template::compile(*text);
+        if (!tmpl) {
+          diag_.error(v, what + ".rate_limit.key: " + tmpl.error().message);
+          ok = false;
+        } else {
+          rule.key = std::move(*tmpl);
+        }
+      } else {
+        ok = false;
+      }
+    } else {
+      diag_.error(
+          node, what + ".rate_limit needs a 'key' such as \"${claims.sub}\" or \"${request.ip}\"");
+      ok = false;
+    }
+    if (const auto v = map.get("rate"); v.IsDefined()) {
+      const auto rate = v.IsScalar() ? parseRate(v.Scalar()) : std::nullopt;
+      if (!rate) {
+        diag_.error(v, what + ".rate_limit.rate must be a rate such as 100/s or 6000/m");
+        ok = false;
+      } else {
+        rule.limit.count = rate->count;
+        rule.limit.period = rate->per;
+      }
+    } else {
+      diag_.error(node, what + ".rate_limit needs a 'rate' such as 100/s");
+      ok = false;
+    }
+    if (const auto v = map.get("burst"); v.IsDefined()) {
+      if (auto n = readInt(diag_, v, what + ".rate_limit.burst", 1, 1'000'000'000)) {
+        rule.limit.burst = static_cast<std::uint64_t>(*n);
+      }
+    }
+    if (!ok) return;
+    rule.needs_identity = rule.key.needsIdentity();
+    route.rate_limit = std::move(rule);
+  }
+
+  // The decision cache key: policy version, route, method, every credential the route's
+  // providers would read, and whatever the route's checks and templates read of the
+  // request. Leaving out an input a decision depends on would be an auth bypass, so the
+  // recipe is derived from the compiled route, never written by hand.
+  static void computeCacheRecipe(Route& route) {
+    auto& in = route.cache_inputs;
+    in.ip = !route.require.source_ips.empty();
+    for (const auto& h : route.set_headers)
+      h.value.addRequestInputs(in);
+    if (route.rate_limit) route.rate_limit->key.addRequestInputs(in);
+    std::sort(in.headers.begin(), in.headers.end());
+    in.headers.erase(std::unique(in.headers.begin(), in.headers.end()), in.headers.end());
+    std::string recipe = "policy_version, route, method";
+    for (const auto* p : route.providers) {
+      for (const auto& source : p->tokenFrom()) {
+        using Kind = identity::TokenSource::Kind;
+        recipe += source.kind == Kind::kBearerHeader ? ", header " + source.name
+                  : source.kind == Kind::kCookie     ? ", cookie " + source.name
+                                                     : ", query parameter " + source.name;
+        recipe += " (provider " + p->name() + ")";
+      }
+    }
+    if (in.ip) recipe += ", client_ip";
+    if (in.host) recipe += ", host";
+    if (in.path) recipe += ", path";
+    if (in.query) recipe += ", query";
+    for (const auto& h : in.headers)
+      recipe += ", header " + h;
+    route.cache_recipe = std::move(recipe);
   }
 
   void compileMatch(const YAML::Node& node, const std::string& what, engine::RouteMatch& match) {

@@ -1,24 +1,67 @@
 #include "engine/gatekeeper.h"
 
+#include <openssl/evp.h>
+
 #include <chrono>
+#include <cstring>
 #include <random>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "audit/audit.h"
 #include "audit/metrics.h"
+#include "common/strings.h"
 
 namespace portcullis::engine {
+namespace {
+
+// Length-prefixed fields, so that ("ab","c") and ("a","bc") never hash alike.
+void addField(EVP_MD_CTX* ctx, std::string_view field) {
+  const std::uint64_t n = field.size();
+  EVP_DigestUpdate(ctx, &n, sizeof n);
+  EVP_DigestUpdate(ctx, field.data(), field.size());
+}
+
+std::string claimString(const identity::Identity& id, const char* name) {
+  if (!id.claims) return {};
+  const auto it = id.claims->find(name);
+  return it != id.claims->end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// The first credential any of the route's providers finds (what `token_hash` revokes).
+std::string_view firstToken(const Route& route, const Request& request) {
+  for (const auto* p : route.providers) {
+    if (const auto t = extractToken(*p, request); !t.empty()) return t;
+  }
+  return {};
+}
+
+void setDeny(Evaluation& ev, Reason reason, std::string detail) {
+  Decision& d = ev.decision;
+  d.allow = false;
+  d.outcome = Outcome::kDeny;
+  d.reason = reason;
+  d.status = reasonInfo(reason).status;
+  d.detail = std::move(detail);
+  d.upstream_headers.clear();
+  d.response_headers.clear();
+  d.shadow = false;
+  d.fail_open = false;
+}
+
+}  // namespace
 
 Gatekeeper::Gatekeeper(std::shared_ptr<const PolicySnapshot> initial, audit::AuditSink& sink,
-                       audit::Metrics& metrics, const Clock& clock)
+                       audit::Metrics& metrics, const Clock& clock, Services services)
     : snapshot_(std::move(initial)),
       sink_(sink),
       clock_(clock),
       latency_(metrics.histogram("portcullis_decision_duration_seconds",
                                  "Time to reach a decision, from request view to decision",
-                                 {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
-                                  0.0025, 0.005, 0.01, 0.025, 0.1})) {}
+                                 {0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001,
+                                  0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1})),
+      services_(services) {}
 
 Evaluation Gatekeeper::decide(Request& request, bool explain) {
   return *decide(request, Clients{}, explain, [](Evaluation) {});
@@ -30,13 +73,205 @@ std::optional<Evaluation> Gatekeeper::decide(Request& request, const Clients& cl
   std::shared_ptr<const PolicySnapshot> snapshot = this->snapshot();
   if (request.request_id.empty()) request.request_id = newRequestId();
   const std::int64_t now_ms = clock_.unixMillis();
-  auto later = [this, &request, snapshot, started, now_ms, done = std::move(done)](Evaluation ev) {
+  const std::int64_t now = now_ms / 1000;
+  const Route* route = snapshot->findRoute(request);
+
+  // A limit keyed on the request alone (e.g. the client address) is checked before any
+  // verification, so a flood of bad tokens costs no crypto.
+  if (route != nullptr && route->rate_limit && !route->rate_limit->needs_identity) {
+    Evaluation limited;
+    limited.route = route;
+    const std::string key = route->rate_limit->key.render(TemplateInput{request, nullptr, nullptr});
+    if (rateLimited(*route, key, limited)) {
+      finish(request, limited, *snapshot, started, now_ms);
+      return limited;
+    }
+  }
+
+  const bool use_cache = services_.cache != nullptr && route != nullptr && route->cached();
+  if (!use_cache) {
+    auto later = [this, &request, snapshot, route, started, now_ms,
+                  done = std::move(done)](Evaluation ev) {
+      afterDecision(request, route, ev, nullptr, now_ms / 1000);
+      finish(request, ev, *snapshot, started, now_ms);
+      done(std::move(ev));
+    };
+    auto ev = evaluate(snapshot, request, now, clients, explain, std::move(later));
+    if (ev) {
+      afterDecision(request, route, *ev, nullptr, now);
+      finish(request, *ev, *snapshot, started, now_ms);
+    }
+    return ev;
+  }
+
+  const CacheKey key = cacheKey(*snapshot, *route, request);
+  if (auto cached = services_.cache->get(key, now)) {
+    Evaluation ev;
+    ev.route = route;
+    ev.cache = Evaluation::Cache::kHit;
+    ev.decision = cached->decision;
+    if (!cached->sub.empty() || !cached->iss.empty()) {
+      ev.identity.emplace();
+      ev.identity->subject = cached->sub;
+      ev.identity->issuer = cached->iss;
+    }
+    if (explain) ev.trace.push_back({"cache", "hit", "key recipe: " + route->cache_recipe});
+    afterDecision(request, route, ev, cached.get(), now);
+    finish(request, ev, *snapshot, started, now_ms);
+    return ev;
+  }
+
+  // A miss. Concurrent misses for one key wait for the first one's evaluation; each
+  // waiter still gets its own revocation and rate-limit checks and its own audit line.
+  const bool leader = flights_.join(
+      key, [this, &request, snapshot, route, started, now_ms, done](const Evaluation& shared) {
+        Evaluation ev = shared;
+        ev.cache = Evaluation::Cache::kHit;
+        afterDecision(request, route, ev, nullptr, now_ms / 1000);
+        finish(request, ev, *snapshot, started, now_ms);
+        done(std::move(ev));
+      });
+  if (!leader) return std::nullopt;
+
+  auto complete = [this, &request, snapshot, route, key, now](Evaluation& ev) {
+    ev.cache = Evaluation::Cache::kMiss;
+    if (auto entry = toCacheEntry(*route, request, ev, now)) {
+      ev.decision.ttl = std::chrono::seconds(entry->expires_at - now);
+      services_.cache->put(key, std::move(entry));
+    }
+    flights_.finish(key, ev);  // waiters get the policy decision before per-request stages
+  };
+  auto later = [this, &request, snapshot, route, started, now_ms, complete,
+                done = std::move(done)](Evaluation ev) mutable {
+    complete(ev);
+    afterDecision(request, route, ev, nullptr, now_ms / 1000);
     finish(request, ev, *snapshot, started, now_ms);
     done(std::move(ev));
   };
-  auto ev = evaluate(snapshot, request, now_ms / 1000, clients, explain, std::move(later));
-  if (ev) finish(request, *ev, *snapshot, started, now_ms);
+  auto ev = evaluate(snapshot, request, now, clients, explain, std::move(later));
+  if (ev) {
+    if (explain) ev->trace.push_back({"cache", "miss", "key recipe: " + route->cache_recipe});
+    complete(*ev);
+    afterDecision(request, route, *ev, nullptr, now);
+    finish(request, *ev, *snapshot, started, now_ms);
+  }
   return ev;
+}
+
+void Gatekeeper::afterDecision(const Request& request, const Route* route, Evaluation& ev,
+                               const CachedDecision* cached, std::int64_t now) {
+  if (!ev.decision.allow || route == nullptr) return;
+  if (services_.revocations != nullptr && !route->providers.empty()) {
+    std::string sub, jti, token_hash;
+    if (cached != nullptr) {
+      sub = cached->sub;
+      jti = cached->jti;
+      token_hash = cached->token_hash;
+    } else if (ev.identity) {
+      sub = ev.identity->subject;
+      jti = claimString(*ev.identity, "jti");
+    }
+    if (token_hash.empty() && services_.revocations->size() > 0) {
+      if (const auto t = firstToken(*route, request); !t.empty()) token_hash = sha256Hex(t);
+    }
+    if (services_.revocations->isRevoked(sub, jti, token_hash, now)) {
+      setDeny(ev, Reason::kTokenRevoked, "the credential was revoked (sub, jti or token)");
+      ev.decision.response_headers.emplace_back(
+          "WWW-Authenticate",
+          "Bearer realm=\"portcullis\", error=\"invalid_token\", error_description=\"the token "
+          "has been revoked\"");
+      return;
+    }
+  }
+  if (route->rate_limit && route->rate_limit->needs_identity) {
+    std::string key;
+    if (cached != nullptr) {
+      key = cached->rate_key;
+    } else {
+      key = route->rate_limit->key.render(
+          TemplateInput{request, ev.identity ? &*ev.identity : nullptr, nullptr});
+    }
+    rateLimited(*route, key, ev);
+  }
+}
+
+bool Gatekeeper::rateLimited(const Route& route, const std::string& key, Evaluation& ev) {
+  if (services_.limiter == nullptr) return false;
+  const RateVerdict v = services_.limiter->check(route.name + '\0' + key, route.rate_limit->limit,
+                                                 clock_.monotonicMicros());
+  if (v.allowed) return false;
+  setDeny(
+      ev, Reason::kRateLimited,
+      fmt::format("rate limit of route {} exhausted; retry in {}s", route.name, v.retry_after_s));
+  auto& h = ev.decision.response_headers;
+  h.emplace_back("Retry-After", std::to_string(v.retry_after_s));
+  h.emplace_back("RateLimit-Limit", std::to_string(v.limit));
+  h.emplace_back("RateLimit-Remaining", std::to_string(v.remaining));
+  h.emplace_back("RateLimit-Reset", std::to_string(v.reset_s));
+  return true;
+}
+
+CacheKey Gatekeeper::cacheKey(const PolicySnapshot& snapshot, const Route& route,
+                              const Request& request) const {
+  thread_local EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  addField(ctx, snapshot.version);
+  addField(ctx, route.name);
+  addField(ctx, request.method);
+  for (const auto* p : route.providers)
+    addField(ctx, extractToken(*p, request));
+  const auto& in = route.cache_inputs;
+  if (in.ip) {
+    const auto& b = request.client_ip.bytes();
+    addField(ctx, std::string_view(reinterpret_cast<const char*>(b.data()),
+                                   request.client_ip.isV4() ? 4 : 16));
+  }
+  if (in.host) addField(ctx, request.host);
+  if (in.path) addField(ctx, request.path);
+  if (in.query) addField(ctx, request.query);
+  for (const auto& name : in.headers) {
+    const std::string* v = request.headers.find(name);
+    addField(ctx, v ? std::string_view(*v) : std::string_view("\xff<absent>"));
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx, md, &len);
+  CacheKey key;
+  std::memcpy(&key.hi, md, 8);
+  std::memcpy(&key.lo, md + 8, 8);
+  return key;
+}
+
+std::shared_ptr<const CachedDecision> Gatekeeper::toCacheEntry(const Route& route,
+                                                               const Request& request,
+                                                               const Evaluation& ev,
+                                                               std::int64_t now) const {
+  const Decision& d = ev.decision;
+  // Errors are never cached, nor is anything an operator must see every time.
+  if (d.outcome == Outcome::kError || d.fail_open) return nullptr;
+  std::int64_t ttl = (d.allow ? route.cache_ttl : route.cache_deny_ttl).count();
+  if (ev.identity && ev.identity->claims) {  // never beyond the credential's own expiry
+    const auto exp = ev.identity->claims->find("exp");
+    if (exp != ev.identity->claims->end() && exp->is_number()) {
+      ttl = std::min<std::int64_t>(ttl, static_cast<std::int64_t>(exp->get<double>()) - now);
+    }
+  }
+  if (ttl <= 0) return nullptr;
+  auto entry = std::make_shared<CachedDecision>();
+  entry->decision = d;
+  entry->route = route.name;
+  entry->expires_at = now + ttl;
+  if (ev.identity) {
+    entry->sub = ev.identity->subject;
+    entry->iss = ev.identity->issuer;
+    entry->jti = claimString(*ev.identity, "jti");
+  }
+  if (const auto t = firstToken(route, request); !t.empty()) entry->token_hash = sha256Hex(t);
+  if (route.rate_limit && route.rate_limit->needs_identity) {
+    entry->rate_key = route.rate_limit->key.render(
+        TemplateInput{request, ev.identity ? &*ev.identity : nullptr, nullptr});
+  }
+  return entry;
 }
 
 Evaluation Gatekeeper::reject(Request& request, Reason reason, std::string detail) {
@@ -44,11 +279,7 @@ Evaluation Gatekeeper::reject(Request& request, Reason reason, std::string detai
   const std::shared_ptr<const PolicySnapshot> snapshot = this->snapshot();
   if (request.request_id.empty()) request.request_id = newRequestId();
   Evaluation ev;
-  ev.decision.allow = false;
-  ev.decision.outcome = Outcome::kDeny;
-  ev.decision.reason = reason;
-  ev.decision.status = reasonInfo(reason).status;
-  ev.decision.detail = std::move(detail);
+  setDeny(ev, reason, std::move(detail));
   finish(request, ev, *snapshot, started, clock_.unixMillis());
   return ev;
 }

@@ -6,7 +6,10 @@
 #include <optional>
 
 #include "common/clock.h"
+#include "engine/decision_cache.h"
 #include "engine/pipeline.h"
+#include "engine/rate_limit.h"
+#include "engine/revocations.h"
 #include "engine/snapshot.h"
 
 namespace portcullis::audit {
@@ -22,10 +25,20 @@ namespace portcullis::engine {
 // pipeline, counts the outcome and emits exactly one audit line. Thread-safe; the snapshot
 // is swapped by pointer (readers never lock) and in-flight decisions finish on the
 // snapshot they started with.
+// Process-wide state the gatekeeper consults around the pipeline; each may be null (no
+// cache, no rate limits, no revocations). Local implementations today; Redis-backed ones
+// for a fleet plug in behind the same interfaces.
+struct GatekeeperServices {
+  DecisionCache* cache = nullptr;
+  RateLimiter* limiter = nullptr;
+  Revocations* revocations = nullptr;
+};
+
 class Gatekeeper final {
  public:
+  using Services = GatekeeperServices;
   Gatekeeper(std::shared_ptr<const PolicySnapshot> initial, audit::AuditSink& sink,
-             audit::Metrics& metrics, const Clock& clock);
+             audit::Metrics& metrics, const Clock& clock, Services services = {});
 
   std::shared_ptr<const PolicySnapshot> snapshot() const {
     return snapshot_.load(std::memory_order_acquire);
@@ -36,9 +49,10 @@ class Gatekeeper final {
 
   // Decides for `request`, filling request_id when empty, counting the outcome and writing
   // one audit line. Returns the evaluation when it completed inline; otherwise nullopt,
-  // and `done` is called exactly once on the thread where the waiting client completes
-  // (the worker's loop). `request` must outlive the evaluation. May block briefly only on
-  // audit back-pressure; never on the network.
+  // and `done` is called exactly once, on whichever thread completed the evaluation (the
+  // waiting client's worker, or another worker whose evaluation of the same cache key this
+  // request waited for): `done` must hop to its own loop. `request` must outlive the
+  // evaluation. May block briefly only on audit back-pressure; never on the network.
   std::optional<Evaluation> decide(Request& request, const Clients& clients, bool explain,
                                    EvaluationDone done);
   // The same without clients: always inline.
@@ -53,11 +67,22 @@ class Gatekeeper final {
   using Started = std::chrono::steady_clock::time_point;
   void finish(const Request& request, const Evaluation& ev, const PolicySnapshot& snapshot,
               Started started, std::int64_t now_ms);
+  // Per-request stages around the (cacheable) policy decision: revocation and identity-keyed
+  // rate limits. `cached` supplies the identity facts on a hit.
+  void afterDecision(const Request& request, const Route* route, Evaluation& ev,
+                     const CachedDecision* cached, std::int64_t now);
+  bool rateLimited(const Route& route, const std::string& key, Evaluation& ev);
+  CacheKey cacheKey(const PolicySnapshot& snapshot, const Route& route,
+                    const Request& request) const;
+  std::shared_ptr<const CachedDecision> toCacheEntry(const Route& route, const Request& request,
+                                                     const Evaluation& ev, std::int64_t now) const;
 
   std::atomic<std::shared_ptr<const PolicySnapshot>> snapshot_;
   audit::AuditSink& sink_;
   const Clock& clock_;
   audit::Histogram& latency_;
+  Services services_;
+  SingleFlight<Evaluation> flights_;
 };
 
 // A fresh 128-bit request id in hex, from a per-thread generator.

@@ -44,7 +44,9 @@ struct Clients {
 };
 
 struct Evaluation {
+  enum class Cache : std::uint8_t { kOff, kMiss, kHit };
   Decision decision;
+  Cache cache = Cache::kOff;     // set by the gatekeeper
   const Route* route = nullptr;  // null when no route matched; points into the snapshot
   std::optional<identity::Identity> identity;
   std::vector<StageNote> trace;  // filled only when asked to explain

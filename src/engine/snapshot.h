@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/ip.h"
+#include "engine/rate_limit.h"
 #include "engine/requirements.h"
 #include "engine/router.h"
 #include "engine/template.h"
@@ -48,6 +49,24 @@ struct Route {
   bool expose_reason = false;               // `expose_reason: true`
   std::vector<HeaderTemplate> set_headers;  // `on_allow.set_headers`
   RouteStats stats;
+
+  // `cache`: how long decisions on this route may be reused (0 = not cached).
+  std::chrono::seconds cache_ttl{0};
+  std::chrono::seconds cache_deny_ttl{0};
+  bool cached() const { return cache_ttl.count() > 0 || cache_deny_ttl.count() > 0; }
+  // What the route's decision depends on besides the policy version, the route, the method
+  // and the credentials: computed from its checks and templates when it is compiled.
+  Template::RequestInputs cache_inputs;
+  std::string cache_recipe;  // human-readable, for `eval --explain`
+
+  // `rate_limit`: key template and limit; checked before authentication when the key does
+  // not read the identity, after the decision otherwise.
+  struct RateLimitRule {
+    Template key;
+    RateLimit limit;
+    bool needs_identity = false;
+  };
+  std::optional<RateLimitRule> rate_limit;
 };
 
 // Process settings that live in the policy file. Listener addresses and worker counts only
@@ -67,6 +86,7 @@ struct Settings {
   } authz;
 
   struct Limits {
+    std::uint64_t rate_limit_keys = 1'000'000;  // rate-limit state kept per process
     std::uint64_t max_header_bytes = 16 * 1024;
     std::chrono::milliseconds header_timeout{10'000};
     std::chrono::milliseconds idle_timeout{60'000};
@@ -78,6 +98,8 @@ struct Settings {
     std::uint64_t queue = 65'536;                 // lines buffered before back-pressure
     std::chrono::milliseconds block_timeout{50};  // how long a worker waits for queue space
   } audit;
+
+  std::uint64_t cache_max_entries = 1'000'000;  // `cache.max_entries`
 
   struct Watch {
     bool enabled = true;

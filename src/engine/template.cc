@@ -96,6 +96,33 @@ bool Template::needsIdentity() const {
   return false;
 }
 
+void Template::addRequestInputs(RequestInputs& inputs) const {
+  for (const auto& p : parts_) {
+    switch (p.kind) {
+      case Kind::kIp:
+        inputs.ip = true;
+        break;
+      case Kind::kMethod:
+        inputs.method = true;
+        break;
+      case Kind::kHost:
+        inputs.host = true;
+        break;
+      case Kind::kPath:
+        inputs.path = true;
+        break;
+      case Kind::kQuery:
+        inputs.query = true;
+        break;
+      case Kind::kHeader:
+        inputs.headers.push_back(p.text);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
 std::string Template::render(const TemplateInput& in) const {
   std::string out;
   const identity::Identity* id = in.identity;

@@ -36,6 +36,12 @@ class Template final {
   const std::string& text() const { return text_; }
   // True when rendering reads the identity (the route must authenticate).
   bool needsIdentity() const;
+  // What rendering reads of the request (for the decision cache's key recipe).
+  struct RequestInputs {
+    bool ip = false, method = false, host = false, path = false, query = false;
+    std::vector<std::string> headers;  // lower case
+  };
+  void addRequestInputs(RequestInputs& inputs) const;
 
  private:
   enum class Kind {

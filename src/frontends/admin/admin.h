@@ -28,6 +28,8 @@ class AdminFrontend final {
     std::function<asio::awaitable<ReloadReport>()> reload;  // runs the reload off the worker
     std::string listeners_json;  // {"authz":"127.0.0.1:9191",…}, fixed at start
     std::int64_t started_at = 0;
+    engine::DecisionCache* cache = nullptr;      // POST /cache/purge
+    engine::Revocations* revocations = nullptr;  // POST /revoke
   };
   AdminFrontend(engine::Gatekeeper& gatekeeper, audit::Metrics& metrics, Options options)
       : gatekeeper_(gatekeeper), metrics_(metrics), options_(std::move(options)) {}
@@ -35,6 +37,8 @@ class AdminFrontend final {
   asio::awaitable<HttpOut> handle(HttpIn& in);
 
  private:
+  HttpOut purge(const std::string& query);
+  HttpOut revoke(const std::string& query);
   HttpOut status() const;
   HttpOut ready() const;
 

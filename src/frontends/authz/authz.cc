@@ -1,6 +1,7 @@
 #include "frontends/authz/authz.h"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -141,20 +142,24 @@ asio::awaitable<HttpOut> AuthzFrontend::handle(HttpIn& in) {
     request->request_id = headerSafe(std::string_view(*id).substr(0, 128));
   }
 
-  // Most decisions complete inline. One that waits (an introspection call) resumes this
-  // coroutine through a timer used as a one-shot event; the callback runs on this
-  // worker's loop and never inline, so the wait is always armed first.
+  // Most decisions complete inline. One that waits (an introspection call, or another
+  // request's evaluation of the same cache key) resumes this coroutine through a timer
+  // used as a one-shot event. The callback may run on another worker's thread, so it only
+  // posts to this connection's executor.
   struct Pending {
     explicit Pending(const asio::any_io_executor& ex)
         : wake(ex, asio::steady_timer::time_point::max()) {}
     asio::steady_timer wake;
     std::optional<engine::Evaluation> result;
   };
-  auto pending = std::make_shared<Pending>(co_await asio::this_coro::executor);
+  const auto executor = co_await asio::this_coro::executor;
+  auto pending = std::make_shared<Pending>(executor);
   std::optional<engine::Evaluation> ev =
-      gatekeeper_.decide(*request, clients_, false, [pending](engine::Evaluation done) {
-        pending->result = std::move(done);
-        pending->wake.cancel();
+      gatekeeper_.decide(*request, clients_, false, [pending, executor](engine::Evaluation done) {
+        asio::post(executor, [pending, done = std::move(done)]() mutable {
+          pending->result = std::move(done);
+          pending->wake.cancel();
+        });
       });
   if (!ev) {
     while (!pending->result) {

@@ -195,11 +195,11 @@ TEST_F(CompilerTest, NotYetImplementedKeysAreErrorsNotSilentNoOps) {
   - name: a
     match: { paths: [/a] }
     authenticate: [demo]
-    rate_limit: { key: "${claims.sub}", rate: 100/s }
+    functions: [tenant]
 redis: redis://127.0.0.1:6379
 )");
   const auto e = errors(r);
-  EXPECT_TRUE(hasError(e, "12:5: ", "'rate_limit' in routes[0] is not supported yet"))
+  EXPECT_TRUE(hasError(e, "12:5: ", "'functions' in routes[0] is not supported yet"))
       << ::testing::PrintToString(e);
   EXPECT_TRUE(hasError(e, "13:1: ", "'redis' in the config is not supported yet"))
       << ::testing::PrintToString(e);
@@ -265,6 +265,67 @@ TEST_F(CompilerTest, MissingFileIsAFileError) {
   EXPECT_EQ(r.errors[0].line, 0);
   EXPECT_NE(r.errors[0].toString().find("absent.yaml: cannot read the config file"),
             std::string::npos);
+}
+
+}  // namespace
+}  // namespace portcullis::config
+
+namespace portcullis::config {
+namespace {
+
+TEST_F(CompilerTest, CacheAndRateLimitSettings) {
+  const auto r = load(std::string(kProvider) + R"(cache: { max_entries: 5000 }
+limits: { rate_limit_keys: 2048 }
+routes:
+  - name: a
+    match: { paths: [/a] }
+    authenticate: [demo]
+    require: { source_ips: [10.0.0.0/8] }
+    cache: { ttl: 30s, deny_ttl: 5s }
+    rate_limit: { key: "${claims.sub}", rate: 100/s, burst: 200 }
+    on_allow: { set_headers: { X-Tenant: "${request.header.X-Tenant}" } }
+  - name: b
+    match: { paths: [/b] }
+    allow: true
+    rate_limit: { key: "${request.ip}", rate: 6000/m }
+)");
+  for (const auto& e : r.errors)
+    ADD_FAILURE() << e.toString();
+  ASSERT_TRUE(r.snapshot);
+  EXPECT_EQ(r.snapshot->settings.cache_max_entries, 5000u);
+  EXPECT_EQ(r.snapshot->settings.limits.rate_limit_keys, 2048u);
+  const auto& a = r.snapshot->routes[0];
+  EXPECT_EQ(a.cache_ttl.count(), 30);
+  EXPECT_EQ(a.cache_deny_ttl.count(), 5);
+  ASSERT_TRUE(a.rate_limit);
+  EXPECT_TRUE(a.rate_limit->needs_identity);
+  EXPECT_EQ(a.rate_limit->limit.count, 100u);
+  EXPECT_EQ(a.rate_limit->limit.burst, 200u);
+  EXPECT_TRUE(a.cache_inputs.ip);
+  EXPECT_EQ(a.cache_inputs.headers, std::vector<std::string>{"x-tenant"});
+  EXPECT_EQ(a.cache_recipe,
+            "policy_version, route, method, header authorization (provider demo), client_ip, "
+            "header x-tenant");
+  const auto& b = r.snapshot->routes[1];
+  EXPECT_FALSE(b.rate_limit->needs_identity);
+  EXPECT_FALSE(b.cached());
+}
+
+TEST_F(CompilerTest, BadRateLimitsAreLocated) {
+  const auto r = load(std::string(kProvider) + R"(routes:
+  - name: a
+    match: { paths: [/a] }
+    allow: true
+    rate_limit: { key: "${claims.sub}", rate: 100/ms }
+  - name: b
+    match: { paths: [/b] }
+    allow: true
+    rate_limit: { key: "${request.ip}" }
+)");
+  const auto e = errors(r);
+  EXPECT_TRUE(hasError(e, "12:47: ", "must be a rate such as 100/s"))
+      << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "16:17: ", "needs a 'rate'")) << ::testing::PrintToString(e);
 }
 
 }  // namespace

@@ -1,0 +1,115 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/decision.h"
+
+namespace portcullis::engine {
+
+// 128 bits of SHA-256 over the key recipe's inputs: collisions are not a practical concern,
+// and the entry never holds the credential itself.
+struct CacheKey {
+  std::uint64_t hi = 0;
+  std::uint64_t lo = 0;
+  bool operator==(const CacheKey&) const = default;
+};
+struct CacheKeyHash {
+  std::size_t operator()(const CacheKey& k) const { return static_cast<std::size_t>(k.lo); }
+};
+
+// A decision as the cache keeps it: what a hit needs to answer, audit and re-check
+// (revocation, rate limit) without running the pipeline. Immutable.
+struct CachedDecision {
+  Decision decision;
+  std::string route;  // route name
+  std::string sub, iss, jti;
+  std::string token_hash;       // SHA-256 hex of the credential, for revocation by token
+  std::string rate_key;         // the route's rendered rate-limit key, if it has one
+  std::int64_t expires_at = 0;  // Unix seconds
+};
+
+// The decision cache: local (sharded, CLOCK eviction) or, for a fleet, a second level in
+// Redis (later). Thread-safe.
+class DecisionCache {
+ public:
+  virtual ~DecisionCache() = default;
+  virtual std::shared_ptr<const CachedDecision> get(const CacheKey& key, std::int64_t now) = 0;
+  virtual void put(const CacheKey& key, std::shared_ptr<const CachedDecision> value) = 0;
+  // Removes the entries `match` selects; returns how many.
+  virtual std::size_t purge(const std::function<bool(const CachedDecision&)>& match) = 0;
+  virtual std::size_t size() const = 0;
+};
+
+struct CacheStats {
+  std::function<void()> hit, miss, eviction;  // counters; may be empty
+};
+
+class LocalDecisionCache final : public DecisionCache {
+ public:
+  LocalDecisionCache(std::size_t max_entries, CacheStats stats = {});
+  std::shared_ptr<const CachedDecision> get(const CacheKey& key, std::int64_t now) override;
+  void put(const CacheKey& key, std::shared_ptr<const CachedDecision> value) override;
+  std::size_t purge(const std::function<bool(const CachedDecision&)>& match) override;
+  std::size_t size() const override;
+
+ private:
+  // CLOCK: slots in a ring with a "recently used" bit; the hand clears bits and evicts the
+  // first slot whose bit is clear, reusing freed slots (expired or purged) first. An
+  // approximation of LRU without a list node per entry.
+  struct Slot {
+    CacheKey key;
+    std::shared_ptr<const CachedDecision> value;  // null = free
+    bool referenced = false;
+  };
+  struct Shard {
+    mutable std::mutex mu;
+    std::unordered_map<CacheKey, std::uint32_t, CacheKeyHash> index;
+    std::vector<Slot> slots;
+    std::uint32_t hand = 0;
+  };
+  static constexpr std::size_t kShards = 64;
+  Shard& shardOf(const CacheKey& key) { return shards_[(key.hi >> 58) % kShards]; }
+
+  std::size_t per_shard_;
+  std::unique_ptr<Shard[]> shards_;
+  CacheStats stats_;
+};
+
+// Concurrent misses for one key wait for a single evaluation. The first caller becomes the
+// leader; others are queued; the leader's result is handed to every waiter (on the
+// leader's thread: waiters must hop to their own). Thread-safe.
+template <typename Result>
+class SingleFlight final {
+ public:
+  using Waiter = std::function<void(const Result&)>;
+  // True when the caller leads (must call finish); false when queued as a waiter.
+  bool join(const CacheKey& key, Waiter waiter) {
+    std::lock_guard lock(mu_);
+    auto [it, inserted] = flights_.try_emplace(key);
+    if (!inserted) it->second.push_back(std::move(waiter));
+    return inserted;
+  }
+  void finish(const CacheKey& key, const Result& result) {
+    std::vector<Waiter> waiters;
+    {
+      std::lock_guard lock(mu_);
+      auto node = flights_.extract(key);
+      if (node.empty()) return;
+      waiters = std::move(node.mapped());
+    }
+    for (auto& w : waiters)
+      w(result);
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<CacheKey, std::vector<Waiter>, CacheKeyHash> flights_;
+};
+
+}  // namespace portcullis::engine

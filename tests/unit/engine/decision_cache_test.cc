@@ -1,0 +1,102 @@
+#include "engine/decision_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+namespace portcullis::engine {
+namespace {
+
+CacheKey key(std::uint64_t n) {
+  return CacheKey{n * 0x9e3779b97f4a7c15ull, n};
+}  // spread over shards
+
+std::shared_ptr<const CachedDecision> entry(std::string route, std::string sub,
+                                            std::int64_t expires_at) {
+  auto e = std::make_shared<CachedDecision>();
+  e->route = std::move(route);
+  e->sub = std::move(sub);
+  e->expires_at = expires_at;
+  e->decision.allow = true;
+  return e;
+}
+
+TEST(LocalDecisionCacheTest, HitUntilExpiry) {
+  int hits = 0, misses = 0;
+  LocalDecisionCache cache(1024, CacheStats{[&] { ++hits; }, [&] { ++misses; }, nullptr});
+  cache.put(key(1), entry("r", "alice", 100));
+  EXPECT_NE(cache.get(key(1), 99), nullptr);
+  EXPECT_EQ(cache.get(key(1), 100), nullptr);  // expired at 100
+  EXPECT_EQ(cache.get(key(2), 50), nullptr);
+  EXPECT_EQ(hits, 1);
+  EXPECT_EQ(misses, 2);
+  EXPECT_EQ(cache.size(), 0u);  // the expired entry was freed on lookup
+}
+
+TEST(LocalDecisionCacheTest, ClockEvictsUnreferencedEntriesFirst) {
+  int evictions = 0;
+  // 64 shards × 2 slots; keys 0..N all map to shard 0 (hi >> 58 == 0).
+  LocalDecisionCache cache(128, CacheStats{nullptr, nullptr, [&] { ++evictions; }});
+  const auto k = [](std::uint64_t n) { return CacheKey{0, n}; };
+  cache.put(k(1), entry("r", "a", 1000));
+  cache.put(k(2), entry("r", "b", 1000));
+  EXPECT_NE(cache.get(k(1), 0), nullptr);  // k1 referenced
+  cache.put(k(3), entry("r", "c", 1000));  // evicts k2, the unreferenced one
+  EXPECT_EQ(evictions, 1);
+  EXPECT_NE(cache.get(k(1), 0), nullptr);
+  EXPECT_EQ(cache.get(k(2), 0), nullptr);
+  EXPECT_NE(cache.get(k(3), 0), nullptr);
+}
+
+TEST(LocalDecisionCacheTest, PurgeByRouteAndSub) {
+  LocalDecisionCache cache(64 * 64);
+  for (std::uint64_t i = 0; i < 100; ++i) {
+    cache.put(key(i), entry(i % 2 ? "odd" : "even", i % 3 ? "x" : "bob", 1000));
+  }
+  EXPECT_EQ(cache.purge([](const CachedDecision& d) { return d.route == "odd"; }), 50u);
+  EXPECT_EQ(cache.purge([](const CachedDecision& d) { return d.sub == "bob"; }), 17u);
+  EXPECT_EQ(cache.size(), 33u);
+  EXPECT_EQ(cache.purge([](const CachedDecision&) { return true; }), 33u);
+}
+
+TEST(LocalDecisionCacheTest, BoundedUnderChurn) {
+  LocalDecisionCache cache(64 * 16);
+  for (std::uint64_t i = 0; i < 100'000; ++i) {
+    cache.put(CacheKey{i * 0x9e3779b97f4a7c15ull, i}, entry("r", "s", 1000));
+  }
+  EXPECT_LE(cache.size(), 64u * 16u);
+}
+
+TEST(SingleFlightTest, OneLeaderManyWaitersAcrossThreads) {
+  SingleFlight<int> flights;
+  std::atomic<int> leaders{0};
+  std::atomic<int> delivered{0};
+  std::atomic<int> sum{0};
+  std::vector<std::thread> threads;
+  std::atomic<bool> go{false};
+  for (int t = 0; t < 100; ++t) {
+    threads.emplace_back([&] {
+      while (!go)
+        std::this_thread::yield();
+      if (flights.join(key(7), [&](const int& v) {
+            sum += v;
+            ++delivered;
+          })) {
+        ++leaders;
+      }
+    });
+  }
+  go = true;
+  for (auto& t : threads)
+    t.join();
+  EXPECT_EQ(leaders, 1);
+  flights.finish(key(7), 42);
+  EXPECT_EQ(delivered, 99);
+  EXPECT_EQ(sum, 42 * 99);
+  // The flight is over: the next caller leads again.
+  EXPECT_TRUE(flights.join(key(7), [](const int&) {}));
+}
+
+}  // namespace
+}  // namespace portcullis::engine

@@ -1,0 +1,268 @@
+// The gatekeeper around the pipeline: decision cache (TTL, exp clamp, version, recipe,
+// single-flight), revocation and rate limits, with a fake clock.
+#include "engine/gatekeeper.h"
+
+#include <deque>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "audit/audit.h"
+#include "common/strings.h"
+#include "support/fixtures.h"
+
+namespace portcullis::engine {
+namespace {
+
+using portcullis::testing::compilePolicy;
+using portcullis::testing::mintToken;
+using portcullis::testing::TempDir;
+
+class FakeClock final : public Clock {
+ public:
+  std::int64_t unixMillis() const override { return ms; }
+  std::int64_t monotonicMicros() const override { return ms * 1000; }
+  void advance(std::int64_t seconds) { ms += seconds * 1000; }
+  std::int64_t ms = 1'790'000'000'000;
+};
+
+class CountingSink final : public audit::AuditSink {
+ public:
+  void write(std::string line) override { lines.push_back(std::move(line)); }
+  std::vector<std::string> lines;
+};
+
+class FakeIntrospector final : public Introspector {
+ public:
+  void introspect(const identity::IntrospectionSpec&, std::string,
+                  std::function<void(Answer)> done) override {
+    calls.push_back(std::move(done));
+  }
+  std::deque<std::function<void(Answer)>> calls;
+};
+
+constexpr const char* kPolicy = R"(
+version: 1
+identity:
+  demo: { issuer: portcullis-dev, jwks_file: ${KEYS}/demo-jwks.json, audiences: [orders-api] }
+  opaque:
+    introspection_url: https://idp.example.com/introspect
+    client_id: c
+    client_secret: s
+routes:
+  - name: orders
+    match: { paths: [/orders/**] }
+    authenticate: [demo]
+    require: { scopes: [read:orders], source_ips: [10.0.0.0/8] }
+    cache: { ttl: 30s, deny_ttl: 5s }
+    on_allow: { set_headers: { X-Tenant: "${request.header.X-Tenant}", X-Path: "${request.path}" } }
+  - name: limited
+    match: { paths: [/limited] }
+    authenticate: [demo]
+    cache: { ttl: 30s }
+    rate_limit: { key: "${claims.sub}", rate: 2/s, burst: 2 }
+  - name: by-ip
+    match: { paths: [/by-ip] }
+    allow: true
+    rate_limit: { key: "${request.ip}", rate: 1/m, burst: 1 }
+  - name: opaque
+    match: { paths: [/opaque] }
+    authenticate: [opaque]
+    cache: { ttl: 30s }
+)";
+
+class GatekeeperTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    snapshot_ = compilePolicy(dir_, kPolicy, metrics_, clock_.unixSeconds());
+    ASSERT_TRUE(snapshot_);
+    gatekeeper_ = std::make_unique<Gatekeeper>(
+        snapshot_, sink_, metrics_, clock_, GatekeeperServices{&cache_, &limiter_, &revocations_});
+    token_ = mintToken({{"scope", "read:orders"}, {"jti", "t-1"}}, clock_.unixSeconds());
+  }
+  Request request(std::string path, const std::string& token) {
+    Request r;
+    r.method = "GET";
+    r.host = "api.example.com";
+    r.path = std::move(path);
+    r.client_ip = *IpAddress::parse("10.1.2.3");
+    if (!token.empty()) r.headers.add("Authorization", "Bearer " + token);
+    r.headers.add("X-Tenant", "acme");
+    return r;
+  }
+  Evaluation decide(Request r) { return gatekeeper_->decide(r); }
+
+  TempDir dir_;
+  audit::Metrics metrics_;
+  CountingSink sink_;
+  FakeClock clock_;
+  LocalDecisionCache cache_{4096};
+  LocalRateLimiter limiter_;
+  Revocations revocations_;
+  std::shared_ptr<const PolicySnapshot> snapshot_;
+  std::unique_ptr<Gatekeeper> gatekeeper_;
+  std::string token_;
+};
+
+TEST_F(GatekeeperTest, SecondRequestIsAHitUntilTheTtl) {
+  const auto first = decide(request("/orders/1", token_));
+  ASSERT_TRUE(first.decision.allow) << first.decision.detail;
+  EXPECT_EQ(first.cache, Evaluation::Cache::kMiss);
+  EXPECT_EQ(first.decision.ttl.count(), 30);
+  const auto second = decide(request("/orders/1", token_));
+  EXPECT_EQ(second.cache, Evaluation::Cache::kHit);
+  EXPECT_TRUE(second.decision.allow);
+  EXPECT_EQ(second.identity->subject, "alice");
+  EXPECT_NE(sink_.lines.back().find("\"cache\":\"hit\""), std::string::npos);
+  clock_.advance(29);
+  EXPECT_EQ(decide(request("/orders/1", token_)).cache, Evaluation::Cache::kHit);
+  clock_.advance(1);
+  EXPECT_EQ(decide(request("/orders/1", token_)).cache, Evaluation::Cache::kMiss);
+}
+
+TEST_F(GatekeeperTest, DeniesUseDenyTtlAndNeverOutliveTheToken) {
+  const auto noscope = mintToken({}, clock_.unixSeconds());
+  EXPECT_EQ(decide(request("/orders/1", noscope)).decision.ttl.count(), 5);
+  EXPECT_EQ(decide(request("/orders/1", noscope)).cache, Evaluation::Cache::kHit);
+
+  const auto short_lived = mintToken({{"scope", "read:orders"}, {"exp", clock_.unixSeconds() + 10}},
+                                     clock_.unixSeconds());
+  const auto ev = decide(request("/orders/1", short_lived));
+  ASSERT_TRUE(ev.decision.allow);
+  EXPECT_EQ(ev.decision.ttl.count(), 10);  // clamped to exp, not the route's 30 s
+  clock_.advance(10);
+  EXPECT_EQ(decide(request("/orders/1", short_lived)).cache, Evaluation::Cache::kMiss);
+  clock_.advance(31);  // past exp + the 30 s leeway
+  EXPECT_EQ(decide(request("/orders/1", short_lived)).decision.reason, Reason::kTokenExpired);
+}
+
+TEST_F(GatekeeperTest, KeyRecipeCoversEveryInputTheRouteReads) {
+  ASSERT_TRUE(decide(request("/orders/1", token_)).decision.allow);
+  ASSERT_EQ(decide(request("/orders/1", token_)).cache, Evaluation::Cache::kHit);
+
+  // An input the route does not read: still a hit.
+  auto unrelated = request("/orders/1", token_);
+  unrelated.headers.add("X-Unrelated", "1");
+  EXPECT_EQ(decide(unrelated).cache, Evaluation::Cache::kHit);
+
+  // Every input it reads: a miss each.
+  const auto other_token =
+      mintToken({{"scope", "read:orders"}, {"jti", "t-2"}}, clock_.unixSeconds());
+  EXPECT_EQ(decide(request("/orders/1", other_token)).cache, Evaluation::Cache::kMiss)
+      << "credential";
+  auto method = request("/orders/1", token_);
+  method.method = "HEAD";
+  EXPECT_EQ(decide(method).cache, Evaluation::Cache::kMiss) << "method";
+  auto ip = request("/orders/1", token_);
+  ip.client_ip = *IpAddress::parse("10.9.9.9");
+  EXPECT_EQ(decide(ip).cache, Evaluation::Cache::kMiss) << "client ip (require.source_ips)";
+  auto outside = request("/orders/1", token_);
+  outside.client_ip = *IpAddress::parse("192.0.2.1");
+  EXPECT_EQ(decide(outside).decision.reason, Reason::kSourceIpDenied) << "never the cached allow";
+  auto tenant = request("/orders/1", token_);
+  tenant.headers = Headers();
+  tenant.headers.add("Authorization", "Bearer " + token_);
+  tenant.headers.add("X-Tenant", "globex");
+  const auto t = decide(tenant);
+  EXPECT_EQ(t.cache, Evaluation::Cache::kMiss) << "header read by a template";
+  EXPECT_EQ(t.decision.upstream_headers.at(0).second, "globex");
+  EXPECT_EQ(decide(request("/orders/2", token_)).cache, Evaluation::Cache::kMiss)
+      << "path read by a template";
+}
+
+TEST_F(GatekeeperTest, AReloadNeverServesADecisionOfTheOldPolicy) {
+  ASSERT_TRUE(decide(request("/orders/1", token_)).decision.allow);
+  TempDir other;
+  auto next = compilePolicy(other, std::string(kPolicy) + "default: deny\n", metrics_);
+  ASSERT_NE(next->version, snapshot_->version);
+  gatekeeper_->publish(next);
+  EXPECT_EQ(decide(request("/orders/1", token_)).cache, Evaluation::Cache::kMiss);
+}
+
+TEST_F(GatekeeperTest, ErrorsAreNeverCached) {
+  snapshot_->provider("demo")->setKeys(std::make_shared<const identity::KeySet>());
+  EXPECT_EQ(decide(request("/orders/1", token_)).decision.status, 503);
+  EXPECT_EQ(decide(request("/orders/1", token_)).cache, Evaluation::Cache::kMiss);
+  EXPECT_EQ(cache_.size(), 0u);
+}
+
+TEST_F(GatekeeperTest, RevokedCredentialsAreDeniedEvenWhenCached) {
+  ASSERT_TRUE(decide(request("/orders/1", token_)).decision.allow);
+  revocations_.revoke(Revocations::Kind::kSub, "alice", clock_.unixSeconds() + 60);
+  const auto ev = decide(request("/orders/1", token_));
+  EXPECT_EQ(ev.cache, Evaluation::Cache::kHit);
+  EXPECT_FALSE(ev.decision.allow);
+  EXPECT_EQ(ev.decision.status, 401);
+  EXPECT_EQ(ev.decision.reason, Reason::kTokenRevoked);
+  clock_.advance(61);  // the revocation expires (and so does the cache entry)
+  EXPECT_TRUE(decide(request("/orders/1", token_)).decision.allow);
+
+  revocations_.revoke(Revocations::Kind::kJti, "t-1", clock_.unixSeconds() + 60);
+  EXPECT_EQ(decide(request("/orders/1", token_)).decision.reason, Reason::kTokenRevoked);
+  const auto other = mintToken({{"scope", "read:orders"}, {"jti", "t-9"}}, clock_.unixSeconds());
+  EXPECT_TRUE(decide(request("/orders/1", other)).decision.allow);
+  revocations_.revoke(Revocations::Kind::kTokenHash, portcullis::sha256Hex(other),
+                      clock_.unixSeconds() + 60);
+  EXPECT_EQ(decide(request("/orders/1", other)).decision.reason, Reason::kTokenRevoked);
+}
+
+TEST_F(GatekeeperTest, RateLimitsApplyToCachedDecisionsToo) {
+  EXPECT_TRUE(decide(request("/limited", token_)).decision.allow);
+  EXPECT_EQ(decide(request("/limited", token_)).cache, Evaluation::Cache::kHit);
+  const auto limited = decide(request("/limited", token_));
+  EXPECT_FALSE(limited.decision.allow);
+  EXPECT_EQ(limited.decision.status, 429);
+  EXPECT_EQ(limited.decision.reason, Reason::kRateLimited);
+  std::map<std::string, std::string> h(limited.decision.response_headers.begin(),
+                                       limited.decision.response_headers.end());
+  EXPECT_EQ(h["Retry-After"], "1");
+  EXPECT_EQ(h["RateLimit-Limit"], "2");
+  EXPECT_EQ(h["RateLimit-Remaining"], "0");
+  EXPECT_FALSE(h["RateLimit-Reset"].empty());
+  // Another subject has its own bucket; time refills this one.
+  EXPECT_TRUE(decide(request("/limited", mintToken({{"sub", "bob"}}, clock_.unixSeconds())))
+                  .decision.allow);
+  clock_.advance(1);
+  EXPECT_TRUE(decide(request("/limited", token_)).decision.allow);
+}
+
+TEST_F(GatekeeperTest, AddressKeyedLimitsApplyBeforeAuthentication) {
+  EXPECT_TRUE(decide(request("/by-ip", "")).decision.allow);
+  const auto second = decide(request("/by-ip", ""));
+  EXPECT_EQ(second.decision.status, 429);
+  auto elsewhere = request("/by-ip", "");
+  elsewhere.client_ip = *IpAddress::parse("10.7.7.7");
+  EXPECT_TRUE(decide(elsewhere).decision.allow);
+}
+
+TEST_F(GatekeeperTest, ConcurrentMissesShareOneEvaluation) {
+  FakeIntrospector fake;
+  Clients clients;
+  clients.introspector = &fake;
+  std::vector<Request> requests;
+  for (int i = 0; i < 100; ++i)
+    requests.push_back(request("/opaque", "opaque-token"));
+  int completed_later = 0;
+  int inline_results = 0;
+  for (auto& r : requests) {
+    auto ev = gatekeeper_->decide(r, clients, false, [&](Evaluation ev) {
+      EXPECT_TRUE(ev.decision.allow) << ev.decision.detail;
+      ++completed_later;
+    });
+    if (ev) ++inline_results;
+  }
+  EXPECT_EQ(inline_results, 0);
+  ASSERT_EQ(fake.calls.size(), 1u) << "100 concurrent misses, one evaluation";
+  fake.calls.front()(std::make_shared<const nlohmann::json>(
+      nlohmann::json{{"active", true}, {"sub", "zoe"}, {"exp", clock_.unixSeconds() + 600}}));
+  EXPECT_EQ(completed_later, 100);
+  EXPECT_EQ(sink_.lines.size(), 100u) << "one audit line each";
+  // And the result is cached for the next one.
+  auto next = request("/opaque", "opaque-token");
+  auto ev = gatekeeper_->decide(next, clients, false, [](Evaluation) {});
+  ASSERT_TRUE(ev);
+  EXPECT_EQ(ev->cache, Evaluation::Cache::kHit);
+}
+
+}  // namespace
+}  // namespace portcullis::engine
