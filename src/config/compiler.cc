@@ -470,7 +470,7 @@ class Compiler final {
     if (const auto v = map.get("ca_file"); v.IsDefined()) {
       if (auto path = readString(diag_, v, what + ".ca_file")) {
         spec.ca_file = diag_.resolvePath(*path);
-        (void)diag_.readFile(v, *path);
+        if (auto pem = diag_.readFile(v, *path)) spec.ca_hash = sha256Hex(*pem);
       }
     }
     if (const auto v = map.get("cache_ttl"); v.IsDefined()) {
@@ -524,7 +524,8 @@ class Compiler final {
     if (const auto v = map.get("ca_file"); v.IsDefined()) {
       if (auto path = readString(diag_, v, what + ".ca_file")) {
         spec.ca_file = diag_.resolvePath(*path);
-        (void)diag_.readFile(v, *path);  // must exist; watched and hashed like other inputs
+        // Watched and hashed like other inputs; a new CA is a new key source.
+        if (auto pem = diag_.readFile(v, *path)) spec.ca_hash = sha256Hex(*pem);
       }
     }
     const auto seconds = [&](std::string_view key, std::chrono::seconds& out) {

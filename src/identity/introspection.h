@@ -25,6 +25,7 @@ struct IntrospectionSpec {
   std::string client_id;  // HTTP Basic credentials of portcullis as a client
   std::string client_secret;
   std::string ca_file;
+  std::string ca_hash;  // SHA-256 of ca_file's content when compiled
   std::chrono::milliseconds timeout{2'000};
   std::chrono::seconds cache_ttl{60};  // active answers are reused for min(exp - now, this)
   std::size_t max_bytes = 64 * 1024;

@@ -5,7 +5,7 @@
 namespace portcullis::identity {
 
 std::string RemoteKeySpec::identity() const {
-  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", issuer, discovery, jwks_uri, ca_file,
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", issuer, discovery, jwks_uri, ca_file, ca_hash,
                      ttl_min.count(), ttl_max.count(), refresh_min_interval.count(),
                      timeout.count(), max_bytes);
 }

@@ -18,6 +18,7 @@ struct RemoteKeySpec {
   bool discovery = false;
   std::string jwks_uri;               // used when discovery is off
   std::string ca_file;                // empty = the system trust store
+  std::string ca_hash;                // SHA-256 of ca_file's content: a new CA, a new source
   std::chrono::seconds ttl_min{300};  // Cache-Control max-age is clamped to [min, max]
   std::chrono::seconds ttl_max{86'400};
   std::chrono::seconds refresh_min_interval{30};  // unknown-kid refreshes at most this often
@@ -26,6 +27,9 @@ struct RemoteKeySpec {
 
   // Two providers (or two policy versions) with the same spec share one key set.
   std::string identity() const;
+  // Where the keys come from, whatever the refresh settings: a new spec for the same
+  // source starts with the old one's keys.
+  std::string source() const { return issuer + "|" + (discovery ? "discovery" : jwks_uri); }
 };
 
 // A key set fetched from an identity provider and kept fresh by a refresher (see

@@ -1,5 +1,7 @@
 #include "net/http_client.h"
 
+#include <sys/stat.h>
+
 #include <charconv>
 #include <map>
 #include <memory>
@@ -27,12 +29,21 @@ namespace ssl = asio::ssl;
 using asio::ip::tcp;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
-// TLS contexts are costly to build (the system trust store is parsed); one per CA file.
+// TLS contexts are costly to build (the system trust store is parsed); one per CA file and
+// version of its content (a replaced CA file gets a fresh context).
 Result<std::shared_ptr<ssl::context>> tlsContext(const std::string& ca_file) {
   static std::mutex mu;
   static std::map<std::string, std::shared_ptr<ssl::context>> contexts;
+  std::string key = ca_file;
+  if (!ca_file.empty()) {
+    struct stat st {};
+    if (::stat(ca_file.c_str(), &st) == 0) {
+      key +=
+          fmt::format("|{}|{}|{}.{}", st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+    }
+  }
   std::lock_guard lock(mu);
-  if (auto it = contexts.find(ca_file); it != contexts.end()) return it->second;
+  if (auto it = contexts.find(key); it != contexts.end()) return it->second;
   auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
   boost::system::error_code ec;
   ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
@@ -45,7 +56,7 @@ Result<std::shared_ptr<ssl::context>> tlsContext(const std::string& ca_file) {
   }
   if (ec) return fail(Reason::kInternalError, "cannot load CA certificates: " + ec.message());
   ctx->set_verify_mode(ssl::verify_peer, ec);
-  contexts[ca_file] = ctx;
+  contexts[key] = ctx;
   return ctx;
 }
 

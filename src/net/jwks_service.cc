@@ -162,6 +162,16 @@ std::shared_ptr<identity::RemoteKeys> JwksService::acquire(const identity::Remot
   const std::string id = spec.identity();
   if (auto it = entries_.find(id); it != entries_.end()) return it->second->keys;
   auto entry = std::make_shared<Entry>(io_, std::make_shared<identity::RemoteKeys>(spec));
+  // New settings for a source we already fetch (a changed timeout, TTL or CA): start from
+  // its last good keys, so a reload during an IdP outage does not drop them.
+  for (const auto& [other_id, other] : entries_) {
+    if (other->keys->spec().source() == spec.source()) {
+      if (auto keys = other->keys->keys(); keys && keys->size() > 0) {
+        entry->keys->publish(std::move(keys), other->keys->status().last_success_ms);
+        break;
+      }
+    }
+  }
   // Workers call wake(); it only posts to this service's thread.
   entry->keys->setWake([weak = std::weak_ptr<Entry>(entry), &io = io_] {
     asio::post(io, [weak] {
