@@ -47,4 +47,14 @@ struct TokenOptions {
 };
 int runToken(const TokenOptions& options);
 
+struct HaproxyConfigOptions {
+  std::string config;
+  std::string haproxy_version = "2.6";
+  std::string bind = "*:8080";              // the protected frontend
+  std::string upstream = "127.0.0.1:3000";  // where allowed requests go
+  std::string agent;                        // default: listeners.spoe
+  std::string out_dir;                      // write haproxy.cfg + portcullis-spoe.conf here
+};
+int runHaproxyConfig(const HaproxyConfigOptions& options);
+
 }  // namespace portcullis::app

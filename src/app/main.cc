@@ -57,6 +57,19 @@ int main(int argc, char** argv) {
   token_cmd->add_option("--nbf", token.nbf, "Not-before (Unix time)");
   token_cmd->add_option("--iat", token.iat, "Issued-at (Unix time)");
 
+  HaproxyConfigOptions haproxy;
+  auto* haproxy_cmd =
+      cli.add_subcommand("haproxy-config", "Print the HAProxy config and SPOE file for a policy");
+  haproxy_cmd->add_option("-c,--config", haproxy.config, "Policy file")->required();
+  haproxy_cmd->add_option("--haproxy-version", haproxy.haproxy_version, "2.6 (default) or 3.1+");
+  haproxy_cmd->add_option("--bind", haproxy.bind, "The protected frontend's bind address");
+  haproxy_cmd->add_option("--upstream", haproxy.upstream,
+                          "The backend server for allowed requests");
+  haproxy_cmd->add_option("--agent", haproxy.agent,
+                          "portcullis' SPOE address (default: listeners.spoe)");
+  haproxy_cmd->add_option("--out-dir", haproxy.out_dir,
+                          "Write haproxy.cfg and portcullis-spoe.conf here");
+
   cli.add_subcommand("version", "Print the version");
 
   try {
@@ -71,6 +84,7 @@ int main(int argc, char** argv) {
   if (*eval_cmd) return runEval(eval);
   if (*test_cmd) return runTest(test_config, test_files);
   if (*token_cmd) return runToken(token);
+  if (*haproxy_cmd) return runHaproxyConfig(haproxy);
   std::cout << "portcullis " << PORTCULLIS_VERSION << "\n";
   return kExitOk;
 }

@@ -24,6 +24,7 @@
 #include "frontends/admin/admin.h"
 #include "frontends/authz/authz.h"
 #include "frontends/http_server.h"
+#include "frontends/spoe/agent.h"
 #include "net/introspector.h"
 #include "net/jwks_service.h"
 #include "net/workers.h"
@@ -100,6 +101,7 @@ class Reloader final {
     const auto& before = current->settings;
     const auto& after = result.snapshot->settings;
     if (before.listeners.authz != after.listeners.authz ||
+        before.listeners.spoe != after.listeners.spoe ||
         before.listeners.admin != after.listeners.admin || before.workers != after.workers ||
         before.audit.sink != after.audit.sink) {
       spdlog::warn("reload ({}): listeners, workers and audit.sink changes take effect on restart",
@@ -182,8 +184,10 @@ int runServe(const ServeOptions& options) {
   for (const auto& w : loaded.warnings)
     spdlog::warn("{}", w);
   const auto& settings = loaded.snapshot->settings;
-  if (settings.listeners.authz.empty() && settings.listeners.admin.empty()) {
-    std::cerr << options.config << ": no listener configured (listeners.authz, listeners.admin)\n";
+  if (settings.listeners.authz.empty() && settings.listeners.admin.empty() &&
+      settings.listeners.spoe.empty()) {
+    std::cerr << options.config
+              << ": no listener configured (listeners.authz, listeners.spoe, listeners.admin)\n";
     return kExitConfigError;
   }
 
@@ -242,6 +246,29 @@ int runServe(const ServeOptions& options) {
       acceptors.push_back(std::move(a));
     }
     bound["authz"] =
+        fmt::format("{}:{}", listeners->endpoint.address().to_string(), listeners->endpoint.port());
+  }
+
+  if (!settings.listeners.spoe.empty()) {
+    auto listeners = net::listenOnAll(pool, *parseHostPort(settings.listeners.spoe), pool.size());
+    if (!listeners) {
+      std::cerr << "portcullis: spoe: " << listeners.error().message << "\n";
+      return kExitConfigError;
+    }
+    frontends::spoe::AgentOptions spoe_options;
+    spoe_options.idle_timeout =
+        std::max<std::chrono::milliseconds>(settings.limits.idle_timeout, std::chrono::minutes(2));
+    const auto spoe_stats = frontends::spoe::makeAgentStats(metrics);
+    for (unsigned i = 0; i < listeners->acceptors.size(); ++i) {
+      auto& a = listeners->acceptors[i];
+      engine::Clients clients;
+      clients.introspector = introspectors[i].get();
+      asio::co_spawn(a->get_executor(),
+                     frontends::spoe::acceptLoop(*a, gatekeeper, clients, spoe_options, spoe_stats),
+                     asio::detached);
+      acceptors.push_back(std::move(a));
+    }
+    bound["spoe"] =
         fmt::format("{}:{}", listeners->endpoint.address().to_string(), listeners->endpoint.port());
   }
 

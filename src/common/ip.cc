@@ -41,6 +41,19 @@ IpAddress IpAddress::v4(std::uint32_t host_order) {
   return ip;
 }
 
+IpAddress IpAddress::v6(const std::uint8_t* bytes16) {
+  static constexpr std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  IpAddress ip;
+  if (std::memcmp(bytes16, kMapped, sizeof kMapped) == 0) {
+    std::memcpy(ip.bytes_.data(), bytes16 + 12, 4);
+    ip.family_ = 4;
+  } else {
+    std::memcpy(ip.bytes_.data(), bytes16, 16);
+    ip.family_ = 6;
+  }
+  return ip;
+}
+
 std::string IpAddress::toString() const {
   char buf[INET6_ADDRSTRLEN] = {};
   if (family_ == 4) {

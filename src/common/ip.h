@@ -15,6 +15,8 @@ class IpAddress final {
   IpAddress() = default;
   static std::optional<IpAddress> parse(std::string_view text);
   static IpAddress v4(std::uint32_t host_order);
+  // From 16 network-order bytes; an IPv4-mapped address becomes IPv4.
+  static IpAddress v6(const std::uint8_t* bytes16);
 
   bool valid() const { return family_ != 0; }
   bool isV4() const { return family_ == 4; }

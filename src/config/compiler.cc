@@ -147,7 +147,8 @@ class Compiler final {
     };
     address("authz", l.authz);
     address("admin", l.admin);
-    map.unsupported({"spoe", "proxy"}, kLaterIssue);
+    address("spoe", l.spoe);
+    map.unsupported({"proxy"}, kLaterIssue);
   }
 
   void compileAuthz(const YAML::Node& node) {

@@ -1,0 +1,378 @@
+#include "frontends/spoe/agent.h"
+
+// GCC 12 reports a false -Wmismatched-new-delete on Asio's coroutine frame allocator for
+// serveConnection (the frame is allocated and freed by awaitable_frame_base's own
+// operators); clang and the sanitizers see nothing wrong.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+#include <deque>
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "audit/metrics.h"
+#include "common/strings.h"
+#include "engine/path.h"
+#include "engine/router.h"
+
+namespace portcullis::frontends::spoe {
+namespace {
+
+using asio::ip::tcp;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+const Value* find(const std::vector<KeyValue>& kv, std::string_view name) {
+  for (const auto& item : kv) {
+    if (item.name == name) return &item.value;
+  }
+  return nullptr;
+}
+
+const std::string* findString(const std::vector<KeyValue>& kv, std::string_view name) {
+  const Value* v = find(kv, name);
+  return v ? std::get_if<std::string>(v) : nullptr;
+}
+
+std::optional<std::uint64_t> findUint(const std::vector<KeyValue>& kv, std::string_view name) {
+  const Value* v = find(kv, name);
+  if (v == nullptr) return std::nullopt;
+  if (const auto* u = std::get_if<std::uint32_t>(v)) return *u;
+  if (const auto* u = std::get_if<std::uint64_t>(v)) return *u;
+  if (const auto* i = std::get_if<std::int32_t>(v); i && *i >= 0)
+    return static_cast<std::uint64_t>(*i);
+  if (const auto* i = std::get_if<std::int64_t>(v); i && *i >= 0)
+    return static_cast<std::uint64_t>(*i);
+  return std::nullopt;
+}
+
+std::string stringOf(const Value* v) {
+  if (v == nullptr) return {};
+  if (const auto* s = std::get_if<std::string>(v)) return *s;
+  if (const auto* b = std::get_if<Binary>(v)) return b->bytes;
+  return {};
+}
+
+// The writes of one connection, in order: ACKs finish in any order (pipelining), but
+// only one async_write may be in flight on a socket at a time.
+class Writer final {
+ public:
+  explicit Writer(tcp::socket& socket) : socket_(socket) {}
+  void send(std::string frame) {
+    queue_.push_back(std::move(frame));
+    if (!writing_) {
+      writing_ = true;
+      asio::co_spawn(socket_.get_executor(), drain(), asio::detached);
+    }
+  }
+  bool failed() const { return failed_; }
+  std::shared_ptr<Writer> self;  // kept alive by the connection
+
+ private:
+  asio::awaitable<void> drain() {
+    auto keep = self;
+    while (!queue_.empty() && !failed_) {
+      std::string frame = std::move(queue_.front());
+      queue_.pop_front();
+      auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(frame), kNoThrow);
+      if (ec) failed_ = true;
+    }
+    writing_ = false;
+  }
+  tcp::socket& socket_;
+  std::deque<std::string> queue_;
+  bool writing_ = false;
+  bool failed_ = false;
+};
+
+// Sends a DISCONNECT and closes (the peer's frames after it are ignored).
+asio::awaitable<void> sendDisconnect(tcp::socket& socket, const AgentStats& stats, Status status,
+                                     std::string why) {
+  if (status != Status::kNormal) {
+    if (stats.disconnects_sent != nullptr) stats.disconnects_sent->inc();
+    spdlog::debug("spoe: disconnecting: {} ({})", statusMessage(status), why);
+  }
+  std::string frame = encodeAgentDisconnect(status, why);
+  co_await asio::async_write(socket, asio::buffer(frame), kNoThrow);
+  boost::system::error_code ignored;
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+}
+
+}  // namespace
+
+AgentStats makeAgentStats(audit::Metrics& metrics) {
+  AgentStats s;
+  s.connections =
+      &metrics.counter("portcullis_spoe_connections_total", "SPOP connections from HAProxy");
+  s.notifies = &metrics.counter("portcullis_spoe_notify_total", "NOTIFY frames decided");
+  s.disconnects_sent = &metrics.counter("portcullis_spoe_protocol_errors_total",
+                                        "SPOP connections closed with an error DISCONNECT");
+  return s;
+}
+
+std::string headerVarName(std::string_view header) {
+  std::string out = "hdr_";
+  for (char c : header) {
+    c = asciiLower(c);
+    out.push_back((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ? c : '_');
+  }
+  return out;
+}
+
+std::optional<engine::Request> requestFromMessage(const Message& message, std::string& why) {
+  engine::Request req;
+  const auto& a = message.args;
+  req.method = stringOf(find(a, "method"));
+  for (char& c : req.method)
+    c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
+  std::string target = stringOf(find(a, "path"));
+  const std::string query = stringOf(find(a, "query"));
+  if (!query.empty()) target += "?" + query;
+  auto parsed = engine::parseTarget(target);
+  if (req.method.empty() || !parsed) {
+    why = "the message has no valid method and path";
+    return std::nullopt;
+  }
+  req.path = std::move(parsed->path);
+  req.query = std::move(parsed->query);
+  if (const Value* ip = find(a, "ip")) {
+    if (const auto* addr = std::get_if<IpAddress>(ip)) req.client_ip = *addr;
+  }
+  if (const Value* hv = find(a, "headers")) {
+    auto headers = decodeHeaders(stringOf(hv));
+    if (!headers) {
+      why = "req.hdrs_bin is malformed";
+      return std::nullopt;
+    }
+    for (auto& [n, v] : *headers)
+      req.headers.add(n, v);
+  }
+  const Value* ssl = find(a, "ssl");
+  const bool tls = ssl != nullptr && std::holds_alternative<bool>(*ssl) && std::get<bool>(*ssl);
+  req.scheme = tls ? "https" : "http";
+  if (const auto* host = req.headers.find("host")) req.host = engine::normalizeHost(*host);
+  if (const auto* id = req.headers.find("x-request-id")) {
+    req.request_id = headerSafe(std::string_view(*id).substr(0, 128));
+  }
+  return req;
+}
+
+std::vector<SetVar> decisionVars(const engine::Evaluation& ev, const engine::Request& request) {
+  const engine::Decision& d = ev.decision;
+  std::vector<SetVar> vars;
+  const auto set = [&vars](std::string name, Value value) {
+    vars.push_back(SetVar{VarScope::kTransaction, std::move(name), std::move(value)});
+  };
+  set("allow", std::int32_t{d.allow ? 1 : 0});
+  set("status", std::int32_t{d.status});
+  set("reason", std::string(reasonName(d.reason)));
+  set("request_id", request.request_id);
+  if (ev.identity) set("sub", ev.identity->subject);
+  if (d.allow) {
+    set("cache_ttl", std::int32_t{static_cast<std::int32_t>(d.ttl.count())});
+    for (const auto& [name, value] : d.upstream_headers)
+      set(headerVarName(name), value);
+  } else {
+    for (const auto& [name, value] : d.response_headers) {
+      if (iequals(name, "WWW-Authenticate")) set("www_authenticate", value);
+      if (iequals(name, "Retry-After")) set("retry_after", value);
+    }
+  }
+  return vars;
+}
+
+asio::awaitable<void> serveConnection(tcp::socket socket, engine::Gatekeeper& gatekeeper,
+                                      engine::Clients clients, AgentOptions options,
+                                      AgentStats stats) {
+  if (stats.connections != nullptr) stats.connections->inc();
+  auto writer = std::make_shared<Writer>(socket);
+  writer->self = writer;
+  const auto executor = co_await asio::this_coro::executor;
+  asio::steady_timer deadline(executor);
+  bool timed_out = false;
+  const auto armDeadline = [&](std::chrono::milliseconds after) {
+    deadline.expires_after(after);
+    deadline.async_wait([&socket, &timed_out](const boost::system::error_code& ec) {
+      if (ec) return;
+      timed_out = true;
+      boost::system::error_code ignored;
+      socket.cancel(ignored);
+    });
+  };
+
+  std::uint32_t max_frame = options.max_frame_size;
+  bool hello_done = false;
+  auto in_flight = std::make_shared<int>(0);
+  std::vector<std::uint8_t> body;
+  for (;;) {
+    armDeadline(hello_done ? options.idle_timeout : options.hello_timeout);
+    std::uint8_t len_bytes[4];
+    auto [ec, n] = co_await asio::async_read(socket, asio::buffer(len_bytes), kNoThrow);
+    if (ec) break;
+    const std::uint32_t len = (std::uint32_t{len_bytes[0]} << 24) |
+                              (std::uint32_t{len_bytes[1]} << 16) |
+                              (std::uint32_t{len_bytes[2]} << 8) | len_bytes[3];
+    if (len > max_frame) {
+      co_await sendDisconnect(socket, stats, Status::kTooBig,
+                              "frame is larger than max-frame-size");
+      break;
+    }
+    body.resize(len);
+    auto [ec2, n2] = co_await asio::async_read(socket, asio::buffer(body), kNoThrow);
+    if (ec2) break;
+    deadline.cancel();
+
+    auto decoded = decodeFrame(body);
+    if (auto* err = std::get_if<DecodeError>(&decoded)) {
+      co_await sendDisconnect(socket, stats, err->status, err->message);
+      break;
+    }
+    Frame& frame = std::get<Frame>(decoded);
+    if (!hello_done) {
+      if (frame.type != FrameType::kHaproxyHello) {
+        co_await sendDisconnect(socket, stats, Status::kInvalid,
+                                "the first frame must be HAPROXY-HELLO");
+        break;
+      }
+      const std::string* versions = findString(frame.kv, "supported-versions");
+      const auto their_max = findUint(frame.kv, "max-frame-size");
+      const std::string* caps = findString(frame.kv, "capabilities");
+      if (versions == nullptr) {
+        co_await sendDisconnect(socket, stats, Status::kNoVersion, "no supported-versions");
+        break;
+      }
+      bool v2 = false;
+      for (auto v : split(*versions, ',')) {
+        v = trim(v);
+        if (v.starts_with("2.")) v2 = true;
+      }
+      if (!v2) {
+        co_await sendDisconnect(socket, stats, Status::kBadVersion, "this agent speaks SPOP 2.0");
+        break;
+      }
+      if (!their_max) {
+        co_await sendDisconnect(socket, stats, Status::kNoFrameSize, "no max-frame-size");
+        break;
+      }
+      if (*their_max < 256) {
+        co_await sendDisconnect(socket, stats, Status::kBadFrameSize, "max-frame-size below 256");
+        break;
+      }
+      if (caps == nullptr) {
+        co_await sendDisconnect(socket, stats, Status::kNoCapabilities, "no capabilities");
+        break;
+      }
+      max_frame =
+          static_cast<std::uint32_t>(std::min<std::uint64_t>(*their_max, options.max_frame_size));
+      // Pipelining only: ACKs always go back on the connection of their NOTIFY, which
+      // every HAProxy version (including 3.1+'s rewritten SPOE) accepts.
+      const bool pipelining = caps->find("pipelining") != std::string::npos;
+      writer->send(encodeAgentHello("2.0", max_frame, pipelining ? "pipelining" : ""));
+      const Value* hc = find(frame.kv, "healthcheck");
+      if (hc != nullptr && std::holds_alternative<bool>(*hc) && std::get<bool>(*hc)) {
+        // A health check: answer and let HAProxy close.
+        continue;
+      }
+      hello_done = true;
+      continue;
+    }
+
+    if (frame.type == FrameType::kHaproxyDisconnect) {
+      co_await sendDisconnect(socket, stats, Status::kNormal, "bye");
+      break;
+    }
+    if (frame.type != FrameType::kNotify) {
+      if (frame.type == FrameType::kUnset || (frame.flags & kFlagFin) == 0) {
+        co_await sendDisconnect(socket, stats, Status::kFragmentationNotSupported,
+                                "fragmented frames are not supported");
+        break;
+      }
+      continue;  // unknown frame types may be skipped
+    }
+    if ((frame.flags & kFlagFin) == 0) {
+      co_await sendDisconnect(socket, stats, Status::kFragmentationNotSupported,
+                              "fragmented frames are not supported");
+      break;
+    }
+    if (stats.notifies != nullptr) stats.notifies->inc();
+
+    // Decide each message for our name; ACK when the decision is there. Decisions that
+    // wait (introspection, single-flight) complete later on this loop; the loop goes on
+    // reading meanwhile.
+    const Message* message = nullptr;
+    for (const auto& m : frame.messages) {
+      if (m.name == kMessageName) message = &m;
+    }
+    if (message == nullptr) {
+      writer->send(encodeAck(frame.stream_id, frame.frame_id, {}));
+      continue;
+    }
+    std::string why;
+    auto request = requestFromMessage(*message, why);
+    if (!request) {
+      engine::Request bad;
+      bad.listener = "spoe";
+      const auto ev = gatekeeper.reject(bad, Reason::kBadRequest, why);
+      writer->send(encodeAck(frame.stream_id, frame.frame_id, decisionVars(ev, bad)));
+      continue;
+    }
+    auto req = std::make_shared<engine::Request>(std::move(*request));
+    req->listener = "spoe";
+    const std::uint64_t stream_id = frame.stream_id;
+    const std::uint64_t frame_id = frame.frame_id;
+    ++*in_flight;
+    auto ev = gatekeeper.decide(
+        *req, clients, false,
+        [req, writer, in_flight, executor, stream_id, frame_id](engine::Evaluation done) {
+          asio::post(executor,
+                     [req, writer, in_flight, stream_id, frame_id, done = std::move(done)] {
+                       --*in_flight;
+                       if (!writer->failed())
+                         writer->send(encodeAck(stream_id, frame_id, decisionVars(done, *req)));
+                     });
+        });
+    if (ev) {
+      --*in_flight;
+      writer->send(encodeAck(stream_id, frame_id, decisionVars(*ev, *req)));
+    }
+  }
+  deadline.cancel();
+  (void)timed_out;
+  // Pending decisions hold the writer; it stays alive until they complete.
+  writer->self.reset();
+  boost::system::error_code ignored;
+  socket.shutdown(tcp::socket::shutdown_both, ignored);
+}
+
+}  // namespace portcullis::frontends::spoe
+
+namespace portcullis::frontends::spoe {
+
+asio::awaitable<void> acceptLoop(tcp::acceptor& acceptor, engine::Gatekeeper& gatekeeper,
+                                 engine::Clients clients, AgentOptions options, AgentStats stats) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(kNoThrow);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+      spdlog::warn("spoe: accept failed: {}", ec.message());
+      asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(50));
+      co_await pause.async_wait(kNoThrow);
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    asio::co_spawn(acceptor.get_executor(),
+                   serveConnection(std::move(socket), gatekeeper, clients, options, stats),
+                   asio::detached);
+  }
+}
+
+}  // namespace portcullis::frontends::spoe
