@@ -386,6 +386,11 @@ class Compiler final {
     } else {
       policy.leeway = std::chrono::seconds(30);
     }
+    if (const auto v = map.get("max_age"); v.IsDefined()) {
+      if (auto d = readDuration(diag_, v, what + ".max_age")) {
+        policy.max_age = std::chrono::duration_cast<std::chrono::seconds>(*d);
+      }
+    }
     if (const auto v = map.get("require_exp"); v.IsDefined()) {
       if (auto b = readBool(diag_, v, what + ".require_exp")) policy.require_exp = *b;
     }

@@ -781,6 +781,16 @@ Result<void> checkClaims(const Json& claims, const VerifyPolicy& policy, std::in
                                                " - leeway " + std::to_string(leeway) + " > now " +
                                                std::to_string(now));
   }
+  if (policy.max_age.count() > 0) {
+    if (has_iat == DateClaim::kAbsent)
+      return fail(Reason::kClaimInvalid, "iat is missing (max_age)");
+    if (atOrBefore(iat, saturatingAdd(policy.max_age.count(), leeway), now)) {
+      return fail(Reason::kTokenExpired, "token too old: iat " + dateText(iat) + " + max_age " +
+                                             std::to_string(policy.max_age.count()) + " + leeway " +
+                                             std::to_string(leeway) + " <= now " +
+                                             std::to_string(now));
+    }
+  }
   if (has_iat == DateClaim::kPresent && !atOrBefore(iat, -leeway, now)) {
     return fail(Reason::kTokenIssuedInFuture, "token issued in the future: iat " + dateText(iat) +
                                                   " - leeway " + std::to_string(leeway) +

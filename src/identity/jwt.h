@@ -22,6 +22,9 @@ struct VerifyPolicy {
   std::vector<Alg> algorithms;     // allow-list; a token whose alg is not here is rejected
   std::chrono::seconds leeway{0};  // applied to exp, nbf and iat
   bool require_exp = true;
+  // When set, `iat` is required and a token issued longer ago than this (plus leeway) is
+  // rejected as expired, whatever its `exp` (OIDC `max_age`-style freshness).
+  std::chrono::seconds max_age{0};
   std::size_t max_token_bytes = 16 * 1024;  // longer tokens are rejected before any parsing
 };
 

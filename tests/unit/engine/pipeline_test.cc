@@ -272,3 +272,39 @@ TEST_F(PipelineTest, ExplainTracesEveryStage) {
 
 }  // namespace
 }  // namespace portcullis::engine
+
+namespace portcullis::engine {
+namespace {
+
+TEST(MaxAgeTest, TokensOlderThanMaxAgeAreExpired) {
+  TempDir dir;
+  audit::Metrics metrics;
+  auto snapshot = compilePolicy(dir, R"(
+version: 1
+identity:
+  fresh: { issuer: portcullis-dev, jwks_file: ${KEYS}/demo-jwks.json, max_age: 10m, leeway: 0s }
+routes:
+  - { name: r, match: { paths: [/r] }, authenticate: [fresh] }
+)",
+                                metrics);
+  ASSERT_TRUE(snapshot);
+  Request r;
+  r.method = "GET";
+  r.path = "/r";
+  const auto with = [&](std::int64_t iat) {
+    Request copy = r;
+    copy.headers.add("Authorization",
+                     "Bearer " + mintToken({{"iat", iat}, {"exp", kNow + 3600}}, kNow));
+    return evaluate(*snapshot, copy, kNow);
+  };
+  EXPECT_TRUE(with(kNow - 599).decision.allow);
+  const auto old = with(kNow - 600);
+  EXPECT_EQ(old.decision.reason, Reason::kTokenExpired);
+  EXPECT_NE(old.decision.detail.find("max_age"), std::string::npos);
+  Request no_iat = r;
+  no_iat.headers.add("Authorization", "Bearer " + mintToken({{"iat", nullptr}}, kNow));
+  EXPECT_EQ(evaluate(*snapshot, no_iat, kNow).decision.reason, Reason::kClaimInvalid);
+}
+
+}  // namespace
+}  // namespace portcullis::engine
