@@ -345,6 +345,7 @@ int runServe(const ServeOptions& options) {
     watch_timer.expires_after(watch.interval);
     watch_timer.async_wait([&](const boost::system::error_code& ec) {
       if (ec) return;
+      revocations.purgeExpired(unixNow());
       if (gatekeeper.snapshot()->settings.watch.enabled && reloader.filesChanged()) {
         reloader.reload("file change");
       }

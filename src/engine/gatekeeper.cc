@@ -37,6 +37,29 @@ std::string_view firstToken(const Route& route, const Request& request) {
   return {};
 }
 
+// A per-request stage (revocation, rate limit) denies — except on a route in shadow mode,
+// where the request goes through and the audit line says what would have happened.
+void denyUnlessShadow(const Route* route, Evaluation& ev, Reason reason, std::string detail) {
+  if (route != nullptr && route->mode == Route::Mode::kShadow) {
+    Decision& d = ev.decision;
+    d.outcome = Outcome::kDeny;
+    d.reason = reason;
+    d.detail = std::move(detail);
+    d.shadow = true;
+    return;
+  }
+  Decision& d = ev.decision;
+  d.allow = false;
+  d.outcome = Outcome::kDeny;
+  d.reason = reason;
+  d.status = reasonInfo(reason).status;
+  d.detail = std::move(detail);
+  d.upstream_headers.clear();
+  d.response_headers.clear();
+  d.shadow = false;
+  d.fail_open = false;
+}
+
 void setDeny(Evaluation& ev, Reason reason, std::string detail) {
   Decision& d = ev.decision;
   d.allow = false;
@@ -126,7 +149,7 @@ std::optional<Evaluation> Gatekeeper::decide(Request& request, const Clients& cl
   const bool leader = flights_.join(
       key, [this, &request, snapshot, route, started, now_ms, done](const Evaluation& shared) {
         Evaluation ev = shared;
-        ev.cache = Evaluation::Cache::kHit;
+        ev.cache = Evaluation::Cache::kMiss;  // not from the cache: it waited for the leader
         afterDecision(request, route, ev, nullptr, now_ms / 1000);
         finish(request, ev, *snapshot, started, now_ms);
         done(std::move(ev));
@@ -175,7 +198,9 @@ void Gatekeeper::afterDecision(const Request& request, const Route* route, Evalu
       if (const auto t = firstToken(*route, request); !t.empty()) token_hash = sha256Hex(t);
     }
     if (services_.revocations->isRevoked(sub, jti, token_hash, now)) {
-      setDeny(ev, Reason::kTokenRevoked, "the credential was revoked (sub, jti or token)");
+      denyUnlessShadow(route, ev, Reason::kTokenRevoked,
+                       "the credential was revoked (sub, jti or token)");
+      if (ev.decision.allow) return;  // shadow mode
       ev.decision.response_headers.emplace_back(
           "WWW-Authenticate",
           "Bearer realm=\"portcullis\", error=\"invalid_token\", error_description=\"the token "
@@ -200,9 +225,10 @@ bool Gatekeeper::rateLimited(const Route& route, const std::string& key, Evaluat
   const RateVerdict v = services_.limiter->check(route.name + '\0' + key, route.rate_limit->limit,
                                                  clock_.monotonicMicros());
   if (v.allowed) return false;
-  setDeny(
-      ev, Reason::kRateLimited,
+  denyUnlessShadow(
+      &route, ev, Reason::kRateLimited,
       fmt::format("rate limit of route {} exhausted; retry in {}s", route.name, v.retry_after_s));
+  if (ev.decision.allow) return false;  // shadow mode: audited, not enforced
   auto& h = ev.decision.response_headers;
   h.emplace_back("Retry-After", std::to_string(v.retry_after_s));
   h.emplace_back("RateLimit-Limit", std::to_string(v.limit));
@@ -247,8 +273,14 @@ std::shared_ptr<const CachedDecision> Gatekeeper::toCacheEntry(const Route& rout
                                                                const Evaluation& ev,
                                                                std::int64_t now) const {
   const Decision& d = ev.decision;
-  // Errors are never cached, nor is anything an operator must see every time.
+  // Errors are never cached, nor is anything an operator must see every time, nor denies
+  // whose cause fixes itself without a policy change: a key the refresher has not fetched
+  // yet, a token that is not valid *yet*.
   if (d.outcome == Outcome::kError || d.fail_open) return nullptr;
+  if (!d.allow && (d.reason == Reason::kKeyNotFound || d.reason == Reason::kTokenNotYetValid ||
+                   d.reason == Reason::kTokenIssuedInFuture)) {
+    return nullptr;
+  }
   std::int64_t ttl = (d.allow ? route.cache_ttl : route.cache_deny_ttl).count();
   if (ev.identity && ev.identity->claims) {  // never beyond the credential's own expiry
     const auto exp = ev.identity->claims->find("exp");

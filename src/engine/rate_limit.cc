@@ -21,14 +21,19 @@ RateVerdict LocalRateLimiter::check(std::string_view key, const RateLimit& limit
   auto it = shard.tat.find(std::string(key));
   if (it == shard.tat.end()) {
     if (shard.tat.size() >= per_shard_) {
-      // Drop idle keys (bucket full again) first, then the oldest.
-      for (auto i = shard.tat.begin(); i != shard.tat.end();) {
-        i = i->second <= now_us ? shard.tat.erase(i) : std::next(i);
+      // Full. Sweep idle keys (bucket full again) at most once per `per_shard_` new keys,
+      // so the sweep costs O(1) amortised; otherwise drop the oldest-inserted key.
+      if (shard.inserts_since_sweep >= per_shard_) {
+        shard.inserts_since_sweep = 0;
+        for (auto i = shard.tat.begin(); i != shard.tat.end();) {
+          i = i->second <= now_us ? shard.tat.erase(i) : std::next(i);
+        }
       }
       while (shard.tat.size() >= per_shard_ && shard.order_head < shard.order.size()) {
         shard.tat.erase(shard.order[shard.order_head++]);
       }
     }
+    ++shard.inserts_since_sweep;
     if (shard.order_head > shard.order.size() / 2) {  // compact the order log
       std::vector<std::string> live;
       for (std::size_t i = shard.order_head; i < shard.order.size(); ++i) {

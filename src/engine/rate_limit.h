@@ -36,9 +36,10 @@ class RateLimiter {
 };
 
 // GCRA (the generic cell rate algorithm, a token bucket without a refill timer): one
-// "theoretical arrival time" per key. Sharded; bounded to `max_keys` — idle keys (whose
-// bucket is full again) are dropped first when a shard is full, and if none is idle the
-// oldest-inserted key is, which at worst grants that key a fresh burst.
+// "theoretical arrival time" per key. Sharded; bounded to `max_keys` — when a shard is
+// full, the oldest-inserted key is dropped (at worst granting that key a fresh burst), and
+// idle keys (bucket full again) are swept out once per shard-size of new keys, so a new
+// key costs O(1) amortised however many clients there are.
 class LocalRateLimiter final : public RateLimiter {
  public:
   explicit LocalRateLimiter(std::size_t max_keys = 1'000'000);
@@ -51,6 +52,7 @@ class LocalRateLimiter final : public RateLimiter {
     std::unordered_map<std::string, std::int64_t> tat;  // key → theoretical arrival time (µs)
     std::vector<std::string> order;  // insertion order, for eviction of the oldest
     std::size_t order_head = 0;
+    std::size_t inserts_since_sweep = 0;
   };
   static constexpr std::size_t kShards = 32;
   std::size_t per_shard_;

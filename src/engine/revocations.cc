@@ -16,8 +16,9 @@ std::string Revocations::keyOf(Kind kind, const std::string& value) {
   return value;
 }
 
-void Revocations::revoke(Kind kind, std::string value, std::int64_t until_unix) {
+void Revocations::revoke(Kind kind, std::string value, std::int64_t until_unix, std::int64_t now) {
   std::unique_lock lock(mu_);
+  std::erase_if(revoked_, [now](const auto& kv) { return kv.second <= now; });
   auto& until = revoked_[keyOf(kind, value)];
   until = std::max(until, until_unix);
   count_.store(revoked_.size(), std::memory_order_release);

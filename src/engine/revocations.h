@@ -15,11 +15,13 @@ namespace portcullis::engine {
 class Revocations final {
  public:
   enum class Kind { kSub, kJti, kTokenHash };
-  void revoke(Kind kind, std::string value, std::int64_t until_unix);
+  // Also drops revocations that have ended by `now`.
+  void revoke(Kind kind, std::string value, std::int64_t until_unix, std::int64_t now);
   // True when any of the non-empty values is revoked at `now`.
   bool isRevoked(const std::string& sub, const std::string& jti, const std::string& token_hash,
                  std::int64_t now) const;
   std::size_t size() const;
+  // Drops ended revocations (the control thread calls it periodically).
   void purgeExpired(std::int64_t now);
 
  private:

@@ -75,7 +75,7 @@ struct Settings {
   struct Listeners {
     std::string authz;  // "host:port"; empty = off
     std::string admin;
-    std::string spoe;   // HAProxy SPOP agent
+    std::string spoe;  // HAProxy SPOP agent
   } listeners;
   unsigned workers = 0;  // 0 = number of cores
 

@@ -121,7 +121,7 @@ HttpOut AdminFrontend::revoke(const std::string& query) {
   for (const auto& [name, kind] : {std::pair{"sub", Kind::kSub}, std::pair{"jti", Kind::kJti},
                                    std::pair{"token_hash", Kind::kTokenHash}}) {
     if (const auto v = p.find(name); v != p.end() && !v->second.empty()) {
-      options_.revocations->revoke(kind, v->second, until);
+      options_.revocations->revoke(kind, v->second, until, gatekeeper_.clock().unixSeconds());
       ++revoked;
     }
   }

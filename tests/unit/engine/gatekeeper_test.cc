@@ -65,6 +65,11 @@ routes:
     match: { paths: [/by-ip] }
     allow: true
     rate_limit: { key: "${request.ip}", rate: 1/m, burst: 1 }
+  - name: shadow
+    match: { paths: [/shadow] }
+    authenticate: [demo]
+    mode: shadow
+    rate_limit: { key: "${claims.sub}", rate: 1/m, burst: 1 }
   - name: opaque
     match: { paths: [/opaque] }
     authenticate: [opaque]
@@ -188,7 +193,8 @@ TEST_F(GatekeeperTest, ErrorsAreNeverCached) {
 
 TEST_F(GatekeeperTest, RevokedCredentialsAreDeniedEvenWhenCached) {
   ASSERT_TRUE(decide(request("/orders/1", token_)).decision.allow);
-  revocations_.revoke(Revocations::Kind::kSub, "alice", clock_.unixSeconds() + 60);
+  revocations_.revoke(Revocations::Kind::kSub, "alice", clock_.unixSeconds() + 60,
+                      clock_.unixSeconds());
   const auto ev = decide(request("/orders/1", token_));
   EXPECT_EQ(ev.cache, Evaluation::Cache::kHit);
   EXPECT_FALSE(ev.decision.allow);
@@ -197,12 +203,13 @@ TEST_F(GatekeeperTest, RevokedCredentialsAreDeniedEvenWhenCached) {
   clock_.advance(61);  // the revocation expires (and so does the cache entry)
   EXPECT_TRUE(decide(request("/orders/1", token_)).decision.allow);
 
-  revocations_.revoke(Revocations::Kind::kJti, "t-1", clock_.unixSeconds() + 60);
+  revocations_.revoke(Revocations::Kind::kJti, "t-1", clock_.unixSeconds() + 60,
+                      clock_.unixSeconds());
   EXPECT_EQ(decide(request("/orders/1", token_)).decision.reason, Reason::kTokenRevoked);
   const auto other = mintToken({{"scope", "read:orders"}, {"jti", "t-9"}}, clock_.unixSeconds());
   EXPECT_TRUE(decide(request("/orders/1", other)).decision.allow);
   revocations_.revoke(Revocations::Kind::kTokenHash, portcullis::sha256Hex(other),
-                      clock_.unixSeconds() + 60);
+                      clock_.unixSeconds() + 60, clock_.unixSeconds());
   EXPECT_EQ(decide(request("/orders/1", other)).decision.reason, Reason::kTokenRevoked);
 }
 
@@ -233,6 +240,37 @@ TEST_F(GatekeeperTest, AddressKeyedLimitsApplyBeforeAuthentication) {
   auto elsewhere = request("/by-ip", "");
   elsewhere.client_ip = *IpAddress::parse("10.7.7.7");
   EXPECT_TRUE(decide(elsewhere).decision.allow);
+}
+
+TEST_F(GatekeeperTest, ShadowRoutesAuditButDoNotEnforceLimitsOrRevocations) {
+  EXPECT_TRUE(decide(request("/shadow", token_)).decision.allow);
+  const auto limited = decide(request("/shadow", token_));
+  EXPECT_TRUE(limited.decision.allow);
+  EXPECT_TRUE(limited.decision.wouldDeny());
+  EXPECT_EQ(limited.decision.reason, Reason::kRateLimited);
+  EXPECT_NE(sink_.lines.back().find("\"would_deny\":true"), std::string::npos);
+  revocations_.revoke(Revocations::Kind::kSub, "alice", clock_.unixSeconds() + 60,
+                      clock_.unixSeconds());
+  const auto revoked = decide(request("/shadow", token_));
+  EXPECT_TRUE(revoked.decision.allow);
+  EXPECT_EQ(revoked.decision.reason, Reason::kTokenRevoked);
+}
+
+TEST_F(GatekeeperTest, EndedRevocationsArePurged) {
+  revocations_.revoke(Revocations::Kind::kSub, "alice", clock_.unixSeconds() + 5,
+                      clock_.unixSeconds());
+  EXPECT_EQ(revocations_.size(), 1u);
+  clock_.advance(6);
+  revocations_.purgeExpired(clock_.unixSeconds());
+  EXPECT_EQ(revocations_.size(), 0u);
+  EXPECT_TRUE(decide(request("/orders/1", token_)).decision.allow);
+}
+
+TEST_F(GatekeeperTest, DeniesThatFixThemselvesAreNotCached) {
+  const auto early = mintToken({{"scope", "read:orders"}, {"nbf", clock_.unixSeconds() + 120}},
+                               clock_.unixSeconds());
+  EXPECT_EQ(decide(request("/orders/1", early)).decision.reason, Reason::kTokenNotYetValid);
+  EXPECT_EQ(decide(request("/orders/1", early)).cache, Evaluation::Cache::kMiss);
 }
 
 TEST_F(GatekeeperTest, ConcurrentMissesShareOneEvaluation) {
