@@ -116,10 +116,15 @@ int runHaproxyConfig(const HaproxyConfigOptions& options) {
   if (open_acls.empty()) {
     cfg << "    http-request deny deny_status 503 if !{ " << var << "allow) -m found }\n";
   } else {
-    cfg << "    # No answer from the agent: deny, except on routes with on_error: allow.\n";
+    cfg << "    # No answer from the agent: deny, except on routes with on_error: allow — and "
+           "only\n"
+           "    # for a canonical path, since HAProxy matches the raw path the upstream will\n"
+           "    # normalise (/public/../admin must never ride an open route).\n"
+           "    acl pc_path_unsafe path_sub % // /./ /../ \\\\\n"
+           "    acl pc_path_unsafe path_end /. /..\n";
     for (const auto& a : open_acls) {
       cfg << "    http-request set-var(txn.portcullis_open) int(1) if !{ " << var
-          << "allow) -m found } " << a << "\n";
+          << "allow) -m found } !pc_path_unsafe " << a << "\n";
     }
     cfg << "    http-request deny deny_status 503 if !{ " << var
         << "allow) -m found } !{ var(txn.portcullis_open) -m found }\n";

@@ -64,22 +64,44 @@ std::string stringOf(const Value* v) {
 
 // The writes of one connection, in order: ACKs finish in any order (pipelining), but
 // only one async_write may be in flight on a socket at a time.
-class Writer final {
+class Writer final : public std::enable_shared_from_this<Writer> {
  public:
-  explicit Writer(tcp::socket& socket) : socket_(socket) {}
+  explicit Writer(tcp::socket socket) : socket_(std::move(socket)) {}
+  tcp::socket& socket() { return socket_; }
+
+  // Queues a frame; ignored once the connection is closing or closed, so a decision that
+  // completes after its connection ended is dropped, never written anywhere else.
   void send(std::string frame) {
+    if (closing_) return;
     queue_.push_back(std::move(frame));
-    if (!writing_) {
-      writing_ = true;
-      asio::co_spawn(socket_.get_executor(), drain(), asio::detached);
-    }
+    kick();
   }
-  bool failed() const { return failed_; }
-  std::shared_ptr<Writer> self;  // kept alive by the connection
+  // Queues a last frame (a DISCONNECT) behind what is already queued, then shuts the
+  // socket down: nothing is written after it, and it never interleaves with an ACK.
+  void sendLast(std::string frame) {
+    if (closing_) return;
+    queue_.push_back(std::move(frame));
+    closing_ = true;
+    kick();
+  }
+  // The connection ended without a DISCONNECT of ours: drop what is queued and close.
+  void close() {
+    if (!closing_) {
+      closing_ = true;
+      queue_.clear();
+    }
+    kick();
+  }
 
  private:
-  asio::awaitable<void> drain() {
-    auto keep = self;
+  void kick() {
+    if (writing_) return;
+    writing_ = true;
+    asio::co_spawn(socket_.get_executor(), drain(shared_from_this()), asio::detached);
+  }
+  // The Writer owns the socket and outlives the connection's coroutine while writes or
+  // decisions are pending (they hold it by shared_ptr).
+  asio::awaitable<void> drain([[maybe_unused]] std::shared_ptr<Writer> keep) {
     while (!queue_.empty() && !failed_) {
       std::string frame = std::move(queue_.front());
       queue_.pop_front();
@@ -87,24 +109,27 @@ class Writer final {
       if (ec) failed_ = true;
     }
     writing_ = false;
+    if (closing_ && socket_.is_open()) {
+      boost::system::error_code ignored;
+      socket_.shutdown(tcp::socket::shutdown_both, ignored);
+      socket_.close(ignored);
+    }
   }
-  tcp::socket& socket_;
+
+  tcp::socket socket_;
   std::deque<std::string> queue_;
   bool writing_ = false;
+  bool closing_ = false;
   bool failed_ = false;
 };
 
-// Sends a DISCONNECT and closes (the peer's frames after it are ignored).
-asio::awaitable<void> sendDisconnect(tcp::socket& socket, const AgentStats& stats, Status status,
-                                     std::string why) {
+// Ends the connection with a DISCONNECT (the peer's frames after it are ignored).
+void sendDisconnect(Writer& writer, const AgentStats& stats, Status status, std::string why) {
   if (status != Status::kNormal) {
     if (stats.disconnects_sent != nullptr) stats.disconnects_sent->inc();
     spdlog::debug("spoe: disconnecting: {} ({})", statusMessage(status), why);
   }
-  std::string frame = encodeAgentDisconnect(status, why);
-  co_await asio::async_write(socket, asio::buffer(frame), kNoThrow);
-  boost::system::error_code ignored;
-  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  writer.sendLast(encodeAgentDisconnect(status, why));
 }
 
 }  // namespace
@@ -194,18 +219,18 @@ asio::awaitable<void> serveConnection(tcp::socket socket, engine::Gatekeeper& ga
                                       engine::Clients clients, AgentOptions options,
                                       AgentStats stats) {
   if (stats.connections != nullptr) stats.connections->inc();
-  auto writer = std::make_shared<Writer>(socket);
-  writer->self = writer;
+  auto writer = std::make_shared<Writer>(std::move(socket));
+  tcp::socket& sock = writer->socket();
   const auto executor = co_await asio::this_coro::executor;
   asio::steady_timer deadline(executor);
   bool timed_out = false;
   const auto armDeadline = [&](std::chrono::milliseconds after) {
     deadline.expires_after(after);
-    deadline.async_wait([&socket, &timed_out](const boost::system::error_code& ec) {
+    deadline.async_wait([&sock, &timed_out](const boost::system::error_code& ec) {
       if (ec) return;
       timed_out = true;
       boost::system::error_code ignored;
-      socket.cancel(ignored);
+      sock.cancel(ignored);
     });
   };
 
@@ -216,38 +241,36 @@ asio::awaitable<void> serveConnection(tcp::socket socket, engine::Gatekeeper& ga
   for (;;) {
     armDeadline(hello_done ? options.idle_timeout : options.hello_timeout);
     std::uint8_t len_bytes[4];
-    auto [ec, n] = co_await asio::async_read(socket, asio::buffer(len_bytes), kNoThrow);
+    auto [ec, n] = co_await asio::async_read(sock, asio::buffer(len_bytes), kNoThrow);
     if (ec) break;
     const std::uint32_t len = (std::uint32_t{len_bytes[0]} << 24) |
                               (std::uint32_t{len_bytes[1]} << 16) |
                               (std::uint32_t{len_bytes[2]} << 8) | len_bytes[3];
     if (len > max_frame) {
-      co_await sendDisconnect(socket, stats, Status::kTooBig,
-                              "frame is larger than max-frame-size");
+      sendDisconnect(*writer, stats, Status::kTooBig, "frame is larger than max-frame-size");
       break;
     }
     body.resize(len);
-    auto [ec2, n2] = co_await asio::async_read(socket, asio::buffer(body), kNoThrow);
+    auto [ec2, n2] = co_await asio::async_read(sock, asio::buffer(body), kNoThrow);
     if (ec2) break;
     deadline.cancel();
 
     auto decoded = decodeFrame(body);
     if (auto* err = std::get_if<DecodeError>(&decoded)) {
-      co_await sendDisconnect(socket, stats, err->status, err->message);
+      sendDisconnect(*writer, stats, err->status, err->message);
       break;
     }
     Frame& frame = std::get<Frame>(decoded);
     if (!hello_done) {
       if (frame.type != FrameType::kHaproxyHello) {
-        co_await sendDisconnect(socket, stats, Status::kInvalid,
-                                "the first frame must be HAPROXY-HELLO");
+        sendDisconnect(*writer, stats, Status::kInvalid, "the first frame must be HAPROXY-HELLO");
         break;
       }
       const std::string* versions = findString(frame.kv, "supported-versions");
       const auto their_max = findUint(frame.kv, "max-frame-size");
       const std::string* caps = findString(frame.kv, "capabilities");
       if (versions == nullptr) {
-        co_await sendDisconnect(socket, stats, Status::kNoVersion, "no supported-versions");
+        sendDisconnect(*writer, stats, Status::kNoVersion, "no supported-versions");
         break;
       }
       bool v2 = false;
@@ -256,19 +279,19 @@ asio::awaitable<void> serveConnection(tcp::socket socket, engine::Gatekeeper& ga
         if (v.starts_with("2.")) v2 = true;
       }
       if (!v2) {
-        co_await sendDisconnect(socket, stats, Status::kBadVersion, "this agent speaks SPOP 2.0");
+        sendDisconnect(*writer, stats, Status::kBadVersion, "this agent speaks SPOP 2.0");
         break;
       }
       if (!their_max) {
-        co_await sendDisconnect(socket, stats, Status::kNoFrameSize, "no max-frame-size");
+        sendDisconnect(*writer, stats, Status::kNoFrameSize, "no max-frame-size");
         break;
       }
       if (*their_max < 256) {
-        co_await sendDisconnect(socket, stats, Status::kBadFrameSize, "max-frame-size below 256");
+        sendDisconnect(*writer, stats, Status::kBadFrameSize, "max-frame-size below 256");
         break;
       }
       if (caps == nullptr) {
-        co_await sendDisconnect(socket, stats, Status::kNoCapabilities, "no capabilities");
+        sendDisconnect(*writer, stats, Status::kNoCapabilities, "no capabilities");
         break;
       }
       max_frame =
@@ -287,20 +310,20 @@ asio::awaitable<void> serveConnection(tcp::socket socket, engine::Gatekeeper& ga
     }
 
     if (frame.type == FrameType::kHaproxyDisconnect) {
-      co_await sendDisconnect(socket, stats, Status::kNormal, "bye");
+      sendDisconnect(*writer, stats, Status::kNormal, "bye");
       break;
     }
     if (frame.type != FrameType::kNotify) {
       if (frame.type == FrameType::kUnset || (frame.flags & kFlagFin) == 0) {
-        co_await sendDisconnect(socket, stats, Status::kFragmentationNotSupported,
-                                "fragmented frames are not supported");
+        sendDisconnect(*writer, stats, Status::kFragmentationNotSupported,
+                       "fragmented frames are not supported");
         break;
       }
       continue;  // unknown frame types may be skipped
     }
     if ((frame.flags & kFlagFin) == 0) {
-      co_await sendDisconnect(socket, stats, Status::kFragmentationNotSupported,
-                              "fragmented frames are not supported");
+      sendDisconnect(*writer, stats, Status::kFragmentationNotSupported,
+                     "fragmented frames are not supported");
       break;
     }
     if (stats.notifies != nullptr) stats.notifies->inc();
@@ -336,8 +359,7 @@ asio::awaitable<void> serveConnection(tcp::socket socket, engine::Gatekeeper& ga
           asio::post(executor,
                      [req, writer, in_flight, stream_id, frame_id, done = std::move(done)] {
                        --*in_flight;
-                       if (!writer->failed())
-                         writer->send(encodeAck(stream_id, frame_id, decisionVars(done, *req)));
+                       writer->send(encodeAck(stream_id, frame_id, decisionVars(done, *req)));
                      });
         });
     if (ev) {
@@ -347,10 +369,9 @@ asio::awaitable<void> serveConnection(tcp::socket socket, engine::Gatekeeper& ga
   }
   deadline.cancel();
   (void)timed_out;
-  // Pending decisions hold the writer; it stays alive until they complete.
-  writer->self.reset();
-  boost::system::error_code ignored;
-  socket.shutdown(tcp::socket::shutdown_both, ignored);
+  // Pending decisions hold the writer (and so the socket) until they complete; what they
+  // would write now goes nowhere.
+  writer->close();
 }
 
 }  // namespace portcullis::frontends::spoe
