@@ -7,6 +7,8 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 30
 
 # ccache keys on paths relative to the checkout, so a fresh clone elsewhere still hits.
 export CCACHE_BASEDIR   := $(CURDIR)
@@ -34,12 +36,36 @@ build-asan: deps $(ASAN_BUILD)/build.ninja
 run: build
 	@scripts/run-quickstart $(BUILD)/portcullis
 
+# Fuzzers and sanitizer runs first, the full suite last (its summary closes the output).
 test: build build-asan
-	@echo "== unit and integration tests ($(BUILD))"
-	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 300
+	$(MAKE) fuzz
 	@echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer ($(ASAN_BUILD))"
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2 -L unit
+	@echo "== unit and integration tests ($(BUILD))"
+	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 300
+
+# libFuzzer targets (fuzz/), built with clang in their own directory. Each fuzzer runs for
+# FUZZ_SECONDS on a copy of its seed corpus under $(FUZZ_BUILD)/corpus (so the checkout stays
+# clean); crash reproducers go to $(FUZZ_BUILD)/artifacts/. Any crash, leak, UB report,
+# timeout or broken invariant fails the target.
+.PHONY: fuzz
+$(FUZZ_BUILD)/build.ninja: CMakeLists.txt fuzz/CMakeLists.txt | deps
+	cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DPORTCULLIS_FUZZ=ON \
+	  -DPORTCULLIS_BUILD_BENCH=OFF $(CMAKE_ARGS)
+
+fuzz: deps $(FUZZ_BUILD)/build.ninja
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target jwt_fuzz jwk_fuzz spoe_fuzz
+	@set -e; for f in jwt jwk spoe; do \
+	  echo "== $${f}_fuzz: $(FUZZ_SECONDS) s on a copy of fuzz/corpus/$$f"; \
+	  rm -rf $(FUZZ_BUILD)/corpus/$$f; mkdir -p $(FUZZ_BUILD)/corpus/$$f $(FUZZ_BUILD)/artifacts; \
+	  cp fuzz/corpus/$$f/* $(FUZZ_BUILD)/corpus/$$f/; \
+	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    $(FUZZ_BUILD)/fuzz/$${f}_fuzz -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+	    -timeout=25 -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/artifacts/$${f}- \
+	    $(FUZZ_BUILD)/corpus/$$f; \
+	done
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -j 2 -L unit
