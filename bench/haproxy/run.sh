@@ -1,0 +1,469 @@
+#!/usr/bin/env bash
+# End-to-end benchmark of HAProxy 2.6 with portcullis as its SPOE agent, beside HAProxy on
+# its own, all on the same machine in one run:
+#   (a) HAProxy proxying to nginx `return 200` (no authentication: the floor)
+#   (b) HAProxy's native JWT check: `http-request` rules with jwt_verify (RS256, the demo
+#       key as a PEM file) plus iss, aud and exp checks — the same token rules, no agent
+#   (c) HAProxy + portcullis SPOE (the `portcullis haproxy-config` output), no decision
+#       cache on the route: every request is a full RS256 verification in portcullis
+#   (d) the same with `cache: { ttl: 60s }` on the route: warm cache, one token
+#
+#   bench/haproxy/run.sh [BUILD_DIR | path-to-portcullis]      (default: build)
+#
+# The whole server side — HAProxy (nbthread 1), portcullis (workers: 1, audit: none) and
+# nginx (one worker) — is pinned to one CPU (BENCH_SERVER_CPU, default 0); wrk is pinned to
+# another (BENCH_CLIENT_CPU, default 1): `wrk -t1 -c32 -d8s --latency` after a warm-up.
+# Every target is checked before it is measured (a valid token gets 200 and the right
+# X-User upstream; no token, a bad signature and an expired token get 401). Nothing runs
+# longer than its bound; only the PIDs started here are signalled.
+#
+# Knobs (environment): BENCH_DURATION (8s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (32),
+# BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1), BENCH_KEEP=1 keeps the work directory.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+arg=${1:-$root/build}
+[[ $arg == /* ]] || arg=$PWD/$arg
+if [[ -d $arg ]]; then bin=$arg/portcullis; else bin=$arg; fi
+
+duration=${BENCH_DURATION:-8s}
+warmup=${BENCH_WARMUP:-2s}
+conns=${BENCH_CONNECTIONS:-32}
+server_cpu=${BENCH_SERVER_CPU:-0}
+client_cpu=${BENCH_CLIENT_CPU:-1}
+jwks=$root/examples/keys/demo-jwks.json
+key=$root/examples/keys/demo.jwk
+
+die() { echo "bench/haproxy: $*" >&2; exit 1; }
+note() { echo "# $*"; }
+
+[[ $duration =~ ^[0-9]+s$ && $warmup =~ ^[0-9]+s$ ]] || die "BENCH_DURATION/BENCH_WARMUP: whole seconds, e.g. 8s"
+for tool in haproxy wrk nginx openssl taskset curl timeout awk od base64; do
+  command -v "$tool" >/dev/null || die "'$tool' is not installed"
+done
+[[ -x $bin ]] || die "no portcullis binary at $bin (build it, or pass the build directory)"
+[[ -r $jwks && -r $key ]] || die "demo keys not found under $root/examples/keys"
+ncpu=$(nproc)
+((server_cpu < ncpu && client_cpu < ncpu && server_cpu != client_cpu)) ||
+  die "need two distinct CPUs (server $server_cpu, client $client_cpu; this machine has $ncpu)"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/portcullis-bench-haproxy.XXXXXX")
+chmod 0711 "$work"
+started=()  # every PID this script started; the only ones it ever signals
+
+stop_pid() {  # TERM, wait up to 5 s, then KILL; reaps it
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null || true
+}
+forget() {
+  local keep=() p
+  for p in "${started[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+  started=("${keep[@]}")
+}
+cleanup() {
+  local pid
+  for pid in "${started[@]}"; do stop_pid "$pid"; done
+  started=()
+  if [[ ${BENCH_KEEP:-0} == 1 ]]; then echo "# work directory kept: $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+  local p i
+  for ((i = 0; i < 200; i++)); do
+    p=$((20000 + RANDOM % 40000))
+    port_in_use "$p" || { echo "$p"; return 0; }
+  done
+  die "no free loopback port found"
+}
+wait_port() {  # wait_port PORT PID: until something listens (bounded: 10 s)
+  local i
+  for ((i = 0; i < 100; i++)); do
+    port_in_use "$1" && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# CPU time (clock ticks) of PIDs and their threads: utime + stime from /proc/PID/stat.
+cpu_ticks() {
+  local total=0 pid t
+  for pid; do
+    t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null) || t=0
+    total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
+hz=$(getconf CLK_TCK)
+# "BUSY IDLE" ticks of one CPU from /proc/stat (busy = user nice system irq softirq steal).
+cpu_stat() { awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
+busy_pct() {  # busy_pct "BUSY0 IDLE0" "BUSY1 IDLE1"
+  awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    d = (y[1] - x[1]) + (y[2] - x[2]); printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }'
+}
+children() { cat "/proc/$1/task/$1/children" 2>/dev/null || true; }
+
+# ---- inputs -------------------------------------------------------------------------------
+cp "$bin" "$work/portcullis" || die "cannot copy $bin"
+bin_src=$bin
+bin=$work/portcullis
+token=$("$bin" token --key "$key" --sub alice --aud orders-api --scope 'read:orders' --ttl 2h)
+now=$(date +%s)
+expired=$("$bin" token --key "$key" --sub alice --aud orders-api --scope read:orders \
+  --iat $((now - 7200)) --exp $((now - 3600)))
+sig=${token##*.}
+c=${sig:20:1}
+[[ $c == A ]] && r=B || r=A
+bad_sig="${token%.*}.${sig:0:20}$r${sig:21}"
+export BENCH_TOKEN=$token
+
+# The demo key's public half as PEM, for jwt_verify: the JWK's n and e in an ASN.1
+# SubjectPublicKeyInfo built by openssl (no other tool needed).
+b64url_hex() {
+  local s=$1
+  s=${s//-/+}
+  s=${s//_//}
+  while ((${#s} % 4)); do s+="="; done
+  printf '%s' "$s" | base64 -d | od -An -v -tx1 | tr -d ' \n'
+}
+jwk_field() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" "$key" | head -1; }
+cat >"$work/demo-pub.cnf" <<CNF
+asn1=SEQUENCE:spki
+[spki]
+alg=SEQUENCE:rsa_alg
+key=BITWRAP,SEQUENCE:rsapub
+[rsa_alg]
+oid=OID:rsaEncryption
+null=NULL
+[rsapub]
+n=INTEGER:0x$(b64url_hex "$(jwk_field n)")
+e=INTEGER:0x$(b64url_hex "$(jwk_field e)")
+CNF
+openssl asn1parse -genconf "$work/demo-pub.cnf" -out "$work/demo-pub.der" -noout >/dev/null &&
+  openssl pkey -pubin -inform DER -in "$work/demo-pub.der" -out "$work/demo-pub.pem" ||
+  die "could not write the demo key as PEM"
+
+cat >"$work/request.lua" <<'LUA'
+wrk.method = "GET"
+wrk.path = "/orders/7"
+wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_TOKEN") or "")
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  local secs = summary.duration / 1e6
+  io.write(string.format(
+    "RESULT requests=%d duration_s=%.3f rps=%.1f p50_us=%d p90_us=%d p99_us=%d max_us=%d " ..
+    "err_connect=%d err_read=%d err_write=%d err_status=%d err_timeout=%d\n",
+    summary.requests, secs, summary.requests / secs, latency:percentile(50),
+    latency:percentile(90), latency:percentile(99), latency.max,
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+LUA
+
+# ---- nginx: the application, `return 200` ---------------------------------------------------
+ngx=$work/nginx
+mkdir -p "$ngx/logs"
+nginx_pid=
+for _ in 1 2 3 4 5; do
+  app_port=$(free_port)
+  cat >"$ngx/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $ngx/nginx.pid;
+error_log $ngx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $ngx/body;
+  proxy_temp_path $ngx/proxy;
+  fastcgi_temp_path $ngx/fastcgi;
+  uwsgi_temp_path $ngx/uwsgi;
+  scgi_temp_path $ngx/scgi;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$app_port;
+    location / { default_type text/plain; return 200 "user=\$http_x_user\n"; }
+  }
+}
+NGINX
+  taskset -c "$server_cpu" nginx -p "$ngx" -c "$ngx/nginx.conf" >"$ngx/logs/stdout.log" 2>&1 &
+  nginx_pid=$!
+  started+=("$nginx_pid")
+  if wait_port "$app_port" "$nginx_pid"; then break; fi
+  stop_pid "$nginx_pid"
+  forget "$nginx_pid"
+  nginx_pid=
+done
+[[ -n $nginx_pid ]] || die "nginx did not start: $(tail -3 "$ngx/logs/error.log")"
+sleep 0.2
+nginx_pids="$nginx_pid $(children "$nginx_pid")"
+
+# ---- measuring ------------------------------------------------------------------------------
+rows=()  # "target|rps|p50_us|p99_us|cpu_us_per_req|server_util|cpu0_busy|cpu1_busy|errors"
+field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" "$2" | tail -1; }
+wrk_run() {  # wrk_run URL DURATION OUTFILE
+  local secs=${2%s}
+  timeout $((secs + 30)) taskset -c "$client_cpu" \
+    wrk -t1 -c"$conns" -d"$2" --latency -s "$work/request.lua" "$1" >"$3" 2>&1 ||
+    die "wrk failed against $1: $(tail -3 "$3")"
+}
+measure() {  # measure NAME URL PID…
+  local name=$1 url=$2
+  shift 2
+  local tag=${name//[^a-zA-Z0-9]/_}
+  local out="$work/wrk-$tag.txt"
+  wrk_run "$url" "$warmup" "$work/warmup-$tag.txt"
+  sleep 0.3
+  local t0 t1 s0 s1 c0 c1 pid
+  local -a each0=() each1=()
+  s0=$(cpu_stat "$server_cpu")
+  c0=$(cpu_stat "$client_cpu")
+  for pid; do each0+=("$(cpu_ticks "$pid")"); done
+  t0=$(cpu_ticks "$@")
+  wrk_run "$url" "$duration" "$out"
+  t1=$(cpu_ticks "$@")
+  for pid; do each1+=("$(cpu_ticks "$pid")"); done
+  s1=$(cpu_stat "$server_cpu")
+  c1=$(cpu_stat "$client_cpu")
+  grep -q '^RESULT ' "$out" || die "no RESULT line from wrk against $url: $(tail -5 "$out")"
+  local requests secs rps p50 p99 errs cpu_us util sbusy cbusy
+  requests=$(field requests "$out")
+  secs=$(field duration_s "$out")
+  rps=$(field rps "$out")
+  p50=$(field p50_us "$out")
+  p99=$(field p99_us "$out")
+  errs=$(($(field err_connect "$out") + $(field err_read "$out") + $(field err_write "$out") +
+    $(field err_status "$out") + $(field err_timeout "$out")))
+  cpu_us=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.1f", n ? d * 1e6 / hz / n : 0 }')
+  util=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v s="$secs" 'BEGIN { printf "%.0f", 100 * d / hz / s }')
+  sbusy=$(busy_pct "$s0" "$s1")
+  cbusy=$(busy_pct "$c0" "$c1")
+  echo "== $name: wrk -t1 -c$conns -d$duration --latency $url"
+  sed 's/^/   /' "$out"
+  echo "   server side CPU (haproxy + portcullis + nginx): $((t1 - t0)) ticks (CLK_TCK $hz) over ${secs}s" \
+    "= $cpu_us us/request, ${util}% of one CPU"
+  local split="" i=0 comm
+  for pid; do
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null || echo "?")
+    split+=" $comm($pid)=$(awk -v d=$((each1[i] - each0[i])) -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.1f", n ? d * 1e6 / hz / n : 0 }')"
+    i=$((i + 1))
+  done
+  echo "   per process, us/request:$split"
+  echo "   CPU $server_cpu (server side) ${sbusy}% busy, CPU $client_cpu (wrk) ${cbusy}% busy, from /proc/stat"
+  if ((sbusy - util > 5)); then
+    echo "   WARNING: CPU $server_cpu was $((sbusy - util)) points busier than the server side: another process shared it"
+  fi
+  rows+=("$name|$rps|$p50|$p99|$cpu_us|$util%|$sbusy%|$cbusy%|$errs")
+}
+
+# check NAME URL: a valid token → 200 (and, unless plain proxying, X-User alice upstream
+# whatever X-User the client sent); no token, a bad signature, an expired token → 401.
+check() {
+  local name=$1 url=$2 body code what t
+  body=$(curl -s --noproxy '*' --max-time 5 -H "Authorization: Bearer $token" -H "X-User: mallory" "$url") ||
+    die "$name: no answer from $url"
+  code=$(curl -s --noproxy '*' --max-time 5 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$url")
+  [[ $code == 200 ]] || die "$name: a valid token got $code, expected 200"
+  [[ $name == *plain* ]] && return 0
+  [[ $body == "user=alice" ]] || die "$name: the application got '$body', expected user=alice"
+  for what in none bad-signature expired; do
+    case $what in
+      none) t= ;;
+      bad-signature) t=$bad_sig ;;
+      expired) t=$expired ;;
+    esac
+    local -a auth=()
+    [[ -n $t ]] && auth=(-H "Authorization: Bearer $t")
+    code=$(curl -s --noproxy '*' --max-time 5 -o /dev/null -w '%{http_code}' "${auth[@]}" "$url")
+    [[ $code == 401 ]] || die "$name: token $what got $code, expected 401"
+  done
+}
+
+# start_haproxy CFG: HAProxy (one thread) on CPU 0; sets HAPROXY_PID.
+start_haproxy() {
+  taskset -c "$server_cpu" haproxy -db -f "$1" >"$1.log" 2>&1 &
+  HAPROXY_PID=$!
+  started+=("$HAPROXY_PID")
+}
+stop_haproxy() {
+  stop_pid "$HAPROXY_PID"
+  forget "$HAPROXY_PID"
+}
+
+common_global="global
+    nbthread 1
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+"
+
+# ---- the run --------------------------------------------------------------------------------
+note "HAProxy + portcullis SPOE benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+note "host: $(uname -srm), $ncpu CPU(s): $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+note "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+if awk '{ exit !($1 > 0.7) }' /proc/loadavg; then
+  note "WARNING: the machine is busy (1-min load above 0.7); numbers will be low and noisy"
+fi
+note "$(haproxy -v | head -1)"
+note "portcullis: $bin_src (sha256 $(sha256sum "$bin" | cut -c1-12))"
+note "server side (haproxy nbthread 1, portcullis workers 1, nginx 1 worker) on CPU $server_cpu, wrk on CPU $client_cpu"
+note "warm-up $warmup, measured $duration, $conns connections, GET /orders/7 with one RS256 token"
+echo
+
+# (a) plain proxying.
+port=$(free_port)
+cat >"$work/plain.cfg" <<CFG
+$common_global
+frontend fe
+    bind 127.0.0.1:$port
+    default_backend app
+backend app
+    server app 127.0.0.1:$app_port
+CFG
+start_haproxy "$work/plain.cfg"
+wait_port "$port" "$HAPROXY_PID" || die "haproxy (plain) did not start: $(cat "$work/plain.cfg.log")"
+check "a. haproxy plain" "http://127.0.0.1:$port/orders/7"
+# shellcheck disable=SC2086
+measure "a. haproxy plain" "http://127.0.0.1:$port/orders/7" "$HAPROXY_PID" $nginx_pids
+stop_haproxy
+echo
+
+# (b) HAProxy's own JWT verification (2.6: http_auth_bearer, jwt_header_query,
+# jwt_payload_query, jwt_verify).
+port=$(free_port)
+cat >"$work/jwt.cfg" <<CFG
+$common_global
+frontend fe
+    bind 127.0.0.1:$port
+    http-request del-header X-User
+    http-request set-var(txn.bearer) http_auth_bearer
+    http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
+    http-request set-var(txn.iss) var(txn.bearer),jwt_payload_query('\$.iss')
+    http-request set-var(txn.aud) var(txn.bearer),jwt_payload_query('\$.aud')
+    http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+    http-request set-var(txn.now) date()
+    http-request return status 401 hdr WWW-Authenticate 'Bearer realm="haproxy"' unless { var(txn.bearer) -m found }
+    http-request return status 401 unless { var(txn.alg) -m str RS256 }
+    http-request return status 401 unless { var(txn.iss) -m str portcullis-dev }
+    http-request return status 401 unless { var(txn.aud) -m str orders-api }
+    http-request return status 401 unless { var(txn.exp),sub(txn.now) -m int gt 0 }
+    http-request return status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"$work/demo-pub.pem") -m int 1 }
+    http-request set-header X-User %[var(txn.bearer),jwt_payload_query('\$.sub')]
+    default_backend app
+backend app
+    server app 127.0.0.1:$app_port
+CFG
+haproxy -c -f "$work/jwt.cfg" >"$work/jwt-c.log" 2>&1 || die "haproxy rejected the jwt_verify config: $(cat "$work/jwt-c.log")"
+start_haproxy "$work/jwt.cfg"
+wait_port "$port" "$HAPROXY_PID" || die "haproxy (jwt) did not start: $(cat "$work/jwt.cfg.log")"
+check "b. haproxy jwt_verify" "http://127.0.0.1:$port/orders/7"
+# shellcheck disable=SC2086
+measure "b. haproxy jwt_verify" "http://127.0.0.1:$port/orders/7" "$HAPROXY_PID" $nginx_pids
+stop_haproxy
+echo
+
+# (c)/(d) HAProxy + portcullis SPOE, the generated configuration.
+write_policy() {  # write_policy FILE SPOE_PORT CACHE_LINE
+  cat >"$1" <<YAML
+# Generated by bench/haproxy/run.sh: one RS256 provider, one route, one worker.
+version: 1
+workers: 1
+listeners:
+  spoe: 127.0.0.1:$2
+  admin: 127.0.0.1:0
+watch: { enabled: false }
+identity:
+  demo:
+    issuer: portcullis-dev
+    jwks_file: $jwks
+    audiences: [orders-api]
+    algorithms: [RS256]
+    claims_to_headers: { X-User: sub }
+routes:
+  - name: orders-read
+    match: { paths: [/orders, /orders/*], methods: [GET, HEAD] }
+    authenticate: [demo]
+    require: { scopes: [read:orders] }
+$3
+default: deny
+audit: { sink: none }
+YAML
+}
+run_spoe() {  # run_spoe NAME CACHE_LINE
+  local name=$1 tag=${1//[^a-zA-Z0-9]/_} spoe_port port
+  spoe_port=$(free_port)
+  port=$(free_port)
+  local policy=$work/policy-$tag.yaml ready=$work/ready-$tag.json log=$work/portcullis-$tag.log
+  write_policy "$policy" "$spoe_port" "$2"
+  "$bin" check -c "$policy" >/dev/null || die "policy rejected: $policy"
+  taskset -c "$server_cpu" "$bin" serve -c "$policy" --ready-file "$ready" >"$log" 2>&1 &
+  local pid=$! i
+  started+=("$pid")
+  for ((i = 0; i < 100; i++)); do
+    [[ -s $ready ]] && break
+    kill -0 "$pid" 2>/dev/null || die "portcullis exited: $(tail -5 "$log")"
+    sleep 0.1
+  done
+  [[ -s $ready ]] || die "portcullis did not become ready in 10 s"
+  local admin
+  admin=$(sed -n 's/.*"admin":"\([^"]*\)".*/\1/p' "$ready")
+  "$bin" haproxy-config -c "$policy" --bind "127.0.0.1:$port" --upstream "127.0.0.1:$app_port" \
+    --out-dir "$work/haproxy-$tag" 2>/dev/null || die "portcullis haproxy-config failed"
+  local cfg=$work/haproxy-$tag/haproxy.cfg
+  # One thread, like the other targets; the rest is the generated configuration as is.
+  sed -i 's|^global$|global\n    nbthread 1|' "$cfg"
+  haproxy -c -f "$cfg" >"$work/haproxy-$tag-c.log" 2>&1 || die "haproxy rejected $cfg: $(cat "$work/haproxy-$tag-c.log")"
+  start_haproxy "$cfg"
+  wait_port "$port" "$HAPROXY_PID" || die "haproxy (spoe) did not start: $(cat "$cfg.log")"
+  for ((i = 0; i < 50; i++)); do  # until the agent answers through HAProxy
+    [[ $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$port/orders/7") == 200 ]] && break
+    sleep 0.1
+  done
+  check "$name" "http://127.0.0.1:$port/orders/7"
+  # shellcheck disable=SC2086
+  measure "$name" "http://127.0.0.1:$port/orders/7" "$HAPROXY_PID" "$pid" $nginx_pids
+  local m=$work/metrics-$tag.txt
+  curl -s "http://$admin/metrics" >"$m" || true
+  echo "   agent: notify=$(awk '$1 == "portcullis_spoe_notify_total" { print $2 }' "$m")" \
+    "connections=$(awk '$1 == "portcullis_spoe_connections_total" { print $2 }' "$m")" \
+    "protocol-errors=$(awk '$1 == "portcullis_spoe_protocol_errors_total" { print $2 }' "$m")" \
+    "cache-hits=$(awk '$1 == "portcullis_cache_lookups_total{result=\"hit\"}" { print $2 }' "$m")" \
+    "cache-misses=$(awk '$1 == "portcullis_cache_lookups_total{result=\"miss\"}" { print $2 }' "$m")"
+  stop_haproxy
+  stop_pid "$pid"
+  forget "$pid"
+  echo
+}
+run_spoe "c. spoe, no cache" ""
+run_spoe "d. spoe, warm cache" "    cache: { ttl: 60s }"
+
+stop_pid "$nginx_pid"
+forget "$nginx_pid"
+
+# ---- summary ----------------------------------------------------------------------------------
+note "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+printf '%-24s %10s %9s %9s %11s %7s %7s %7s %7s\n' target req/s p50_ms p99_ms us/request server \
+  "cpu$server_cpu" "cpu$client_cpu" errors
+for row in "${rows[@]}"; do
+  IFS='|' read -r name rps p50 p99 cpu util sbusy cbusy errs <<<"$row"
+  printf '%-24s %10.0f %9.3f %9.3f %11s %7s %7s %7s %7s\n' "$name" "$rps" \
+    "$(awk -v u="$p50" 'BEGIN { print u / 1000 }')" "$(awk -v u="$p99" 'BEGIN { print u / 1000 }')" \
+    "$cpu" "$util" "$sbusy" "$cbusy" "$errs"
+done
+echo "us/request: CPU time of the whole server side (haproxy + portcullis + nginx) per request;"
+echo "server: that CPU time as a share of one CPU; cpu$server_cpu, cpu$client_cpu: how busy each CPU was,"
+echo "all causes (cpu$client_cpu near 100% = wrk-bound); errors: wrk socket errors + non-2xx/3xx answers."
