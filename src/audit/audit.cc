@@ -163,16 +163,31 @@ void StreamSink::run() {
     for (const auto& line : batch)
       buffer += line;
     std::size_t off = 0;
+    bool failed = false;
     while (off < buffer.size()) {
       const ssize_t n = ::write(fd_, buffer.data() + off, buffer.size() - off);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         write_errors_.inc();
+        failed = true;
         break;
       }
       off += static_cast<std::size_t>(n);
     }
-    lines_.inc(batch.size());
+    if (failed) {
+      // Count what did not reach the sink as dropped, never as written.
+      std::size_t written_lines = 0;
+      std::size_t bytes = 0;
+      for (const auto& line : batch) {
+        if (bytes + line.size() > off) break;
+        bytes += line.size();
+        ++written_lines;
+      }
+      lines_.inc(written_lines);
+      dropped_.inc(batch.size() - written_lines);
+    } else {
+      lines_.inc(batch.size());
+    }
     const std::size_t count = batch.size();
     batch.clear();
 

@@ -30,11 +30,14 @@ class AuditSink {
   virtual ~AuditSink() = default;
   // Takes one complete line. May block briefly (bounded back-pressure); never throws.
   virtual void write(std::string line) = 0;
+  // False when lines are thrown away (`sink: none`): callers then skip formatting them.
+  virtual bool enabled() const { return true; }
 };
 
 class NullSink final : public AuditSink {
  public:
   void write(std::string) override {}
+  bool enabled() const override { return false; }
 };
 
 // Writes lines to stdout or a file from a background thread, so a slow disk never stalls a

@@ -327,8 +327,10 @@ void Gatekeeper::finish(const Request& request, const Evaluation& ev,
   const auto elapsed = std::chrono::steady_clock::now() - started;
   const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
   latency_.observe(static_cast<double>(micros) / 1e6);
-  sink_.write(
-      audit::auditLine(request, ev, snapshot.version, now_ms, static_cast<std::uint64_t>(micros)));
+  if (sink_.enabled()) {
+    sink_.write(audit::auditLine(request, ev, snapshot.version, now_ms,
+                                 static_cast<std::uint64_t>(micros)));
+  }
 }
 
 std::string newRequestId() {

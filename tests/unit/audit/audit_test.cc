@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -212,6 +213,33 @@ TEST(JsonWriterTest, WritesAFlatObject) {
   w.raw("a", "[]");
   w.close();
   EXPECT_EQ(out, R"({"s":"x","n":-42,"b":true,"z":null,"a":[]})");
+}
+
+}  // namespace
+}  // namespace portcullis::audit
+
+namespace portcullis::audit {
+namespace {
+
+TEST(StreamSinkTest, LinesThatCouldNotBeWrittenCountAsDropped) {
+  ::signal(SIGPIPE, SIG_IGN);  // as `serve` does: a broken pipe is an error, not a kill
+  TempDir dir;
+  Metrics metrics;
+  const std::string fifo = dir.path() + "/fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+  ASSERT_GE(reader, 0);
+  {
+    StreamSink sink(fifo, 16, std::chrono::milliseconds(50), metrics);
+    ::close(reader);  // nobody reads any more: every write fails with EPIPE
+    for (int i = 0; i < 3; ++i)
+      sink.write("{\"n\":1}\n");
+    sink.flush();
+  }
+  const auto text = metrics.render();
+  EXPECT_NE(text.find("portcullis_audit_dropped_total 3\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("portcullis_audit_lines_total 0\n"), std::string::npos) << text;
+  EXPECT_EQ(text.find("portcullis_audit_write_errors_total 0\n"), std::string::npos) << text;
 }
 
 }  // namespace
