@@ -139,6 +139,8 @@ int runHaproxyConfig(const HaproxyConfigOptions& options) {
       << "status) -m int 403 } { " << var << "www_authenticate) -m found }\n";
   cfg << "    http-request return status 403 content-type text/plain string \"forbidden\" if { "
       << var << "allow) -m int 0 } { " << var << "status) -m int 403 }\n";
+  cfg << "    http-request deny deny_status 400 if { " << var << "allow) -m int 0 } { " << var
+      << "status) -m int 400 }\n";
   cfg << "    http-request return status 429 content-type text/plain string \"too many requests\" "
          "hdr Retry-After \"%["
       << var << "retry_after)]\" if { " << var << "allow) -m int 0 } { " << var

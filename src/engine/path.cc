@@ -39,7 +39,10 @@ std::optional<std::string> normalizePath(std::string_view raw) {
     const int lo = hexValue(raw[i + 2]);
     if (hi < 0 || lo < 0) return std::nullopt;
     const auto value = static_cast<unsigned char>(hi * 16 + lo);
-    if (value == 0) return std::nullopt;
+    // An encoded NUL, '/' or '\' is refused: upstreams disagree on whether "%2F" separates
+    // segments (nginx decodes it, then resolves "..": /public/..%2Forders would be routed
+    // as public here and served as /orders there). Fail closed rather than guess.
+    if (value == 0 || value == '/' || value == '\\') return std::nullopt;
     if (isUnreserved(value)) {
       decoded.push_back(static_cast<char>(value));
     } else {

@@ -332,6 +332,17 @@ assert_not_forwarded "/public/../orders/7"
 assert_audit path /orders/7
 assert_audit reason token_missing
 
+# Encoded slashes: the application (nginx here, like many) decodes %2F and %5C and then
+# resolves dot segments, so /public/..%2forders/7 is its /orders/7. A request without a
+# token must never reach the application as a protected route's path, whatever route
+# portcullis matched the raw form to.
+for p in /public/..%2forders/7 /public/..%2Forders/7; do
+  via "encoded slash $p" "hx-enc-${p//[^a-zA-Z0-9]/}" --path-as-is "$p"
+  if [[ $HTTP_STATUS == 200 && $HTTP_BODY == *$'uri=/orders/7\n'* ]]; then
+    bug "GET $p without a token → expected a refusal (401, or 400 for an ambiguous path), got 200: portcullis decided route '$(json_get "$AUDIT_LINE" route)' on path '$(json_get "$AUDIT_LINE" path)' and the application served uri=/orders/7"
+  fi
+done
+
 # Rate limit: /search allows a burst of 5 per client address, then 429 with Retry-After.
 {
   echo 'write-out = "%{http_code}\n"'

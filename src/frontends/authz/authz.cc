@@ -133,6 +133,9 @@ asio::awaitable<HttpOut> AuthzFrontend::handle(HttpIn& in) {
     bad.listener = "authz";
     bad.method = in.method;
     bad.client_ip = in.peer;
+    if (const auto* id = in.headers.find("x-request-id")) {
+      bad.request_id = headerSafe(std::string_view(*id).substr(0, 128));
+    }
     const auto ev = gatekeeper_.reject(bad, Reason::kBadRequest, why);
     out.status = ev.decision.status;
     co_return out;

@@ -344,6 +344,19 @@ asio::awaitable<void> serveConnection(tcp::socket socket, engine::Gatekeeper& ga
     if (!request) {
       engine::Request bad;
       bad.listener = "spoe";
+      bad.method = stringOf(find(message->args, "method"));
+      if (const Value* ip = find(message->args, "ip")) {
+        if (const auto* addr = std::get_if<IpAddress>(ip)) bad.client_ip = *addr;
+      }
+      // Keep the caller's request id, so the refusal can be found in the audit log.
+      if (const Value* hv = find(message->args, "headers")) {
+        if (auto headers = decodeHeaders(stringOf(hv))) {
+          for (const auto& [n, v] : *headers) {
+            if (iequals(n, "x-request-id"))
+              bad.request_id = headerSafe(std::string_view(v).substr(0, 128));
+          }
+        }
+      }
       const auto ev = gatekeeper.reject(bad, Reason::kBadRequest, why);
       writer->send(encodeAck(frame.stream_id, frame.frame_id, decisionVars(ev, bad)));
       continue;
