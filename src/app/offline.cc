@@ -77,9 +77,7 @@ std::optional<engine::Request> requestFromUrl(const std::string& method, const s
   }
   req.path = std::move(parsed->path);
   req.query = std::move(parsed->query);
-  req.method = method;
-  for (char& c : req.method)
-    c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
+  req.method = toUpper(method);
   return req;
 }
 

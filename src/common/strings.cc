@@ -13,6 +13,13 @@ std::string toLower(std::string_view s) {
   return out;
 }
 
+std::string toUpper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
+  return out;
+}
+
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return asciiLower(x) == asciiLower(y);

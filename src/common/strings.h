@@ -10,6 +10,7 @@ constexpr char asciiLower(char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
 }
 std::string toLower(std::string_view s);
+std::string toUpper(std::string_view s);  // ASCII only, e.g. HTTP methods
 bool iequals(std::string_view a, std::string_view b);
 std::string_view trim(std::string_view s);
 // Splits on `sep`; empty pieces are kept.

@@ -844,12 +844,8 @@ class Compiler final {
     }
     if (const auto v = map.get("methods"); v.IsDefined()) {
       if (auto list = readStringList(diag_, v, what + ".match.methods")) {
-        for (auto& m : *list) {
-          std::transform(m.begin(), m.end(), m.begin(), [](char c) {
-            return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
-          });
-          match.methods.push_back(m);
-        }
+        for (const auto& m : *list)
+          match.methods.push_back(toUpper(m));
       }
     }
   }

@@ -37,17 +37,8 @@ std::string_view firstToken(const Route& route, const Request& request) {
   return {};
 }
 
-// A per-request stage (revocation, rate limit) denies — except on a route in shadow mode,
-// where the request goes through and the audit line says what would have happened.
-void denyUnlessShadow(const Route* route, Evaluation& ev, Reason reason, std::string detail) {
-  if (route != nullptr && route->mode == Route::Mode::kShadow) {
-    Decision& d = ev.decision;
-    d.outcome = Outcome::kDeny;
-    d.reason = reason;
-    d.detail = std::move(detail);
-    d.shadow = true;
-    return;
-  }
+// Turns the evaluation into a plain deny for `reason` (its table status, no headers).
+void setDeny(Evaluation& ev, Reason reason, std::string detail) {
   Decision& d = ev.decision;
   d.allow = false;
   d.outcome = Outcome::kDeny;
@@ -60,17 +51,18 @@ void denyUnlessShadow(const Route* route, Evaluation& ev, Reason reason, std::st
   d.fail_open = false;
 }
 
-void setDeny(Evaluation& ev, Reason reason, std::string detail) {
-  Decision& d = ev.decision;
-  d.allow = false;
-  d.outcome = Outcome::kDeny;
-  d.reason = reason;
-  d.status = reasonInfo(reason).status;
-  d.detail = std::move(detail);
-  d.upstream_headers.clear();
-  d.response_headers.clear();
-  d.shadow = false;
-  d.fail_open = false;
+// A per-request stage (revocation, rate limit) denies — except on a route in shadow mode,
+// where the request goes through and the audit line says what would have happened.
+void denyUnlessShadow(const Route* route, Evaluation& ev, Reason reason, std::string detail) {
+  if (route != nullptr && route->mode == Route::Mode::kShadow) {
+    Decision& d = ev.decision;
+    d.outcome = Outcome::kDeny;
+    d.reason = reason;
+    d.detail = std::move(detail);
+    d.shadow = true;
+    return;
+  }
+  setDeny(ev, reason, std::move(detail));
 }
 
 }  // namespace
@@ -119,7 +111,7 @@ std::optional<Evaluation> Gatekeeper::decide(Request& request, const Clients& cl
       finish(request, ev, *snapshot, started, now_ms);
       done(std::move(ev));
     };
-    auto ev = evaluate(snapshot, request, now, clients, explain, std::move(later));
+    auto ev = evaluateRoute(snapshot, route, request, now, clients, explain, std::move(later));
     if (ev) {
       afterDecision(request, route, *ev, nullptr, now);
       finish(request, *ev, *snapshot, started, now_ms);
@@ -171,7 +163,7 @@ std::optional<Evaluation> Gatekeeper::decide(Request& request, const Clients& cl
     finish(request, ev, *snapshot, started, now_ms);
     done(std::move(ev));
   };
-  auto ev = evaluate(snapshot, request, now, clients, explain, std::move(later));
+  auto ev = evaluateRoute(snapshot, route, request, now, clients, explain, std::move(later));
   if (ev) {
     if (explain) ev->trace.push_back({"cache", "miss", "key recipe: " + route->cache_recipe});
     complete(*ev);

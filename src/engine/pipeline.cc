@@ -67,9 +67,9 @@ class Evaluator final : public std::enable_shared_from_this<Evaluator> {
 
   // Returns the evaluation when it completed inline; otherwise nullopt, and `done` is
   // called exactly once when it completes.
-  std::optional<Evaluation> start(EvaluationDone done) {
+  std::optional<Evaluation> start(const Route* matched, EvaluationDone done) {
     done_ = std::move(done);
-    ev_.route = snapshot_.findRoute(request_);
+    ev_.route = matched;
     if (ev_.route == nullptr) {
       note("route", "none",
            "no route matches " + request_.method + " " + request_.host + request_.path);
@@ -343,16 +343,24 @@ Evaluation evaluate(const PolicySnapshot& snapshot, const Request& request, std:
   const Clients none;
   auto evaluator = std::make_shared<Evaluator>(snapshot, nullptr, request, now, none, explain);
   // Without clients no stage can wait, so this always completes inline.
-  return *evaluator->start([](Evaluation) {});
+  return *evaluator->start(snapshot.findRoute(request), [](Evaluation) {});
 }
 
 std::optional<Evaluation> evaluate(std::shared_ptr<const PolicySnapshot> snapshot,
                                    const Request& request, std::int64_t now, const Clients& clients,
                                    bool explain, EvaluationDone done) {
+  const Route* route = snapshot->findRoute(request);
+  return evaluateRoute(std::move(snapshot), route, request, now, clients, explain, std::move(done));
+}
+
+std::optional<Evaluation> evaluateRoute(std::shared_ptr<const PolicySnapshot> snapshot,
+                                        const Route* route, const Request& request,
+                                        std::int64_t now, const Clients& clients, bool explain,
+                                        EvaluationDone done) {
   const PolicySnapshot& ref = *snapshot;
   auto evaluator =
       std::make_shared<Evaluator>(ref, std::move(snapshot), request, now, clients, explain);
-  return evaluator->start(std::move(done));
+  return evaluator->start(route, std::move(done));
 }
 
 const Route* PolicySnapshot::findRoute(const Request& request) const {

@@ -68,6 +68,13 @@ std::optional<Evaluation> evaluate(std::shared_ptr<const PolicySnapshot> snapsho
                                    const Request& request, std::int64_t now, const Clients& clients,
                                    bool explain, EvaluationDone done);
 
+// The same for a caller that has already routed the request (`route` = the snapshot's
+// findRoute() result, null when nothing matched), so routing is done once per request.
+std::optional<Evaluation> evaluateRoute(std::shared_ptr<const PolicySnapshot> snapshot,
+                                        const Route* route, const Request& request,
+                                        std::int64_t now, const Clients& clients, bool explain,
+                                        EvaluationDone done);
+
 // The same without clients: always completes inline (offline tools, tests).
 Evaluation evaluate(const PolicySnapshot& snapshot, const Request& request, std::int64_t now,
                     bool explain = false);

@@ -111,9 +111,7 @@ std::optional<engine::Request> originalRequest(HttpIn& in, const engine::Setting
     why = "the original URI is not a valid origin-form path";
     return std::nullopt;
   }
-  for (char& c : method)
-    c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
-  req.method = std::move(method);
+  req.method = toUpper(method);
   req.scheme = toLower(scheme);
   req.host = engine::normalizeHost(host);
   req.path = std::move(parsed->path);
@@ -149,24 +147,25 @@ asio::awaitable<HttpOut> AuthzFrontend::handle(HttpIn& in) {
   // request's evaluation of the same cache key) resumes this coroutine through a timer
   // used as a one-shot event. The callback may run on another worker's thread, so it only
   // posts to this connection's executor.
+  // The timer is only built when the decision did not complete inline (the callback runs
+  // on this loop after we suspend, so it always finds it).
   struct Pending {
-    explicit Pending(const asio::any_io_executor& ex)
-        : wake(ex, asio::steady_timer::time_point::max()) {}
-    asio::steady_timer wake;
+    std::optional<asio::steady_timer> wake;
     std::optional<engine::Evaluation> result;
   };
   const auto executor = co_await asio::this_coro::executor;
-  auto pending = std::make_shared<Pending>(executor);
+  auto pending = std::make_shared<Pending>();
   std::optional<engine::Evaluation> ev =
       gatekeeper_.decide(*request, clients_, false, [pending, executor](engine::Evaluation done) {
         asio::post(executor, [pending, done = std::move(done)]() mutable {
           pending->result = std::move(done);
-          pending->wake.cancel();
+          if (pending->wake) pending->wake->cancel();
         });
       });
   if (!ev) {
+    pending->wake.emplace(executor, asio::steady_timer::time_point::max());
     while (!pending->result) {
-      co_await pending->wake.async_wait(asio::as_tuple(asio::use_awaitable));
+      co_await pending->wake->async_wait(asio::as_tuple(asio::use_awaitable));
     }
     ev = std::move(pending->result);
   }

@@ -156,9 +156,7 @@ std::string headerVarName(std::string_view header) {
 std::optional<engine::Request> requestFromMessage(const Message& message, std::string& why) {
   engine::Request req;
   const auto& a = message.args;
-  req.method = stringOf(find(a, "method"));
-  for (char& c : req.method)
-    c = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
+  req.method = toUpper(stringOf(find(a, "method")));
   std::string target = stringOf(find(a, "path"));
   const std::string query = stringOf(find(a, "query"));
   if (!query.empty()) target += "?" + query;
