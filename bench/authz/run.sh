@@ -21,111 +21,19 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
+# shellcheck source=../lib.sh
+source "$here/../lib.sh"
 bin=${1:-$root/build/portcullis}
 [[ $bin == /* ]] || bin=$PWD/$bin
-
-duration=${BENCH_DURATION:-10s}
-warmup=${BENCH_WARMUP:-3s}
-conns=${BENCH_CONNECTIONS:-32}
-server_cpu=${BENCH_SERVER_CPU:-0}
-client_cpu=${BENCH_CLIENT_CPU:-1}
 openssl_seconds=${BENCH_OPENSSL_SECONDS:-3}
 jwks=$root/examples/keys/demo-jwks.json
 key=$root/examples/keys/demo.jwk
 
-die() { echo "bench/authz: $*" >&2; exit 1; }
-note() { echo "# $*"; }
-
-[[ $duration =~ ^[0-9]+s$ && $warmup =~ ^[0-9]+s$ ]] || die "BENCH_DURATION/BENCH_WARMUP: whole seconds, e.g. 10s"
-
-for tool in wrk nginx openssl taskset curl timeout awk; do
-  command -v "$tool" >/dev/null || die "'$tool' is not installed"
-done
-[[ -x $bin ]] || die "no portcullis binary at $bin (build it, or pass its path)"
+bench_init authz 10s 3s wrk nginx openssl taskset curl timeout awk
 [[ -r $jwks && -r $key ]] || die "demo keys not found under $root/examples/keys"
-ncpu=$(nproc)
-((server_cpu < ncpu && client_cpu < ncpu && server_cpu != client_cpu)) ||
-  die "need two distinct CPUs (server $server_cpu, client $client_cpu; this machine has $ncpu)"
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/portcullis-bench-authz.XXXXXX")
-started=()  # every PID this script started; the only ones it ever signals
-
-stop_pid() {  # TERM, wait up to 5 s, then KILL; reaps it if it is our child
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-  local pid
-  for pid in "${started[@]}"; do stop_pid "$pid"; done
-  started=()
-  if [[ ${BENCH_KEEP:-0} == 1 ]]; then
-    echo "# work directory kept: $work"
-  else
-    rm -rf "$work"
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-forget() {  # drop a PID from the started list once it is stopped
-  local keep=() p
-  for p in "${started[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-  started=("${keep[@]}")
-}
-
-# CPU time (clock ticks) of the given PIDs: utime + stime, fields 14 and 15 of /proc/PID/stat
-# (counted after the ") " that ends the command name). A PID's total covers all its threads.
-cpu_ticks() {
-  local total=0 pid t
-  for pid; do
-    t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null) || t=0
-    total=$((total + ${t:-0}))
-  done
-  echo "$total"
-}
-hz=$(getconf CLK_TCK)
-
-# "BUSY IDLE" ticks of one CPU from /proc/stat (busy = user nice system irq softirq steal).
-cpu_stat() { awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
-busy_pct() {  # busy_pct "BUSY0 IDLE0" "BUSY1 IDLE1"
-  awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
-    d = (y[1] - x[1]) + (y[2] - x[2]); printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }'
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-free_port() {  # a loopback port with nobody listening on it
-  local p i
-  for ((i = 0; i < 200; i++)); do
-    p=$((20000 + RANDOM % 40000))
-    port_in_use "$p" || { echo "$p"; return 0; }
-  done
-  die "no free loopback port found"
-}
-
-wait_port() {  # wait_port PORT PID: until something listens (bounded: 10 s)
-  local i
-  for ((i = 0; i < 100; i++)); do
-    port_in_use "$1" && return 0
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
 
 # ---- inputs -------------------------------------------------------------------------
-# Run a private copy: a rebuild of the shared build directory mid-run must not swap binaries.
-cp "$bin" "$work/portcullis" || die "cannot copy $bin"
-bin_src=$bin
-bin=$work/portcullis
+bench_copy_binary "$bin"
 token=$("$bin" token --key "$key" --sub alice --aud orders-api --scope 'read:orders' --ttl 2h)
 export BENCH_TOKEN=$token
 
@@ -178,59 +86,23 @@ YAML
 # ---- measuring ------------------------------------------------------------------------
 rows=()   # "target|rps|p50_us|p99_us|cpu_us_per_req|server_util|server_cpu_busy|client_cpu_busy|errors"
 
-wrk_run() {  # wrk_run URL DURATION OUTFILE
-  local secs=${2%s}
-  timeout $((secs + 30)) taskset -c "$client_cpu" \
-    wrk -t1 -c"$conns" -d"$2" --latency -s "$work/request.lua" "$1" >"$3" 2>&1 ||
-    die "wrk failed against $1: $(tail -3 "$3")"
-}
-
-field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" "$2" | tail -1; }
-
 # measure NAME URL PID...: warm-up, then the measured run with CPU accounting of the PIDs.
 measure() {
   local name=$1 url=$2
   shift 2
   local out="$work/wrk-${name// /_}.txt"
-  wrk_run "$url" "$warmup" "$work/warmup-${name// /_}.txt"
-  sleep 0.5
-  local t0 t1 s0 s1 c0 c1
-  s0=$(cpu_stat "$server_cpu")
-  c0=$(cpu_stat "$client_cpu")
-  t0=$(cpu_ticks "$@")
-  wrk_run "$url" "$duration" "$out"
-  t1=$(cpu_ticks "$@")
-  s1=$(cpu_stat "$server_cpu")
-  c1=$(cpu_stat "$client_cpu")
-  grep -q '^RESULT ' "$out" || die "no RESULT line from wrk against $url: $(tail -5 "$out")"
-  local requests secs rps p50 p99 errs cpu_us util
-  requests=$(field requests "$out")
-  secs=$(field duration_s "$out")
-  rps=$(field rps "$out")
-  p50=$(field p50_us "$out")
-  p99=$(field p99_us "$out")
-  errs=$(($(field err_connect "$out") + $(field err_read "$out") + $(field err_write "$out") +
-    $(field err_status "$out") + $(field err_timeout "$out")))
-  cpu_us=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.1f", n ? d * 1e6 / hz / n : 0 }')
-  util=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v s="$secs" 'BEGIN { printf "%.0f%%", 100 * d / hz / s }')
-  local sbusy cbusy
-  sbusy=$(busy_pct "$s0" "$s1")
-  cbusy=$(busy_pct "$c0" "$c1")
+  bench_warmup "$url" "${name// /_}"
+  bench_measure "$url" "$out" "$@"
   echo "== $name: wrk -t1 -c$conns -d$duration --latency $url"
   sed 's/^/   /' "$out"
-  echo "   server CPU: $((t1 - t0)) ticks (CLK_TCK $hz) over ${secs}s = $cpu_us us/request, $util of one CPU"
-  echo "   CPU $server_cpu (server) ${sbusy}% busy, CPU $client_cpu (wrk) ${cbusy}% busy, from /proc/stat" \
+  echo "   server CPU: $M_TICKS ticks (CLK_TCK $hz) over ${M_SECS}s = $M_CPU_US us/request, $M_UTIL% of one CPU"
+  echo "   CPU $server_cpu (server) ${M_SBUSY}% busy, CPU $client_cpu (wrk) ${M_CBUSY}% busy, from /proc/stat" \
     "(busy beyond the server's own share is softirq or another process)"
-  rows+=("$name|$rps|$p50|$p99|$cpu_us|$util|$sbusy%|$cbusy%|$errs")
+  rows+=("$name|$M_RPS|$M_P50|$M_P99|$M_CPU_US|$M_UTIL%|$M_SBUSY%|$M_CBUSY%|$M_ERRS")
 }
 
 # ---- the run ----------------------------------------------------------------------------
-note "portcullis authz benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-note "host: $(uname -srm), $ncpu CPU(s): $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-note "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-if awk '{ exit !($1 > 0.7) }' /proc/loadavg; then
-  note "WARNING: 1-min load above 0.7: something else may be running; watch the cpu columns"
-fi
+bench_header "portcullis authz benchmark"
 note "binary: $bin_src ($("$bin" version 2>/dev/null | head -1), sha256 $(sha256sum "$bin" | cut -c1-12))"
 note "server CPU $server_cpu, wrk CPU $client_cpu; warm-up $warmup, measured $duration, $conns connections"
 echo

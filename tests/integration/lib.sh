@@ -17,6 +17,9 @@
 #   wait_for_file, wait_http, http (curl into HTTP_STATUS / HTTP_BODY / header NAME),
 #   assert_eq, assert_contains, assert_not_contains, assert_match, fail,
 #   audit_last, wait_audit, json_get (no jq: grep/sed on the flat one-line audit JSON).
+#   start_nginx NAME RENDER PROBE_PATH PORTVAR…   nginx in the foreground on free ports
+#   start_echo_upstream [LOCATIONS]      nginx as the application: echoes X-User, URI and
+#                        X-Request-Id, logs each request in $TEST_TMP/app_access.log
 #
 # Only processes this test started are ever signalled (by PID, never by name), every loop
 # is bounded in iterations and time, and all traffic goes to 127.0.0.1.
@@ -258,6 +261,85 @@ wait_http() {
     sleep 0.1
   done
   fail "timed out after ${secs}s waiting for $url to answer"
+}
+
+# ---- nginx ------------------------------------------------------------------------------
+
+# start_nginx NAME RENDER PROBE_PATH PORTVAR [PORTVAR…]: nginx (Debian's) in the foreground
+# as the started process NAME, with `-p $TEST_TMP -c $TEST_TMP/NAME.conf`. Up to 3 attempts:
+# a free port in each PORTVAR, then RENDER (a function that writes $TEST_TMP/NAME.conf from
+# those variables), `nginx -t`, start, and wait (bounded: 10 s) until
+# http://127.0.0.1:${first PORTVAR}PROBE_PATH answers 200. When a port was taken meanwhile
+# (EADDRINUSE in NAME.err or an *error.log of $TEST_TMP) it starts again on new ports;
+# any other failure fails the test.
+start_nginx() {
+  local name=$1 render=$2 probe=$3
+  shift 3
+  local -a vars=("$@")
+  command -v nginx >/dev/null || fail "nginx is not installed (Debian: nginx-light)"
+  chmod 0711 "$TEST_TMP"   # nginx workers (user nobody) reach their files under it
+  local conf="$TEST_TMP/$name.conf" attempt i v f code="" started=0 url
+  local -a args=(-p "$TEST_TMP" -c "$conf" -g "daemon off; pid $TEST_TMP/$name.pid;")
+  for attempt in 1 2 3; do
+    for v in "${vars[@]}"; do free_port "$v"; done
+    "$render"
+    [[ -s $conf ]] || fail "start_nginx: $render wrote no $conf"
+    nginx "${args[@]}" -t >"$TEST_TMP/$name-t.log" 2>&1 ||
+      fail "nginx -t rejected $conf: $(cat "$TEST_TMP/$name-t.log")"
+    start_bg "$name" nginx "${args[@]}"
+    url="http://127.0.0.1:${!vars[0]}$probe"
+    for ((i = 0; i < 100; i++)); do
+      pid_alive "${PID_OF[$name]}" || break
+      code=$(curl -s --noproxy '*' --max-time 1 -o /dev/null -w '%{http_code}' "$url" 2>/dev/null) || true
+      [[ $code == 200 ]] && { started=1; break; }
+      sleep 0.1
+    done
+    ((started)) && break
+    stop_bg "$name"
+    grep -qs "Address already in use" "$TEST_TMP/$name.err" "$TEST_TMP"/*error.log ||
+      fail "nginx ($name) did not answer 200 on $url (last: ${code:-none})"
+    log "$name: a port was taken meanwhile (attempt $attempt); new ports"
+    mv -f "$TEST_TMP/$name.err" "$TEST_TMP/$name.err.$attempt"
+    for f in "$TEST_TMP"/*error.log; do mv -f "$f" "$f.$attempt"; done
+  done
+  ((started)) || fail "nginx ($name) could not bind free ports in 3 attempts"
+}
+
+# start_echo_upstream [LOCATIONS]: the application behind a proxy under test, as the started
+# process `nginx` on 127.0.0.1:$UPSTREAM_PORT. Every request is answered 200 with
+#   user=<X-User>\nuri=<normalised URI>\nrid=<X-Request-Id>\n
+# and logged as `rid=… uri=… user=…` in $TEST_TMP/app_access.log (APP_LOG). LOCATIONS:
+# extra nginx `location` blocks for the server (e.g. a slow download).
+start_echo_upstream() {
+  ECHO_LOCATIONS=${1:-}
+  APP_LOG="$TEST_TMP/app_access.log"
+  start_nginx nginx lib_render_echo_upstream /up UPSTREAM_PORT
+  LIB_LOGS+=("$APP_LOG")
+  log "application (nginx echo) on 127.0.0.1:$UPSTREAM_PORT"
+}
+lib_render_echo_upstream() {
+  cat >"$TEST_TMP/nginx.conf" <<NGINX
+worker_processes 1;
+error_log $TEST_TMP/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  log_format rid 'rid=\$http_x_request_id uri=\$uri user=\$http_x_user';
+  access_log $APP_LOG rid;
+  client_body_temp_path $TEST_TMP/ngx_body;
+  proxy_temp_path $TEST_TMP/ngx_proxy;
+  fastcgi_temp_path $TEST_TMP/ngx_fastcgi;
+  uwsgi_temp_path $TEST_TMP/ngx_uwsgi;
+  scgi_temp_path $TEST_TMP/ngx_scgi;
+  server {
+    listen 127.0.0.1:$UPSTREAM_PORT;
+    $ECHO_LOCATIONS
+    location / {
+      default_type text/plain;
+      return 200 "user=\$http_x_user\nuri=\$uri\nrid=\$http_x_request_id\n";
+    }
+  }
+}
+NGINX
 }
 
 # json_string_field FILE KEY: the value of "KEY":"…" in a one-line JSON file (ready file).

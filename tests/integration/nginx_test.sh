@@ -11,10 +11,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init "$@"
 
 command -v nginx >/dev/null || fail "nginx is not installed (Debian: nginx-light)"
-NGINX=$(command -v nginx)
 EXAMPLE="$SRC/examples/nginx"
 AUDIT_FILE="$TEST_TMP/audit.jsonl"
-chmod 0711 "$TEST_TMP"   # nginx workers (user nobody) may need to reach their temp dirs
 
 # ---- portcullis: the example policy on kernel-chosen ports, audit into a file -----------
 config="$TEST_TMP/portcullis.yaml"
@@ -41,33 +39,9 @@ render_nginx() {
     fail "placeholders left in nginx.conf (see above)"
   fi
 }
-NGINX_ARGS=(-p "$TEST_TMP" -c "$TEST_TMP/nginx.conf" -g "daemon off; pid $TEST_TMP/nginx.pid;")
-
-started=0
-for attempt in 1 2 3; do
-  free_port LISTEN_PORT
-  free_port UPSTREAM_PORT
-  render_nginx
-  "$NGINX" "${NGINX_ARGS[@]}" -t >"$TEST_TMP/nginx-t.log" 2>&1 ||
-    fail "nginx -t rejected the rendered template: $(cat "$TEST_TMP/nginx-t.log")"
-  start_bg nginx "$NGINX" "${NGINX_ARGS[@]}"
-  for ((i = 0; i < 100; i++)); do
-    pid_alive "${PID_OF[nginx]}" || break
-    code=$(curl -s --noproxy '*' --max-time 1 -o /dev/null -w '%{http_code}' \
-           "http://127.0.0.1:$LISTEN_PORT/healthz" 2>/dev/null) || true
-    [[ $code == 200 ]] && { started=1; break; }
-    sleep 0.1
-  done
-  ((started)) && break
-  stop_bg nginx
-  if grep -qs "Address already in use" "$TEST_TMP/nginx.err" "$TEST_TMP/error.log"; then
-    log "nginx: a port was taken meanwhile (attempt $attempt); new ports"
-    mv "$TEST_TMP/nginx.err" "$TEST_TMP/nginx.err.$attempt"
-    continue
-  fi
-  fail "nginx did not come up on 127.0.0.1:$LISTEN_PORT (GET /healthz: $code)"
-done
-((started)) || fail "nginx could not bind free ports in 3 attempts"
+# Clients on LISTEN_PORT (GET /healthz goes through portcullis: the public route), the
+# template's own echo application on UPSTREAM_PORT.
+start_nginx nginx render_nginx /healthz LISTEN_PORT UPSTREAM_PORT
 log "nginx: clients on :$LISTEN_PORT, application on :$UPSTREAM_PORT, portcullis on :$AUTHZ_PORT"
 NGX="http://127.0.0.1:$LISTEN_PORT"
 
