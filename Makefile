@@ -1,10 +1,11 @@
 # portcullis — the two set-up commands on a fresh Debian 12 machine:
 #   make run    install dependencies if missing, build, serve examples/quickstart.yaml
 #   make test   the same install and build, then every test (also under ASan+UBSan)
-.PHONY: all deps build build-asan run test test-unit test-asan test-integration bench format clean
+.PHONY: all deps build build-asan build-tsan run test test-unit test-asan test-tsan test-integration bench format clean
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 FUZZ_BUILD ?= build-fuzz
@@ -33,15 +34,29 @@ $(ASAN_BUILD)/build.ninja: CMakeLists.txt | deps
 build-asan: deps $(ASAN_BUILD)/build.ninja
 	cmake --build $(ASAN_BUILD) -j $(JOBS) --target portcullis_unit_tests portcullis_net_tests
 
+$(TSAN_BUILD)/build.ninja: CMakeLists.txt | deps
+	cmake -S . -B $(TSAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPORTCULLIS_TSAN=ON \
+	  $(CMAKE_ARGS)
+
+build-tsan: deps $(TSAN_BUILD)/build.ninja
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target portcullis_tsan_tests
+
+# Decision functions run on every worker thread at once: their tests under ThreadSanitizer.
+test-tsan: build-tsan
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --output-on-failure -j 2 -L tsan
+
 run: build
 	@scripts/run-quickstart $(BUILD)/portcullis
 
 # Fuzzers and sanitizer runs first, the full suite last (its summary closes the output).
-test: build build-asan
+test: build build-asan build-tsan
 	$(MAKE) fuzz
 	@echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer ($(ASAN_BUILD))"
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2 -L unit
+	@echo "== function tests under ThreadSanitizer ($(TSAN_BUILD))"
+	$(MAKE) test-tsan
 	@echo "== unit and integration tests ($(BUILD))"
 	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 300
 
@@ -80,4 +95,4 @@ format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

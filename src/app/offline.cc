@@ -1,4 +1,7 @@
 // Subcommands that need no listener: check, eval, test, token.
+#include <charconv>
+#include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -91,7 +94,7 @@ bool addHeaderLine(engine::Request& req, const std::string& line) {
 
 void printDecision(const engine::Evaluation& ev) {
   const auto& d = ev.decision;
-  std::cout << (d.allow ? "allow" : "deny") << " " << d.status << " " << reasonName(d.reason);
+  std::cout << (d.allow ? "allow" : "deny") << " " << d.status << " " << d.reasonCode();
   if (d.wouldDeny()) std::cout << (d.shadow ? " (shadow: would deny)" : " (on_error: allow)");
   std::cout << "\n";
   std::cout << "route: " << (ev.route ? ev.route->name : std::string("(none)")) << "\n";
@@ -115,6 +118,25 @@ std::optional<std::int64_t> signedSeconds(std::string_view text) {
   if (!d) return std::nullopt;
   const auto s = std::chrono::duration_cast<std::chrono::seconds>(*d).count();
   return negative ? -s : s;
+}
+
+// A test file's `now`: Unix seconds, or UTC as 2026-12-07T10:00:00Z.
+std::optional<std::int64_t> readTime(config::Diagnostics& diag, const YAML::Node& node) {
+  const std::string text = node.IsScalar() ? node.Scalar() : "";
+  std::int64_t seconds = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+  if (ec == std::errc() && end == text.data() + text.size() && !text.empty()) return seconds;
+  std::tm tm{};
+  char z = 0;
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &z) == 7 &&
+      z == 'Z' && text.size() == 20) {
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return static_cast<std::int64_t>(::timegm(&tm));
+  }
+  diag.error(node, "now must be Unix seconds or a UTC time such as 2026-12-07T10:00:00Z");
+  return std::nullopt;
 }
 
 Result<std::string> mint(const std::string& key_file, const std::string& alg_name,
@@ -222,7 +244,7 @@ int runTest(const std::string& config, const std::vector<std::string>& case_file
   audit::Metrics metrics;
   const auto snapshot = loadOrReport(config, metrics);
   if (!snapshot) return kExitConfigError;
-  const std::int64_t now = SystemClock().unixSeconds();
+  const std::int64_t system_now = SystemClock().unixSeconds();
   int passed = 0;
   int failed = 0;
   bool bad_file = false;
@@ -239,8 +261,11 @@ int runTest(const std::string& config, const std::vector<std::string>& case_file
     }
     std::map<std::string, std::string> tokens;
     std::vector<YAML::Node> cases;
+    std::int64_t now = system_now;
     if (diag.ok()) {
       config::MapReader top(diag, root, "the test file");
+      // `now`: the clock of the file's tokens and cases (functions see it as time.now()).
+      if (const auto n = top.get("now"); n.IsDefined()) now = readTime(diag, n).value_or(now);
       if (const auto t = top.get("tokens"); t.IsDefined()) {
         config::MapReader all(diag, t, "tokens");
         for (auto it = t.begin(); all.valid() && it != t.end(); ++it) {
@@ -330,7 +355,11 @@ int runTest(const std::string& config, const std::vector<std::string>& case_file
       req->listener = "test";
       if (!diag.ok()) break;
 
-      const auto ev = engine::evaluate(*snapshot, *req, now, true);
+      std::int64_t case_now = now;  // a case may decide at another time (office hours)
+      if (const auto n = tc.get("now"); n.IsDefined()) case_now = readTime(diag, n).value_or(now);
+      if (!diag.ok()) break;
+
+      const auto ev = engine::evaluate(*snapshot, *req, case_now, true);
       const auto& d = ev.decision;
       std::vector<std::string> diffs;
       if (const auto s = ex.get("status"); s.IsDefined()) {
@@ -340,8 +369,8 @@ int runTest(const std::string& config, const std::vector<std::string>& case_file
       }
       if (const auto r = ex.get("reason"); r.IsDefined()) {
         const auto want = config::readString(diag, r, "reason");
-        if (want && *want != reasonName(d.reason)) {
-          diffs.push_back(fmt::format("reason: expected {}, got {}", *want, reasonName(d.reason)));
+        if (want && *want != d.reasonCode()) {
+          diffs.push_back(fmt::format("reason: expected {}, got {}", *want, d.reasonCode()));
         }
       }
       if (const auto r = ex.get("route"); r.IsDefined()) {
@@ -377,7 +406,7 @@ int runTest(const std::string& config, const std::vector<std::string>& case_file
         for (const auto& line : diffs)
           std::cout << "     " << line << "\n";
         std::cout << "     decided: " << (d.allow ? "allow" : "deny") << " " << d.status << " "
-                  << reasonName(d.reason) << (d.detail.empty() ? "" : " — " + d.detail) << "\n";
+                  << d.reasonCode() << (d.detail.empty() ? "" : " — " + d.detail) << "\n";
       }
     }
     for (const auto& e : diag.errors())

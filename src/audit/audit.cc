@@ -33,7 +33,7 @@ std::string auditLine(const engine::Request& request, const engine::Evaluation& 
   w.string("route", evaluation.route ? std::string_view(evaluation.route->name) : "");
   w.string("decision", d.allow ? "allow" : "deny");
   w.number("status", d.status);
-  w.string("reason", reasonName(d.reason));
+  w.string("reason", d.reasonCode());
   if (!d.detail.empty()) w.string("detail", d.detail);
   if (d.wouldDeny()) {
     w.boolean("would_deny", true);
@@ -54,7 +54,21 @@ std::string auditLine(const engine::Request& request, const engine::Evaluation& 
   w.string("cache", evaluation.cache == engine::Evaluation::Cache::kHit    ? "hit"
                     : evaluation.cache == engine::Evaluation::Cache::kMiss ? "miss"
                                                                            : "off");
-  w.raw("functions", "[]");
+  if (evaluation.functions.empty()) {
+    w.raw("functions", "[]");
+  } else {
+    std::string runs = "[";
+    for (const auto& run : evaluation.functions) {
+      if (runs.size() > 1) runs.push_back(',');
+      runs += "{\"name\":";
+      JsonWriter::appendEscaped(runs, run.function->name());  // quotes included
+      runs += ",\"outcome\":\"";
+      runs += run.outcome;
+      runs += fmt::format("\",\"ms\":{:.3f}}}", static_cast<double>(run.micros) / 1000.0);
+    }
+    runs.push_back(']');
+    w.raw("functions", runs);
+  }
   w.number("latency_us", static_cast<std::int64_t>(latency_us));
   w.string("policy_version", policy_version);
   w.close();

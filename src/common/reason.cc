@@ -36,6 +36,10 @@ constexpr std::array kReasons = {
     ReasonInfo{"token_inactive", K::kUnauthenticated, 401, "the token is not active"},
     ReasonInfo{"rate_limited", K::kLimited, 429, "too many requests"},
     ReasonInfo{"token_revoked", K::kUnauthenticated, 401, "the token has been revoked"},
+    ReasonInfo{"function_denied", K::kForbidden, 403, "denied by a decision function"},
+    ReasonInfo{"function_error", K::kError, 503, "a decision function failed"},
+    ReasonInfo{"function_timeout", K::kError, 503, "a decision function timed out"},
+    ReasonInfo{"function_overloaded", K::kError, 503, "a decision function is overloaded"},
 };
 static_assert(kReasons.size() == static_cast<std::size_t>(Reason::kLast) + 1,
               "kReasons must list every Reason in order");

@@ -34,7 +34,11 @@ enum class Reason : std::uint8_t {
   kTokenInactive,        // token introspection (RFC 7662) says the token is not active
   kRateLimited,          // the route's rate limit for this key is exhausted
   kTokenRevoked,         // an operator revoked the subject, the token id or the token
-  kLast = kTokenRevoked,
+  kFunctionDenied,       // a decision function denied (it may name its own reason)
+  kFunctionError,        // a function raised, crashed or answered something malformed
+  kFunctionTimeout,      // a function exceeded its timeout
+  kFunctionOverloaded,   // a function's queue is full
+  kLast = kFunctionOverloaded,
 };
 
 // How a reason is answered: the HTTP status a front door uses, and the kind of outcome.

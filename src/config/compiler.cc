@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -10,6 +11,7 @@
 #include "audit/metrics.h"
 #include "common/strings.h"
 #include "common/units.h"
+#include "config/functions.h"
 #include "config/yaml_reader.h"
 #include "identity/jwk.h"
 #include "identity/remote_keys.h"
@@ -99,6 +101,7 @@ class Compiler final {
     compileWatch(top.get("watch"));
     compileProviders(top.get("identity"));
     compileRbac(top.get("rbac"));
+    compileFunctions(top.get("functions"));
     compileRoutes(top.get("routes"), root);
     if (const auto d = top.get("default"); d.IsDefined()) {
       if (auto v = readChoice(diag_, d, "default", {"deny", "allow"})) {
@@ -114,7 +117,7 @@ class Compiler final {
         }
       }
     }
-    top.unsupported({"functions", "upstreams", "redis"}, kLaterIssue);
+    top.unsupported({"upstreams", "redis"}, kLaterIssue);
   }
 
   // ---- process settings ------------------------------------------------------------
@@ -609,6 +612,110 @@ class Compiler final {
     }
   }
 
+  // ---- functions -------------------------------------------------------------------
+
+  void compileFunctions(const YAML::Node& node) {
+    if (!node.IsDefined()) return;
+    MapReader all(diag_, node, "functions");
+    if (!all.valid()) return;
+    for (auto it = node.begin(); it != node.end(); ++it) {
+      const std::string name = it->first.Scalar();
+      all.get(name);
+      const std::string what = "functions." + name;
+      MapReader map(diag_, it->second, what);
+      if (!map.valid()) continue;
+      FunctionSource source{diag_, map, it->second, what, {}, false};
+      source.spec.name = name;
+      const auto runtime = map.get("runtime");
+      if (!runtime.IsDefined()) {
+        diag_.error(it->second, what + " has no 'runtime' (lua, lambda-local or lambda)");
+        continue;
+      }
+      const auto kind =
+          readChoice(diag_, runtime, what + ".runtime", {"lua", "lambda-local", "lambda"});
+      if (!kind) continue;
+      source.spec.runtime = *kind;
+      if (const auto v = map.get("timeout"); v.IsDefined()) {
+        if (auto d = readDuration(diag_, v, what + ".timeout")) {
+          const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+          if (ms.count() < 1 || ms.count() > 30'000) {
+            diag_.error(v, what + ".timeout must be between 1ms and 30s");
+          } else {
+            source.spec.timeout = ms;
+            source.timeout_set = true;
+          }
+        }
+      }
+      if (const auto v = map.get("headers"); v.IsDefined()) {
+        if (auto list = readStringList(diag_, v, what + ".headers")) {
+          for (const auto& h : *list) {
+            if (!validHeaderName(h)) {
+              diag_.error(v, fmt::format("{}.headers: '{}' is not a header name", what, h));
+            }
+          }
+          source.spec.headers = std::move(*list);
+        }
+      }
+      if (const auto v = map.get("cache_key"); v.IsDefined()) {
+        source.spec.cache_inputs = compileCacheKey(v, what);
+      }
+      const FunctionFactory* factory = functionRuntime(*kind);
+      if (factory == nullptr) {
+        diag_.error(runtime,
+                    fmt::format("{}: runtime {} is not available in this program", what, *kind));
+        continue;
+      }
+      auto function = (*factory)(source);
+      if (function) {
+        snapshot_->functions.push_back(std::move(function));
+      } else {
+        failed_functions_.insert(name);  // reported: routes naming it say nothing more
+      }
+    }
+  }
+
+  // `cache_key: [ip, method, host, path, query, header:NAME]`: what a function's answer
+  // depends on besides the credential (API Gateway's identity sources).
+  engine::Template::RequestInputs compileCacheKey(const YAML::Node& node, const std::string& what) {
+    engine::Template::RequestInputs in;
+    const auto list = readStringList(diag_, node, what + ".cache_key");
+    if (!list) return in;
+    for (const auto& item : *list) {
+      if (item == "ip") {
+        in.ip = true;
+      } else if (item == "method") {
+        in.method = true;
+      } else if (item == "host") {
+        in.host = true;
+      } else if (item == "path") {
+        in.path = true;
+      } else if (item == "query") {
+        in.query = true;
+      } else if (item.starts_with("header:") && validHeaderName(item.substr(7))) {
+        in.headers.push_back(toLower(item.substr(7)));
+      } else {
+        diag_.error(node, fmt::format("{}.cache_key: '{}' is not one of ip, method, host, path, "
+                                      "query, header:NAME",
+                                      what, item));
+      }
+    }
+    return in;
+  }
+
+  void compileRouteFunctions(const YAML::Node& node, const std::string& what, Route& route) {
+    const auto list = readStringList(diag_, node, what + ".functions");
+    if (!list) return;
+    for (const auto& name : *list) {
+      const engine::Function* f = snapshot_->function(name);
+      if (f == nullptr) {
+        if (failed_functions_.contains(name)) continue;
+        diag_.error(node, fmt::format("{}: unknown function '{}'", what, name));
+        continue;
+      }
+      route.functions.push_back(f);
+    }
+  }
+
   // ---- routes ----------------------------------------------------------------------
 
   void compileRoutes(const YAML::Node& node, const YAML::Node& root) {
@@ -690,16 +797,19 @@ class Compiler final {
     }
     if (const auto v = map.get("cache"); v.IsDefined()) compileRouteCache(v, what, route);
     if (const auto v = map.get("rate_limit"); v.IsDefined()) compileRateLimit(v, what, route);
-    map.unsupported({"functions", "upstream"}, kLaterIssue);
+    if (const auto v = map.get("functions"); v.IsDefined()) compileRouteFunctions(v, what, route);
+    map.unsupported({"upstream"}, kLaterIssue);
 
     const bool anonymous = route.providers.empty() && !map.get("authenticate").IsDefined();
     if (anonymous && route.require.needsIdentity()) {
       diag_.error(node, what + " requires roles, scopes or claims but does not authenticate");
     }
-    if (anonymous && route.allow && !explicit_allow) {
+    // Without providers, a route is gated by its functions (an API Gateway authorizer that
+    // reads the credential itself), or it must say it is public.
+    if (anonymous && route.allow && !explicit_allow && !map.get("functions").IsDefined()) {
       diag_.error(node, what +
-                            " has no 'authenticate': say 'allow: true' to make it public, or "
-                            "'allow: false' to deny it");
+                            " has no 'authenticate' nor 'functions': say 'allow: true' to make "
+                            "it public, or 'allow: false' to deny it");
     }
     for (const auto& h : route.set_headers) {
       if (anonymous && h.value.needsIdentity()) {
@@ -793,6 +903,19 @@ class Compiler final {
     for (const auto& h : route.set_headers)
       h.value.addRequestInputs(in);
     if (route.rate_limit) route.rate_limit->key.addRequestInputs(in);
+    for (const engine::Function* f : route.functions) {
+      const auto& fin = f->spec().cache_inputs;
+      if (!fin) {  // it may read anything it is given
+        in.ip = in.method = in.host = in.path = in.query = in.all_headers = in.client_cert = true;
+        continue;
+      }
+      in.ip |= fin->ip;
+      in.method |= fin->method;
+      in.host |= fin->host;
+      in.path |= fin->path;
+      in.query |= fin->query;
+      in.headers.insert(in.headers.end(), fin->headers.begin(), fin->headers.end());
+    }
     std::sort(in.headers.begin(), in.headers.end());
     in.headers.erase(std::unique(in.headers.begin(), in.headers.end()), in.headers.end());
     std::string recipe = "policy_version, route, method";
@@ -809,6 +932,8 @@ class Compiler final {
     if (in.host) recipe += ", host";
     if (in.path) recipe += ", path";
     if (in.query) recipe += ", query";
+    if (in.client_cert) recipe += ", client certificate subject";
+    if (in.all_headers) recipe += ", every header (a function without cache_key)";
     for (const auto& h : in.headers)
       recipe += ", header " + h;
     route.cache_recipe = std::move(recipe);
@@ -919,6 +1044,7 @@ class Compiler final {
   std::int64_t now_;
   identity::KeyRegistry* registry_;
   std::shared_ptr<PolicySnapshot> snapshot_;
+  std::set<std::string, std::less<>> failed_functions_;  // declared, but with errors
 };
 
 }  // namespace

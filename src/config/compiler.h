@@ -19,10 +19,10 @@ namespace portcullis::config {
 // A problem in a config file, located at the YAML node it is about.
 struct ConfigError {
   std::string file;
-  int line = 0;  // 1-based; 0 when the error is about the file as a whole
-  int column = 0;
+  int line = 0;    // 1-based; 0 when the error is about the file as a whole
+  int column = 0;  // 0 for a line of a function's source
   std::string message;
-  std::string toString() const;  // "FILE:LINE:COL: message"
+  std::string toString() const;  // "FILE:LINE:COL: message" ("FILE:LINE: message" without a column)
 };
 
 struct LoadResult {

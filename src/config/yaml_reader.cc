@@ -16,6 +16,7 @@ namespace portcullis::config {
 
 std::string ConfigError::toString() const {
   if (line == 0) return fmt::format("{}: {}", file, message);
+  if (column == 0) return fmt::format("{}:{}: {}", file, line, message);  // a Lua source line
   return fmt::format("{}:{}:{}: {}", file, line, column, message);
 }
 
@@ -29,6 +30,10 @@ void Diagnostics::error(const YAML::Mark& mark, std::string message) {
 
 void Diagnostics::fileError(std::string message) {
   errors_.push_back(ConfigError{file_, 0, 0, std::move(message)});
+}
+
+void Diagnostics::sourceError(std::string file, int line, std::string message) {
+  errors_.push_back(ConfigError{std::move(file), line, 0, std::move(message)});
 }
 
 std::string Diagnostics::resolvePath(const std::string& path) const {

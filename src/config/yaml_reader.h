@@ -28,6 +28,9 @@ class Diagnostics final {
     error(node.Mark(), std::move(message));
   }
   void fileError(std::string message);
+  // An error in another file the config refers to (a function's source): `FILE:LINE:
+  // message`, or `FILE: message` when the line is 0.
+  void sourceError(std::string file, int line, std::string message);
   void warn(std::string message) { warnings_.push_back(std::move(message)); }
 
   // Resolves `${env:NAME}` and `${file:PATH}` in a string value; other `${…}` are kept for

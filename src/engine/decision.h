@@ -21,6 +21,7 @@ struct Decision {
   int status = 403;                  // HTTP status for a deny (200 for allow)
   Outcome outcome = Outcome::kDeny;  // what the policy concluded, before shadow/on_error
   Reason reason = Reason::kNoRoute;  // stable code; kNone when allowed
+  std::string function_reason;       // a function's own code for its deny (with kFunctionDenied)
   std::string detail;                // operator text for audit/explain; never a secret
   HeaderList upstream_headers;       // to inject into the request going upstream
   HeaderList response_headers;       // to send to the client on deny (WWW-Authenticate, …)
@@ -32,6 +33,10 @@ struct Decision {
   // A shadowed deny or a fail-open error: allowed, but the audit line says what would have
   // happened.
   bool wouldDeny() const { return allow && outcome != Outcome::kAllow; }
+  // The public reason code: a function's own name for its deny, else the table's.
+  std::string_view reasonCode() const {
+    return function_reason.empty() ? reasonName(reason) : std::string_view(function_reason);
+  }
 };
 
 }  // namespace portcullis::engine

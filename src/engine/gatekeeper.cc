@@ -43,6 +43,7 @@ void setDeny(Evaluation& ev, Reason reason, std::string detail) {
   d.allow = false;
   d.outcome = Outcome::kDeny;
   d.reason = reason;
+  d.function_reason.clear();
   d.status = reasonInfo(reason).status;
   d.detail = std::move(detail);
   d.upstream_headers.clear();
@@ -58,6 +59,7 @@ void denyUnlessShadow(const Route* route, Evaluation& ev, Reason reason, std::st
     Decision& d = ev.decision;
     d.outcome = Outcome::kDeny;
     d.reason = reason;
+    d.function_reason.clear();
     d.detail = std::move(detail);
     d.shadow = true;
     return;
@@ -247,9 +249,17 @@ CacheKey Gatekeeper::cacheKey(const PolicySnapshot& snapshot, const Route& route
   if (in.host) addField(ctx, request.host);
   if (in.path) addField(ctx, request.path);
   if (in.query) addField(ctx, request.query);
-  for (const auto& name : in.headers) {
-    const std::string* v = request.headers.find(name);
-    addField(ctx, v ? std::string_view(*v) : std::string_view("\xff<absent>"));
+  if (in.client_cert || in.all_headers) addField(ctx, request.client_cert_subject);
+  if (in.all_headers) {
+    for (const auto& [name, value] : request.headers.fields()) {
+      addField(ctx, name);
+      addField(ctx, value);
+    }
+  } else {
+    for (const auto& name : in.headers) {
+      const std::string* v = request.headers.find(name);
+      addField(ctx, v ? std::string_view(*v) : std::string_view("\xff<absent>"));
+    }
   }
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
@@ -274,6 +284,7 @@ std::shared_ptr<const CachedDecision> Gatekeeper::toCacheEntry(const Route& rout
     return nullptr;
   }
   std::int64_t ttl = (d.allow ? route.cache_ttl : route.cache_deny_ttl).count();
+  if (ev.function_ttl) ttl = std::min<std::int64_t>(ttl, ev.function_ttl->count());
   if (ev.identity && ev.identity->claims) {  // never beyond the credential's own expiry
     const auto exp = ev.identity->claims->find("exp");
     if (exp != ev.identity->claims->end() && exp->is_number()) {

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <future>
+
 #include "common/strings.h"
 #include "identity/introspection.h"
 #include "identity/jwt.h"
@@ -206,7 +208,73 @@ class Evaluator final : public std::enable_shared_from_this<Evaluator> {
       return deny(err->code, std::move(err->message));
     }
     note("require", "pass", "");
+    return runFunctions(0);
+  }
+
+  // ---- functions ---------------------------------------------------------------------
+  //
+  // In order; every one must allow. A function that answers later (a Lambda call) suspends
+  // the evaluator, which resumes on whatever thread the answer arrives.
+  std::optional<Evaluation> runFunctions(std::size_t index) {
+    const Route& route = *ev_.route;
+    for (; index < route.functions.size(); ++index) {
+      const Function& f = *route.functions[index];
+      const auto started = std::chrono::steady_clock::now();
+      const FunctionCall call{request_, ev_.identity ? &*ev_.identity : nullptr, ev_.ctx, route,
+                              now_};
+      auto answer = f.call(call, [self = shared_from_this(), index, started](FunctionAnswer a) {
+        self->resumeAfterFunction(index, started, std::move(a));
+      });
+      if (!answer) return std::nullopt;
+      if (auto ev = functionAnswered(f, started, std::move(*answer))) return ev;
+    }
     return allow("");
+  }
+
+  void resumeAfterFunction(std::size_t index, std::chrono::steady_clock::time_point started,
+                           FunctionAnswer answer) {
+    const Function& f = *ev_.route->functions[index];
+    std::optional<Evaluation> ev = functionAnswered(f, started, std::move(answer));
+    if (!ev) ev = runFunctions(index + 1);
+    if (ev) done_(std::move(*ev));
+  }
+
+  // Records one function's answer. Returns the evaluation when it ends the decision (deny,
+  // error); nullopt to go on with the next function.
+  std::optional<Evaluation> functionAnswered(const Function& f,
+                                             std::chrono::steady_clock::time_point started,
+                                             FunctionAnswer a) {
+    const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::steady_clock::now() - started)
+                            .count();
+    const std::string_view outcome = a.outcome == Outcome::kAllow  ? "allow"
+                                     : a.outcome == Outcome::kDeny ? "deny"
+                                                                   : "error";
+    ev_.functions.push_back({&f, outcome, micros});
+    note("function " + f.name(), std::string(outcome),
+         fmt::format("{}{}µs", a.reason.empty() ? "" : a.reason + "; ", micros));
+    if (a.outcome == Outcome::kError) {
+      return deny(a.error, "function " + f.name() + ": " + a.reason);
+    }
+    if (a.outcome == Outcome::kDeny) {
+      Evaluation ev = deny(Reason::kFunctionDenied, "function " + f.name() + " denied" +
+                                                        (a.reason.empty() ? "" : ": " + a.reason));
+      Decision& d = ev.decision;
+      if (!d.allow) {  // not shadowed
+        d.function_reason = std::move(a.reason);
+        d.status = a.status;
+        for (auto& [name, value] : d.response_headers) {
+          if (name == "X-Portcullis-Reason") value = std::string(d.reasonCode());
+        }
+      }
+      return ev;
+    }
+    for (auto& [name, value] : a.context)
+      ev_.ctx[name] = std::move(value);
+    if (a.ttl) ev_.function_ttl = std::min(ev_.function_ttl.value_or(*a.ttl), *a.ttl);
+    for (auto& [name, value] : a.headers)
+      function_headers_.emplace_back(std::move(name), std::move(value));
+    return std::nullopt;
   }
 
   Evaluation allow(std::string detail) {
@@ -282,7 +350,13 @@ class Evaluator final : public std::enable_shared_from_this<Evaluator> {
         setHeader(out, header, headerSafe(value));
       }
     }
-    const TemplateInput input{request_, id, nullptr};
+    for (const Function* f : route.functions) {  // declared: present even when not returned
+      for (const auto& name : f->spec().headers)
+        setHeader(out, name, "");
+    }
+    for (auto& [name, value] : function_headers_)
+      setHeader(out, name, headerSafe(value));
+    const TemplateInput input{request_, id, &ev_.ctx};
     for (const auto& h : route.set_headers)
       setHeader(out, h.name, headerSafe(h.value.render(input)));
   }
@@ -313,6 +387,7 @@ class Evaluator final : public std::enable_shared_from_this<Evaluator> {
   std::optional<Error> first_error_;
   std::string_view peeked_token_;
   std::optional<std::string> issuer_;
+  Decision::HeaderList function_headers_;
 };
 
 }  // namespace
@@ -342,8 +417,15 @@ Evaluation evaluate(const PolicySnapshot& snapshot, const Request& request, std:
                     bool explain) {
   const Clients none;
   auto evaluator = std::make_shared<Evaluator>(snapshot, nullptr, request, now, none, explain);
-  // Without clients no stage can wait, so this always completes inline.
-  return *evaluator->start(snapshot.findRoute(request), [](Evaluation) {});
+  // Without clients only a function can wait (a Lambda call): it answers on its own thread
+  // within its timeout, and this thread waits for it.
+  auto answered = std::make_shared<std::promise<Evaluation>>();
+  auto later = answered->get_future();
+  if (auto ev = evaluator->start(snapshot.findRoute(request),
+                                 [answered](Evaluation e) { answered->set_value(std::move(e)); })) {
+    return std::move(*ev);
+  }
+  return later.get();
 }
 
 std::optional<Evaluation> evaluate(std::shared_ptr<const PolicySnapshot> snapshot,
@@ -366,6 +448,13 @@ std::optional<Evaluation> evaluateRoute(std::shared_ptr<const PolicySnapshot> sn
 const Route* PolicySnapshot::findRoute(const Request& request) const {
   for (const Route& route : routes) {
     if (route.match.matches(request.host, request.path, request.method)) return &route;
+  }
+  return nullptr;
+}
+
+const Function* PolicySnapshot::function(std::string_view name) const {
+  for (const auto& f : functions) {
+    if (f->name() == name) return f.get();
   }
   return nullptr;
 }

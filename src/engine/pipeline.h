@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -43,6 +44,13 @@ struct Clients {
   Introspector* introspector = nullptr;
 };
 
+// One function's part in a decision, for the audit line (`functions: [{name, outcome, ms}]`).
+struct FunctionRun {
+  const Function* function;
+  std::string_view outcome;  // "allow" | "deny" | "error"
+  std::int64_t micros;
+};
+
 struct Evaluation {
   enum class Cache : std::uint8_t { kOff, kMiss, kHit };
   Decision decision;
@@ -50,6 +58,9 @@ struct Evaluation {
   const Route* route = nullptr;  // null when no route matched; points into the snapshot
   std::optional<identity::Identity> identity;
   std::vector<StageNote> trace;  // filled only when asked to explain
+  std::vector<FunctionRun> functions;
+  Context ctx;                                       // what the functions returned (`${ctx.NAME}`)
+  std::optional<std::chrono::seconds> function_ttl;  // the lowest TTL a function asked for
 };
 
 // Finds the token a provider accepts in `request` (Authorization: Bearer, a cookie or a
@@ -75,7 +86,9 @@ std::optional<Evaluation> evaluateRoute(std::shared_ptr<const PolicySnapshot> sn
                                         std::int64_t now, const Clients& clients, bool explain,
                                         EvaluationDone done);
 
-// The same without clients: always completes inline (offline tools, tests).
+// The same without clients (offline tools, tests): completes inline, except that a function
+// answering later (a Lambda call) is waited for, blocking the calling thread up to the
+// function's timeout.
 Evaluation evaluate(const PolicySnapshot& snapshot, const Request& request, std::int64_t now,
                     bool explain = false);
 

@@ -43,7 +43,8 @@ struct Request {
   std::string query;   // without '?'
   Headers headers;
   IpAddress client_ip;
-  std::string_view listener;  // "authz", "eval", …: static strings owned by the front door
+  std::string client_cert_subject;  // the verified TLS client certificate's subject DN, if any
+  std::string_view listener;        // "authz", "eval", …: static strings owned by the front door
   std::string request_id;
 };
 

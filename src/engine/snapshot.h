@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/ip.h"
+#include "engine/function.h"
 #include "engine/rate_limit.h"
 #include "engine/requirements.h"
 #include "engine/router.h"
@@ -67,6 +68,9 @@ struct Route {
     bool needs_identity = false;
   };
   std::optional<RateLimitRule> rate_limit;
+
+  // `functions`: run in order after the declarative checks; every one must allow.
+  std::vector<const Function*> functions;  // owned by the snapshot
 };
 
 // Process settings that live in the policy file. Listener addresses and worker counts only
@@ -118,13 +122,15 @@ struct PolicySnapshot {
   Settings settings;
   std::vector<std::unique_ptr<identity::Provider>> providers;
   identity::Rbac rbac;
-  std::vector<Route> routes;  // first match wins
+  std::vector<std::shared_ptr<const Function>> functions;  // `functions:`, by name
+  std::vector<Route> routes;                               // first match wins
   bool default_allow = false;
   RouteStats default_stats;        // decisions made by `default`
   std::vector<std::string> files;  // every file the snapshot was built from (watched)
 
   const Route* findRoute(const Request& request) const;
   const identity::Provider* provider(std::string_view name) const;
+  const Function* function(std::string_view name) const;
 };
 
 }  // namespace portcullis::engine

@@ -40,10 +40,12 @@ Result<Template::Part> Template::compileVariable(std::string_view name) {
   if (name == "request.host") return simple(Kind::kHost);
   if (name == "request.path") return simple(Kind::kPath);
   if (name == "request.query") return simple(Kind::kQuery);
-  return fail(Reason::kInternalError,
-              "unknown template variable '" + std::string(name) +
-                  "' (known: claims.NAME, identity.sub|iss|provider|scopes|groups|roles, "
-                  "ctx.NAME, request.header.NAME, request.ip|method|host|path|query)");
+  if (name == "request.client_cert_subject") return simple(Kind::kClientCert);
+  return fail(
+      Reason::kInternalError,
+      "unknown template variable '" + std::string(name) +
+          "' (known: claims.NAME, identity.sub|iss|provider|scopes|groups|roles, "
+          "ctx.NAME, request.header.NAME, request.ip|method|host|path|query|client_cert_subject)");
 }
 
 Result<Template> Template::compile(std::string_view text) {
@@ -114,6 +116,9 @@ void Template::addRequestInputs(RequestInputs& inputs) const {
       case Kind::kQuery:
         inputs.query = true;
         break;
+      case Kind::kClientCert:
+        inputs.client_cert = true;
+        break;
       case Kind::kHeader:
         inputs.headers.push_back(p.text);
         break;
@@ -176,6 +181,9 @@ std::string Template::render(const TemplateInput& in) const {
         break;
       case Kind::kQuery:
         out += in.request.query;
+        break;
+      case Kind::kClientCert:
+        out += in.request.client_cert_subject;
         break;
     }
   }

@@ -22,7 +22,8 @@ struct TemplateInput {
 
 // A compiled `${…}` template (CONFIG.md): `${claims.NAME}` (nested paths allowed),
 // `${identity.sub|iss|provider|scopes|groups|roles}`, `${ctx.NAME}`,
-// `${request.header.NAME}`, `${request.ip|method|host|path|query}`. `$${` is a literal
+// `${request.header.NAME}`, `${request.ip|method|host|path|query|client_cert_subject}`. `$${` is a
+// literal
 // `${`. Unknown variables are compile errors; a variable without a value renders empty.
 class Template final {
  public:
@@ -40,6 +41,8 @@ class Template final {
   struct RequestInputs {
     bool ip = false, method = false, host = false, path = false, query = false;
     std::vector<std::string> headers;  // lower case
+    bool all_headers = false;          // a function that declares no cache_key
+    bool client_cert = false;
   };
   void addRequestInputs(RequestInputs& inputs) const;
 
@@ -60,6 +63,7 @@ class Template final {
     kHost,
     kPath,
     kQuery,
+    kClientCert,
   };
   struct Part {
     Kind kind;

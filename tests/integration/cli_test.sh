@@ -155,6 +155,20 @@ assert_match "$OUT" "(^|"$'\n'")$n passed, 0 failed$" "portcullis test: summary"
 assert_not_contains "$OUT" "FAIL" "portcullis test examples/quickstart_test.yaml"
 assert_eq "$n" "$(grep -c '^PASS ' <<<"$OUT")" "portcullis test: PASS lines"
 
+# The Lua functions example: its cases fix `now`, so office hours decide the same any day.
+lua_cases="$SRC/examples/lua_test.yaml"
+run_cli test-lua test -c "$SRC/examples/lua.yaml" "$lua_cases"
+assert_eq 0 "$RC" "portcullis test examples/lua_test.yaml: exit status (output: $OUT $ERR)"
+n=$(grep -c '^  - name:' "$lua_cases")
+((n >= 10)) || fail "examples/lua_test.yaml has only $n cases"
+assert_match "$OUT" "(^|"$'\n'")$n passed, 0 failed$" "portcullis test (lua): summary"
+run_cli eval-lua eval -c "$SRC/examples/lua.yaml" --method GET \
+  --url https://api.example.com/orders/7 -H "X-Tenant: globex" --explain \
+  -H "Authorization: Bearer $(mint_token --sub alice --aud orders-api --claim tenant=acme)"
+assert_eq "deny 403 tenant_mismatch" "$(head -n 1 <<<"$OUT")" "eval with a Lua function: first line"
+assert_match "$OUT" $'\n  function agent-scopes allow +— [0-9]+µs' "eval --explain: the first function"
+assert_match "$OUT" $'\n  function tenant deny +— tenant_mismatch; [0-9]+µs' "eval --explain: the second"
+
 failing="$TEST_TMP/failing_test.yaml"
 cat >"$failing" <<EOF
 tokens:

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Every YAML example in README.md and docs/ that is a whole policy (starts with
 # `version: 1`) must compile with `portcullis check`. Examples refer to files relative to
-# examples/ (keys/demo-jwks.json, …), so each one is checked from a copy placed there.
+# examples/ (keys/demo-jwks.json, functions/lua/tenant.lua, …), so each one is checked
+# from a folder that has those beside it.
 set -euo pipefail
 bin=$1
 src=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 ln -s "$src/examples/keys" "$work/keys"
+ln -s "$src/examples/functions" "$work/functions"
 
 checked=0
 failed=0

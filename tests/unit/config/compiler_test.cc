@@ -199,8 +199,7 @@ TEST_F(CompilerTest, NotYetImplementedKeysAreErrorsNotSilentNoOps) {
 redis: redis://127.0.0.1:6379
 )");
   const auto e = errors(r);
-  EXPECT_TRUE(hasError(e, "12:5: ", "'functions' in routes[0] is not supported yet"))
-      << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "12:16: ", "unknown function 'tenant'")) << ::testing::PrintToString(e);
   EXPECT_TRUE(hasError(e, "13:1: ", "'redis' in the config is not supported yet"))
       << ::testing::PrintToString(e);
 }

@@ -1,0 +1,178 @@
+// What a `runtime: lua` function costs per call, beside a bare LuaJIT call of the same code.
+//   build/bench/lua_bench
+// BM_Bare*: lua_pcall of the handler in a plain LuaJIT state with the same arguments built
+// the same way, no sandbox, no limits, the JIT compiler on or off (the reference: what
+// LuaJIT itself costs). BM_Sandboxed*: the portcullis function (one VM per thread, count
+// hook, heap ceiling, read-only globals, answer validated). The goal is ≤ 2 µs for the
+// trivial function. The tenant function is examples/functions/lua/tenant.lua.
+#include <benchmark/benchmark.h>
+
+#include <lua.hpp>  // with luajit.h, in extern "C"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "audit/metrics.h"
+#include "config/compiler.h"
+#include "engine/snapshot.h"
+
+namespace {
+
+using namespace portcullis;
+
+constexpr std::int64_t kNow = 1'790'000'000;
+const std::string kExamples = std::string(PORTCULLIS_SOURCE_DIR) + "/examples/functions/lua";
+
+constexpr const char* kTrivial =
+    "return function(request, identity, ctx) return { allow = true } end";
+
+std::string readAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+struct Fixture {
+  Fixture() {
+    dir = std::filesystem::temp_directory_path() / "portcullis-lua-bench";
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir / "trivial.lua") << kTrivial;
+    std::ofstream(dir / "policy.yaml")
+        << "version: 1\nfunctions:\n"
+           "  trivial: { runtime: lua, source: trivial.lua }\n"
+           "  tenant: { runtime: lua, source: "
+        << kExamples << "/tenant.lua, headers: [X-Support-Access] }\n"
+        << "routes:\n  - name: r\n    match: { paths: [/r] }\n"
+           "    functions: [trivial, tenant]\n";
+    auto loaded = config::loadPolicy((dir / "policy.yaml").string(), metrics, kNow);
+    if (!loaded.snapshot) {
+      for (const auto& e : loaded.errors)
+        std::fprintf(stderr, "%s\n", e.toString().c_str());
+      std::abort();
+    }
+    snapshot = loaded.snapshot;
+    request.method = "GET";
+    request.host = "api.example.com";
+    request.path = "/orders/7";
+    request.client_ip = *IpAddress::parse("127.0.0.1");
+    request.headers.add("Host", "api.example.com");
+    request.headers.add("User-Agent", "wrk");
+    request.headers.add("X-Tenant", "acme");
+    id.provider = "demo";
+    id.subject = "alice";
+    id.issuer = "portcullis-dev";
+    id.claims = std::make_shared<const nlohmann::json>(nlohmann::json{{"iss", "portcullis-dev"},
+                                                                      {"sub", "alice"},
+                                                                      {"aud", "orders-api"},
+                                                                      {"tenant", "acme"},
+                                                                      {"scope", "read:orders"},
+                                                                      {"iat", kNow},
+                                                                      {"exp", kNow + 3600}});
+    id.scopes = {"read:orders"};
+  }
+  ~Fixture() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+  std::filesystem::path dir;
+  audit::Metrics metrics;
+  std::shared_ptr<const engine::PolicySnapshot> snapshot;
+  engine::Request request;
+  identity::Identity id;
+};
+
+Fixture& fixture() {
+  static Fixture f;
+  return f;
+}
+
+void runSandboxed(benchmark::State& state, const char* name) {
+  Fixture& f = fixture();
+  const engine::Function& fn = *f.snapshot->function(name);
+  const engine::Context ctx;
+  const engine::FunctionCall call{f.request, &f.id, ctx, f.snapshot->routes[0], kNow};
+  for (auto _ : state) {
+    auto answer = fn.call(call, [](engine::FunctionAnswer) {});
+    if (!answer || answer->outcome != engine::Outcome::kAllow) {
+      state.SkipWithError("not allowed");
+      break;
+    }
+    benchmark::DoNotOptimize(answer);
+  }
+}
+
+void BM_SandboxedTrivial(benchmark::State& state) {
+  runSandboxed(state, "trivial");
+}
+BENCHMARK(BM_SandboxedTrivial);
+
+void BM_SandboxedTenant(benchmark::State& state) {
+  runSandboxed(state, "tenant");
+}
+BENCHMARK(BM_SandboxedTenant);
+
+// The reference: the same source in a plain LuaJIT state, called with a request table
+// (the same fields), an identity table with its claims and an empty ctx, and the answer's
+// `allow` read back: what any embedding pays.
+void runBare(benchmark::State& state, const std::string& source, bool jit) {
+  Fixture& f = fixture();
+  lua_State* L = luaL_newstate();
+  luaL_openlibs(L);
+  luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | (jit ? LUAJIT_MODE_ON : LUAJIT_MODE_OFF));
+  if (luaL_loadstring(L, source.c_str()) != 0 || lua_pcall(L, 0, 1, 0) != 0) std::abort();
+  const int handler = luaL_ref(L, LUA_REGISTRYINDEX);
+  const auto push = [L](const char* k, const std::string& v) {
+    lua_pushlstring(L, v.data(), v.size());
+    lua_setfield(L, -2, k);
+  };
+  for (auto _ : state) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, handler);
+    lua_createtable(L, 0, 8);
+    push("method", f.request.method);
+    push("host", f.request.host);
+    push("path", f.request.path);
+    push("client_ip", "127.0.0.1");
+    lua_createtable(L, 0, 4);
+    for (const auto& [n, v] : f.request.headers.fields())
+      push(n.c_str(), v);
+    lua_setfield(L, -2, "headers");
+    lua_createtable(L, 0, 4);
+    push("sub", f.id.subject);
+    push("iss", f.id.issuer);
+    lua_createtable(L, 0, 8);
+    for (const auto& [k, v] : f.id.claims->items()) {
+      if (v.is_string()) push(k.c_str(), v.get<std::string>());
+    }
+    lua_setfield(L, -2, "claims");
+    lua_createtable(L, 0, 1);
+    lua_setfield(L, -2, "roles");
+    lua_newtable(L);
+    if (lua_pcall(L, 3, 1, 0) != 0) std::abort();
+    lua_getfield(L, -1, "allow");
+    benchmark::DoNotOptimize(lua_toboolean(L, -1));
+    lua_pop(L, 2);
+  }
+  lua_close(L);
+}
+
+void BM_BareTrivialInterpreter(benchmark::State& state) {
+  runBare(state, kTrivial, false);
+}
+BENCHMARK(BM_BareTrivialInterpreter);
+
+void BM_BareTenantInterpreter(benchmark::State& state) {
+  runBare(state, readAll(kExamples + "/tenant.lua"), false);
+}
+BENCHMARK(BM_BareTenantInterpreter);
+
+void BM_BareTenantJit(benchmark::State& state) {
+  runBare(state, readAll(kExamples + "/tenant.lua"), true);
+}
+BENCHMARK(BM_BareTenantJit);
+
+}  // namespace
+
+BENCHMARK_MAIN();
