@@ -7,6 +7,9 @@
 #   (c) HAProxy + portcullis SPOE (the `portcullis haproxy-config` output), no decision
 #       cache on the route: every request is a full RS256 verification in portcullis
 #   (d) the same with `cache: { ttl: 60s }` on the route: warm cache, one token
+#   (e) the same policy, configuration generated with `--haproxy-cache`: HAProxy keeps the
+#       allow in its stick table and answers the repeat token without asking the agent
+#       (warm: after the warm-up, the agent has seen the token once)
 #
 #   bench/haproxy/run.sh [BUILD_DIR | path-to-portcullis]      (default: build)
 #
@@ -14,8 +17,9 @@
 # nginx (one worker) — is pinned to one CPU (BENCH_SERVER_CPU, default 0); wrk is pinned to
 # another (BENCH_CLIENT_CPU, default 1): `wrk -t1 -c32 -d8s --latency` after a warm-up.
 # Every target is checked before it is measured (a valid token gets 200 and the right
-# X-User upstream; no token, a bad signature and an expired token get 401). Nothing runs
-# longer than its bound; only the PIDs started here are signalled.
+# X-User upstream; no token, a bad signature and an expired token get 401; for (e), the
+# agent must have been asked only a handful of times). Nothing runs longer than its bound;
+# only the PIDs started here are signalled. Shared helpers: bench/lib.sh.
 #
 # Knobs (environment): BENCH_DURATION (8s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (32),
 # BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1), BENCH_KEEP=1 keeps the work directory.
@@ -23,101 +27,19 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
+# shellcheck source=../lib.sh
+source "$here/../lib.sh"
 arg=${1:-$root/build}
 [[ $arg == /* ]] || arg=$PWD/$arg
 if [[ -d $arg ]]; then bin=$arg/portcullis; else bin=$arg; fi
-
-duration=${BENCH_DURATION:-8s}
-warmup=${BENCH_WARMUP:-2s}
-conns=${BENCH_CONNECTIONS:-32}
-server_cpu=${BENCH_SERVER_CPU:-0}
-client_cpu=${BENCH_CLIENT_CPU:-1}
 jwks=$root/examples/keys/demo-jwks.json
 key=$root/examples/keys/demo.jwk
 
-die() { echo "bench/haproxy: $*" >&2; exit 1; }
-note() { echo "# $*"; }
-
-[[ $duration =~ ^[0-9]+s$ && $warmup =~ ^[0-9]+s$ ]] || die "BENCH_DURATION/BENCH_WARMUP: whole seconds, e.g. 8s"
-for tool in haproxy wrk nginx openssl taskset curl timeout awk od base64; do
-  command -v "$tool" >/dev/null || die "'$tool' is not installed"
-done
-[[ -x $bin ]] || die "no portcullis binary at $bin (build it, or pass the build directory)"
+bench_init haproxy 8s 2s haproxy wrk nginx openssl taskset curl timeout awk od base64
 [[ -r $jwks && -r $key ]] || die "demo keys not found under $root/examples/keys"
-ncpu=$(nproc)
-((server_cpu < ncpu && client_cpu < ncpu && server_cpu != client_cpu)) ||
-  die "need two distinct CPUs (server $server_cpu, client $client_cpu; this machine has $ncpu)"
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/portcullis-bench-haproxy.XXXXXX")
-chmod 0711 "$work"
-started=()  # every PID this script started; the only ones it ever signals
-
-stop_pid() {  # TERM, wait up to 5 s, then KILL; reaps it
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null || true
-}
-forget() {
-  local keep=() p
-  for p in "${started[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-  started=("${keep[@]}")
-}
-cleanup() {
-  local pid
-  for pid in "${started[@]}"; do stop_pid "$pid"; done
-  started=()
-  if [[ ${BENCH_KEEP:-0} == 1 ]]; then echo "# work directory kept: $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-  local p i
-  for ((i = 0; i < 200; i++)); do
-    p=$((20000 + RANDOM % 40000))
-    port_in_use "$p" || { echo "$p"; return 0; }
-  done
-  die "no free loopback port found"
-}
-wait_port() {  # wait_port PORT PID: until something listens (bounded: 10 s)
-  local i
-  for ((i = 0; i < 100; i++)); do
-    port_in_use "$1" && return 0
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
-
-# CPU time (clock ticks) of PIDs and their threads: utime + stime from /proc/PID/stat.
-cpu_ticks() {
-  local total=0 pid t
-  for pid; do
-    t=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat" 2>/dev/null) || t=0
-    total=$((total + ${t:-0}))
-  done
-  echo "$total"
-}
-hz=$(getconf CLK_TCK)
-# "BUSY IDLE" ticks of one CPU from /proc/stat (busy = user nice system irq softirq steal).
-cpu_stat() { awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6 }' /proc/stat; }
-busy_pct() {  # busy_pct "BUSY0 IDLE0" "BUSY1 IDLE1"
-  awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
-    d = (y[1] - x[1]) + (y[2] - x[2]); printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }'
-}
-children() { cat "/proc/$1/task/$1/children" 2>/dev/null || true; }
 
 # ---- inputs -------------------------------------------------------------------------------
-cp "$bin" "$work/portcullis" || die "cannot copy $bin"
-bin_src=$bin
-bin=$work/portcullis
+bench_copy_binary "$bin"
 token=$("$bin" token --key "$key" --sub alice --aud orders-api --scope 'read:orders' --ttl 2h)
 now=$(date +%s)
 expired=$("$bin" token --key "$key" --sub alice --aud orders-api --scope read:orders \
@@ -211,60 +133,29 @@ nginx_pids="$nginx_pid $(children "$nginx_pid")"
 
 # ---- measuring ------------------------------------------------------------------------------
 rows=()  # "target|rps|p50_us|p99_us|cpu_us_per_req|server_util|cpu0_busy|cpu1_busy|errors"
-field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" "$2" | tail -1; }
-wrk_run() {  # wrk_run URL DURATION OUTFILE
-  local secs=${2%s}
-  timeout $((secs + 30)) taskset -c "$client_cpu" \
-    wrk -t1 -c"$conns" -d"$2" --latency -s "$work/request.lua" "$1" >"$3" 2>&1 ||
-    die "wrk failed against $1: $(tail -3 "$3")"
-}
-measure() {  # measure NAME URL PID…
+measure() {  # measure NAME URL PID…: warm-up, then the measured run with CPU accounting
   local name=$1 url=$2
   shift 2
   local tag=${name//[^a-zA-Z0-9]/_}
   local out="$work/wrk-$tag.txt"
-  wrk_run "$url" "$warmup" "$work/warmup-$tag.txt"
-  sleep 0.3
-  local t0 t1 s0 s1 c0 c1 pid
-  local -a each0=() each1=()
-  s0=$(cpu_stat "$server_cpu")
-  c0=$(cpu_stat "$client_cpu")
-  for pid; do each0+=("$(cpu_ticks "$pid")"); done
-  t0=$(cpu_ticks "$@")
-  wrk_run "$url" "$duration" "$out"
-  t1=$(cpu_ticks "$@")
-  for pid; do each1+=("$(cpu_ticks "$pid")"); done
-  s1=$(cpu_stat "$server_cpu")
-  c1=$(cpu_stat "$client_cpu")
-  grep -q '^RESULT ' "$out" || die "no RESULT line from wrk against $url: $(tail -5 "$out")"
-  local requests secs rps p50 p99 errs cpu_us util sbusy cbusy
-  requests=$(field requests "$out")
-  secs=$(field duration_s "$out")
-  rps=$(field rps "$out")
-  p50=$(field p50_us "$out")
-  p99=$(field p99_us "$out")
-  errs=$(($(field err_connect "$out") + $(field err_read "$out") + $(field err_write "$out") +
-    $(field err_status "$out") + $(field err_timeout "$out")))
-  cpu_us=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.1f", n ? d * 1e6 / hz / n : 0 }')
-  util=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v s="$secs" 'BEGIN { printf "%.0f", 100 * d / hz / s }')
-  sbusy=$(busy_pct "$s0" "$s1")
-  cbusy=$(busy_pct "$c0" "$c1")
+  bench_warmup "$url" "$tag"
+  bench_measure "$url" "$out" "$@"
   echo "== $name: wrk -t1 -c$conns -d$duration --latency $url"
   sed 's/^/   /' "$out"
-  echo "   server side CPU (haproxy + portcullis + nginx): $((t1 - t0)) ticks (CLK_TCK $hz) over ${secs}s" \
-    "= $cpu_us us/request, ${util}% of one CPU"
-  local split="" i=0 comm
+  echo "   server side CPU (haproxy + portcullis + nginx): $M_TICKS ticks (CLK_TCK $hz) over ${M_SECS}s" \
+    "= $M_CPU_US us/request, ${M_UTIL}% of one CPU"
+  local split="" i=0 pid comm
   for pid; do
     comm=$(cat "/proc/$pid/comm" 2>/dev/null || echo "?")
-    split+=" $comm($pid)=$(awk -v d=$((each1[i] - each0[i])) -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.1f", n ? d * 1e6 / hz / n : 0 }')"
+    split+=" $comm($pid)=${M_EACH[i]}"
     i=$((i + 1))
   done
   echo "   per process, us/request:$split"
-  echo "   CPU $server_cpu (server side) ${sbusy}% busy, CPU $client_cpu (wrk) ${cbusy}% busy, from /proc/stat"
-  if ((sbusy - util > 5)); then
-    echo "   WARNING: CPU $server_cpu was $((sbusy - util)) points busier than the server side: another process shared it"
+  echo "   CPU $server_cpu (server side) ${M_SBUSY}% busy, CPU $client_cpu (wrk) ${M_CBUSY}% busy, from /proc/stat"
+  if ((M_SBUSY - M_UTIL > 5)); then
+    echo "   WARNING: CPU $server_cpu was $((M_SBUSY - M_UTIL)) points busier than the server side: another process shared it"
   fi
-  rows+=("$name|$rps|$p50|$p99|$cpu_us|$util%|$sbusy%|$cbusy%|$errs")
+  rows+=("$name|$M_RPS|$M_P50|$M_P99|$M_CPU_US|$M_UTIL%|$M_SBUSY%|$M_CBUSY%|$M_ERRS")
 }
 
 # check NAME URL: a valid token → 200 (and, unless plain proxying, X-User alice upstream
@@ -311,12 +202,7 @@ defaults
 "
 
 # ---- the run --------------------------------------------------------------------------------
-note "HAProxy + portcullis SPOE benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-note "host: $(uname -srm), $ncpu CPU(s): $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-note "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-if awk '{ exit !($1 > 0.7) }' /proc/loadavg; then
-  note "WARNING: the machine is busy (1-min load above 0.7); numbers will be low and noisy"
-fi
+bench_header "HAProxy + portcullis SPOE benchmark"
 note "$(haproxy -v | head -1)"
 note "portcullis: $bin_src (sha256 $(sha256sum "$bin" | cut -c1-12))"
 note "server side (haproxy nbthread 1, portcullis workers 1, nginx 1 worker) on CPU $server_cpu, wrk on CPU $client_cpu"
@@ -402,12 +288,13 @@ default: deny
 audit: { sink: none }
 YAML
 }
-run_spoe() {  # run_spoe NAME CACHE_LINE
-  local name=$1 tag=${1//[^a-zA-Z0-9]/_} spoe_port port
+run_spoe() {  # run_spoe NAME CACHE_LINE [HAPROXY-CONFIG ARGS…]
+  local name=$1 cache_line=$2 tag=${1//[^a-zA-Z0-9]/_} spoe_port port
+  shift 2
   spoe_port=$(free_port)
   port=$(free_port)
   local policy=$work/policy-$tag.yaml ready=$work/ready-$tag.json log=$work/portcullis-$tag.log
-  write_policy "$policy" "$spoe_port" "$2"
+  write_policy "$policy" "$spoe_port" "$cache_line"
   "$bin" check -c "$policy" >/dev/null || die "policy rejected: $policy"
   taskset -c "$server_cpu" "$bin" serve -c "$policy" --ready-file "$ready" >"$log" 2>&1 &
   local pid=$! i
@@ -421,7 +308,8 @@ run_spoe() {  # run_spoe NAME CACHE_LINE
   local admin
   admin=$(sed -n 's/.*"admin":"\([^"]*\)".*/\1/p' "$ready")
   "$bin" haproxy-config -c "$policy" --bind "127.0.0.1:$port" --upstream "127.0.0.1:$app_port" \
-    --out-dir "$work/haproxy-$tag" 2>/dev/null || die "portcullis haproxy-config failed"
+    --out-dir "$work/haproxy-$tag" "$@" 2>"$work/haproxy-config-$tag.log" ||
+    die "portcullis haproxy-config $* failed: $(cat "$work/haproxy-config-$tag.log")"
   local cfg=$work/haproxy-$tag/haproxy.cfg
   # One thread, like the other targets; the rest is the generated configuration as is.
   sed -i 's|^global$|global\n    nbthread 1|' "$cfg"
@@ -435,9 +323,17 @@ run_spoe() {  # run_spoe NAME CACHE_LINE
   check "$name" "http://127.0.0.1:$port/orders/7"
   # shellcheck disable=SC2086
   measure "$name" "http://127.0.0.1:$port/orders/7" "$HAPROXY_PID" "$pid" $nginx_pids
-  local m=$work/metrics-$tag.txt
+  local m=$work/metrics-$tag.txt notify
   curl -s "http://$admin/metrics" >"$m" || true
-  echo "   agent: notify=$(awk '$1 == "portcullis_spoe_notify_total" { print $2 }' "$m")" \
+  notify=$(awk '$1 == "portcullis_spoe_notify_total" { print $2 }' "$m")
+  if [[ " $* " == *" --haproxy-cache "* ]]; then
+    grep -q 'portcullis-decisions' "$cfg" || die "$name: the configuration has no decision table"
+    # The checks send a handful of requests to the agent (the misses and the 401s); the
+    # warm-up and the measured run must not.
+    [[ $notify =~ ^[0-9]+$ ]] && ((notify <= 20)) ||
+      die "$name: the agent received $notify NOTIFY frames: HAProxy did not serve the repeat token from its table"
+  fi
+  echo "   agent: notify=$notify" \
     "connections=$(awk '$1 == "portcullis_spoe_connections_total" { print $2 }' "$m")" \
     "protocol-errors=$(awk '$1 == "portcullis_spoe_protocol_errors_total" { print $2 }' "$m")" \
     "cache-hits=$(awk '$1 == "portcullis_cache_lookups_total{result=\"hit\"}" { print $2 }' "$m")" \
@@ -449,6 +345,7 @@ run_spoe() {  # run_spoe NAME CACHE_LINE
 }
 run_spoe "c. spoe, no cache" ""
 run_spoe "d. spoe, warm cache" "    cache: { ttl: 60s }"
+run_spoe "e. spoe + haproxy-cache" "    cache: { ttl: 60s }" --haproxy-cache
 
 stop_pid "$nginx_pid"
 forget "$nginx_pid"

@@ -50,10 +50,12 @@ int runToken(const TokenOptions& options);
 struct HaproxyConfigOptions {
   std::string config;
   std::string haproxy_version = "2.6";
-  std::string bind = "*:8080";              // the protected frontend
-  std::string upstream = "127.0.0.1:3000";  // where allowed requests go
-  std::string agent;                        // default: listeners.spoe
-  std::string out_dir;                      // write haproxy.cfg + portcullis-spoe.conf here
+  std::string bind = "*:8080";                 // the protected frontend
+  std::string upstream = "127.0.0.1:3000";     // where allowed requests go
+  std::string agent;                           // default: listeners.spoe
+  std::string out_dir;                         // write haproxy.cfg + portcullis-spoe.conf here
+  bool haproxy_cache = false;                  // cache allows in a stick table (--haproxy-cache)
+  std::uint64_t haproxy_cache_size = 100'000;  // stick-table entries
 };
 int runHaproxyConfig(const HaproxyConfigOptions& options);
 

@@ -69,6 +69,10 @@ int main(int argc, char** argv) {
                           "portcullis' SPOE address (default: listeners.spoe)");
   haproxy_cmd->add_option("--out-dir", haproxy.out_dir,
                           "Write haproxy.cfg and portcullis-spoe.conf here");
+  haproxy_cmd->add_flag("--haproxy-cache", haproxy.haproxy_cache,
+                        "Cache allows in an HAProxy stick table; ask the agent only on a miss");
+  haproxy_cmd->add_option("--haproxy-cache-size", haproxy.haproxy_cache_size,
+                          "Stick-table entries for --haproxy-cache (default 100000)");
 
   cli.add_subcommand("version", "Print the version");
 

@@ -11,16 +11,16 @@
 # Then: the agent stopped (fail closed, `on_error: allow` routes stay open), restarted
 # (HAProxy recovers by itself), HAProxy reloaded with -sf (the old process drains), and
 # 5000 requests over 100 connections, every answer counted, HAProxy's SPOE log all st=0.
+# Last, TLS client certificates: a TLS bind of its own, where only a verified certificate's
+# subject (ssl_c_s_dn, with ssl_c_verify 0) becomes ${request.client_cert_subject}.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init "$1" "$2" 90
 
 command -v haproxy >/dev/null || fail "haproxy is not installed (Debian: haproxy)"
 command -v nginx >/dev/null || fail "nginx is not installed (Debian: nginx-light)"
 HAPROXY=$(command -v haproxy)
-NGINX=$(command -v nginx)
 EXAMPLE="$SRC/examples/haproxy/portcullis.yaml"
 AUDIT_FILE="$TEST_TMP/audit.jsonl"
-chmod 0711 "$TEST_TMP"   # nginx workers (user nobody) read a file from here
 
 # Problems that are bugs in portcullis (not in this test): reported together at the end,
 # after every other check has run. The test still fails.
@@ -81,52 +81,7 @@ wait_http "http://$ADMIN/readyz" 10 portcullis
 # ---- nginx: the application, echoing what HAProxy forwarded -----------------------------
 head -c 6000 /dev/zero | tr '\0' 'x' >"$TEST_TMP/big.txt"   # 6000 bytes at 2 KB/s: ~3 s
 chmod 0644 "$TEST_TMP/big.txt"
-render_nginx() {
-  cat >"$TEST_TMP/nginx.conf" <<NGINX
-worker_processes 1;
-error_log $TEST_TMP/nginx-error.log warn;
-events { worker_connections 1024; }
-http {
-  log_format rid 'rid=\$http_x_request_id uri=\$uri user=\$http_x_user';
-  access_log $TEST_TMP/app_access.log rid;
-  client_body_temp_path $TEST_TMP/ngx_body;
-  proxy_temp_path $TEST_TMP/ngx_proxy;
-  fastcgi_temp_path $TEST_TMP/ngx_fastcgi;
-  uwsgi_temp_path $TEST_TMP/ngx_uwsgi;
-  scgi_temp_path $TEST_TMP/ngx_scgi;
-  server {
-    listen 127.0.0.1:$UPSTREAM_PORT;
-    location = /public/big { limit_rate 2k; default_type text/plain; alias $TEST_TMP/big.txt; }
-    location / {
-      default_type text/plain;
-      return 200 "user=\$http_x_user\nuri=\$uri\nrid=\$http_x_request_id\n";
-    }
-  }
-}
-NGINX
-}
-NGINX_ARGS=(-p "$TEST_TMP" -c "$TEST_TMP/nginx.conf" -g "daemon off; pid $TEST_TMP/nginx.pid;")
-started=0
-for attempt in 1 2 3; do
-  free_port UPSTREAM_PORT
-  render_nginx
-  "$NGINX" "${NGINX_ARGS[@]}" -t >"$TEST_TMP/nginx-t.log" 2>&1 ||
-    fail "nginx -t rejected the test's config: $(cat "$TEST_TMP/nginx-t.log")"
-  start_bg nginx "$NGINX" "${NGINX_ARGS[@]}"
-  for ((i = 0; i < 50; i++)); do
-    pid_alive "${PID_OF[nginx]}" || break
-    code=$(curl -s --noproxy '*' --max-time 1 -o /dev/null -w '%{http_code}' \
-           "http://127.0.0.1:$UPSTREAM_PORT/up" 2>/dev/null) || true
-    [[ $code == 200 ]] && { started=1; break; }
-    sleep 0.1
-  done
-  ((started)) && break
-  stop_bg nginx
-  grep -qs "Address already in use" "$TEST_TMP/nginx.err" "$TEST_TMP/nginx-error.log" ||
-    fail "nginx did not come up on 127.0.0.1:$UPSTREAM_PORT"
-  log "nginx: port $UPSTREAM_PORT was taken meanwhile (attempt $attempt); another one"
-done
-((started)) || fail "nginx could not bind a free port in 3 attempts"
+start_echo_upstream "location = /public/big { limit_rate 2k; default_type text/plain; alias $TEST_TMP/big.txt; }"
 
 # ---- HAProxy: the generated configuration -------------------------------------------------
 # Two additions, nothing changed in the protected frontend: the log level (the generated
@@ -178,7 +133,6 @@ CFG
 done
 ((started)) || fail "HAProxy could not bind a free port in 3 attempts"
 HAP="http://127.0.0.1:$LISTEN_PORT"
-LIB_LOGS+=("$TEST_TMP/app_access.log")
 log "HAProxy on :$LISTEN_PORT, agent on :$SPOE_PORT, application on :$UPSTREAM_PORT"
 
 # check_haproxy_exit NAME: a HAProxy that was asked to stop softly (SIGUSR1, or -sf from its
@@ -490,6 +444,92 @@ $bad_spoe"
 errors=$(metric "http://$ADMIN/metrics" portcullis_spoe_protocol_errors_total)
 assert_eq 0 "$errors" "portcullis_spoe_protocol_errors_total after the load"
 log "load: $spoe_lines SPOE log lines (HAProxy dropped $dropped log lines), all st=0; no protocol errors on the agent"
+
+# ---- TLS client certificates: ssl_c_s_dn → ${request.client_cert_subject} ---------------------
+# A policy of its own (one route copying the certificate's subject into X-User, which the
+# application echoes), its generated configuration with the bind made TLS and asking for
+# client certificates — and, to show the agent's guard, letting unverified ones through
+# (ca-ignore-err/crt-ignore-err all): only a certificate that verified gives its subject.
+command -v openssl >/dev/null || fail "openssl is not installed (Debian: openssl)"
+tls=$TEST_TMP/tls
+mkdir -p "$tls"
+ossl() { openssl "$@" >"$tls/openssl.log" 2>&1 || fail "openssl $1 failed: $(cat "$tls/openssl.log")"; }
+ossl req -x509 -newkey rsa:2048 -nodes -keyout "$tls/ca.key" -out "$tls/ca.pem" -days 2 -subj "/CN=portcullis test CA"
+ossl req -x509 -newkey rsa:2048 -nodes -keyout "$tls/other-ca.key" -out "$tls/other-ca.pem" -days 2 -subj "/CN=another CA"
+printf 'subjectAltName=IP:127.0.0.1\n' >"$tls/san.ext"
+ossl req -newkey rsa:2048 -nodes -keyout "$tls/server.key" -out "$tls/server.csr" -subj "/CN=127.0.0.1"
+ossl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+  -out "$tls/server.crt" -days 2 -extfile "$tls/san.ext"
+cat "$tls/server.crt" "$tls/server.key" >"$tls/server.pem"
+ossl req -newkey rsa:2048 -nodes -keyout "$tls/client.key" -out "$tls/client.csr" -subj "/C=DE/O=Acme/CN=partner-1"
+ossl x509 -req -in "$tls/client.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+  -out "$tls/client.crt" -days 2
+ossl req -newkey rsa:2048 -nodes -keyout "$tls/forged.key" -out "$tls/forged.csr" -subj "/C=DE/O=Acme/CN=partner-1"
+ossl x509 -req -in "$tls/forged.csr" -CA "$tls/other-ca.pem" -CAkey "$tls/other-ca.key" -CAcreateserial \
+  -out "$tls/forged.crt" -days 2
+free_port TLS_SPOE_PORT
+cat >"$tls/portcullis.yaml" <<YAML
+version: 1
+workers: 1
+listeners:
+  spoe: 127.0.0.1:$TLS_SPOE_PORT
+  admin: 127.0.0.1:0
+routes:
+  - name: partners
+    match: { paths: [/partners/**] }
+    allow: true
+    on_allow:
+      set_headers: { X-User: "\${request.client_cert_subject}" }
+default: deny
+audit: { sink: "file:$TEST_TMP/audit-tls.jsonl" }
+YAML
+start_portcullis tls-agent "$tls/portcullis.yaml"
+tls_started=0
+for attempt in 1 2 3; do
+  free_port TLS_PORT
+  "$PORTCULLIS" haproxy-config -c "$tls/portcullis.yaml" --bind "127.0.0.1:$TLS_PORT" \
+    --upstream "127.0.0.1:$UPSTREAM_PORT" --out-dir "$tls/haproxy" >"$tls/gen.log" 2>&1 ||
+    fail "haproxy-config for the TLS policy failed: $(cat "$tls/gen.log")"
+  sed -i "s|^    bind 127.0.0.1:$TLS_PORT\$|& ssl crt $tls/server.pem ca-file $tls/ca.pem verify optional ca-ignore-err all crt-ignore-err all|" \
+    "$tls/haproxy/haproxy.cfg"
+  grep -q "ssl crt $tls/server.pem" "$tls/haproxy/haproxy.cfg" || fail "could not make the bind TLS in $tls/haproxy/haproxy.cfg"
+  grep -q '^    args .* ssl_dn=ssl_c_s_dn ssl_verify=ssl_c_verify$' "$tls/haproxy/portcullis-spoe.conf" ||
+    fail "the SPOE message does not send ssl_c_s_dn and ssl_c_verify: $(grep '^    args' "$tls/haproxy/portcullis-spoe.conf")"
+  "$HAPROXY" -c -f "$tls/haproxy/haproxy.cfg" >"$tls/haproxy-c.log" 2>&1 ||
+    fail "haproxy -c rejected the TLS configuration: $(cat "$tls/haproxy-c.log")"
+  start_bg haproxy-tls "$HAPROXY" -db -f "$tls/haproxy/haproxy.cfg"
+  for ((i = 0; i < 50; i++)); do
+    pid_alive "${PID_OF[haproxy-tls]}" || break
+    code=$(curl -s --noproxy '*' --max-time 2 -o /dev/null -w '%{http_code}' --cacert "$tls/ca.pem" \
+           --cert "$tls/client.crt" --key "$tls/client.key" "https://127.0.0.1:$TLS_PORT/partners/up" 2>/dev/null) || true
+    [[ $code == 200 ]] && { tls_started=1; break; }
+    sleep 0.1
+  done
+  ((tls_started)) && break
+  stop_bg haproxy-tls
+  grep -qs "Address already in use\|cannot bind" "$TEST_TMP/haproxy-tls.err" ||
+    fail "HAProxy (TLS) did not answer 200 on 127.0.0.1:$TLS_PORT (last: $code)"
+done
+((tls_started)) || fail "HAProxy (TLS) could not bind a free port in 3 attempts"
+HTTPS="https://127.0.0.1:$TLS_PORT"
+http --cacert "$tls/ca.pem" --cert "$tls/client.crt" --key "$tls/client.key" -H "X-User: mallory" \
+  -H "X-Request-Id: hx-tls-ok" "$HTTPS/partners/1"
+assert_status 200 "TLS: a verified client certificate"
+assert_eq $'user=/C=DE/O=Acme/CN=partner-1\nuri=/partners/1\nrid=hx-tls-ok' "$HTTP_BODY" \
+  "TLS: a verified client certificate's subject as \${request.client_cert_subject}"
+http --cacert "$tls/ca.pem" --cert "$tls/forged.crt" --key "$tls/forged.key" \
+  -H "X-Request-Id: hx-tls-forged" "$HTTPS/partners/1"
+assert_status 200 "TLS: a certificate of another CA (let through by crt-ignore-err)"
+assert_eq $'user=\nuri=/partners/1\nrid=hx-tls-forged' "$HTTP_BODY" \
+  "TLS: an unverified certificate's subject (ssl_c_verify ≠ 0) never reaches the policy"
+http --cacert "$tls/ca.pem" -H "X-User: /C=DE/O=Acme/CN=partner-1" -H "X-Request-Id: hx-tls-none" "$HTTPS/partners/1"
+assert_status 200 "TLS: no client certificate"
+assert_eq $'user=\nuri=/partners/1\nrid=hx-tls-none' "$HTTP_BODY" "TLS: no client certificate, forged X-User"
+log "TLS client certificates: the verified subject reaches the policy; another CA's and a forged header do not"
+stop_bg haproxy-tls USR1
+check_haproxy_exit haproxy-tls
+stop_bg tls-agent
+assert_eq 0 "$BG_STATUS" "portcullis (TLS policy) exit status on SIGTERM"
 
 # ---- the end ------------------------------------------------------------------------------
 stop_bg haproxy2 USR1   # soft stop: exit status 0 (TERM is a hard stop, 143)

@@ -24,6 +24,7 @@
 #include "common/strings.h"
 #include "engine/path.h"
 #include "engine/router.h"
+#include "frontends/spoe/haproxy_cache.h"
 
 namespace portcullis::frontends::spoe {
 namespace {
@@ -60,6 +61,18 @@ std::string stringOf(const Value* v) {
   if (const auto* s = std::get_if<std::string>(v)) return *s;
   if (const auto* b = std::get_if<Binary>(v)) return b->bytes;
   return {};
+}
+
+// An integer argument of any SPOP integer type; nullopt when absent or not an integer.
+std::optional<std::int64_t> intOf(const Value* v) {
+  if (v == nullptr) return std::nullopt;
+  if (const auto* i = std::get_if<std::int32_t>(v)) return *i;
+  if (const auto* u = std::get_if<std::uint32_t>(v)) return *u;
+  if (const auto* l = std::get_if<std::int64_t>(v)) return *l;
+  if (const auto* ul = std::get_if<std::uint64_t>(v)) {
+    if (*ul <= static_cast<std::uint64_t>(INT64_MAX)) return static_cast<std::int64_t>(*ul);
+  }
+  return std::nullopt;
 }
 
 // The writes of one connection, in order: ACKs finish in any order (pipelining), but
@@ -182,6 +195,11 @@ std::optional<engine::Request> requestFromMessage(const Message& message, std::s
   const Value* ssl = find(a, "ssl");
   const bool tls = ssl != nullptr && std::holds_alternative<bool>(*ssl) && std::get<bool>(*ssl);
   req.scheme = tls ? "https" : "http";
+  // ssl_c_s_dn (NULL without a client certificate), believed only when ssl_c_verify says
+  // the certificate verified: a bind with `crt-ignore-err`/`ca-ignore-err` lets others through.
+  if (tls && intOf(find(a, "ssl_verify")) == 0) {
+    if (const Value* dn = find(a, "ssl_dn")) req.client_cert_subject = headerSafe(stringOf(dn));
+  }
   if (const auto* host = req.headers.find("host")) req.host = engine::normalizeHost(*host);
   if (const auto* id = req.headers.find("x-request-id")) {
     req.request_id = headerSafe(std::string_view(*id).substr(0, 128));
@@ -197,11 +215,15 @@ std::vector<SetVar> decisionVars(const engine::Evaluation& ev, const engine::Req
   };
   set("allow", std::int32_t{d.allow ? 1 : 0});
   set("status", std::int32_t{d.status});
-  set("reason", std::string(reasonName(d.reason)));
+  set("reason", std::string(d.reasonCode()));
   set("request_id", request.request_id);
   if (ev.identity) set("sub", ev.identity->subject);
   if (d.allow) {
     set("cache_ttl", std::int32_t{static_cast<std::int32_t>(d.ttl.count())});
+    if (const auto hint = haproxyCacheHint(ev, request)) {  // `haproxy-config --haproxy-cache`
+      set("hcache_ttl", hint->ttl);
+      set("hcache_profile", hint->profile);
+    }
     for (const auto& [name, value] : d.upstream_headers)
       set(headerVarName(name), value);
   } else {
