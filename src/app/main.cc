@@ -6,11 +6,14 @@
 #include <spdlog/spdlog.h>
 
 #include "app/commands.h"
+#include "functions/lambda/runtime.h"
 
 int main(int argc, char** argv) {
   using namespace portcullis::app;
   // Operational logs go to stderr for every subcommand; stdout carries results and audit.
   spdlog::set_default_logger(spdlog::stderr_color_mt("portcullis"));
+  // `runtime: lambda-local` and `lambda` for every command that compiles a policy.
+  portcullis::functions::lambda::registerRuntimes();
   CLI::App cli{"portcullis: an identity-aware gatekeeper for the HTTP edge"};
   cli.require_subcommand(1);
   cli.set_version_flag("--version", PORTCULLIS_VERSION);

@@ -25,6 +25,7 @@
 #include "frontends/authz/authz.h"
 #include "frontends/http_server.h"
 #include "frontends/spoe/agent.h"
+#include "functions/lambda/runtime.h"
 #include "net/introspector.h"
 #include "net/jwks_service.h"
 #include "net/workers.h"
@@ -108,6 +109,8 @@ class Reloader final {
                    trigger);
     }
     report.changed = true;
+    for (const auto& f : result.snapshot->functions)
+      f->prepare();  // warm what the new policy's functions keep warm before it serves
     gatekeeper_.publish(result.snapshot);
     jwks_.collect();  // stop refreshing key sets the old policy alone used
     // Old decisions can never hit (the version is in every key): free their memory.
@@ -171,6 +174,8 @@ int runServe(const ServeOptions& options) {
   std::signal(SIGPIPE, SIG_IGN);
 
   audit::Metrics metrics;
+  // Lambda runtimes declare their series while the policy compiles: into this registry.
+  functions::lambda::attachMetrics(metrics);
   asio::io_context control(1);
   net::JwksService jwks(control, metrics);
   auto loaded = config::loadPolicy(options.config, metrics, unixNow(), &jwks);
@@ -191,6 +196,8 @@ int runServe(const ServeOptions& options) {
     return kExitConfigError;
   }
 
+  for (const auto& f : loaded.snapshot->functions)
+    f->prepare();
   auto sink = makeSink(settings.audit, metrics);
   SystemClock clock;
   audit::Counter& cache_hits =

@@ -1,0 +1,77 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/functions.h"
+#include "engine/function.h"
+#include "functions/aws/apigw.h"
+#include "functions/lambda/invoker.h"
+
+namespace portcullis::audit {
+class Counter;
+class Metrics;
+}  // namespace portcullis::audit
+
+namespace portcullis::functions::lambda {
+
+// The keys every Lambda runtime shares (`lambda-local` and `lambda`): how the function is
+// called (API Gateway's authorizer contract) rather than where it runs.
+struct LambdaOptions {
+  aws::PayloadVersion payload_version = aws::PayloadVersion::kV2;  // `payload_version`
+  // `identity_source`: a request without one of them is denied 401 without an invocation.
+  std::vector<aws::IdentitySource> identity_sources;
+  // `ttl`: API Gateway's authorizer result TTL. Absent: answers are not cached here and do
+  // not lower the route's cache TTL. 0: never cached (not even by the route).
+  std::optional<std::chrono::seconds> ttl;
+  aws::ApiInfo api;  // `api`: the API the events claim to come from
+  std::size_t max_cached_results = 10'000;
+};
+
+// Reads the shared keys from `source.map` (errors go to `source.diag`) and, when the entry
+// has no `cache_key`, sets `source.spec.cache_inputs` to what the function's answer can
+// depend on: its identity sources plus the path (an IAM policy names routes; the method is
+// always part of the decision cache key). Nullopt when a key is wrong.
+std::optional<LambdaOptions> readLambdaOptions(config::FunctionSource& source);
+
+// An API Gateway Lambda authorizer behind an `Invoker`. call(): identity sources → event →
+// invoke → response (simple or IAM policy) → verdict for the request's route ARN.
+// Invocation failures, function errors and malformed responses are `kError` answers (the
+// route's `on_error` decides). With `ttl` > 0, a response is kept per identity-source
+// values and evaluated again for every request's route ARN, so a cached IAM policy applies
+// to exactly the routes it names. Thread-safe.
+class LambdaFunction final : public engine::Function {
+ public:
+  LambdaFunction(Spec spec, LambdaOptions options, std::shared_ptr<Invoker> invoker);
+  ~LambdaFunction() override;
+
+  // Answers inline for a missing identity source, a cached result and a full queue;
+  // otherwise `done` is called once on the invoker's thread.
+  std::optional<engine::FunctionAnswer> call(const engine::FunctionCall& call,
+                                             engine::FunctionDone done) const override;
+  void prepare() const override;
+
+  const LambdaOptions& options() const { return options_; }
+  const std::shared_ptr<Invoker>& invoker() const { return invoker_; }
+
+ private:
+  class ResultCache;
+
+  engine::FunctionAnswer answer(const aws::AuthorizerResponse& response,
+                                const std::string& route_arn,
+                                std::optional<std::chrono::seconds> ttl) const;
+
+  LambdaOptions options_;
+  std::shared_ptr<Invoker> invoker_;
+  std::unique_ptr<ResultCache> cache_;  // null unless ttl > 0
+  audit::Counter* cache_hits_ = nullptr;
+  audit::Counter* cache_misses_ = nullptr;
+  audit::Counter* unauthorized_ = nullptr;
+  audit::Counter* malformed_ = nullptr;
+};
+
+}  // namespace portcullis::functions::lambda

@@ -1,0 +1,24 @@
+#pragma once
+
+namespace portcullis::audit {
+class Metrics;
+}
+
+// The Lambda function runtimes, registered with the config compiler by the program (the
+// core library does not depend on the event loop; config/functions.h).
+namespace portcullis::functions::lambda {
+
+// Registers `lambda-local` (processes speaking the Lambda Runtime API, hosted here) and
+// `lambda` (the AWS Invoke API, SigV4-signed), both behind the Invoker seam. Call once at
+// start-up, before any policy is compiled; idempotent.
+void registerRuntimes();
+
+// The registry Lambda runtimes declare their series in. `serve` should attach its own
+// registry before it compiles the first policy; series of functions compiled earlier stay
+// in the registry that was current then. Until something is attached, a private registry
+// collects them (nothing is exported). `metrics` must outlive every function compiled
+// while it is attached.
+void attachMetrics(audit::Metrics& metrics);
+audit::Metrics& metricsRegistry();
+
+}  // namespace portcullis::functions::lambda

@@ -1,0 +1,578 @@
+// `runtime: lambda-local` end to end: real processes (Node.js and bash fakes under
+// tests/fakes/lambda/) speaking the Lambda Runtime API to a LocalPool, behind a
+// LambdaFunction — allow/deny/context, IAM policies per route, timeouts, crashes, garbage,
+// processes that never poll, a full queue, missing identity sources, reaping, and the
+// policy compiler's side (keys, errors, one pool shared across reloads).
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include "audit/metrics.h"
+#include "config/compiler.h"
+#include "engine/snapshot.h"
+#include "functions/aws/apigw.h"
+#include "functions/lambda/lambda_function.h"
+#include "functions/lambda/local_runtime.h"
+#include "functions/lambda/runtime.h"
+
+namespace portcullis::functions::lambda {
+namespace {
+
+using namespace std::chrono_literals;
+using engine::FunctionAnswer;
+using engine::Outcome;
+using Clock = std::chrono::steady_clock;
+
+const std::string kSrc = PORTCULLIS_SOURCE_DIR;
+const std::string kRuntimeJs = kSrc + "/examples/functions/lambda/node/runtime.js";
+const std::string kHandlers = kSrc + "/tests/fakes/lambda/handlers";
+const std::string kBashFake = kSrc + "/tests/fakes/lambda/bash/bootstrap";
+
+std::string which(const std::string& program) {
+  const char* path = std::getenv("PATH");
+  std::string p = path != nullptr ? path : "/usr/bin:/bin";
+  std::size_t start = 0;
+  while (start <= p.size()) {
+    const std::size_t end = std::min(p.find(':', start), p.size());
+    const std::string candidate = p.substr(start, end - start) + "/" + program;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = end + 1;
+  }
+  return program;
+}
+
+LocalSpec nodeSpec(const std::string& name, std::chrono::milliseconds timeout) {
+  LocalSpec spec;
+  spec.function_name = name;
+  spec.command = {which("node"), kRuntimeJs};
+  spec.handler = "index.handler";
+  spec.task_root = kHandlers;
+  spec.timeout = timeout;
+  spec.init_timeout = 5s;
+  return spec;
+}
+
+LocalSpec bashSpec(const std::string& name, std::chrono::milliseconds timeout) {
+  LocalSpec spec;
+  spec.function_name = name;
+  spec.command = {kBashFake};
+  spec.task_root = std::filesystem::path(kBashFake).parent_path().string();
+  spec.timeout = timeout;
+  spec.init_timeout = 5s;
+  return spec;
+}
+
+LambdaOptions defaultOptions() {
+  LambdaOptions o;
+  o.identity_sources.push_back(*aws::parseIdentitySource("$request.header.Authorization"));
+  return o;
+}
+
+// A function over its own pool (not the shared registry, so tests stay independent).
+struct Fixture {
+  Fixture(const LocalSpec& spec, LambdaOptions options = defaultOptions()) {
+    pool = std::make_shared<LocalPool>(spec);
+    engine::Function::Spec fs;
+    fs.name = spec.function_name;
+    fs.runtime = "lambda-local";
+    fs.timeout = spec.timeout;
+    function = std::make_unique<LambdaFunction>(fs, std::move(options), pool);
+    function->prepare();
+  }
+  std::shared_ptr<LocalPool> pool;
+  std::unique_ptr<LambdaFunction> function;
+};
+
+engine::Request makeRequest(std::string mode, std::string path = "/orders/1",
+                            std::string method = "GET",
+                            std::string authorization = "Bearer token-1") {
+  engine::Request r;
+  r.method = std::move(method);
+  r.scheme = "https";
+  r.host = "api.example.com";
+  r.path = std::move(path);
+  r.listener = "test";
+  r.request_id = "req-1";
+  if (!authorization.empty()) r.headers.add("authorization", authorization);
+  if (!mode.empty()) r.headers.add("x-mode", mode);
+  return r;
+}
+
+struct Outcome2 {
+  FunctionAnswer answer;
+  std::chrono::milliseconds elapsed{0};
+  bool inline_answer = false;
+  bool answered = false;
+};
+
+// Starts a call; the returned future completes with the answer (inline or not).
+struct PendingCall {
+  std::shared_ptr<engine::Request> request;
+  std::shared_ptr<engine::Route> route;
+  std::shared_ptr<engine::Context> ctx;
+  std::shared_ptr<std::promise<Outcome2>> promise;
+  std::future<Outcome2> future;
+};
+
+PendingCall start(const engine::Function& f, engine::Request request) {
+  PendingCall c;
+  c.request = std::make_shared<engine::Request>(std::move(request));
+  c.route = std::make_shared<engine::Route>();
+  c.route->name = "test-route";
+  c.ctx = std::make_shared<engine::Context>();
+  c.promise = std::make_shared<std::promise<Outcome2>>();
+  c.future = c.promise->get_future();
+  const auto t0 = Clock::now();
+  const engine::FunctionCall call{*c.request, nullptr, *c.ctx, *c.route, 1'700'000'000};
+  auto answer = f.call(call, [p = c.promise, t0](FunctionAnswer a) {
+    Outcome2 o;
+    o.answer = std::move(a);
+    o.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
+    o.answered = true;
+    p->set_value(std::move(o));
+  });
+  if (answer) {
+    Outcome2 o;
+    o.answer = std::move(*answer);
+    o.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
+    o.inline_answer = true;
+    o.answered = true;
+    c.promise->set_value(std::move(o));
+  }
+  return c;
+}
+
+Outcome2 finish(PendingCall& c, std::chrono::milliseconds wait = 10s) {
+  if (c.future.wait_for(wait) != std::future_status::ready) return {};
+  return c.future.get();
+}
+
+Outcome2 callSync(const engine::Function& f, engine::Request request,
+                  std::chrono::milliseconds wait = 10s) {
+  auto c = start(f, std::move(request));
+  return finish(c, wait);
+}
+
+template <typename Pred>
+bool waitFor(Pred pred, std::chrono::milliseconds limit = 5s) {
+  const auto until = Clock::now() + limit;
+  while (Clock::now() < until) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return pred();
+}
+
+std::string ctxValue(const FunctionAnswer& a, const std::string& key) {
+  const auto it = a.context.find(key);
+  return it == a.context.end() ? "<none>" : it->second;
+}
+
+bool processGone(pid_t pid) {
+  return ::kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+TEST(LambdaLocal, AllowDenyAndContextFromANodeHandler) {
+  Fixture fx(nodeSpec("t-node-basic", 3s));
+  auto req = makeRequest("allow");
+  req.headers.add("x-tenant", "globex");
+  auto allow = callSync(*fx.function, std::move(req));
+  ASSERT_TRUE(allow.answered);
+  EXPECT_FALSE(allow.inline_answer);
+  EXPECT_EQ(allow.answer.outcome, Outcome::kAllow) << allow.answer.reason;
+  EXPECT_EQ(ctxValue(allow.answer, "tenant"), "globex");
+  EXPECT_EQ(ctxValue(allow.answer, "request_id").size(), 36u);  // the Runtime API's id
+  EXPECT_FALSE(allow.answer.ttl.has_value());                   // no `ttl`: the route decides
+
+  auto deny = callSync(*fx.function, makeRequest("deny"));
+  EXPECT_EQ(deny.answer.outcome, Outcome::kDeny);
+  EXPECT_EQ(deny.answer.status, 403);
+  EXPECT_TRUE(deny.answer.context.empty());  // a deny's context never reaches templates
+
+  auto thrown = callSync(*fx.function, makeRequest("throw"));
+  EXPECT_EQ(thrown.answer.outcome, Outcome::kError);
+  EXPECT_EQ(thrown.answer.error, Reason::kFunctionError);
+  EXPECT_NE(thrown.answer.reason.find("TypeError"), std::string::npos) << thrown.answer.reason;
+
+  // One warm process served all three.
+  const auto status = fx.pool->status();
+  EXPECT_EQ(status.pids.size(), 1u);
+  EXPECT_EQ(status.invocations, 3u);
+  EXPECT_EQ(status.restarts, 0u);
+}
+
+TEST(LambdaLocal, ProcessEnvironmentIsBuiltFromScratch) {
+  ::setenv("PORTCULLIS_TEST_SECRET", "must-not-leak", 1);
+  auto spec = nodeSpec("t-node-env", 3s);
+  spec.env = {{"FAKE_EXTRA", "extra-value"}};
+  spec.memory_mb = 256;
+  spec.region = "eu-west-1";
+  spec.account_id = "123456789012";
+  Fixture fx(spec);
+  auto a = callSync(*fx.function, makeRequest("env", "/orders/9", "POST"));
+  ::unsetenv("PORTCULLIS_TEST_SECRET");
+  ASSERT_EQ(a.answer.outcome, Outcome::kAllow) << a.answer.reason;
+  EXPECT_EQ(ctxValue(a.answer, "function_name"), "t-node-env");
+  EXPECT_EQ(ctxValue(a.answer, "version"), "$LATEST");
+  EXPECT_EQ(ctxValue(a.answer, "memory"), "256");
+  EXPECT_EQ(ctxValue(a.answer, "region"), "eu-west-1");
+  EXPECT_EQ(ctxValue(a.answer, "tz"), ":UTC");
+  EXPECT_EQ(ctxValue(a.answer, "handler"), "index.handler");
+  EXPECT_EQ(ctxValue(a.answer, "task_root"), kHandlers);
+  EXPECT_EQ(ctxValue(a.answer, "cwd"), kHandlers);
+  EXPECT_EQ(ctxValue(a.answer, "extra"), "extra-value");
+  EXPECT_EQ(ctxValue(a.answer, "arn"), "arn:aws:lambda:eu-west-1:123456789012:function:t-node-env");
+  EXPECT_EQ(ctxValue(a.answer, "remaining_ok"), "true");
+  EXPECT_EQ(ctxValue(a.answer, "stdin"), "/dev/null");
+  EXPECT_EQ(ctxValue(a.answer, "secret_leaked"), "false");
+  EXPECT_EQ(ctxValue(a.answer, "route_arn"),
+            "arn:aws:execute-api:local:000000000000:portcullis/$default/POST/orders/9");
+  EXPECT_EQ(ctxValue(a.answer, "identity"), "Bearer token-1");
+}
+
+TEST(LambdaLocal, ProcessesInheritNoSocket) {
+  // A listening socket of this test process that a careless spawn would hand down.
+  const int canary = ::socket(AF_INET, SOCK_STREAM, 0);  // no CLOEXEC on purpose
+  ASSERT_GE(canary, 0);
+  Fixture fx(bashSpec("t-bash-fds", 3s));
+  auto a = callSync(*fx.function, makeRequest("fds"));
+  ::close(canary);
+  ASSERT_EQ(a.answer.outcome, Outcome::kAllow) << a.answer.reason;
+  EXPECT_EQ(ctxValue(a.answer, "sockets"), "0") << "fds: " << ctxValue(a.answer, "fds");
+}
+
+TEST(LambdaLocal, IamPolicyAppliesToTheRoutesItNamesAndIsCachedPerToken) {
+  auto options = defaultOptions();
+  options.ttl = 60s;
+  Fixture fx(nodeSpec("t-node-policy", 3s), options);
+
+  auto orders = callSync(*fx.function, makeRequest("policy", "/orders/1"));
+  EXPECT_EQ(orders.answer.outcome, Outcome::kAllow) << orders.answer.reason;
+  EXPECT_EQ(ctxValue(orders.answer, "principalId"), "policy-user");
+  EXPECT_EQ(ctxValue(orders.answer, "tenant"), "policy");
+  ASSERT_TRUE(orders.answer.ttl.has_value());
+  EXPECT_EQ(*orders.answer.ttl, 60s);
+
+  // The same token on another route: the cached policy decides, without an invocation.
+  auto reports = callSync(*fx.function, makeRequest("policy", "/reports/1"));
+  EXPECT_TRUE(reports.inline_answer);
+  EXPECT_EQ(reports.answer.outcome, Outcome::kDeny);
+  EXPECT_EQ(reports.answer.status, 403);
+  auto post = callSync(*fx.function, makeRequest("policy", "/orders/2", "POST"));
+  EXPECT_TRUE(post.inline_answer);
+  EXPECT_EQ(post.answer.outcome, Outcome::kDeny);
+  auto other_order = callSync(*fx.function, makeRequest("policy", "/orders/77"));
+  EXPECT_TRUE(other_order.inline_answer);
+  EXPECT_EQ(other_order.answer.outcome, Outcome::kAllow);
+  ASSERT_TRUE(other_order.answer.ttl.has_value());
+  EXPECT_LE(*other_order.answer.ttl, 60s);
+  EXPECT_EQ(fx.pool->status().invocations, 1u);
+
+  // Another token is another cache entry: one more invocation.
+  auto other = callSync(*fx.function, makeRequest("policy", "/reports/1", "GET", "Bearer token-2"));
+  EXPECT_FALSE(other.inline_answer);
+  EXPECT_EQ(other.answer.outcome, Outcome::kDeny);
+  EXPECT_EQ(fx.pool->status().invocations, 2u);
+}
+
+TEST(LambdaLocal, MissingIdentitySourceIs401WithoutAnInvocation) {
+  Fixture fx(nodeSpec("t-node-identity", 3s));
+  ASSERT_TRUE(waitFor([&] { return fx.pool->status().pids.size() == 1; }));
+  auto a = callSync(*fx.function, makeRequest("allow", "/orders/1", "GET", ""));
+  EXPECT_TRUE(a.inline_answer);
+  EXPECT_EQ(a.answer.outcome, Outcome::kDeny);
+  EXPECT_EQ(a.answer.status, 401);
+  EXPECT_EQ(a.answer.reason, "identity_source_missing");
+  auto blank = callSync(*fx.function, makeRequest("allow", "/orders/1", "GET", "   "));
+  EXPECT_EQ(blank.answer.status, 401);
+  EXPECT_EQ(fx.pool->status().invocations, 0u);
+  auto ok = callSync(*fx.function, makeRequest("allow"));
+  EXPECT_EQ(ok.answer.outcome, Outcome::kAllow);
+  EXPECT_EQ(fx.pool->status().invocations, 1u);
+}
+
+TEST(LambdaLocal, TimeoutKillsTheProcessAndThePoolRecovers) {
+  Fixture fx(nodeSpec("t-node-timeout", 300ms));
+  ASSERT_TRUE(waitFor(
+      [&] { return fx.pool->status().pids.size() == 1 && fx.pool->status().starting == 0; }));
+  const pid_t first = fx.pool->status().pids.at(0);
+  auto slow = callSync(*fx.function, makeRequest("sleep"));
+  ASSERT_TRUE(slow.answered);
+  EXPECT_EQ(slow.answer.outcome, Outcome::kError);
+  EXPECT_EQ(slow.answer.error, Reason::kFunctionTimeout);
+  EXPECT_GE(slow.elapsed, 295ms);
+  EXPECT_LE(slow.elapsed, 350ms) << "timeout 300ms + 50ms margin";
+  EXPECT_TRUE(waitFor([&] { return processGone(first); })) << "killed and reaped";
+
+  auto next = callSync(*fx.function, makeRequest("allow"));
+  EXPECT_EQ(next.answer.outcome, Outcome::kAllow) << next.answer.reason;
+  const auto status = fx.pool->status();
+  ASSERT_EQ(status.pids.size(), 1u);
+  EXPECT_NE(status.pids[0], first);
+  EXPECT_EQ(status.restarts, 1u);
+  const std::string metrics = metricsRegistry().render();
+  EXPECT_NE(
+      metrics.find(
+          R"(portcullis_lambda_invocations_total{function="t-node-timeout",outcome="timeout"} 1)"),
+      std::string::npos);
+  EXPECT_NE(
+      metrics.find(
+          R"(portcullis_lambda_process_restarts_total{function="t-node-timeout",reason="timeout"} 1)"),
+      std::string::npos);
+}
+
+TEST(LambdaLocal, ProcessExitingMidInvocationIsAnErrorAtOnce) {
+  Fixture fx(nodeSpec("t-node-exit", 1000ms));
+  ASSERT_TRUE(waitFor(
+      [&] { return fx.pool->status().starting == 0 && fx.pool->status().pids.size() == 1; }));
+  const pid_t first = fx.pool->status().pids.at(0);
+  auto crash = callSync(*fx.function, makeRequest("exit"));
+  ASSERT_TRUE(crash.answered);
+  EXPECT_EQ(crash.answer.outcome, Outcome::kError);
+  EXPECT_EQ(crash.answer.error, Reason::kFunctionError);
+  EXPECT_NE(crash.answer.reason.find("exited with status 3"), std::string::npos)
+      << crash.answer.reason;
+  EXPECT_LE(crash.elapsed, 250ms) << "at once, not at the 1s deadline";
+  EXPECT_TRUE(processGone(first)) << "reaped";
+
+  auto next = callSync(*fx.function, makeRequest("allow"));
+  EXPECT_EQ(next.answer.outcome, Outcome::kAllow) << next.answer.reason;
+  EXPECT_EQ(fx.pool->status().restarts, 1u);
+}
+
+TEST(LambdaLocal, GarbageResponseIsMalformedAndTheProcessStays) {
+  Fixture fx(bashSpec("t-bash-garbage", 1000ms));
+  auto bad = callSync(*fx.function, makeRequest("garbage"));
+  ASSERT_TRUE(bad.answered);
+  EXPECT_EQ(bad.answer.outcome, Outcome::kError);
+  EXPECT_EQ(bad.answer.error, Reason::kFunctionError);
+  EXPECT_NE(bad.answer.reason.find("malformed response"), std::string::npos) << bad.answer.reason;
+  EXPECT_LE(bad.elapsed, 1050ms);
+  const pid_t pid = fx.pool->status().pids.at(0);
+
+  auto next = callSync(*fx.function, makeRequest("allow"));
+  EXPECT_EQ(next.answer.outcome, Outcome::kAllow) << next.answer.reason;
+  EXPECT_EQ(ctxValue(next.answer, "pid"), std::to_string(pid));  // the same process
+  EXPECT_EQ(fx.pool->status().restarts, 0u);
+}
+
+TEST(LambdaLocal, ProcessThatNeverPollsIsAFailedStart) {
+  const std::string marker =
+      std::filesystem::temp_directory_path() / ("portcullis-hang-" + std::to_string(::getpid()));
+  std::filesystem::remove(marker);
+  auto spec = bashSpec("t-bash-hang", 400ms);
+  spec.env = {{"FAKE_HANG_ONCE", marker}};
+  spec.init_timeout = 300ms;
+  Fixture fx(spec);
+  ASSERT_TRUE(waitFor([&] { return std::filesystem::exists(marker); }));
+  const pid_t first = fx.pool->status().pids.at(0);
+
+  auto stuck = callSync(*fx.function, makeRequest("allow"));
+  ASSERT_TRUE(stuck.answered);
+  EXPECT_EQ(stuck.answer.outcome, Outcome::kError);
+  EXPECT_EQ(stuck.answer.error, Reason::kFunctionTimeout);
+  EXPECT_LE(stuck.elapsed, 450ms) << "timeout 400ms + 50ms margin";
+  EXPECT_TRUE(waitFor([&] { return processGone(first); })) << "killed at init_timeout, reaped";
+
+  auto next = callSync(*fx.function, makeRequest("allow"));
+  EXPECT_EQ(next.answer.outcome, Outcome::kAllow) << next.answer.reason;
+  EXPECT_GE(fx.pool->status().restarts, 1u);
+  std::filesystem::remove(marker);
+  EXPECT_NE(
+      metricsRegistry().render().find(
+          R"(portcullis_lambda_process_restarts_total{function="t-bash-hang",reason="init_timeout"} 1)"),
+      std::string::npos);
+}
+
+TEST(LambdaLocal, InitErrorIsAFailedStartWithBackoff) {
+  auto spec = bashSpec("t-bash-init-error", 300ms);
+  spec.env = {{"FAKE_INIT_ERROR", "1"}};
+  Fixture fx(spec);
+  auto a = callSync(*fx.function, makeRequest("allow"));
+  EXPECT_EQ(a.answer.outcome, Outcome::kError);
+  EXPECT_EQ(a.answer.error, Reason::kFunctionTimeout);
+  EXPECT_LE(a.elapsed, 350ms);
+  // 100, 200, 400 ms… between attempts: a few restarts in a second, not hundreds.
+  std::this_thread::sleep_for(1s);
+  const auto restarts = fx.pool->status().restarts;
+  EXPECT_GE(restarts, 2u);
+  EXPECT_LE(restarts, 6u);
+}
+
+TEST(LambdaLocal, FullQueueIsOverloadedAtOnce) {
+  auto spec = nodeSpec("t-node-queue", 3s);
+  spec.concurrency = 1;
+  spec.queue = 2;
+  Fixture fx(spec);
+  auto busy_req = makeRequest("sleep");
+  busy_req.headers.add("x-sleep-ms", "400");
+  auto busy = start(*fx.function, std::move(busy_req));
+  ASSERT_TRUE(waitFor([&] { return fx.pool->status().busy == 1; }));
+  auto q1 = start(*fx.function, makeRequest("allow"));
+  auto q2 = start(*fx.function, makeRequest("allow"));
+  auto over = start(*fx.function, makeRequest("allow"));
+  auto refused = finish(over, 1s);
+  ASSERT_TRUE(refused.answered);
+  EXPECT_TRUE(refused.inline_answer);
+  EXPECT_EQ(refused.answer.outcome, Outcome::kError);
+  EXPECT_EQ(refused.answer.error, Reason::kFunctionOverloaded);
+
+  EXPECT_EQ(finish(busy).answer.outcome, Outcome::kAllow);
+  EXPECT_EQ(finish(q1).answer.outcome, Outcome::kAllow);
+  EXPECT_EQ(finish(q2).answer.outcome, Outcome::kAllow);
+  EXPECT_EQ(fx.pool->status().pids.size(), 1u);  // concurrency 1: never a second process
+  EXPECT_NE(metricsRegistry().render().find(
+                R"(portcullis_lambda_queue_overflow_total{function="t-node-queue"} 1)"),
+            std::string::npos);
+}
+
+TEST(LambdaLocal, ScalesUpToConcurrencyOnDemand) {
+  auto spec = nodeSpec("t-node-scale", 3s);
+  spec.concurrency = 3;
+  spec.min = 1;
+  Fixture fx(spec);
+  ASSERT_TRUE(waitFor([&] { return fx.pool->status().pids.size() == 1; }));
+  std::vector<PendingCall> calls;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < 3; ++i) {
+    auto r = makeRequest("sleep");
+    r.headers.add("x-sleep-ms", "500");
+    calls.push_back(start(*fx.function, std::move(r)));
+  }
+  for (auto& c : calls)
+    EXPECT_EQ(finish(c).answer.outcome, Outcome::kAllow);
+  // In parallel (500 ms + a cold start), not one after another (1.5 s).
+  EXPECT_LT(Clock::now() - t0, 1400ms);
+  EXPECT_EQ(fx.pool->status().pids.size(), 3u);
+}
+
+TEST(LambdaLocal, DestroyingThePoolKillsAndReapsEveryProcess) {
+  auto spec = bashSpec("t-bash-stop", 2s);
+  spec.concurrency = 3;
+  spec.min = 3;
+  auto pool = std::make_shared<LocalPool>(spec);
+  pool->prepare();
+  ASSERT_TRUE(
+      waitFor([&] { return pool->status().pids.size() == 3 && pool->status().starting == 0; }));
+  const auto pids = pool->status().pids;
+  pool.reset();
+  for (pid_t pid : pids)
+    EXPECT_TRUE(processGone(pid)) << pid << " is still there (zombie or running)";
+}
+
+// ---- the policy compiler's side --------------------------------------------------------
+
+class LambdaLocalConfig : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    registerRuntimes();
+    char tmpl[] = "/tmp/portcullis-lambda-XXXXXX";
+    dir_ = ::mkdtemp(tmpl);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  config::LoadResult load(const std::string& functions) {
+    const std::string path = dir_ + "/p.yaml";
+    std::ofstream(path) << "version: 1\nfunctions:\n"
+                        << functions
+                        << "routes:\n  - name: r\n    match: { paths: [/x] }\n"
+                           "    functions: [f]\ndefault: deny\n";
+    return config::loadPolicy(path, metrics_, 0);
+  }
+
+  static std::string errors(const config::LoadResult& r) {
+    std::string out;
+    for (const auto& e : r.errors)
+      out += e.toString() + "\n";
+    return out;
+  }
+
+  std::string dir_;
+  audit::Metrics metrics_;
+};
+
+TEST_F(LambdaLocalConfig, OneRunningPoolIsSharedAcrossReloadsOfAnEqualSpec) {
+  const std::string entry = "  f:\n    runtime: lambda-local\n    command: [" + kBashFake +
+                            "]\n    concurrency: 2\n    timeout: 500ms\n";
+  auto a = load(entry);
+  ASSERT_TRUE(a.snapshot) << errors(a);
+  auto b = load(entry + "    # a comment changes the policy, not the function\n");
+  ASSERT_TRUE(b.snapshot) << errors(b);
+  auto c = load(entry + "    queue: 8\n");
+  ASSERT_TRUE(c.snapshot) << errors(c);
+  const auto* fa = dynamic_cast<const LambdaFunction*>(a.snapshot->function("f"));
+  const auto* fb = dynamic_cast<const LambdaFunction*>(b.snapshot->function("f"));
+  const auto* fc = dynamic_cast<const LambdaFunction*>(c.snapshot->function("f"));
+  ASSERT_TRUE(fa && fb && fc);
+  EXPECT_EQ(fa->invoker(), fb->invoker());
+  EXPECT_NE(fa->invoker(), fc->invoker());
+  EXPECT_EQ(fa->spec().timeout, 500ms);
+
+  // Serve one request through the first snapshot, then drop it: the second keeps the
+  // pool (and its process) running.
+  fa->prepare();
+  auto first = callSync(*fa, makeRequest("allow"));
+  EXPECT_EQ(first.answer.outcome, Outcome::kAllow) << first.answer.reason;
+  auto* pool = dynamic_cast<LocalPool*>(fb->invoker().get());
+  ASSERT_NE(pool, nullptr);
+  const auto pids = pool->status().pids;
+  ASSERT_EQ(pids.size(), 1u);
+  a.snapshot.reset();
+  auto second = callSync(*fb, makeRequest("allow"));
+  EXPECT_EQ(second.answer.outcome, Outcome::kAllow);
+  EXPECT_EQ(ctxValue(second.answer, "pid"), std::to_string(pids[0]));  // no cold start
+  b.snapshot.reset();
+  EXPECT_TRUE(processGone(pids[0])) << "the last function gone: the pool stopped and reaped";
+}
+
+TEST_F(LambdaLocalConfig, DefaultsAndCacheKey) {
+  auto r = load("  f:\n    runtime: lambda-local\n    command: [" + kBashFake + "]\n");
+  ASSERT_TRUE(r.snapshot) << errors(r);
+  const auto* f = dynamic_cast<const LambdaFunction*>(r.snapshot->function("f"));
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->spec().timeout, 3s);
+  const auto& pool = dynamic_cast<const LocalPool&>(*f->invoker());
+  EXPECT_EQ(pool.spec().concurrency, 1u);
+  EXPECT_EQ(pool.spec().min, 1u);
+  EXPECT_EQ(pool.spec().queue, 64u);
+  EXPECT_EQ(pool.spec().memory_mb, 128u);
+  EXPECT_EQ(pool.spec().task_root, std::filesystem::path(kBashFake).parent_path().string());
+  ASSERT_TRUE(f->spec().cache_inputs.has_value());
+  EXPECT_EQ(f->spec().cache_inputs->headers, std::vector<std::string>{"authorization"});
+  EXPECT_TRUE(f->spec().cache_inputs->path);
+  EXPECT_FALSE(f->spec().cache_inputs->all_headers);
+  EXPECT_FALSE(f->options().ttl.has_value());
+}
+
+TEST_F(LambdaLocalConfig, BadKeysAreLocatedErrors) {
+  auto r =
+      load("  f:\n    runtime: lambda-local\n    command: [" + kBashFake +
+           "]\n    concurrency: 2\n    min: 3\n    queue: 0\n    ttl: 3601\n"
+           "    payload_version: \"3.0\"\n    identity_source: [$request.cookie.x]\n"
+           "    env: { AWS_LAMBDA_RUNTIME_API: x, 1BAD: y }\n    memory: 64\n    colour: blue\n"
+           "    api: { account_id: '12' }\n");
+  EXPECT_FALSE(r.snapshot);
+  const std::string all = errors(r);
+  for (const char* needle :
+       {"p.yaml:7:", "min (3) is more than concurrency (2)", "queue", "ttl", "payload_version",
+        "$request.cookie.x", "set by the runtime", "'1BAD' is not a variable name", "memory",
+        "colour", "account_id must be 12 digits"}) {
+    EXPECT_NE(all.find(needle), std::string::npos) << "missing '" << needle << "' in:\n" << all;
+  }
+  auto no_command = load("  f:\n    runtime: lambda-local\n");
+  EXPECT_FALSE(no_command.snapshot);
+  EXPECT_NE(errors(no_command).find("needs a 'command'"), std::string::npos) << errors(no_command);
+}
+
+}  // namespace
+}  // namespace portcullis::functions::lambda
