@@ -72,4 +72,47 @@ std::string sha256Hex(std::string_view data) {
   return out;
 }
 
+int hexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool isUnreserved(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
+std::string percentDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size()) {
+      const int hi = hexDigit(s[i + 1]);
+      const int lo = hexDigit(s[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+        continue;
+      }
+    }
+    out.push_back(s[i]);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> queryParameters(std::string_view query) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const std::string_view piece : split(query, '&')) {
+    if (piece.empty()) continue;
+    const std::size_t eq = piece.find('=');
+    const std::string_view name = piece.substr(0, eq);
+    const std::string_view value =
+        eq == std::string_view::npos ? std::string_view() : piece.substr(eq + 1);
+    out.emplace_back(percentDecode(name), percentDecode(value));
+  }
+  return out;
+}
+
 }  // namespace portcullis

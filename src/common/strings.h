@@ -2,6 +2,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace portcullis {
@@ -19,6 +20,16 @@ std::vector<std::string_view> split(std::string_view s, char sep);
 // other control characters) with a space, so attacker-chosen claim values cannot inject
 // headers upstream.
 std::string headerSafe(std::string_view s);
+// The value of one hexadecimal digit (either case), or -1.
+int hexDigit(char c);
+// RFC 3986 unreserved: A-Z a-z 0-9 '-' '.' '_' '~'.
+bool isUnreserved(unsigned char c);
+// Decodes %XY escapes; a '%' not followed by two hex digits stays as it is, and so does '+'
+// (query strings here are not form-encoded).
+std::string percentDecode(std::string_view s);
+// A query string's parameters in order, names and values percent-decoded. Empty pieces
+// ("a=1&&b=2") are skipped; a name without '=' has an empty value.
+std::vector<std::pair<std::string, std::string>> queryParameters(std::string_view query);
 // Hex SHA-256 of `data` (lower case, 64 characters).
 std::string sha256Hex(std::string_view data);
 

@@ -229,6 +229,16 @@ std::optional<std::uint64_t> readSize(Diagnostics& diag, const YAML::Node& node,
   return std::nullopt;
 }
 
+std::optional<std::int64_t> readIntKey(Diagnostics& diag, MapReader& map, std::string_view key,
+                                       const std::string& what, std::int64_t min, std::int64_t max,
+                                       bool& ok) {
+  const auto v = map.get(key);
+  if (!v.IsDefined()) return std::nullopt;
+  auto n = readInt(diag, v, what + "." + std::string(key), min, max);
+  if (!n) ok = false;
+  return n;
+}
+
 std::optional<std::vector<std::string>> readStringList(Diagnostics& diag, const YAML::Node& node,
                                                        std::string_view what) {
   std::vector<std::string> out;

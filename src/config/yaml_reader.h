@@ -96,6 +96,11 @@ std::optional<std::chrono::microseconds> readDuration(Diagnostics& diag, const Y
                                                       std::string_view what);
 std::optional<std::uint64_t> readSize(Diagnostics& diag, const YAML::Node& node,
                                       std::string_view what);
+// Key `key` of `map` as an integer in [min, max] when present (nullopt when absent); a bad
+// value is reported under `what`.`key` and sets `ok` to false.
+std::optional<std::int64_t> readIntKey(Diagnostics& diag, MapReader& map, std::string_view key,
+                                       const std::string& what, std::int64_t min, std::int64_t max,
+                                       bool& ok);
 // A sequence of strings; a single scalar is accepted as a one-element list.
 std::optional<std::vector<std::string>> readStringList(Diagnostics& diag, const YAML::Node& node,
                                                        std::string_view what);

@@ -5,21 +5,6 @@
 #include "common/strings.h"
 
 namespace portcullis::engine {
-namespace {
-
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-bool isUnreserved(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
-}
-
-}  // namespace
 
 std::optional<std::string> normalizePath(std::string_view raw) {
   if (raw.empty() || raw.front() != '/') return std::nullopt;
@@ -35,8 +20,8 @@ std::optional<std::string> normalizePath(std::string_view raw) {
       continue;
     }
     if (i + 2 >= raw.size()) return std::nullopt;
-    const int hi = hexValue(raw[i + 1]);
-    const int lo = hexValue(raw[i + 2]);
+    const int hi = hexDigit(raw[i + 1]);
+    const int lo = hexDigit(raw[i + 2]);
     if (hi < 0 || lo < 0) return std::nullopt;
     const auto value = static_cast<unsigned char>(hi * 16 + lo);
     // An encoded NUL, '/' or '\' is refused: upstreams disagree on whether "%2F" separates

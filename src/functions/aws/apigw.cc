@@ -24,49 +24,6 @@ constexpr std::size_t kMaxResponseDepth = 32;
 constexpr std::size_t kMaxEchoedBytes = 32;
 constexpr std::string_view kInvokeAction = "execute-api:Invoke";
 
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// API Gateway decodes %XY escapes in query names and values; a '%' that starts no escape is
-// kept, and so is '+'.
-std::string percentDecode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      const int hi = hexValue(s[i + 1]);
-      const int lo = hexValue(s[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out.push_back(static_cast<char>(hi * 16 + lo));
-        i += 2;
-        continue;
-      }
-    }
-    out.push_back(s[i]);
-  }
-  return out;
-}
-
-// The query's parameters in order, decoded. Empty pieces ("a=1&&b=2") are skipped; a name
-// without '=' has an empty value.
-std::vector<std::pair<std::string, std::string>> queryParameters(std::string_view query) {
-  std::vector<std::pair<std::string, std::string>> out;
-  if (query.empty()) return out;
-  for (const std::string_view piece : split(query, '&')) {
-    if (piece.empty()) continue;
-    const std::size_t eq = piece.find('=');
-    const std::string_view name = piece.substr(0, eq);
-    const std::string_view value =
-        eq == std::string_view::npos ? std::string_view() : piece.substr(eq + 1);
-    out.emplace_back(percentDecode(name), percentDecode(value));
-  }
-  return out;
-}
-
 // A short, printable prefix of untrusted text for an error message.
 std::string excerpt(std::string_view text) {
   std::string out = headerSafe(text.substr(0, kMaxEchoedBytes));

@@ -17,38 +17,6 @@ namespace {
 
 constexpr char kUpperHex[] = "0123456789ABCDEF";
 
-bool unreserved(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
-}
-
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// Decodes %XY escapes; a '%' not followed by two hex digits is kept as it is, and '+' is a
-// plus (SigV4 query strings are not form-encoded).
-std::string percentDecode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      const int hi = hexValue(s[i + 1]);
-      const int lo = hexValue(s[i + 2]);
-      if (hi >= 0 && lo >= 0) {
-        out.push_back(static_cast<char>(hi * 16 + lo));
-        i += 2;
-        continue;
-      }
-    }
-    out.push_back(s[i]);
-  }
-  return out;
-}
-
 std::string hmacSha256(std::string_view key, std::string_view data) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
   unsigned int len = 0;
@@ -100,7 +68,7 @@ std::string uriEncode(std::string_view bytes, bool keep_slash) {
   out.reserve(bytes.size());
   for (const char c : bytes) {
     const auto u = static_cast<unsigned char>(c);
-    if (unreserved(u) || (keep_slash && c == '/')) {
+    if (isUnreserved(u) || (keep_slash && c == '/')) {
       out.push_back(c);
     } else {
       out.push_back('%');
@@ -140,14 +108,8 @@ std::string canonicalUri(std::string_view path) {
 
 std::string canonicalQuery(std::string_view query) {
   std::vector<std::pair<std::string, std::string>> params;
-  for (const std::string_view piece : split(query, '&')) {
-    if (piece.empty()) continue;
-    const std::size_t eq = piece.find('=');
-    const std::string_view name = piece.substr(0, eq);
-    const std::string_view value =
-        eq == std::string_view::npos ? std::string_view() : piece.substr(eq + 1);
-    params.emplace_back(uriEncode(percentDecode(name)), uriEncode(percentDecode(value)));
-  }
+  for (const auto& [name, value] : queryParameters(query))
+    params.emplace_back(uriEncode(name), uriEncode(value));
   std::sort(params.begin(), params.end());
   std::string out;
   for (const auto& [name, value] : params) {

@@ -1246,16 +1246,6 @@ std::optional<std::string> searchPath(const std::string& program, const std::str
   return std::nullopt;
 }
 
-std::optional<std::int64_t> readCount(config::Diagnostics& diag, config::MapReader& map,
-                                      std::string_view key, const std::string& what,
-                                      std::int64_t min, std::int64_t max, bool& ok) {
-  const auto v = map.get(key);
-  if (!v.IsDefined()) return std::nullopt;
-  auto n = config::readInt(diag, v, what + "." + std::string(key), min, max);
-  if (!n) ok = false;
-  return n;
-}
-
 }  // namespace
 
 std::shared_ptr<const engine::Function> compileLocal(config::FunctionSource& source) {
@@ -1361,10 +1351,10 @@ std::shared_ptr<const engine::Function> compileLocal(config::FunctionSource& sou
   }
   if (spec.task_root.size() > 1 && spec.task_root.back() == '/') spec.task_root.pop_back();
 
-  if (auto n = readCount(diag, map, "concurrency", what, 1, 64, ok)) {
+  if (auto n = config::readIntKey(diag, map, "concurrency", what, 1, 64, ok)) {
     spec.concurrency = static_cast<unsigned>(*n);
   }
-  if (auto n = readCount(diag, map, "min", what, 0, 64, ok)) {
+  if (auto n = config::readIntKey(diag, map, "min", what, 0, 64, ok)) {
     spec.min = static_cast<unsigned>(*n);
     if (spec.min > spec.concurrency) {
       diag.error(map.get("min"), fmt::format("{}.min ({}) is more than concurrency ({})", what,
@@ -1372,7 +1362,7 @@ std::shared_ptr<const engine::Function> compileLocal(config::FunctionSource& sou
       ok = false;
     }
   }
-  if (auto n = readCount(diag, map, "queue", what, 1, 100'000, ok)) {
+  if (auto n = config::readIntKey(diag, map, "queue", what, 1, 100'000, ok)) {
     spec.queue = static_cast<std::size_t>(*n);
   }
   if (const auto v = map.get("memory"); v.IsDefined()) {

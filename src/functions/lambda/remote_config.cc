@@ -75,16 +75,6 @@ std::optional<std::string> envValue(const char* name) {
   return std::string(v);
 }
 
-std::optional<std::int64_t> readCount(config::Diagnostics& diag, config::MapReader& map,
-                                      std::string_view key, const std::string& what,
-                                      std::int64_t min, std::int64_t max, bool& ok) {
-  const auto v = map.get(key);
-  if (!v.IsDefined()) return std::nullopt;
-  auto n = config::readInt(diag, v, what + "." + std::string(key), min, max);
-  if (!n) ok = false;
-  return n;
-}
-
 // `credentials: {access_key_id, secret_access_key, session_token}`. Values are never quoted
 // in messages.
 bool readCredentials(config::Diagnostics& diag, const YAML::Node& node, const std::string& what,
@@ -281,10 +271,10 @@ std::shared_ptr<const engine::Function> compileRemote(config::FunctionSource& so
     }
   }
 
-  if (auto n = readCount(diag, map, "connections", what, 1, 256, ok)) {
+  if (auto n = config::readIntKey(diag, map, "connections", what, 1, 256, ok)) {
     options.connections = static_cast<unsigned>(*n);
   }
-  if (auto n = readCount(diag, map, "queue", what, 0, 100'000, ok)) {
+  if (auto n = config::readIntKey(diag, map, "queue", what, 0, 100'000, ok)) {
     options.queue = static_cast<std::size_t>(*n);
   }
 
