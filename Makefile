@@ -10,6 +10,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 30
+FUZZERS ?= jwt jwk spoe authorizer pattern
 
 # ccache keys on paths relative to the checkout, so a fresh clone elsewhere still hits.
 export CCACHE_BASEDIR   := $(CURDIR)
@@ -71,8 +72,8 @@ $(FUZZ_BUILD)/build.ninja: CMakeLists.txt fuzz/CMakeLists.txt | deps
 	  -DPORTCULLIS_BUILD_BENCH=OFF $(CMAKE_ARGS)
 
 fuzz: deps $(FUZZ_BUILD)/build.ninja
-	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target jwt_fuzz jwk_fuzz spoe_fuzz
-	@set -e; for f in jwt jwk spoe; do \
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZERS:%=%_fuzz)
+	@set -e; for f in $(FUZZERS); do \
 	  echo "== $${f}_fuzz: $(FUZZ_SECONDS) s on a copy of fuzz/corpus/$$f"; \
 	  rm -rf $(FUZZ_BUILD)/corpus/$$f; mkdir -p $(FUZZ_BUILD)/corpus/$$f $(FUZZ_BUILD)/artifacts; \
 	  cp fuzz/corpus/$$f/* $(FUZZ_BUILD)/corpus/$$f/; \

@@ -69,8 +69,10 @@ std::string sourceIp(const engine::Request& request) {
 std::vector<std::pair<std::string, std::vector<std::string>>> groupedHeaders(
     const engine::Request& request) {
   std::vector<std::pair<std::string, std::vector<std::string>>> out;
-  for (const auto& [name, value] : request.headers.fields()) {
-    auto it = std::find_if(out.begin(), out.end(), [&](const auto& e) { return e.first == name; });
+  for (const auto& field : request.headers.fields()) {
+    const auto& [name, value] = field;
+    auto it = std::find_if(out.begin(), out.end(),
+                           [&field](const auto& e) { return e.first == field.first; });
     if (it == out.end()) {
       out.emplace_back(name, std::vector<std::string>{value});
     } else {
@@ -94,8 +96,10 @@ std::string joined(const std::vector<std::string>& values) {
 
 std::vector<std::pair<std::string, std::vector<std::string>>> groupedQuery(std::string_view query) {
   std::vector<std::pair<std::string, std::vector<std::string>>> out;
-  for (auto& [name, value] : queryParameters(query)) {
-    auto it = std::find_if(out.begin(), out.end(), [&](const auto& e) { return e.first == name; });
+  for (auto& param : queryParameters(query)) {
+    auto& [name, value] = param;
+    auto it = std::find_if(out.begin(), out.end(),
+                           [&param](const auto& e) { return e.first == param.first; });
     if (it == out.end()) {
       out.emplace_back(std::move(name), std::vector<std::string>{std::move(value)});
     } else {

@@ -44,6 +44,9 @@ bool matchClass(unsigned char c, unsigned char cls) {
     case 'd':
       result = isDigit(c);
       break;
+    case 'g':  // printable but space (Lua 5.2's class, which LuaJIT has)
+      result = c > 0x20 && c < 0x7f;
+      break;
     case 'l':
       result = isLower(c);
       break;
