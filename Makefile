@@ -9,7 +9,7 @@ TSAN_BUILD ?= build-tsan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 FUZZ_BUILD ?= build-fuzz
-FUZZ_SECONDS ?= 30
+FUZZ_SECONDS ?= 20
 FUZZERS ?= jwt jwk spoe authorizer pattern
 
 # ccache keys on paths relative to the checkout, so a fresh clone elsewhere still hits.
