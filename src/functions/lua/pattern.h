@@ -7,9 +7,9 @@
 #include <string_view>
 
 // Lua 5.1 patterns as LuaJIT 2.1 has them (the Lua reference manual §5.4.1: classes %a %c
-// %d %g %l %p %s %u %w %x %z and their complements, sets, '.', the quantifiers * + - ?, anchors, captures, position
-// captures, %b, %f and back-references), implemented here rather than taken from the VM so
-// that a match can be stopped: Lua's own matcher backtracks inside one C call, where no
+// %d %g %l %p %s %u %w %x %z and their complements, sets, '.', the quantifiers * + - ?, anchors,
+// captures, position captures, %b, %f and back-references), implemented here rather than taken from
+// the VM so that a match can be stopped: Lua's own matcher backtracks inside one C call, where no
 // hook fires, and a pattern such as "a*a*a*a*b" against a long header takes minutes. This
 // one counts its steps and asks `Limits::check` every kCheckEvery steps whether it may go
 // on. Pure: no Lua state.
