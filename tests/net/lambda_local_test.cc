@@ -24,6 +24,7 @@
 #include "functions/lambda/lambda_function.h"
 #include "functions/lambda/local_runtime.h"
 #include "functions/lambda/runtime.h"
+#include "support/function_calls.h"
 
 namespace portcullis::functions::lambda {
 namespace {
@@ -32,6 +33,12 @@ using namespace std::chrono_literals;
 using engine::FunctionAnswer;
 using engine::Outcome;
 using Clock = std::chrono::steady_clock;
+using testing::Called;
+using testing::callSync;
+using testing::finishCall;
+using testing::PendingCall;
+using testing::startCall;
+using testing::waitFor;
 
 const std::string kSrc = PORTCULLIS_SOURCE_DIR;
 const std::string kRuntimeJs = kSrc + "/examples/functions/lambda/node/runtime.js";
@@ -93,84 +100,14 @@ struct Fixture {
   std::unique_ptr<LambdaFunction> function;
 };
 
+// The default request, with the fakes' `x-mode` header saying what the function should do.
 engine::Request makeRequest(std::string mode, std::string path = "/orders/1",
                             std::string method = "GET",
                             std::string authorization = "Bearer token-1") {
-  engine::Request r;
-  r.method = std::move(method);
-  r.scheme = "https";
-  r.host = "api.example.com";
-  r.path = std::move(path);
-  r.listener = "test";
-  r.request_id = "req-1";
-  if (!authorization.empty()) r.headers.add("authorization", authorization);
+  engine::Request r =
+      testing::functionRequest(std::move(path), std::move(method), std::move(authorization));
   if (!mode.empty()) r.headers.add("x-mode", mode);
   return r;
-}
-
-struct Outcome2 {
-  FunctionAnswer answer;
-  std::chrono::milliseconds elapsed{0};
-  bool inline_answer = false;
-  bool answered = false;
-};
-
-// Starts a call; the returned future completes with the answer (inline or not).
-struct PendingCall {
-  std::shared_ptr<engine::Request> request;
-  std::shared_ptr<engine::Route> route;
-  std::shared_ptr<engine::Context> ctx;
-  std::shared_ptr<std::promise<Outcome2>> promise;
-  std::future<Outcome2> future;
-};
-
-PendingCall start(const engine::Function& f, engine::Request request) {
-  PendingCall c;
-  c.request = std::make_shared<engine::Request>(std::move(request));
-  c.route = std::make_shared<engine::Route>();
-  c.route->name = "test-route";
-  c.ctx = std::make_shared<engine::Context>();
-  c.promise = std::make_shared<std::promise<Outcome2>>();
-  c.future = c.promise->get_future();
-  const auto t0 = Clock::now();
-  const engine::FunctionCall call{*c.request, nullptr, *c.ctx, *c.route, 1'700'000'000};
-  auto answer = f.call(call, [p = c.promise, t0](FunctionAnswer a) {
-    Outcome2 o;
-    o.answer = std::move(a);
-    o.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
-    o.answered = true;
-    p->set_value(std::move(o));
-  });
-  if (answer) {
-    Outcome2 o;
-    o.answer = std::move(*answer);
-    o.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
-    o.inline_answer = true;
-    o.answered = true;
-    c.promise->set_value(std::move(o));
-  }
-  return c;
-}
-
-Outcome2 finish(PendingCall& c, std::chrono::milliseconds wait = 10s) {
-  if (c.future.wait_for(wait) != std::future_status::ready) return {};
-  return c.future.get();
-}
-
-Outcome2 callSync(const engine::Function& f, engine::Request request,
-                  std::chrono::milliseconds wait = 10s) {
-  auto c = start(f, std::move(request));
-  return finish(c, wait);
-}
-
-template <typename Pred>
-bool waitFor(Pred pred, std::chrono::milliseconds limit = 5s) {
-  const auto until = Clock::now() + limit;
-  while (Clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return pred();
 }
 
 std::string ctxValue(const FunctionAnswer& a, const std::string& key) {
@@ -416,20 +353,20 @@ TEST(LambdaLocal, FullQueueIsOverloadedAtOnce) {
   Fixture fx(spec);
   auto busy_req = makeRequest("sleep");
   busy_req.headers.add("x-sleep-ms", "400");
-  auto busy = start(*fx.function, std::move(busy_req));
+  auto busy = startCall(*fx.function, std::move(busy_req));
   ASSERT_TRUE(waitFor([&] { return fx.pool->status().busy == 1; }));
-  auto q1 = start(*fx.function, makeRequest("allow"));
-  auto q2 = start(*fx.function, makeRequest("allow"));
-  auto over = start(*fx.function, makeRequest("allow"));
-  auto refused = finish(over, 1s);
+  auto q1 = startCall(*fx.function, makeRequest("allow"));
+  auto q2 = startCall(*fx.function, makeRequest("allow"));
+  auto over = startCall(*fx.function, makeRequest("allow"));
+  auto refused = finishCall(over, 1s);
   ASSERT_TRUE(refused.answered);
   EXPECT_TRUE(refused.inline_answer);
   EXPECT_EQ(refused.answer.outcome, Outcome::kError);
   EXPECT_EQ(refused.answer.error, Reason::kFunctionOverloaded);
 
-  EXPECT_EQ(finish(busy).answer.outcome, Outcome::kAllow);
-  EXPECT_EQ(finish(q1).answer.outcome, Outcome::kAllow);
-  EXPECT_EQ(finish(q2).answer.outcome, Outcome::kAllow);
+  EXPECT_EQ(finishCall(busy).answer.outcome, Outcome::kAllow);
+  EXPECT_EQ(finishCall(q1).answer.outcome, Outcome::kAllow);
+  EXPECT_EQ(finishCall(q2).answer.outcome, Outcome::kAllow);
   EXPECT_EQ(fx.pool->status().pids.size(), 1u);  // concurrency 1: never a second process
   EXPECT_NE(metricsRegistry().render().find(
                 R"(portcullis_lambda_queue_overflow_total{function="t-node-queue"} 1)"),
@@ -447,10 +384,10 @@ TEST(LambdaLocal, ScalesUpToConcurrencyOnDemand) {
   for (int i = 0; i < 3; ++i) {
     auto r = makeRequest("sleep");
     r.headers.add("x-sleep-ms", "500");
-    calls.push_back(start(*fx.function, std::move(r)));
+    calls.push_back(startCall(*fx.function, std::move(r)));
   }
   for (auto& c : calls)
-    EXPECT_EQ(finish(c).answer.outcome, Outcome::kAllow);
+    EXPECT_EQ(finishCall(c).answer.outcome, Outcome::kAllow);
   // In parallel (500 ms + a cold start), not one after another (1.5 s).
   EXPECT_LT(Clock::now() - t0, 1400ms);
   EXPECT_EQ(fx.pool->status().pids.size(), 3u);

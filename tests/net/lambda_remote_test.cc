@@ -38,6 +38,7 @@
 #include "functions/lambda/remote_config.h"
 #include "functions/lambda/remote_invoker.h"
 #include "functions/lambda/runtime.h"
+#include "support/function_calls.h"
 
 extern char** environ;
 
@@ -52,6 +53,11 @@ using namespace std::chrono_literals;
 using engine::FunctionAnswer;
 using engine::Outcome;
 using Clock = std::chrono::steady_clock;
+using testing::Called;
+using testing::finishCall;
+using testing::PendingCall;
+using testing::startCall;
+using testing::waitFor;
 using Json = nlohmann::json;
 
 const std::string kSrc = PORTCULLIS_SOURCE_DIR;
@@ -220,68 +226,11 @@ struct Fixture {
 
 engine::Request makeRequest(std::string path = "/orders/1", std::string method = "GET",
                             std::string authorization = "Bearer token-1") {
-  engine::Request r;
-  r.method = std::move(method);
-  r.scheme = "https";
-  r.host = "api.example.com";
-  r.path = std::move(path);
-  r.listener = "test";
-  r.request_id = "req-1";
-  if (!authorization.empty()) r.headers.add("authorization", authorization);
-  return r;
-}
-
-struct Called {
-  FunctionAnswer answer;
-  std::chrono::milliseconds elapsed{0};
-  bool inline_answer = false;
-  bool answered = false;
-};
-
-struct PendingCall {
-  std::shared_ptr<engine::Request> request;
-  std::shared_ptr<engine::Route> route;
-  std::shared_ptr<engine::Context> ctx;
-  std::shared_ptr<std::promise<Called>> promise;
-  std::future<Called> future;
-};
-
-PendingCall start(const engine::Function& f, engine::Request request) {
-  PendingCall c;
-  c.request = std::make_shared<engine::Request>(std::move(request));
-  c.route = std::make_shared<engine::Route>();
-  c.route->name = "test-route";
-  c.ctx = std::make_shared<engine::Context>();
-  c.promise = std::make_shared<std::promise<Called>>();
-  c.future = c.promise->get_future();
-  const auto t0 = Clock::now();
-  const engine::FunctionCall call{*c.request, nullptr, *c.ctx, *c.route, 1'700'000'000};
-  auto answer = f.call(call, [p = c.promise, t0](FunctionAnswer a) {
-    Called o;
-    o.answer = std::move(a);
-    o.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
-    o.answered = true;
-    p->set_value(std::move(o));
-  });
-  if (answer) {
-    Called o;
-    o.answer = std::move(*answer);
-    o.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
-    o.inline_answer = true;
-    o.answered = true;
-    c.promise->set_value(std::move(o));
-  }
-  return c;
-}
-
-Called finish(PendingCall& c, std::chrono::milliseconds wait = 10s) {
-  if (c.future.wait_for(wait) != std::future_status::ready) return {};
-  return c.future.get();
+  return testing::functionRequest(std::move(path), std::move(method), std::move(authorization));
 }
 
 Called callSync(const engine::Function& f, engine::Request request = makeRequest()) {
-  auto c = start(f, std::move(request));
-  return finish(c);
+  return testing::callSync(f, std::move(request));
 }
 
 // The invoker alone: what it reports for one payload.
@@ -309,16 +258,6 @@ Invoked invokeSync(Invoker& invoker, std::string payload, std::chrono::milliseco
   }
   out.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
   return out;
-}
-
-template <typename Pred>
-bool waitFor(Pred pred, std::chrono::milliseconds limit = 5s) {
-  const auto until = Clock::now() + limit;
-  while (Clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return pred();
 }
 
 std::string ctxValue(const FunctionAnswer& a, const std::string& key) {
@@ -629,10 +568,10 @@ TEST(LambdaRemote, ConnectionsAreCappedAndReused) {
   for (int i = 0; i < 6; ++i) {
     auto r = makeRequest();
     r.headers.add("x-sleep-ms", "200");
-    calls.push_back(start(*fx.function, std::move(r)));
+    calls.push_back(startCall(*fx.function, std::move(r)));
   }
   for (auto& c : calls)
-    EXPECT_EQ(finish(c).answer.outcome, Outcome::kAllow);
+    EXPECT_EQ(finishCall(c).answer.outcome, Outcome::kAllow);
   const auto elapsed = Clock::now() - t0;
   EXPECT_GE(elapsed, 550ms);  // three rounds of two
   EXPECT_EQ(fake().stats()["max_in_flight"].get<int>(), 2);
@@ -648,12 +587,12 @@ TEST(LambdaRemote, FullQueueIsOverloadedAtOnce) {
   Fixture fx(options);
   auto busy_req = makeRequest();
   busy_req.headers.add("x-sleep-ms", "400");
-  auto busy = start(*fx.function, std::move(busy_req));
+  auto busy = startCall(*fx.function, std::move(busy_req));
   auto queued_req = makeRequest();
   queued_req.headers.add("x-sleep-ms", "10");
-  auto queued = start(*fx.function, std::move(queued_req));
-  auto over = start(*fx.function, makeRequest());
-  auto refused = finish(over, 1s);
+  auto queued = startCall(*fx.function, std::move(queued_req));
+  auto over = startCall(*fx.function, makeRequest());
+  auto refused = finishCall(over, 1s);
   ASSERT_TRUE(refused.answered);
   EXPECT_TRUE(refused.inline_answer);
   EXPECT_EQ(refused.answer.outcome, Outcome::kError);
@@ -663,8 +602,8 @@ TEST(LambdaRemote, FullQueueIsOverloadedAtOnce) {
   EXPECT_EQ(fx.invoker->status().refused, 1u);
   EXPECT_EQ(fx.invoker->status().in_flight, 2u);
 
-  EXPECT_EQ(finish(busy).answer.outcome, Outcome::kAllow);
-  EXPECT_EQ(finish(queued).answer.outcome, Outcome::kAllow);
+  EXPECT_EQ(finishCall(busy).answer.outcome, Outcome::kAllow);
+  EXPECT_EQ(finishCall(queued).answer.outcome, Outcome::kAllow);
   EXPECT_TRUE(waitFor([&] { return fx.invoker->status().in_flight == 0; }));
   EXPECT_EQ(fx.invoker->status().connections_opened, 1u);
   EXPECT_NE(
