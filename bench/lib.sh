@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by the end-to-end benchmark scripts (bench/authz/run.sh, bench/authz/cache.sh,
+# Shared by the end-to-end benchmark scripts (bench/authz/run.sh, bench/functions/run.sh,
 # bench/haproxy/run.sh): knobs, the work directory, processes, ports, wrk and CPU accounting.
 #
 #   source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -16,6 +16,8 @@
 #   bench_copy_binary BIN   a private copy in $work (a rebuild of the shared build directory
 #                           mid-run cannot swap binaries); sets bin (the copy), bin_src
 #   bench_header TITLE      the "# …" lines every run starts with: date, host, load
+#   bench_serve POLICY READY LOG [ARGS…]  portcullis pinned to the server CPU, until ready;
+#                           sets SERVE_PID SERVE_AUTHZ SERVE_ADMIN
 #   stop_pid PID; forget PID; port_in_use PORT; free_port; wait_port PORT PID; children PID
 #   cpu_ticks PID…; cpu_stat CPU; busy_pct "B0 I0" "B1 I1"; field NAME FILE
 #   wrk_run URL DURATION OUTFILE         wrk pinned to the client CPU, with $work/request.lua
@@ -58,6 +60,25 @@ die() { echo "bench/${BENCH_NAME:-?}: $*" >&2; exit 1; }
 note() { echo "# $*"; }
 
 # ---- processes ----------------------------------------------------------------------------
+
+# bench_serve POLICY READY LOG [SERVE ARGS…]: `$bin serve` on POLICY, pinned to the server
+# CPU, until its ready file names its listeners (bounded: 10 s). Sets SERVE_PID (added to
+# `started`, so it is stopped on exit), SERVE_AUTHZ and SERVE_ADMIN (IP:PORT, or empty).
+bench_serve() {
+  local policy=$1 ready=$2 log=$3 i
+  shift 3
+  taskset -c "$server_cpu" "$bin" serve -c "$policy" --ready-file "$ready" "$@" >"$log" 2>&1 &
+  SERVE_PID=$!
+  started+=("$SERVE_PID")
+  for ((i = 0; i < 100; i++)); do
+    [[ -s $ready ]] && break
+    kill -0 "$SERVE_PID" 2>/dev/null || die "portcullis exited: $(tail -5 "$log")"
+    sleep 0.1
+  done
+  [[ -s $ready ]] || die "portcullis did not become ready in 10 s"
+  SERVE_AUTHZ=$(sed -n 's/.*"authz":"\([^"]*\)".*/\1/p' "$ready")
+  SERVE_ADMIN=$(sed -n 's/.*"admin":"\([^"]*\)".*/\1/p' "$ready")
+}
 stop_pid() {  # TERM, wait up to 5 s, then KILL; reaps it if it is our child
   local pid=$1 i
   kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
@@ -84,10 +105,12 @@ children() { cat "/proc/$1/task/$1/children" 2>/dev/null || true; }
 
 # ---- ports --------------------------------------------------------------------------------
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {  # a loopback port with nobody listening on it
-  local p i
+free_port() {  # a loopback port with nobody listening on it, below the ephemeral range
+  local p i low=32768   # (an outgoing connection could take an ephemeral one before the bind)
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  ((low > 21000)) || low=32768
   for ((i = 0; i < 200; i++)); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((20000 + RANDOM % (low - 20000)))
     port_in_use "$p" || { echo "$p"; return 0; }
   done
   die "no free loopback port found"

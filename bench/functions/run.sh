@@ -189,19 +189,8 @@ run_target() {
     echo
     return 0
   fi
-  taskset -c "$server_cpu" "$bin" serve -c "$policy" --ready-file "$ready" --log-level info \
-    >"$log" 2>&1 &
-  local pid=$! i
-  started+=("$pid")
-  for ((i = 0; i < 100; i++)); do
-    [[ -s $ready ]] && break
-    kill -0 "$pid" 2>/dev/null || die "portcullis exited: $(tail -5 "$log")"
-    sleep 0.1
-  done
-  [[ -s $ready ]] || die "portcullis did not become ready in 10 s"
-  local authz admin
-  authz=$(sed -n 's/.*"authz":"\([^"]*\)".*/\1/p' "$ready")
-  admin=$(sed -n 's/.*"admin":"\([^"]*\)".*/\1/p' "$ready")
+  bench_serve "$policy" "$ready" "$log" --log-level info
+  local pid=$SERVE_PID authz=$SERVE_AUTHZ admin=$SERVE_ADMIN i
 
   # lambda-local: wait (bounded) until the four processes have polled `next`.
   local colds="-"

@@ -296,17 +296,8 @@ run_spoe() {  # run_spoe NAME CACHE_LINE [HAPROXY-CONFIG ARGS…]
   local policy=$work/policy-$tag.yaml ready=$work/ready-$tag.json log=$work/portcullis-$tag.log
   write_policy "$policy" "$spoe_port" "$cache_line"
   "$bin" check -c "$policy" >/dev/null || die "policy rejected: $policy"
-  taskset -c "$server_cpu" "$bin" serve -c "$policy" --ready-file "$ready" >"$log" 2>&1 &
-  local pid=$! i
-  started+=("$pid")
-  for ((i = 0; i < 100; i++)); do
-    [[ -s $ready ]] && break
-    kill -0 "$pid" 2>/dev/null || die "portcullis exited: $(tail -5 "$log")"
-    sleep 0.1
-  done
-  [[ -s $ready ]] || die "portcullis did not become ready in 10 s"
-  local admin
-  admin=$(sed -n 's/.*"admin":"\([^"]*\)".*/\1/p' "$ready")
+  bench_serve "$policy" "$ready" "$log"
+  local pid=$SERVE_PID admin=$SERVE_ADMIN
   "$bin" haproxy-config -c "$policy" --bind "127.0.0.1:$port" --upstream "127.0.0.1:$app_port" \
     --out-dir "$work/haproxy-$tag" "$@" 2>"$work/haproxy-config-$tag.log" ||
     die "portcullis haproxy-config $* failed: $(cat "$work/haproxy-config-$tag.log")"

@@ -13,7 +13,7 @@
 #   start_bg NAME CMD…   run CMD in the background, stdout/stderr in $TEST_TMP/NAME.{out,err};
 #                        its PID is recorded (BG_PID, PID_OF[NAME]) and the exit trap stops it.
 #   stop_bg NAME         TERM (then KILL after 10 s), reap, exit status in BG_STATUS
-#   free_port VAR        a random unused TCP port in 20000-60999, stored in VAR
+#   free_port VAR        a random unused TCP port from 20000 up to the ephemeral range, in VAR
 #   wait_for_file, wait_http, http (curl into HTTP_STATUS / HTTP_BODY / header NAME),
 #   assert_eq, assert_contains, assert_not_contains, assert_match, fail,
 #   audit_last, wait_audit, json_get (no jq: grep/sed on the flat one-line audit JSON).
@@ -218,13 +218,17 @@ lib_stop_all() {
 
 # ---- ports and readiness ----------------------------------------------------------------
 
-# free_port VAR: a random port in 20000-60999 that no socket uses now (per `ss`) and that
-# this test has not handed out before. Another process may still take it before we bind:
+# free_port VAR: a random port from 20000 up to the kernel's ephemeral range that no socket
+# uses now (per `ss`) and that this test has not handed out before. Another process may still take it before we bind:
 # callers that bind a fixed port should retry on "Address already in use".
 free_port() {
-  local var=$1 port tries
+  local var=$1 port tries low=32768
+  # Below the kernel's ephemeral range: a port chosen there could be taken by an outgoing
+  # connection (curl, nginx, HAProxy to its servers) between this check and the bind.
+  read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  ((low > 21000)) || low=32768
   for ((tries = 0; tries < 200; tries++)); do
-    port=$((20000 + (RANDOM * 32768 + RANDOM) % 41000))
+    port=$((20000 + (RANDOM * 32768 + RANDOM) % (low - 20000)))
     [[ -z ${LIB_PORTS[$port]:-} ]] || continue
     if [[ -z $(ss -Htan "( sport = :$port )" 2>/dev/null) ]]; then
       LIB_PORTS[$port]=1
