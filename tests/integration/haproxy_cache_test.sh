@@ -159,17 +159,10 @@ for attempt in 1 2 3; do
   "$HAPROXY" -c -f "$cfg" >"$TEST_TMP/haproxy-c.log" 2>&1 ||
     fail "haproxy -c rejected the configuration with the test's log level and stats socket: $(cat "$TEST_TMP/haproxy-c.log")"
   start_bg haproxy "$HAPROXY" -db -f "$cfg"
-  for ((i = 0; i < 50; i++)); do
-    pid_alive "${PID_OF[haproxy]}" || break
-    code=$(curl -s --noproxy '*' --max-time 2 -o /dev/null -w '%{http_code}' \
-           "http://127.0.0.1:$LISTEN_PORT/public/up" 2>/dev/null) || true
-    [[ $code == 200 ]] && { started=1; break; }
-    sleep 0.1
-  done
-  ((started)) && break
-  stop_bg haproxy
-  grep -qs "Address already in use\|cannot bind" "$TEST_TMP/haproxy.err" ||
-    fail "HAProxy did not serve /public/up with 200 on 127.0.0.1:$LISTEN_PORT (last: $code)"
+  if haproxy_serving haproxy "http://127.0.0.1:$LISTEN_PORT/public/up"; then
+    started=1
+    break
+  fi
   log "HAProxy: a port was taken meanwhile (attempt $attempt); new ports"
 done
 ((started)) || fail "HAProxy could not bind free ports in 3 attempts"

@@ -118,17 +118,10 @@ CFG
   "$HAPROXY" -c -f "$cfg" >"$TEST_TMP/haproxy-c.log" 2>&1 ||
     fail "haproxy -c rejected the generated configuration: $(cat "$TEST_TMP/haproxy-c.log")"
   start_haproxy haproxy
-  for ((i = 0; i < 50; i++)); do
-    pid_alive "${PID_OF[haproxy]}" || break
-    code=$(curl -s --noproxy '*' --max-time 2 -o /dev/null -w '%{http_code}' \
-           "http://127.0.0.1:$LISTEN_PORT/public/up" 2>/dev/null) || true
-    [[ $code == 200 ]] && { started=1; break; }
-    sleep 0.1
-  done
-  ((started)) && break
-  stop_bg haproxy
-  grep -qs "Address already in use\|cannot bind" "$TEST_TMP/haproxy.err" ||
-    fail "HAProxy did not serve /public/up with 200 on 127.0.0.1:$LISTEN_PORT (last: $code)"
+  if haproxy_serving haproxy "http://127.0.0.1:$LISTEN_PORT/public/up"; then
+    started=1
+    break
+  fi
   log "HAProxy: port $LISTEN_PORT was taken meanwhile (attempt $attempt); another one"
 done
 ((started)) || fail "HAProxy could not bind a free port in 3 attempts"

@@ -18,6 +18,7 @@
 #   assert_eq, assert_contains, assert_not_contains, assert_match, fail,
 #   audit_last, wait_audit, json_get (no jq: grep/sed on the flat one-line audit JSON).
 #   start_nginx NAME RENDER PROBE_PATH PORTVAR…   nginx in the foreground on free ports
+#   haproxy_serving NAME URL   after start_bg of HAProxy: until URL is 200; 1 = ports taken
 #   start_echo_upstream [LOCATIONS]      nginx as the application: echoes X-User, URI and
 #                        X-Request-Id, logs each request in $TEST_TMP/app_access.log
 #
@@ -219,8 +220,9 @@ lib_stop_all() {
 # ---- ports and readiness ----------------------------------------------------------------
 
 # free_port VAR: a random port from 20000 up to the kernel's ephemeral range that no socket
-# uses now (per `ss`) and that this test has not handed out before. Another process may still take it before we bind:
-# callers that bind a fixed port should retry on "Address already in use".
+# uses now (per `ss`) and that this test has not handed out before. Another process may still
+# take it before we bind: callers that bind a fixed port should retry on "Address already in
+# use".
 free_port() {
   local var=$1 port tries low=32768
   # Below the kernel's ephemeral range: a port chosen there could be taken by an outgoing
@@ -237,6 +239,24 @@ free_port() {
     fi
   done
   fail "free_port: no free port found in 200 tries"
+}
+
+# haproxy_serving NAME URL: after `start_bg NAME` of HAProxy, until URL answers 200 (bounded:
+# 5 s). Returns 1 when HAProxy could not bind its ports (the caller picks new ones and
+# starts it again); any other failure to come up fails the test.
+haproxy_serving() {
+  local name=$1 url=$2 code="" i
+  for ((i = 0; i < 50; i++)); do
+    pid_alive "${PID_OF[$name]}" || break
+    code=$(curl -s --noproxy '*' --max-time 2 -o /dev/null -w '%{http_code}' "$url" 2>/dev/null) ||
+      true
+    [[ $code == 200 ]] && return 0
+    sleep 0.1
+  done
+  stop_bg "$name"
+  grep -qs "Address already in use\|cannot bind" "$TEST_TMP/$name.err" ||
+    fail "HAProxy did not serve $url with 200 (last: $code)"
+  return 1
 }
 
 # wait_for_file FILE [SECONDS=10] [NAME]: until FILE exists and is not empty; fails early
