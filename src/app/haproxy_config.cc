@@ -291,7 +291,8 @@ int runHaproxyConfig(const HaproxyConfigOptions& options) {
   spoe << "\n    log global\n\n"
        << "spoe-message " << frontends::spoe::kMessageName << "\n"
        << "    args method=method path=path query=query headers=req.hdrs_bin ip=src ssl=ssl_fc "
-          "ssl_dn=ssl_c_s_dn ssl_verify=ssl_c_verify\n";
+          "ssl_dn=ssl_c_s_dn ssl_verify=ssl_c_verify"
+       << (hcache ? " hcache=bool(1)" : "") << "\n";
   if (hcache) {
     spoe << "\nspoe-group portcullis-check\n    messages " << frontends::spoe::kMessageName << "\n";
   } else {

@@ -106,8 +106,8 @@ has "$g" "    groups portcullis-check" "--haproxy-cache: the agent sends the gro
 hasnt "$g" "event on-frontend-http-request" "--haproxy-cache: no per-request event"
 grep -q '^    register-var-names .* hcache_ttl hcache_profile' "$g" ||
   fail "--haproxy-cache: hcache_ttl/hcache_profile are not registered: $(grep register-var-names "$g")"
-grep -q '^    args .* ssl_dn=ssl_c_s_dn ssl_verify=ssl_c_verify$' "$g" ||
-  fail "no ssl_dn=ssl_c_s_dn ssl_verify=ssl_c_verify message arguments: $(grep '^    args' "$g")"
+grep -q '^    args .* ssl_dn=ssl_c_s_dn ssl_verify=ssl_c_verify hcache=bool(1)$' "$g" ||
+  fail "no ssl_dn, ssl_verify and hcache message arguments: $(grep '^    args' "$g")"
 has "$TEST_TMP/gen-size.txt" "    stick-table type binary len 32 size 5000 expire 30s store gpt(2)" \
   "--haproxy-cache-size 5000"
 if "$PORTCULLIS" haproxy-config -c "$config" --haproxy-cache --haproxy-cache-size 0 >/dev/null 2>"$TEST_TMP/size0.err"; then

@@ -610,15 +610,21 @@ const Value* varOf(const std::vector<SetVar>& vars, std::string_view name) {
 
 TEST_F(HaproxyCacheTest, AgentSetsTheHintVariablesOnlyWhenHaproxyMayCache) {
   const auto req = bearer("/cached/1", rawToken(R"({"sub":"alice"})"));
-  const auto vars = decisionVars(allowOn("cached", {{"X-User", "alice"}}), req);
+  const auto vars = decisionVars(allowOn("cached", {{"X-User", "alice"}}), req, true);
   ASSERT_NE(varOf(vars, "hcache_ttl"), nullptr);
   EXPECT_EQ(std::get<std::int32_t>(*varOf(vars, "hcache_ttl")), 30);
   EXPECT_EQ(std::get<std::int32_t>(*varOf(vars, "hcache_profile")), 534877174);
   EXPECT_EQ(std::get<std::string>(*varOf(vars, "hdr_x_user")), "alice");
 
+  // A message without `hcache` (HAProxy configured without --haproxy-cache): no hint.
+  const auto plain = decisionVars(allowOn("cached", {{"X-User", "alice"}}), req);
+  EXPECT_EQ(varOf(plain, "hcache_ttl"), nullptr);
+  EXPECT_EQ(varOf(plain, "hcache_profile"), nullptr);
+  EXPECT_NE(varOf(plain, "hdr_x_user"), nullptr);
+
   auto hit = allowOn("cached", {{"X-User", "alice"}});
   hit.cache = engine::Evaluation::Cache::kHit;
-  const auto hit_vars = decisionVars(hit, req);
+  const auto hit_vars = decisionVars(hit, req, true);
   EXPECT_EQ(varOf(hit_vars, "hcache_ttl"), nullptr);
   EXPECT_EQ(varOf(hit_vars, "hcache_profile"), nullptr);
   EXPECT_NE(varOf(hit_vars, "hdr_x_user"), nullptr);

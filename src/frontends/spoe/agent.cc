@@ -207,7 +207,8 @@ std::optional<engine::Request> requestFromMessage(const Message& message, std::s
   return req;
 }
 
-std::vector<SetVar> decisionVars(const engine::Evaluation& ev, const engine::Request& request) {
+std::vector<SetVar> decisionVars(const engine::Evaluation& ev, const engine::Request& request,
+                                 bool haproxy_cache) {
   const engine::Decision& d = ev.decision;
   std::vector<SetVar> vars;
   const auto set = [&vars](std::string name, Value value) {
@@ -220,9 +221,11 @@ std::vector<SetVar> decisionVars(const engine::Evaluation& ev, const engine::Req
   if (ev.identity) set("sub", ev.identity->subject);
   if (d.allow) {
     set("cache_ttl", std::int32_t{static_cast<std::int32_t>(d.ttl.count())});
-    if (const auto hint = haproxyCacheHint(ev, request)) {  // `haproxy-config --haproxy-cache`
-      set("hcache_ttl", hint->ttl);
-      set("hcache_profile", hint->profile);
+    if (haproxy_cache) {
+      if (const auto hint = haproxyCacheHint(ev, request)) {
+        set("hcache_ttl", hint->ttl);
+        set("hcache_profile", hint->profile);
+      }
     }
     for (const auto& [name, value] : d.upstream_headers)
       set(headerVarName(name), value);
@@ -381,6 +384,9 @@ asio::awaitable<void> serveConnection(tcp::socket socket, engine::Gatekeeper& ga
       writer->send(encodeAck(frame.stream_id, frame.frame_id, decisionVars(ev, bad)));
       continue;
     }
+    const Value* hcache_arg = find(message->args, "hcache");
+    const bool hcache = hcache_arg != nullptr && std::holds_alternative<bool>(*hcache_arg) &&
+                        std::get<bool>(*hcache_arg);
     auto req = std::make_shared<engine::Request>(std::move(*request));
     req->listener = "spoe";
     const std::uint64_t stream_id = frame.stream_id;
@@ -388,16 +394,16 @@ asio::awaitable<void> serveConnection(tcp::socket socket, engine::Gatekeeper& ga
     ++*in_flight;
     auto ev = gatekeeper.decide(
         *req, clients, false,
-        [req, writer, in_flight, executor, stream_id, frame_id](engine::Evaluation done) {
-          asio::post(executor,
-                     [req, writer, in_flight, stream_id, frame_id, done = std::move(done)] {
-                       --*in_flight;
-                       writer->send(encodeAck(stream_id, frame_id, decisionVars(done, *req)));
-                     });
+        [req, writer, in_flight, executor, stream_id, frame_id, hcache](engine::Evaluation done) {
+          asio::post(executor, [req, writer, in_flight, stream_id, frame_id, hcache,
+                                done = std::move(done)] {
+            --*in_flight;
+            writer->send(encodeAck(stream_id, frame_id, decisionVars(done, *req, hcache)));
+          });
         });
     if (ev) {
       --*in_flight;
-      writer->send(encodeAck(stream_id, frame_id, decisionVars(*ev, *req)));
+      writer->send(encodeAck(stream_id, frame_id, decisionVars(*ev, *req, hcache)));
     }
   }
   deadline.cancel();
