@@ -69,8 +69,8 @@ void Budget::raiseMemory(lua_State* L) {
   std::abort();
 }
 
-void Budget::raiseStackOverflow(lua_State* L) {
-  luaL_error(L, "C stack overflow (too many nested calls)");
+void Budget::raiseTooDeep(lua_State* L) {
+  luaL_error(L, "too many nested calls of gsub or sort (at most %d)", kMaxNesting);
   std::abort();
 }
 

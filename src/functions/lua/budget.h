@@ -9,22 +9,23 @@
 namespace portcullis::functions::lua {
 
 // The limits of one Lua VM: a heap ceiling (the VM's lua_Alloc counts every byte) and, for
-// the call or start-up running in it, a CPU deadline and a C-stack allowance. The budget is
+// the call or start-up running in it, a CPU deadline and a nesting limit for the sandbox's
+// C functions that call back into Lua. The budget is
 // the allocator's user data, so any C function running inside the VM finds it with
 // `Budget::of(L)`. Used by one thread at a time, like the VM that owns it.
 //
 // Exceeding the deadline or the heap *aborts* the call: the flag stays set until the next
 // call starts, every `pcall`/`xpcall`/`coroutine.resume` of the sandbox re-raises it
 // (sandbox.cc), and the VM is closed afterwards because the function's own state may be
-// half-updated. A C-stack overflow is an ordinary error (the stack is unwound).
+// half-updated. Too deep a nesting is an ordinary error (the stack is unwound).
 class Budget final {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // Nested C calls (a comparator calling table.sort, nested coroutines, gsub callbacks)
-  // may use this much machine stack below the frame that entered the VM. Far above what a
-  // policy needs; far below a worker thread's 8 MiB stack even under sanitizers.
-  static constexpr std::ptrdiff_t kMaxCStack = 1 << 20;
+  // gsub with a replacement function, table.sort with a comparator: each level holds a
+  // C frame (gsub's a buffer of several KiB) that LuaJIT does not count, so a function that
+  // calls them recursively would overflow the thread's stack. Like Lua's own LUAI_MAXCCALLS.
+  static constexpr int kMaxNesting = 100;
 
   explicit Budget(std::size_t memory_limit) : limit_(memory_limit) {}
   Budget(const Budget&) = delete;
@@ -41,12 +42,11 @@ class Budget final {
   static void* allocate(void* ud, void* ptr, std::size_t osize, std::size_t nsize);
 
   // Starts a call (or the VM's start-up) that may run for `limit` of CPU time.
-  // `stack_base` is an address in the caller's frame.
-  void start(std::chrono::nanoseconds limit, const void* stack_base) {
+  void start(std::chrono::nanoseconds limit) {
     limit_time_ = limit;
     deadline_ = Clock::now() + limit;
     cpu_start_ = -1;
-    stack_base_ = reinterpret_cast<std::uintptr_t>(stack_base);
+    nesting_ = 0;
     timed_out_ = false;
     memory_exceeded_ = false;
   }
@@ -71,14 +71,22 @@ class Budget final {
   // The CPU clock's start is read at the first check, a few microseconds into the call,
   // so short calls never pay for it.
   bool overdue();
-  // Raises an error when nested C calls went deeper than kMaxCStack.
-  void checkStack(lua_State* L) {
-    const auto here = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
-    if (stack_base_ != 0 && stack_base_ > here &&
-        stack_base_ - here > static_cast<std::uintptr_t>(kMaxCStack)) {
-      raiseStackOverflow(L);
+  // Held by a sandbox C function while it may call back into Lua; raises an error beyond
+  // kMaxNesting levels. (Lua errors unwind C++ frames: the destructor always runs.)
+  class Nesting final {
+   public:
+    explicit Nesting(lua_State* L) : budget_(of(L)) {
+      if (budget_.nesting_ >= kMaxNesting) raiseTooDeep(L);
+      ++budget_.nesting_;
     }
-  }
+    ~Nesting() { --budget_.nesting_; }
+    Nesting(const Nesting&) = delete;
+    Nesting& operator=(const Nesting&) = delete;
+
+   private:
+    Budget& budget_;
+  };
+
   // For buffers a helper builds outside the Lua heap (gsub, json.encode): raises the
   // memory error when `bytes` would not fit in what the heap has left.
   void reserve(lua_State* L, std::size_t bytes) {
@@ -89,7 +97,7 @@ class Budget final {
   // nothing was pending.
   [[noreturn]] void raiseAbort(lua_State* L);
   [[noreturn]] void raiseMemory(lua_State* L);
-  [[noreturn]] static void raiseStackOverflow(lua_State* L);
+  [[noreturn]] static void raiseTooDeep(lua_State* L);
 
   // Interns the abort messages so raising them later allocates nothing. Call once after
   // the VM is created (protected).
@@ -101,7 +109,7 @@ class Budget final {
   std::chrono::nanoseconds limit_time_{0};
   Clock::time_point deadline_ = Clock::time_point::max();
   std::int64_t cpu_start_ = -1;  // the thread's CPU clock at the first check, in ns
-  std::uintptr_t stack_base_ = 0;
+  int nesting_ = 0;              // Nesting levels held now
   bool timed_out_ = false;
   bool memory_exceeded_ = false;
 };

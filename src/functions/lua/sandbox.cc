@@ -245,6 +245,7 @@ void addReplacement(lua_State* L, luaL_Buffer* b, const PatternMatcher& m, std::
 }
 
 int strGsub(lua_State* L) {
+  const Budget::Nesting nesting(L);  // a replacement function may call gsub again
   const std::string_view s = checkString(L, 1);
   const std::string_view p = checkString(L, 2);
   const int repl = lua_type(L, 3);
@@ -328,6 +329,7 @@ void siftDown(lua_State* L, lua_Integer root, lua_Integer n, std::uint32_t& comp
 }
 
 int tableSort(lua_State* L) {
+  const Budget::Nesting nesting(L);  // a comparator may sort again
   luaL_checktype(L, 1, LUA_TTABLE);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 2);

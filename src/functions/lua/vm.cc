@@ -449,8 +449,7 @@ Result<std::unique_ptr<Vm>> Vm::create(std::shared_ptr<const Program> program) {
   // JIT-compiled traces (docs/functions-lua.md "Why the JIT compiler is off").
   luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
   lua_sethook(L, countHook, LUA_MASKCOUNT, kHookInstructions);
-  const int frame = 0;
-  vm->budget_->start(p.init_timeout, &frame);
+  vm->budget_->start(p.init_timeout);
   if (lua_cpcall(L, setUp, vm.get()) != 0) {
     std::string message = luaMessage(L, -1);
     if (vm->budget_->timedOut()) {
@@ -473,7 +472,7 @@ engine::FunctionAnswer Vm::call(const engine::FunctionCall& call) {
   c.answer = &answer;
   c.program = program_.get();
   current_ = &c;
-  budget_->start(program_->timeout, &c);
+  budget_->start(program_->timeout);
   const int status = lua_cpcall(L_, runCall, this);
   current_ = nullptr;
   if (status != 0) {

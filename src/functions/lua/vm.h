@@ -43,7 +43,6 @@ class Vm final {
   // True after a call ran out of time or memory: the function's own state may be half
   // updated, so the VM must be closed (the caller builds a new one).
   bool broken() const { return broken_; }
-  std::size_t memoryUsed() const { return budget_->used(); }
 
   // What the C functions of the VM reach through the registry (vm.cc).
   struct Call;  // the request being handled

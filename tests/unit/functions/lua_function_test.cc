@@ -308,6 +308,12 @@ INSTANTIATE_TEST_SUITE_P(
         "for w in string.gmatch(string.rep('a', 20000), 'a-a-a-a-b') do end",
         "local t = {} for i = 1, 2e5 do t[i] = -i end table.sort(t) error('sorted')",
         "table.sort({3, 2, 1}, function(a, b) while true do end end)",
+        // Recursion through C functions that call back into Lua: the machine stack.
+        "local function f() return (string.gsub('ab', '.', function(c) f() return c end)) end f()",
+        "local function f() table.sort({2, 1, 3}, function(a, b) f() return a < b end) end f()",
+        "local function f() local t = setmetatable({}, {__index = function() return f() end}) "
+        "return t.x end f()",
+        "local function f() return tostring(setmetatable({}, {__tostring = f})) end f()",
         "local t = {} for i = 1, 1e5 do t[i] = 'xxxxxxxx' end while true do json.encode(t) end",
         "local s = string.rep('[', 100000) assert(json.decode(s))",
         "error(setmetatable({}, {__tostring = function() while true do end end}))"));

@@ -112,8 +112,7 @@ TEST(LuaPatterns, SameResultsAsLuaJit) {
   Budget budget(64 * 1024 * 1024);
   lua_State* L = lua_newstate(Budget::allocate, &budget);
   ASSERT_NE(L, nullptr);
-  const int frame = 0;
-  budget.start(10s, &frame);
+  budget.start(10s);
   Ran ran;
   ASSERT_EQ(lua_cpcall(L, runSandboxed, &ran), 0) << lua_tostring(L, -1);
   lua_close(L);
