@@ -6,6 +6,8 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <array>
+
 #include "common/strings.h"
 #include "engine/path.h"
 #include "engine/router.h"
@@ -26,9 +28,12 @@ bool trusted(const engine::Settings::Authz& config, const IpAddress& peer) {
 // X-Forwarded-For entry that is not itself a trusted proxy (entries further left could
 // have been written by the client), or the left-most entry when every hop is trusted.
 // X-Real-IP is read only when there is no X-Forwarded-For at all: next to one, it could
-// be the client's own.
-IpAddress clientIp(const engine::Headers& headers, const engine::Settings::Authz& config,
-                   const IpAddress& peer) {
+// be the client's own. An entry a trusted hop wrote that is not a bare IP address
+// (`unknown`, `1.2.3.4:4711`, `[::1]:443`, empty) is refused: falling back to the proxy's
+// own address would let such a request pass a `source_ips` rule meant for the proxy.
+std::optional<IpAddress> clientIp(const engine::Headers& headers,
+                                  const engine::Settings::Authz& config, const IpAddress& peer,
+                                  std::string& why) {
   if (!trusted(config, peer)) return peer;
   std::vector<std::string_view> hops;
   headers.forEach("x-forwarded-for", [&](const std::string& v) {
@@ -39,16 +44,97 @@ IpAddress clientIp(const engine::Headers& headers, const engine::Settings::Authz
     IpAddress last_trusted = peer;
     for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
       const auto ip = IpAddress::parse(*it);
-      if (!ip) return last_trusted;  // garbage: trust the chain no further
+      if (!ip) {
+        why = "X-Forwarded-For from a trusted proxy holds '" + headerSafe(it->substr(0, 64)) +
+              "', which is not an IP address";
+        return std::nullopt;
+      }
       if (!trusted(config, *ip)) return *ip;
       last_trusted = *ip;
     }
     return last_trusted;
   }
-  if (const auto* real = headers.find("x-real-ip")) {
-    if (const auto ip = IpAddress::parse(trim(*real))) return *ip;
+  std::size_t real_count = 0;
+  headers.forEach("x-real-ip", [&](const std::string&) { ++real_count; });
+  if (real_count == 0) return peer;
+  const auto ip =
+      real_count == 1 ? IpAddress::parse(trim(*headers.find("x-real-ip"))) : std::nullopt;
+  if (!ip) {
+    why = "X-Real-IP from a trusted proxy is repeated or not an IP address";
+    return std::nullopt;
   }
-  return peer;
+  return *ip;
+}
+
+// The headers by which each proxy family passes the original request. A request carrying
+// markers of a family other than the configured one was written (at least partly) by the
+// client: nginx forwards client headers to the auth subrequest, Traefik's forwardAuth
+// passes them through, Envoy may be configured to. Reading them would let the client
+// choose the path that is decided on, so such a request is refused, never re-read.
+constexpr std::array<std::string_view, 4> kNginxMarkers = {"x-original-uri", "x-original-method",
+                                                           "x-original-host", "x-original-proto"};
+constexpr std::array<std::string_view, 2> kTraefikMarkers = {"x-forwarded-uri",
+                                                             "x-forwarded-method"};
+
+std::size_t count(const engine::Headers& headers, std::string_view name) {
+  std::size_t n = 0;
+  headers.forEach(name, [&](const std::string&) { ++n; });
+  return n;
+}
+
+template <std::size_t N>
+bool anyOf(const engine::Headers& headers, const std::array<std::string_view, N>& names) {
+  for (const auto name : names) {
+    if (headers.find(name) != nullptr) return true;
+  }
+  return false;
+}
+
+std::string_view styleName(Style style) {
+  switch (style) {
+    case Style::kNginx:
+      return "nginx";
+    case Style::kTraefik:
+      return "traefik";
+    case Style::kEnvoy:
+      return "envoy";
+    case Style::kAuto:
+      break;
+  }
+  return "auto";
+}
+
+// Picks the style to read the request with, or nullopt (and `why`) when the request's
+// headers do not fit the configured style.
+std::optional<Style> effectiveStyle(const engine::Headers& h, Style configured, std::string& why) {
+  const bool nginx = anyOf(h, kNginxMarkers);
+  const bool traefik = anyOf(h, kTraefikMarkers);
+  if (nginx && traefik) {
+    why = "the request carries both X-Original-* and X-Forwarded-Uri/-Method headers";
+    return std::nullopt;
+  }
+  switch (configured) {
+    case Style::kAuto:
+      // Envoy sends no marker, so a marker could be the client's own: auto never infers
+      // envoy (pin `style: envoy` for it), and a request without a marker is refused.
+      if (nginx) return Style::kNginx;
+      if (traefik) return Style::kTraefik;
+      why = "no original URI (send X-Original-URI or X-Forwarded-Uri, or pin authz.style)";
+      return std::nullopt;
+    case Style::kNginx:
+      if (traefik) why = "X-Forwarded-Uri/-Method are not set by nginx (authz.style: nginx)";
+      break;
+    case Style::kTraefik:
+      if (nginx) why = "X-Original-* headers are not set by Traefik (authz.style: traefik)";
+      break;
+    case Style::kEnvoy:
+      if (nginx || traefik) {
+        why = "X-Original-* / X-Forwarded-Uri headers are not set by Envoy (authz.style: envoy)";
+      }
+      break;
+  }
+  if (!why.empty()) return std::nullopt;
+  return configured;
 }
 
 std::string header(const engine::Headers& headers, std::string_view name) {
@@ -62,15 +148,37 @@ std::optional<engine::Request> originalRequest(HttpIn& in, const engine::Setting
                                                std::string& why) {
   engine::Request req;
   const engine::Headers& h = in.headers;
-  Style style = config.style;
-  if (style == Style::kAuto) {
-    style = h.find("x-original-uri")    ? Style::kNginx
-            : h.find("x-forwarded-uri") ? Style::kTraefik
-                                        : Style::kEnvoy;
+  const auto style = effectiveStyle(h, config.style, why);
+  if (!style) return std::nullopt;
+
+  // Every header the original request is read from must appear at most once: readers
+  // disagree on which copy of a repeated one counts.
+  std::array<std::string_view, 4> sources{};
+  switch (*style) {
+    case Style::kNginx:
+      sources = kNginxMarkers;
+      break;
+    case Style::kTraefik:
+      sources = {"x-forwarded-uri", "x-forwarded-method", "x-forwarded-host", "x-forwarded-proto"};
+      break;
+    case Style::kEnvoy:
+    case Style::kAuto:
+      sources = {"x-forwarded-proto", "host", "", ""};
+      break;
+  }
+  for (const auto name : sources) {
+    if (!name.empty() && count(h, name) > 1) {
+      why = std::string(name) + " appears more than once";
+      return std::nullopt;
+    }
+  }
+  if (count(h, "host") > 1) {
+    why = "Host appears more than once";
+    return std::nullopt;
   }
 
   std::string method, target, host, scheme;
-  switch (style) {
+  switch (*style) {
     case Style::kNginx:
       method = header(h, "x-original-method");
       target = header(h, "x-original-uri");
@@ -99,7 +207,7 @@ std::optional<engine::Request> originalRequest(HttpIn& in, const engine::Setting
       break;
   }
   if (target.empty()) {
-    why = "no original URI (send X-Original-URI or X-Forwarded-Uri)";
+    why = "no original URI for authz.style " + std::string(styleName(*style));
     return std::nullopt;
   }
   if (method.empty()) method = in.method;
@@ -111,12 +219,14 @@ std::optional<engine::Request> originalRequest(HttpIn& in, const engine::Setting
     why = "the original URI is not a valid origin-form path";
     return std::nullopt;
   }
+  auto client = clientIp(h, config, in.peer, why);
+  if (!client) return std::nullopt;
   req.method = toUpper(method);
   req.scheme = toLower(scheme);
   req.host = engine::normalizeHost(host);
   req.path = std::move(parsed->path);
   req.query = std::move(parsed->query);
-  req.client_ip = clientIp(h, config, in.peer);
+  req.client_ip = *client;
   req.headers = std::move(in.headers);
   return req;
 }
