@@ -38,7 +38,11 @@ std::string auditLine(const engine::Request& request, const engine::Evaluation& 
   if (d.wouldDeny()) {
     w.boolean("would_deny", true);
     if (d.shadow) w.string("mode", "shadow");
-    if (d.fail_open) w.string("on_error", "allow");
+    if (d.fail_open) {
+      // Which opt-in let it through: on_overload for a saturated capacity, else on_error.
+      const bool overload = reasonInfo(d.reason).kind == ReasonKind::kOverloaded;
+      w.string(overload ? "on_overload" : "on_error", "allow");
+    }
   }
   if (evaluation.identity) {
     w.string("sub", evaluation.identity->subject);

@@ -39,7 +39,11 @@ constexpr std::array kReasons = {
     ReasonInfo{"function_denied", K::kForbidden, 403, "denied by a decision function"},
     ReasonInfo{"function_error", K::kError, 503, "a decision function failed"},
     ReasonInfo{"function_timeout", K::kError, 503, "a decision function timed out"},
-    ReasonInfo{"function_overloaded", K::kError, 503, "a decision function is overloaded"},
+    ReasonInfo{"function_overloaded", K::kOverloaded, 503, "a decision function is overloaded"},
+    ReasonInfo{"provider_overloaded", K::kOverloaded, 503,
+               "the identity provider is over capacity"},
+    ReasonInfo{"concurrency_limited", K::kLimited, 429,
+               "too many requests of this client are waiting"},
 };
 static_assert(kReasons.size() == static_cast<std::size_t>(Reason::kLast) + 1,
               "kReasons must list every Reason in order");

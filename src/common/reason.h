@@ -37,8 +37,10 @@ enum class Reason : std::uint8_t {
   kFunctionDenied,       // a decision function denied (it may name its own reason)
   kFunctionError,        // a function raised, crashed or answered something malformed
   kFunctionTimeout,      // a function exceeded its timeout
-  kFunctionOverloaded,   // a function's queue is full
-  kLast = kFunctionOverloaded,
+  kFunctionOverloaded,   // a function is saturated: its queue is full, or a call waited too long
+  kProviderOverloaded,   // the identity provider's endpoint said it is over capacity (429)
+  kConcurrencyLimited,   // this client already has too many calls waiting on a function
+  kLast = kConcurrencyLimited,
 };
 
 // How a reason is answered: the HTTP status a front door uses, and the kind of outcome.
@@ -47,8 +49,10 @@ enum class ReasonKind : std::uint8_t {
   kUnauthenticated,
   kForbidden,
   kBadRequest,
-  kError,
-  kLimited,
+  kError,       // a dependency failed: the route's `on_error` decides
+  kLimited,     // a per-client limit: 429 + Retry-After, never failed open
+  kOverloaded,  // a shared capacity is exhausted: 503 + Retry-After, failed open only
+                // where the route says `on_overload: allow`
 };
 
 struct ReasonInfo {

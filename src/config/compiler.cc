@@ -177,6 +177,18 @@ class Compiler final {
     if (const auto v = map.get("trusted_proxies"); v.IsDefined()) {
       a.trusted_proxies = readNetworks(v, "authz.trusted_proxies");
     }
+    // `auto` reads whichever family of original-request headers a request carries; a
+    // client that can reach the listener directly could send them itself.
+    const auto& listen = snapshot_->settings.listeners.authz;
+    if (!map.get("style").IsDefined() && !listen.empty()) {
+      const auto hp = parseHostPort(listen);
+      const std::string ip = hp ? hp->ip.toString() : std::string();
+      if (!ip.starts_with("127.") && ip != "::1") {
+        diag_.warn("listeners.authz (" + listen +
+                   ") is reachable from other hosts and authz.style is not set: pin it "
+                   "(nginx, traefik or envoy) so that only your proxy's headers are read");
+      }
+    }
   }
 
   void compileLimits(const YAML::Node& node) {
@@ -784,6 +796,11 @@ class Compiler final {
     if (const auto v = map.get("on_error"); v.IsDefined()) {
       if (auto s = readChoice(diag_, v, what + ".on_error", {"deny", "allow"})) {
         route.fail_open = *s == "allow";
+      }
+    }
+    if (const auto v = map.get("on_overload"); v.IsDefined()) {
+      if (auto s = readChoice(diag_, v, what + ".on_overload", {"deny", "allow"})) {
+        route.fail_open_on_overload = *s == "allow";
       }
     }
     if (const auto v = map.get("expose_reason"); v.IsDefined()) {

@@ -12,6 +12,7 @@
 #include "audit/audit.h"
 #include "audit/metrics.h"
 #include "common/strings.h"
+#include "identity/jwt.h"
 
 namespace portcullis::engine {
 namespace {
@@ -29,12 +30,13 @@ std::string claimString(const identity::Identity& id, const char* name) {
   return it != id.claims->end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-// The first credential any of the route's providers finds (what `token_hash` revokes).
-std::string_view firstToken(const Route& route, const Request& request) {
-  for (const auto* p : route.providers) {
-    if (const auto t = extractToken(*p, request); !t.empty()) return t;
-  }
-  return {};
+// What `token_hash` revocation matches: the canonical hash of the credential that
+// authenticated (identity/jwt.h credentialHash), empty without a verified identity.
+std::string revocationHash(const Route& route, const Request& request,
+                           const std::optional<identity::Identity>& identity) {
+  if (!identity) return {};
+  const std::string_view token = authenticatedToken(route, request, *identity);
+  return token.empty() ? std::string() : identity::credentialHash(token);
 }
 
 // Turns the evaluation into a plain deny for `reason` (its table status, no headers).
@@ -92,6 +94,18 @@ std::optional<Evaluation> Gatekeeper::decide(Request& request, const Clients& cl
   const std::int64_t now_ms = clock_.unixMillis();
   const std::int64_t now = now_ms / 1000;
   const Route* route = snapshot->findRoute(request);
+
+  // Before anything reads an input (the cache key, a rate-limit key, a provider): a
+  // request that repeats one is refused, not decided on one copy of it.
+  if (route != nullptr) {
+    if (auto repeated = repeatedInput(*route, request)) {
+      Evaluation refused;
+      refused.route = route;
+      setDeny(refused, Reason::kBadRequest, *repeated + " appears more than once");
+      finish(request, refused, *snapshot, started, now_ms);
+      return refused;
+    }
+  }
 
   // A limit keyed on the request alone (e.g. the client address) is checked before any
   // verification, so a flood of bad tokens costs no crypto.
@@ -189,7 +203,7 @@ void Gatekeeper::afterDecision(const Request& request, const Route* route, Evalu
       jti = claimString(*ev.identity, "jti");
     }
     if (token_hash.empty() && services_.revocations->size() > 0) {
-      if (const auto t = firstToken(*route, request); !t.empty()) token_hash = sha256Hex(t);
+      token_hash = revocationHash(*route, request, ev.identity);
     }
     if (services_.revocations->isRevoked(sub, jti, token_hash, now)) {
       denyUnlessShadow(route, ev, Reason::kTokenRevoked,
@@ -256,9 +270,14 @@ CacheKey Gatekeeper::cacheKey(const PolicySnapshot& snapshot, const Route& route
       addField(ctx, value);
     }
   } else {
+    // Every value, counted: readers differ on which copy of a repeated header counts.
+    // (repeatedInput() refuses repeats of these before the cache is consulted; the key
+    // must not depend on that staying true.)
     for (const auto& name : in.headers) {
-      const std::string* v = request.headers.find(name);
-      addField(ctx, v ? std::string_view(*v) : std::string_view("\xff<absent>"));
+      std::uint64_t n = 0;
+      request.headers.forEach(name, [&](const std::string&) { ++n; });
+      EVP_DigestUpdate(ctx, &n, sizeof n);
+      request.headers.forEach(name, [&](const std::string& v) { addField(ctx, v); });
     }
   }
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -280,7 +299,8 @@ std::shared_ptr<const CachedDecision> Gatekeeper::toCacheEntry(const Route& rout
   // yet, a token that is not valid *yet*.
   if (d.outcome == Outcome::kError || d.fail_open) return nullptr;
   if (!d.allow && (d.reason == Reason::kKeyNotFound || d.reason == Reason::kTokenNotYetValid ||
-                   d.reason == Reason::kTokenIssuedInFuture)) {
+                   d.reason == Reason::kTokenIssuedInFuture ||
+                   reasonInfo(d.reason).kind == ReasonKind::kLimited)) {
     return nullptr;
   }
   std::int64_t ttl = (d.allow ? route.cache_ttl : route.cache_deny_ttl).count();
@@ -301,7 +321,7 @@ std::shared_ptr<const CachedDecision> Gatekeeper::toCacheEntry(const Route& rout
     entry->iss = ev.identity->issuer;
     entry->jti = claimString(*ev.identity, "jti");
   }
-  if (const auto t = firstToken(route, request); !t.empty()) entry->token_hash = sha256Hex(t);
+  entry->token_hash = revocationHash(route, request, ev.identity);
   if (route.rate_limit && route.rate_limit->needs_identity) {
     entry->rate_key = route.rate_limit->key.render(
         TemplateInput{request, ev.identity ? &*ev.identity : nullptr, nullptr});

@@ -43,6 +43,32 @@ std::string_view queryValue(std::string_view query, std::string_view name) {
   return {};
 }
 
+// How many times `source` occurs in `request`.
+std::size_t occurrences(const TokenSource& source, const Request& request) {
+  std::size_t n = 0;
+  switch (source.kind) {
+    case TokenSource::Kind::kBearerHeader:
+      request.headers.forEach(source.name, [&](const std::string&) { ++n; });
+      break;
+    case TokenSource::Kind::kCookie:
+      request.headers.forEach("cookie", [&](const std::string& line) {
+        for (auto pair : split(line, ';')) {
+          pair = trim(pair);
+          const std::size_t eq = pair.find('=');
+          if (eq != std::string_view::npos && pair.substr(0, eq) == source.name) ++n;
+        }
+      });
+      break;
+    case TokenSource::Kind::kQuery:
+      for (const auto pair : split(request.query, '&')) {
+        const std::size_t eq = pair.find('=');
+        if (pair.substr(0, eq) == source.name) ++n;
+      }
+      break;
+  }
+  return n;
+}
+
 std::string quoted(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
@@ -66,6 +92,21 @@ class Evaluator final : public std::enable_shared_from_this<Evaluator> {
         now_(now),
         clients_(clients),
         explain_(explain) {}
+
+  // The answer for a request that repeats an input of `route` (see repeatedInput).
+  // Refused whatever the route's mode: which copy a reader takes is not a policy question.
+  Evaluation refuse(const Route& route, const std::string& what) {
+    ev_.route = &route;
+    note("route", route.name, "");
+    Decision& d = ev_.decision;
+    d.allow = false;
+    d.outcome = Outcome::kDeny;
+    d.reason = Reason::kBadRequest;
+    d.status = reasonInfo(Reason::kBadRequest).status;
+    d.detail = what + " appears more than once";
+    note("decision", "deny", d.detail);
+    return std::move(ev_);
+  }
 
   // Returns the evaluation when it completed inline; otherwise nullopt, and `done` is
   // called exactly once when it completes.
@@ -294,7 +335,8 @@ class Evaluator final : public std::enable_shared_from_this<Evaluator> {
     Decision& d = ev_.decision;
     d.reason = reason;
     d.detail = std::move(detail);
-    d.outcome = info.kind == ReasonKind::kError ? Outcome::kError : Outcome::kDeny;
+    const bool overloaded = info.kind == ReasonKind::kOverloaded;
+    d.outcome = info.kind == ReasonKind::kError || overloaded ? Outcome::kError : Outcome::kDeny;
     d.status = info.status;
     d.allow = false;
     const Route* route = ev_.route;
@@ -316,8 +358,15 @@ class Evaluator final : public std::enable_shared_from_this<Evaluator> {
           "Bearer realm=\"portcullis\", error=\"insufficient_scope\", scope=" + quoted(scopes));
     }
     if (d.expose_reason) d.response_headers.emplace_back("X-Portcullis-Reason", info.name);
+    if (overloaded || info.kind == ReasonKind::kLimited) {
+      d.response_headers.emplace_back("Retry-After", "1");
+    }
 
-    if (route != nullptr && d.outcome == Outcome::kError && route->fail_open) {
+    // `on_error: allow` covers a dependency's failure only. Overload is not failure: a
+    // client can cause it (flooding a function's queue, sending tokens an IdP throttles),
+    // so it fails open only where the route opts in with `on_overload: allow`.
+    if (route != nullptr && ((info.kind == ReasonKind::kError && route->fail_open) ||
+                             (overloaded && route->fail_open_on_overload))) {
       d.allow = true;
       d.fail_open = true;
     }
@@ -413,6 +462,33 @@ std::string_view extractToken(const identity::Provider& provider, const Request&
   return {};
 }
 
+std::string_view authenticatedToken(const Route& route, const Request& request,
+                                    const identity::Identity& identity) {
+  for (const auto* p : route.providers) {
+    if (p->name() == identity.provider) return extractToken(*p, request);
+  }
+  return {};
+}
+
+std::optional<std::string> repeatedInput(const Route& route, const Request& request) {
+  for (const auto* p : route.providers) {
+    for (const TokenSource& source : p->tokenFrom()) {
+      if (occurrences(source, request) > 1) {
+        return std::string(source.kind == TokenSource::Kind::kBearerHeader ? "header "
+                           : source.kind == TokenSource::Kind::kCookie     ? "cookie "
+                                                                           : "query parameter ") +
+               source.name;
+      }
+    }
+  }
+  for (const auto& name : route.cache_inputs.headers) {
+    std::size_t n = 0;
+    request.headers.forEach(name, [&](const std::string&) { ++n; });
+    if (n > 1) return "header " + name;
+  }
+  return std::nullopt;
+}
+
 Evaluation evaluate(const PolicySnapshot& snapshot, const Request& request, std::int64_t now,
                     bool explain) {
   const Clients none;
@@ -421,7 +497,11 @@ Evaluation evaluate(const PolicySnapshot& snapshot, const Request& request, std:
   // within its timeout, and this thread waits for it.
   auto answered = std::make_shared<std::promise<Evaluation>>();
   auto later = answered->get_future();
-  if (auto ev = evaluator->start(snapshot.findRoute(request),
+  const Route* route = snapshot.findRoute(request);
+  if (route != nullptr) {
+    if (auto repeated = repeatedInput(*route, request)) return evaluator->refuse(*route, *repeated);
+  }
+  if (auto ev = evaluator->start(route,
                                  [answered](Evaluation e) { answered->set_value(std::move(e)); })) {
     return std::move(*ev);
   }

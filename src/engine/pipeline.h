@@ -67,6 +67,20 @@ struct Evaluation {
 // query parameter, per the provider's `token_from`), or an empty view.
 std::string_view extractToken(const identity::Provider& provider, const Request& request);
 
+// The token that authenticated `identity` on `route` (the one its provider reads), or an
+// empty view: what `token_hash` revocation and the cache entry name, never merely the
+// first token any of the route's providers finds.
+std::string_view authenticatedToken(const Route& route, const Request& request,
+                                    const identity::Identity& identity);
+
+// Names an input of `route`'s decision that the request carries more than once — a
+// credential where one of the route's providers looks for it (an `Authorization` header, a
+// cookie, a query parameter), or a header the route's templates or functions read by name
+// — or returns nullopt. Readers disagree on which copy counts (the first, the last, all
+// joined), so such a request is refused (400 `bad_request`) before the decision cache is
+// consulted: the copy verified here may not be the one the upstream reads.
+std::optional<std::string> repeatedInput(const Route& route, const Request& request);
+
 using EvaluationDone = std::function<void(Evaluation)>;
 
 // The decision pipeline (ARCHITECTURE.md): route → authenticate → require → decide. No I/O

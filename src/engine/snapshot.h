@@ -46,7 +46,8 @@ struct Route {
   Requirements require;
   bool allow = true;  // `allow: false` denies every request on the route
   Mode mode = Mode::kEnforce;
-  bool fail_open = false;                   // `on_error: allow`
+  bool fail_open = false;                   // `on_error: allow`: dependency failures
+  bool fail_open_on_overload = false;       // `on_overload: allow`: saturated capacity
   bool expose_reason = false;               // `expose_reason: true`
   std::vector<HeaderTemplate> set_headers;  // `on_allow.set_headers`
   RouteStats stats;

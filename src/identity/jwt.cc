@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/strings.h"
 #include "identity/base64url.h"
 
 namespace portcullis::identity {
@@ -977,6 +978,15 @@ std::optional<std::string> peekIssuer(std::string_view token, std::size_t max_to
   const auto iss = payload.find("iss");
   if (iss == payload.end() || !iss->is_string()) return std::nullopt;
   return iss->get<std::string>();
+}
+
+std::string credentialHash(std::string_view token) {
+  const std::size_t first = token.find('.');
+  const std::size_t second = first == std::string_view::npos ? first : token.find('.', first + 1);
+  if (second == std::string_view::npos || token.find('.', second + 1) != std::string_view::npos) {
+    return sha256Hex(token);
+  }
+  return sha256Hex(token.substr(0, second));
 }
 
 }  // namespace portcullis::identity

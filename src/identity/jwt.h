@@ -50,6 +50,13 @@ Result<VerifiedToken> verifyJwt(std::string_view token, const KeySet& keys,
 // trust the result for anything else.
 std::optional<std::string> peekIssuer(std::string_view token, std::size_t max_token_bytes);
 
+// The SHA-256 (hex) that names a credential for revocation (`token_hash`) and anything else
+// that must not change while the credential means the same thing. For a compact JWS it is
+// the hash of the signing input (`header.payload`) alone: a holder can re-encode the
+// signature without the key (an ECDSA (r, s) is as valid as (r, n-s)), but cannot change a
+// byte of what was signed. Any other token is hashed whole.
+std::string credentialHash(std::string_view token);
+
 // Signs `claims` (a JSON object) as a compact JWS with `key`, which must be able to sign
 // with `alg`. For `portcullis token` and tests; not on the request path.
 Result<std::string> signJwt(const nlohmann::json& claims, const Key& key, Alg alg);

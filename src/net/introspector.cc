@@ -45,6 +45,12 @@ asio::awaitable<engine::Introspector::Answer> call(identity::IntrospectionSpec s
   if (!reply) {
     co_return fail(Reason::kProviderUnavailable, "introspection: " + reply.error().message);
   }
+  // 429, or 503 with Retry-After, is the endpoint rationing its capacity, which a client
+  // sending many tokens can bring about: overload, which `on_error: allow` does not open.
+  if (reply->status == 429 || (reply->status == 503 && reply->header("retry-after") != nullptr)) {
+    co_return fail(Reason::kProviderOverloaded,
+                   "introspection endpoint answered HTTP " + std::to_string(reply->status));
+  }
   if (reply->status != 200) {
     co_return fail(Reason::kProviderUnavailable,
                    "introspection endpoint answered HTTP " + std::to_string(reply->status));

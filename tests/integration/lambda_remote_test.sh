@@ -4,7 +4,7 @@
 # (tests/fakes/lambda/invoke_server.js, which checks every signature with its own code),
 # through the authz endpoint: allow with context in an upstream header, deny, a missing
 # identity source (401, no invocation), function errors and throttling under
-# `on_error: deny` (503) and `on_error: allow` (200), timeouts, credentials from `${env:…}`
+# `on_error: deny` (503) and `on_error: allow` (200; not for throttling: overload), timeouts, credentials from `${env:…}`
 # and from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, keep-alive reuse, and a wrong secret
 # (503, InvalidSignatureException in the log) — and no secret in any log or audit line.
 #
@@ -95,6 +95,11 @@ routes:
     match: { paths: [/throttle-open/**] }
     functions: [throttled]
     on_error: allow
+  - name: throttle-opt-in
+    match: { paths: [/throttle-opt-in/**] }
+    functions: [throttled]
+    on_error: allow
+    on_overload: allow
   - name: wrong
     match: { paths: [/wrong/**] }
     functions: [wrong-secret]
@@ -173,8 +178,19 @@ wait_audit '"request_id":"thr-closed"'
 assert_audit reason function_overloaded
 assert_contains "$AUDIT_LINE" "TooManyRequestsException" "AWS's error type in the detail"
 
+# Throttling is overload, which a client can cause: on_error: allow does not open it
+# (the review got 31 of 40 requests allowed by flooding a function); on_overload: allow does.
 ask /throttle-open/1 thr-open -H "Authorization: Bearer tok-1"
-assert_status 200 "throttled, on_error: allow"
+assert_status 503 "throttled, on_error: allow: overload is not failed open"
+assert_eq 1 "$(header Retry-After)" "throttled: Retry-After"
+wait_audit '"request_id":"thr-open"'
+assert_audit reason function_overloaded
+assert_audit decision deny
+ask /throttle-opt-in/1 thr-opt-in -H "Authorization: Bearer tok-1"
+assert_status 200 "throttled, on_overload: allow"
+wait_audit '"request_id":"thr-opt-in"'
+assert_audit on_overload allow
+assert_audit would_deny true
 
 # ---- a function slower than its timeout (1s) --------------------------------------------------
 t0=$(date +%s%N)

@@ -521,14 +521,16 @@ TEST(LambdaRemote, TimeoutIsAnsweredOnTimeClosesTheConnectionAndThePoolRecovers)
   Fixture fx(options, 300ms);
   const auto aborted_before = fake().stats()["aborted"].get<int>();
   auto req = makeRequest();
-  req.headers.add("x-sleep-ms", "3000");
+  req.headers.add("x-sleep-ms", "20000");
   auto a = callSync(*fx.function, std::move(req));
   ASSERT_TRUE(a.answered);
   EXPECT_EQ(a.answer.outcome, Outcome::kError);
   EXPECT_EQ(a.answer.error, Reason::kFunctionTimeout);
   EXPECT_TRUE(contains(a.answer.reason, "timed out after 300ms")) << a.answer.reason;
+  // Answered by the timeout, not when the function would have answered (20 s): the bound
+  // proves which on a loaded machine; how close to 300 ms is a speed, for bench/.
   EXPECT_GE(a.elapsed, 300ms);
-  EXPECT_LE(a.elapsed, 350ms);
+  EXPECT_LE(a.elapsed, 10s);
   // The connection was closed: the fake sees its client go away.
   EXPECT_TRUE(waitFor([&] { return fake().stats()["aborted"].get<int>() > aborted_before; }));
   EXPECT_TRUE(waitFor([&] { return fx.invoker->status().in_flight == 0; }));
@@ -619,16 +621,17 @@ TEST(LambdaRemote, WaitingForAConnectionCountsAgainstTheTimeout) {
   RemoteInvoker invoker(options);
   auto busy = std::make_shared<std::promise<InvokeResult>>();
   auto busy_future = busy->get_future();
-  ASSERT_FALSE(invoker.invoke(R"({"headers":{"x-sleep-ms":"600"}})", 3s,
+  ASSERT_FALSE(invoker.invoke(R"({"headers":{"x-sleep-ms":"6000"}})", 30s,
                               [busy](InvokeResult r) { busy->set_value(std::move(r)); }));
   std::this_thread::sleep_for(50ms);
   auto waiting = invokeSync(invoker, R"({"headers":{"x-sleep-ms":"10"}})", 250ms);
   ASSERT_TRUE(waiting.answered);
-  EXPECT_EQ(waiting.result.code, Reason::kFunctionTimeout);
+  EXPECT_EQ(waiting.result.code, Reason::kFunctionOverloaded);  // saturated, not failing
   EXPECT_TRUE(contains(waiting.result.message, "no connection was free within 250ms"))
       << waiting.result.message;
-  EXPECT_LE(waiting.elapsed, 330ms);
-  ASSERT_EQ(busy_future.wait_for(3s), std::future_status::ready);
+  // At its own deadline, not when the busy call frees the connection (6 s).
+  EXPECT_LE(waiting.elapsed, 4s);
+  ASSERT_EQ(busy_future.wait_for(30s), std::future_status::ready);
   EXPECT_TRUE(busy_future.get().ok);
   EXPECT_EQ(invoker.status().connections_opened, 1u);
 }
@@ -687,7 +690,7 @@ TEST(LambdaRemote, NothingListeningIsAnErrorAtOnce) {
   EXPECT_EQ(a.answer.error, Reason::kFunctionError);
   EXPECT_TRUE(contains(a.answer.reason, "connect 127.0.0.1:" + std::to_string(port)))
       << a.answer.reason;
-  EXPECT_LT(a.elapsed, 1s);
+  EXPECT_LT(a.elapsed, 2500ms);  // at once, not at the 3 s timeout
 }
 
 TEST(LambdaRemote, DestroyingTheInvokerAnswersWhatIsInFlight) {

@@ -158,6 +158,9 @@ std::optional<LambdaOptions> readLambdaOptions(config::FunctionSource& source) {
   if (const auto v = map.get("api"); v.IsDefined()) {
     ok = readApi(diag, v, what + ".api", options.api) && ok;
   }
+  if (auto n = config::readIntKey(diag, map, "max_in_flight_per_client", what, 0, 100'000, ok)) {
+    options.max_in_flight_per_client = static_cast<std::uint32_t>(*n);
+  }
 
   if (!source.spec.cache_inputs) {
     engine::Template::RequestInputs in;
@@ -228,10 +231,57 @@ class LambdaFunction::ResultCache {
   std::multimap<Clock::time_point, std::string> by_expiry_;
 };
 
+// Calls in flight per client. A slot is held by a Held object, which the invocation's
+// callback owns: it is released when the callback is destroyed, i.e. once the invocation
+// has answered (or was refused at once). Thread-safe; entries exist only while in flight.
+class LambdaFunction::ClientSlots final : public std::enable_shared_from_this<ClientSlots> {
+ public:
+  explicit ClientSlots(std::uint32_t max) : max_(max) {}
+
+  class Held final {
+   public:
+    Held(std::shared_ptr<ClientSlots> slots, std::string client)
+        : slots_(std::move(slots)), client_(std::move(client)) {}
+    ~Held() { slots_->release(client_); }
+    Held(const Held&) = delete;
+    Held& operator=(const Held&) = delete;
+
+   private:
+    std::shared_ptr<ClientSlots> slots_;
+    std::string client_;
+  };
+
+  // A held slot for `client`, or null when it already has `max` calls in flight.
+  std::shared_ptr<Held> acquire(std::string client) {
+    {
+      std::lock_guard lock(mu_);
+      auto& n = in_flight_[client];
+      if (n >= max_) return nullptr;
+      ++n;
+    }
+    return std::make_shared<Held>(shared_from_this(), std::move(client));
+  }
+  std::uint32_t max() const { return max_; }
+
+ private:
+  void release(const std::string& client) {
+    std::lock_guard lock(mu_);
+    const auto it = in_flight_.find(client);
+    if (it != in_flight_.end() && --it->second == 0) in_flight_.erase(it);
+  }
+
+  const std::uint32_t max_;
+  std::mutex mu_;
+  std::unordered_map<std::string, std::uint32_t> in_flight_;
+};
+
 LambdaFunction::LambdaFunction(Spec spec, LambdaOptions options, std::shared_ptr<Invoker> invoker)
     : Function(std::move(spec)), options_(std::move(options)), invoker_(std::move(invoker)) {
   if (options_.ttl && options_.ttl->count() > 0) {
     cache_ = std::make_unique<ResultCache>(options_.max_cached_results);
+  }
+  if (options_.max_in_flight_per_client > 0) {
+    slots_ = std::make_shared<ClientSlots>(options_.max_in_flight_per_client);
   }
   audit::Metrics& metrics = metricsRegistry();
   const std::string label = "function=\"" + audit::labelValue(name()) + "\"";
@@ -246,6 +296,9 @@ LambdaFunction::LambdaFunction(Spec spec, LambdaOptions options, std::shared_ptr
   malformed_ =
       &metrics.counter("portcullis_lambda_malformed_responses_total",
                        "Lambda responses that were not a valid authorizer response", label);
+  concurrency_limited_ = &metrics.counter(
+      "portcullis_lambda_concurrency_limited_total",
+      "Calls refused because the client already had max_in_flight_per_client in flight", label);
 }
 
 LambdaFunction::~LambdaFunction() = default;
@@ -283,6 +336,19 @@ std::optional<engine::FunctionAnswer> LambdaFunction::call(const engine::Functio
     }
     cache_misses_->inc();
   }
+  std::shared_ptr<ClientSlots::Held> slot;
+  if (slots_) {
+    std::string client = call.identity != nullptr
+                             ? "s:" + call.identity->issuer + '\n' + call.identity->subject
+                             : "a:" + call.request.client_ip.toString();
+    slot = slots_->acquire(std::move(client));
+    if (!slot) {
+      concurrency_limited_->inc();
+      return engine::FunctionAnswer::failure(
+          Reason::kConcurrencyLimited,
+          fmt::format("this client already has {} calls in flight", slots_->max()));
+    }
+  }
   std::string event = aws::requestEvent(call, options_.api, options_.payload_version, *values,
                                         call.request.request_id, unixMillis());
 
@@ -307,9 +373,12 @@ std::optional<engine::FunctionAnswer> LambdaFunction::call(const engine::Functio
 
   // `done` keeps the caller's evaluation (and so this function's snapshot) alive until it
   // is called; nothing here touches `this` after it.
-  auto inline_result = invoker_->invoke(
-      std::move(event), spec().timeout,
-      [finish, done = std::move(done)](InvokeResult r) mutable { done(finish(std::move(r))); });
+  auto inline_result =
+      invoker_->invoke(std::move(event), spec().timeout,
+                       [finish, slot, done = std::move(done)](InvokeResult r) mutable {
+                         (void)slot;  // the client's slot is held until this callback is destroyed
+                         done(finish(std::move(r)));
+                       });
   if (inline_result) return finish(std::move(*inline_result));
   return std::nullopt;
 }

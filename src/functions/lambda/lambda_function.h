@@ -30,6 +30,11 @@ struct LambdaOptions {
   std::optional<std::chrono::seconds> ttl;
   aws::ApiInfo api;  // `api`: the API the events claim to come from
   std::size_t max_cached_results = 10'000;
+  // `max_in_flight_per_client`: calls one client (its identity's subject, else its
+  // address) may have waiting on the function at once; more are refused with 429
+  // `concurrency_limited`, so that one caller cannot fill the queue that every caller
+  // shares. 0 = no limit.
+  std::uint32_t max_in_flight_per_client = 16;
 };
 
 // Reads the shared keys from `source.map` (errors go to `source.diag`) and, when the entry
@@ -60,6 +65,7 @@ class LambdaFunction final : public engine::Function {
 
  private:
   class ResultCache;
+  class ClientSlots;
 
   engine::FunctionAnswer answer(const aws::AuthorizerResponse& response,
                                 const std::string& route_arn,
@@ -68,6 +74,8 @@ class LambdaFunction final : public engine::Function {
   LambdaOptions options_;
   std::shared_ptr<Invoker> invoker_;
   std::unique_ptr<ResultCache> cache_;  // null unless ttl > 0
+  std::shared_ptr<ClientSlots> slots_;  // null when max_in_flight_per_client is 0
+  audit::Counter* concurrency_limited_ = nullptr;
   audit::Counter* cache_hits_ = nullptr;
   audit::Counter* cache_misses_ = nullptr;
   audit::Counter* unauthorized_ = nullptr;

@@ -395,11 +395,19 @@ class PoolCore final {
   void onDeadline(const std::shared_ptr<Invocation>& inv) {
     if (inv->answered) return;
     const bool waiting = inv->queued;
+    // Still waiting while every process is busy with other invocations: the function is
+    // saturated, which a flood of requests can cause. That is overload (never failed open),
+    // not the function's failure. Waiting for a process that never comes up is a timeout.
+    const bool saturated = waiting && std::any_of(procs_.begin(), procs_.end(), [](const auto& p) {
+                             return p->state == Proc::State::kBusy;
+                           });
     complete(inv,
-             InvokeResult::failure(
-                 Reason::kFunctionTimeout,
-                 waiting ? fmt::format("no process was free within {}ms", inv->timeout.count())
-                         : fmt::format("timed out after {}ms", inv->timeout.count())),
+             saturated
+                 ? InvokeResult::failure(
+                       Reason::kFunctionOverloaded,
+                       fmt::format("no process was free within {}ms", inv->timeout.count()))
+                 : InvokeResult::failure(Reason::kFunctionTimeout,
+                                         fmt::format("timed out after {}ms", inv->timeout.count())),
              metrics_.timeout);
     // A process that has the event keeps its own deadline (handover + timeout).
   }

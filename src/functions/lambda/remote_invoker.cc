@@ -421,11 +421,16 @@ class RemoteCore final : public std::enable_shared_from_this<RemoteCore> {
     // The connection carrying it is closed: its answer, if one still comes, has nobody to
     // go to, and a connection is never reused with an answer on its way.
     if (auto conn = inv->conn) conn->close();
+    // Still waiting for a connection while `connections` calls are in flight: saturated,
+    // which a flood of requests can cause. That is overload (never failed open), not the
+    // function's failure.
     complete(inv,
-             InvokeResult::failure(
-                 Reason::kFunctionTimeout,
-                 waiting ? fmt::format("no connection was free within {}ms", inv->timeout.count())
-                         : fmt::format("timed out after {}ms", inv->timeout.count())),
+             waiting
+                 ? InvokeResult::failure(
+                       Reason::kFunctionOverloaded,
+                       fmt::format("no connection was free within {}ms", inv->timeout.count()))
+                 : InvokeResult::failure(Reason::kFunctionTimeout,
+                                         fmt::format("timed out after {}ms", inv->timeout.count())),
              metrics_.timeout);
   }
 

@@ -329,3 +329,42 @@ TEST_F(CompilerTest, BadRateLimitsAreLocated) {
 
 }  // namespace
 }  // namespace portcullis::config
+
+namespace portcullis::config {
+namespace {
+
+// `authz.style: auto` reads whichever proxy's headers a request carries: harmless when only
+// the proxy on this host can connect, a warning when other hosts can.
+TEST_F(CompilerTest, AnUnpinnedAuthzStyleOnAReachableListenerIsAWarning) {
+  const auto warned = [](const LoadResult& r) {
+    for (const auto& w : r.warnings) {
+      if (w.find("authz.style") != std::string::npos) return true;
+    }
+    return false;
+  };
+  const std::string routes = "routes:\n  - { name: r, match: { paths: [/x] }, allow: true }\n";
+  auto r = load("version: 1\nlisteners: { authz: 0.0.0.0:9191 }\n" + routes);
+  ASSERT_TRUE(r.snapshot);
+  EXPECT_TRUE(warned(r));
+  r = load("version: 1\nlisteners: { authz: 0.0.0.0:9191 }\nauthz: { style: nginx }\n" + routes);
+  EXPECT_FALSE(warned(r));
+  r = load("version: 1\nlisteners: { authz: 127.0.0.1:9191 }\n" + routes);
+  EXPECT_FALSE(warned(r));
+}
+
+TEST_F(CompilerTest, OnOverloadIsAChoice) {
+  auto r = load(
+      "version: 1\nroutes:\n  - { name: r, match: { paths: [/x] }, allow: true, on_overload: "
+      "sometimes }\n");
+  EXPECT_FALSE(r.snapshot);
+  EXPECT_TRUE(hasError(errors(r), "3:", "on_overload")) << ::testing::PrintToString(errors(r));
+  r = load(
+      "version: 1\nroutes:\n  - { name: r, match: { paths: [/x] }, allow: true, on_overload: "
+      "allow }\n");
+  ASSERT_TRUE(r.snapshot);
+  EXPECT_TRUE(r.snapshot->routes[0].fail_open_on_overload);
+  EXPECT_FALSE(r.snapshot->routes[0].fail_open);
+}
+
+}  // namespace
+}  // namespace portcullis::config

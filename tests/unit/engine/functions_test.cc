@@ -46,6 +46,10 @@ class FakeFunction final : public Function {
       a.reason = "tenant_mismatch";
     } else if (answer_ == "timeout") {
       a = FunctionAnswer::failure(Reason::kFunctionTimeout, "timeout after 5ms");
+    } else if (answer_ == "overloaded") {
+      a = FunctionAnswer::failure(Reason::kFunctionOverloaded, "the queue is full");
+    } else if (answer_ == "limited") {
+      a = FunctionAnswer::failure(Reason::kConcurrencyLimited, "16 calls in flight");
     } else {
       a = FunctionAnswer::failure(Reason::kFunctionError, "boom");
     }
@@ -86,7 +90,27 @@ functions:
   slow: { runtime: lambda, answer: timeout }
   later: { runtime: lambda, async: true }
   later-no: { runtime: lambda, answer: deny, async: true }
+  full: { runtime: lambda, answer: overloaded }
+  busy: { runtime: lambda, answer: limited }
 routes:
+  - name: overloaded-open
+    match: { paths: [/overloaded-open] }
+    allow: true
+    functions: [full]
+    on_error: allow
+  - name: overloaded-opt-in
+    match: { paths: [/overloaded-opt-in] }
+    allow: true
+    functions: [full]
+    on_error: allow
+    on_overload: allow
+  - name: limited
+    match: { paths: [/limited] }
+    allow: true
+    functions: [busy]
+    on_error: allow
+    on_overload: allow
+    cache: { ttl: 30s, deny_ttl: 30s }
   - name: chain
     match: { paths: [/chain] }
     authenticate: [demo]
@@ -293,6 +317,45 @@ routes:
   EXPECT_NE(all.find("functions.g.runtime"), std::string::npos) << all;
   EXPECT_NE(all.find("functions.h has no 'runtime'"), std::string::npos) << all;
   EXPECT_NE(all.find("unknown function 'missing'"), std::string::npos) << all;
+}
+
+}  // namespace
+}  // namespace portcullis::engine
+
+namespace portcullis::engine {
+namespace {
+
+// The review's finding: flooding a function's queue gave 31 of 40 requests an allow on a
+// route with `on_error: allow`. Overload is not a dependency failure: 503 + Retry-After
+// whatever on_error says, unless the route opts in with `on_overload: allow`.
+TEST_F(FunctionsTest, OverloadIsNotFailedOpenByOnError) {
+  const auto ev = evaluate(*snapshot_, request("/overloaded-open"), now_);
+  EXPECT_FALSE(ev.decision.allow);
+  EXPECT_FALSE(ev.decision.fail_open);
+  EXPECT_EQ(ev.decision.status, 503);
+  EXPECT_EQ(ev.decision.reasonCode(), "function_overloaded");
+  EXPECT_EQ(header(ev.decision.response_headers, "Retry-After"), "1");
+
+  const auto opted = evaluate(*snapshot_, request("/overloaded-opt-in"), now_);
+  EXPECT_TRUE(opted.decision.allow);
+  EXPECT_TRUE(opted.decision.fail_open);
+  EXPECT_EQ(opted.decision.reasonCode(), "function_overloaded");
+}
+
+TEST_F(FunctionsTest, PerClientLimitsAreNeverFailedOpenNorCached) {
+  const auto ev = evaluate(*snapshot_, request("/limited"), now_);
+  EXPECT_FALSE(ev.decision.allow);
+  EXPECT_EQ(ev.decision.status, 429);
+  EXPECT_EQ(ev.decision.reasonCode(), "concurrency_limited");
+  EXPECT_EQ(header(ev.decision.response_headers, "Retry-After"), "1");
+
+  audit::NullSink sink;
+  LocalDecisionCache cache(1024);
+  const SystemClock clock;
+  Gatekeeper gatekeeper(snapshot_, sink, metrics_, clock, GatekeeperServices{&cache});
+  Request r = request("/limited");
+  EXPECT_EQ(gatekeeper.decide(r).decision.status, 429);
+  EXPECT_EQ(cache.size(), 0u) << "a per-client limit fixes itself: never cached";
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // single-flight), revocation and rate limits, with a fake clock.
 #include "engine/gatekeeper.h"
 
+#include <openssl/bn.h>
+
 #include <deque>
 
 #include <gtest/gtest.h>
@@ -9,6 +11,7 @@
 
 #include "audit/audit.h"
 #include "common/strings.h"
+#include "identity/base64url.h"
 #include "support/fixtures.h"
 
 namespace portcullis::engine {
@@ -45,6 +48,11 @@ constexpr const char* kPolicy = R"(
 version: 1
 identity:
   demo: { issuer: portcullis-dev, jwks_file: ${KEYS}/demo-jwks.json, audiences: [orders-api] }
+  web:
+    issuer: portcullis-web
+    jwks_file: ${KEYS}/demo-jwks.json
+    audiences: [orders-api]
+    token_from: [cookie:session]
   opaque:
     introspection_url: https://idp.example.com/introspect
     client_id: c
@@ -74,6 +82,14 @@ routes:
     match: { paths: [/opaque] }
     authenticate: [opaque]
     cache: { ttl: 30s }
+  - name: two-providers
+    match: { paths: [/two] }
+    authenticate: [web, demo]
+    cache: { ttl: 30s }
+  - name: by-key
+    match: { paths: [/by-key] }
+    allow: true
+    rate_limit: { key: "${request.header.X-Api-Key}", rate: 1/m, burst: 1 }
 )";
 
 class GatekeeperTest : public ::testing::Test {
@@ -208,7 +224,7 @@ TEST_F(GatekeeperTest, RevokedCredentialsAreDeniedEvenWhenCached) {
   EXPECT_EQ(decide(request("/orders/1", token_)).decision.reason, Reason::kTokenRevoked);
   const auto other = mintToken({{"scope", "read:orders"}, {"jti", "t-9"}}, clock_.unixSeconds());
   EXPECT_TRUE(decide(request("/orders/1", other)).decision.allow);
-  revocations_.revoke(Revocations::Kind::kTokenHash, portcullis::sha256Hex(other),
+  revocations_.revoke(Revocations::Kind::kTokenHash, identity::credentialHash(other),
                       clock_.unixSeconds() + 60, clock_.unixSeconds());
   EXPECT_EQ(decide(request("/orders/1", other)).decision.reason, Reason::kTokenRevoked);
 }
@@ -300,6 +316,118 @@ TEST_F(GatekeeperTest, ConcurrentMissesShareOneEvaluation) {
   auto ev = gatekeeper_->decide(next, clients, false, [](Evaluation) {});
   ASSERT_TRUE(ev);
   EXPECT_EQ(ev->cache, Evaluation::Cache::kHit);
+}
+
+}  // namespace
+}  // namespace portcullis::engine
+
+namespace portcullis::engine {
+namespace {
+
+// (r, n - s) is a second valid ECDSA signature over the same signing input.
+std::string malleate(const std::string& es256_token) {
+  const std::size_t dot = es256_token.rfind('.');
+  std::string sig = *identity::base64urlDecode(es256_token.substr(dot + 1));
+  EXPECT_EQ(sig.size(), 64u);
+  BIGNUM* n = nullptr;
+  BN_hex2bn(&n, "FFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551");
+  BIGNUM* s = BN_bin2bn(reinterpret_cast<const unsigned char*>(sig.data()) + 32, 32, nullptr);
+  BN_sub(s, n, s);
+  BN_bn2binpad(s, reinterpret_cast<unsigned char*>(sig.data()) + 32, 32);
+  BN_free(s);
+  BN_free(n);
+  return es256_token.substr(0, dot + 1) + identity::base64urlEncode(sig);
+}
+
+// The review's finding: revocation by token hash hashed the token string, and an ECDSA
+// signature can be re-encoded by its holder without the key.
+TEST_F(GatekeeperTest, TokenHashRevocationSurvivesSignatureMalleability) {
+  const auto key = identity::Key::fromJwk(
+      portcullis::testing::readAll(portcullis::testing::sourcePath("examples/keys/demo-es256.jwk")),
+      true);
+  ASSERT_TRUE(key);
+  const std::int64_t now = clock_.unixSeconds();
+  const auto token = *identity::signJwt({{"iss", "portcullis-dev"},
+                                         {"aud", "orders-api"},
+                                         {"sub", "mallory"},
+                                         {"scope", "read:orders"},
+                                         {"iat", now},
+                                         {"exp", now + 3600}},
+                                        *key, identity::Alg::kES256);
+  const std::string twin = malleate(token);
+  ASSERT_NE(twin, token);
+  ASSERT_TRUE(decide(request("/orders/1", token)).decision.allow);
+  ASSERT_TRUE(decide(request("/orders/1", twin)).decision.allow) << "the twin must verify";
+
+  revocations_.revoke(Revocations::Kind::kTokenHash, identity::credentialHash(token), now + 60,
+                      now);
+  for (const auto& t : {token, twin}) {
+    const auto ev = decide(request("/orders/1", t));
+    EXPECT_FALSE(ev.decision.allow);
+    EXPECT_EQ(ev.decision.reason, Reason::kTokenRevoked);
+  }
+  EXPECT_EQ(identity::credentialHash(token), identity::credentialHash(twin));
+  EXPECT_EQ(identity::credentialHash("opaque-token"), portcullis::sha256Hex("opaque-token"));
+}
+
+// With several providers, the revoked credential is the one that authenticated, not the
+// first one a provider found (here a cookie that provider `web` passes on to `demo`).
+TEST_F(GatekeeperTest, TokenHashRevocationNamesTheCredentialThatAuthenticated) {
+  const auto decoy = mintToken({{"sub", "bob"}}, clock_.unixSeconds());  // iss: demo's
+  auto with_decoy = [&] {
+    Request r = request("/two", token_);
+    r.headers.add("Cookie", "session=" + decoy);
+    return r;
+  };
+  const auto first = decide(with_decoy());
+  ASSERT_TRUE(first.decision.allow) << first.decision.detail;
+  EXPECT_EQ(first.identity->subject, "alice");
+  revocations_.revoke(Revocations::Kind::kTokenHash, identity::credentialHash(token_),
+                      clock_.unixSeconds() + 60, clock_.unixSeconds());
+  const auto hit = decide(with_decoy());
+  EXPECT_EQ(hit.cache, Evaluation::Cache::kHit);
+  EXPECT_EQ(hit.decision.reason, Reason::kTokenRevoked);
+  cache_.purge([](const CachedDecision&) { return true; });
+  const auto miss = decide(with_decoy());
+  EXPECT_EQ(miss.cache, Evaluation::Cache::kMiss);
+  EXPECT_EQ(miss.decision.reason, Reason::kTokenRevoked);
+}
+
+// The review's finding: the key saw only the first value of a repeated header, so
+// `X-Tenant: acme` + `X-Tenant: globex` hit the entry of a plain `acme`. A header the
+// route reads by name, and a credential, must appear once.
+TEST_F(GatekeeperTest, RepeatedDecisionInputsAreRefusedBeforeTheCache) {
+  ASSERT_TRUE(decide(request("/orders/1", token_)).decision.allow);
+  Request twice = request("/orders/1", token_);
+  twice.headers.add("X-Tenant", "globex");
+  auto ev = decide(twice);
+  EXPECT_FALSE(ev.decision.allow);
+  EXPECT_EQ(ev.decision.status, 400);
+  EXPECT_EQ(ev.decision.reason, Reason::kBadRequest);
+  EXPECT_NE(ev.decision.detail.find("x-tenant"), std::string::npos) << ev.decision.detail;
+
+  // A second Authorization header: the proxy or the upstream may read the other one.
+  Request two_tokens = request("/orders/1", token_);
+  two_tokens.headers.add("Authorization", "Bearer forged.x.y");
+  ev = decide(two_tokens);
+  EXPECT_EQ(ev.decision.reason, Reason::kBadRequest);
+  EXPECT_NE(ev.decision.detail.find("authorization"), std::string::npos) << ev.decision.detail;
+
+  // A cookie credential named twice, in one Cookie header or in two.
+  Request cookies = request("/two", "");
+  cookies.headers.add("Cookie", "session=a; theme=dark; session=b");
+  EXPECT_EQ(decide(cookies).decision.reason, Reason::kBadRequest);
+
+  // A rate-limit key read from a header: two values must not buy a fresh bucket.
+  Request keyed = request("/by-key", "");
+  keyed.headers.add("X-Api-Key", "k1");
+  EXPECT_TRUE(decide(keyed).decision.allow);
+  EXPECT_EQ(decide(keyed).decision.reason, Reason::kRateLimited);
+  keyed.headers.add("X-Api-Key", "fresh");
+  EXPECT_EQ(decide(keyed).decision.reason, Reason::kBadRequest);
+
+  // Offline evaluation (eval, test) refuses the same requests.
+  EXPECT_EQ(evaluate(*snapshot_, twice, clock_.unixSeconds()).decision.reason, Reason::kBadRequest);
 }
 
 }  // namespace
