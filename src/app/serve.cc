@@ -217,6 +217,10 @@ int runServe(const ServeOptions& options) {
                 [&cache] { return static_cast<double>(cache.size()); });
   metrics.gauge("portcullis_rate_limit_keys", "Keys with rate-limit state",
                 [&limiter] { return static_cast<double>(limiter.size()); });
+  metrics.gauge("portcullis_rate_limit_table_full_total",
+                "New rate-limit keys refused (429) because limits.rate_limit_keys were all "
+                "still counting",
+                [&limiter] { return static_cast<double>(limiter.tableFull()); });
   metrics.gauge("portcullis_revocations", "Active revocations",
                 [&revocations] { return static_cast<double>(revocations.size()); });
   engine::Gatekeeper gatekeeper(loaded.snapshot, *sink, metrics, clock,

@@ -20,28 +20,18 @@ RateVerdict LocalRateLimiter::check(std::string_view key, const RateLimit& limit
   std::lock_guard lock(shard.mu);
   auto it = shard.tat.find(std::string(key));
   if (it == shard.tat.end()) {
-    if (shard.tat.size() >= per_shard_) {
-      // Full. Sweep idle keys (bucket full again) at most once per `per_shard_` new keys,
-      // so the sweep costs O(1) amortised; otherwise drop the oldest-inserted key.
-      if (shard.inserts_since_sweep >= per_shard_) {
-        shard.inserts_since_sweep = 0;
-        for (auto i = shard.tat.begin(); i != shard.tat.end();) {
-          i = i->second <= now_us ? shard.tat.erase(i) : std::next(i);
-        }
-      }
-      while (shard.tat.size() >= per_shard_ && shard.order_head < shard.order.size()) {
-        shard.tat.erase(shard.order[shard.order_head++]);
-      }
+    if (shard.tat.size() >= per_shard_ && !makeRoom(shard, now_us)) {
+      // Full of keys that are still counting. Forgetting one would hand it a fresh burst,
+      // and anyone can make up new keys: the new key is refused instead (fail closed).
+      table_full_.fetch_add(1, std::memory_order_relaxed);
+      RateVerdict v;
+      v.allowed = false;
+      v.limit = burst;
+      v.retry_after_s = 1;
+      v.reset_s = 1;
+      return v;
     }
-    ++shard.inserts_since_sweep;
-    if (shard.order_head > shard.order.size() / 2) {  // compact the order log
-      std::vector<std::string> live;
-      for (std::size_t i = shard.order_head; i < shard.order.size(); ++i) {
-        if (shard.tat.count(shard.order[i]) != 0) live.push_back(std::move(shard.order[i]));
-      }
-      shard.order = std::move(live);
-      shard.order_head = 0;
-    }
+    compact(shard);
     it = shard.tat.emplace(std::string(key), now_us).first;
     shard.order.emplace_back(key);
   }
@@ -65,6 +55,46 @@ RateVerdict LocalRateLimiter::check(std::string_view key, const RateLimit& limit
   v.remaining = static_cast<std::uint64_t>((tolerance - (new_tat - now_us)) / interval);
   v.reset_s = ceilSeconds(new_tat - now_us);
   return v;
+}
+
+// Drops the consumed head of the order log (and names of swept keys) once it is more than
+// half of the log: O(1) amortised, and the log stays within twice the live keys.
+void LocalRateLimiter::compact(Shard& shard) {
+  if (shard.order_head <= shard.order.size() / 2) return;
+  std::vector<std::string> live;
+  live.reserve(shard.tat.size());
+  for (std::size_t i = shard.order_head; i < shard.order.size(); ++i) {
+    if (shard.tat.count(shard.order[i]) != 0) live.push_back(std::move(shard.order[i]));
+  }
+  shard.order = std::move(live);
+  shard.order_head = 0;
+}
+
+bool LocalRateLimiter::makeRoom(Shard& shard, std::int64_t now_us) {
+  compact(shard);
+  // Sweep every idle key (bucket full again) at most once per `per_shard_` new keys that
+  // found the shard full, so the sweep costs O(1) amortised.
+  if (++shard.full_since_sweep >= per_shard_) {
+    shard.full_since_sweep = 0;
+    for (auto i = shard.tat.begin(); i != shard.tat.end();) {
+      i = i->second <= now_us ? shard.tat.erase(i) : std::next(i);
+    }
+    if (shard.tat.size() < per_shard_) return true;
+  }
+  // Otherwise look at a few of the oldest keys: an idle one is dropped (its state is that
+  // of a new key, so nothing is lost); one still counting goes to the back of the line.
+  for (std::size_t tries = 0; tries < kEvictTries && shard.order_head < shard.order.size();) {
+    std::string oldest = std::move(shard.order[shard.order_head++]);
+    const auto victim = shard.tat.find(oldest);
+    if (victim == shard.tat.end()) continue;  // already swept
+    ++tries;
+    if (victim->second <= now_us) {
+      shard.tat.erase(victim);
+      return true;
+    }
+    shard.order.push_back(std::move(oldest));
+  }
+  return false;
 }
 
 std::size_t LocalRateLimiter::size() const {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -36,27 +37,38 @@ class RateLimiter {
 };
 
 // GCRA (the generic cell rate algorithm, a token bucket without a refill timer): one
-// "theoretical arrival time" per key. Sharded; bounded to `max_keys` — when a shard is
-// full, the oldest-inserted key is dropped (at worst granting that key a fresh burst), and
-// idle keys (bucket full again) are swept out once per shard-size of new keys, so a new
-// key costs O(1) amortised however many clients there are.
+// "theoretical arrival time" per key. Sharded and bounded to `max_keys`. When a shard is
+// full, only idle keys (bucket full again, so forgetting them loses nothing) make room for
+// a new one: a key that is still counting — above all one over its limit — is never
+// dropped because other keys arrived, since anyone can make up new keys (the review's
+// finding: flooding new keys reset an attacker's own bucket). A new key that finds its
+// shard full of counting keys is refused (429) and counted in tableFull(). Idle keys are
+// swept out once per shard-size of such arrivals, so a new key costs O(1) amortised.
 class LocalRateLimiter final : public RateLimiter {
  public:
   explicit LocalRateLimiter(std::size_t max_keys = 1'000'000);
   RateVerdict check(std::string_view key, const RateLimit& limit, std::int64_t now_us) override;
   std::size_t size() const;
+  // New keys refused because their shard was full of keys still counting.
+  std::uint64_t tableFull() const { return table_full_.load(std::memory_order_relaxed); }
 
  private:
   struct Shard {
     std::mutex mu;
     std::unordered_map<std::string, std::int64_t> tat;  // key → theoretical arrival time (µs)
-    std::vector<std::string> order;  // insertion order, for eviction of the oldest
+    std::vector<std::string> order;  // oldest first, from order_head; may name swept keys
     std::size_t order_head = 0;
-    std::size_t inserts_since_sweep = 0;
+    std::size_t full_since_sweep = 0;
   };
   static constexpr std::size_t kShards = 32;
+  static constexpr std::size_t kEvictTries = 8;
+  // Frees one place in a full shard, or returns false when every key is still counting.
+  bool makeRoom(Shard& shard, std::int64_t now_us);
+  static void compact(Shard& shard);
+
   std::size_t per_shard_;
   std::unique_ptr<Shard[]> shards_;
+  std::atomic<std::uint64_t> table_full_{0};
 };
 
 }  // namespace portcullis::engine
