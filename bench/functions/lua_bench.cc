@@ -27,6 +27,11 @@ const std::string kExamples = std::string(PORTCULLIS_SOURCE_DIR) + "/examples/fu
 
 constexpr const char* kTrivial =
     "return function(request, identity, ctx) return { allow = true } end";
+// Runaways the sandbox must stop: how long a call takes to fail, beside its 5 ms timeout
+// (tests only prove that such calls stop; how promptly is measured here).
+constexpr const char* kRunaway = "return function() while true do end end";
+constexpr const char* kDoubling =
+    "return function() local s = 'x' for i = 1, 64 do s = s .. s end end";
 
 std::string readAll(const std::string& path) {
   std::ifstream in(path);
@@ -40,9 +45,13 @@ struct Fixture {
     dir = std::filesystem::temp_directory_path() / "portcullis-lua-bench";
     std::filesystem::create_directories(dir);
     std::ofstream(dir / "trivial.lua") << kTrivial;
+    std::ofstream(dir / "runaway.lua") << kRunaway;
+    std::ofstream(dir / "doubling.lua") << kDoubling;
     std::ofstream(dir / "policy.yaml")
         << "version: 1\nfunctions:\n"
            "  trivial: { runtime: lua, source: trivial.lua }\n"
+           "  runaway: { runtime: lua, source: runaway.lua, timeout: 5ms }\n"
+           "  doubling: { runtime: lua, source: doubling.lua, timeout: 5ms, memory: 8MiB }\n"
            "  tenant: { runtime: lua, source: "
         << kExamples << "/tenant.lua, headers: [X-Support-Access] }\n"
         << "routes:\n  - name: r\n    match: { paths: [/r] }\n"
@@ -103,6 +112,35 @@ void runSandboxed(benchmark::State& state, const char* name) {
     benchmark::DoNotOptimize(answer);
   }
 }
+
+// One call that the sandbox must stop (a `function_timeout` or a memory-limit error).
+void runStopped(benchmark::State& state, const char* name) {
+  Fixture& f = fixture();
+  const engine::Function& fn = *f.snapshot->function(name);
+  const engine::Context ctx;
+  const engine::FunctionCall call{f.request, &f.id, ctx, f.snapshot->routes[0], kNow};
+  for (auto _ : state) {
+    auto answer = fn.call(call, [](engine::FunctionAnswer) {});
+    if (!answer || answer->outcome != engine::Outcome::kError) {
+      state.SkipWithError("the runaway was not stopped");
+      break;
+    }
+  }
+  state.SetLabel("reference: timeout 5 ms");
+}
+
+void BM_LuaRunawayStops(benchmark::State& state) {
+  runStopped(state, "runaway");
+}
+BENCHMARK(BM_LuaRunawayStops)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(50);
+
+void BM_LuaDoublingStopsAtMemoryLimit(benchmark::State& state) {
+  runStopped(state, "doubling");
+}
+BENCHMARK(BM_LuaDoublingStopsAtMemoryLimit)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(50);
 
 void BM_SandboxedTrivial(benchmark::State& state) {
   runSandboxed(state, "trivial");
