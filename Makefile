@@ -11,6 +11,7 @@ CMAKE_ARGS ?=
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 20
 FUZZERS ?= jwt jwk spoe authorizer pattern
+BENCH ?= ON
 
 # ccache keys on paths relative to the checkout, so a fresh clone elsewhere still hits.
 export CCACHE_BASEDIR   := $(CURDIR)
@@ -50,16 +51,23 @@ test-tsan: build-tsan
 run: build
 	@scripts/run-quickstart $(BUILD)/portcullis
 
-# Fuzzers and sanitizer runs first, the full suite last (its summary closes the output).
-test: build build-asan build-tsan
+# Every test binary is built and run once: the unit and socket tests under ASan + UBSan
+# (build-asan), the function tests under TSan (build-tsan), the fuzzers with clang
+# (build-fuzz); the release tree builds only what the integration tests drive (the binary)
+# and the micro-benchmarks (so they keep compiling). Building the unit and socket tests in
+# the release tree as well only compiled them twice (`make test-unit` still does, for a
+# quick run without sanitizers). Fuzzers and sanitizer runs first, the integration tests
+# last (their summary closes the output).
+test: deps $(BUILD)/build.ninja build-asan build-tsan
+	cmake --build $(BUILD) -j $(JOBS) --target portcullis $(if $(filter OFF,$(BENCH)),,benchmarks)
 	$(MAKE) fuzz
-	@echo "== unit tests under AddressSanitizer + UndefinedBehaviorSanitizer ($(ASAN_BUILD))"
+	@echo "== unit and socket tests under AddressSanitizer + UndefinedBehaviorSanitizer ($(ASAN_BUILD))"
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2 -L unit
 	@echo "== function tests under ThreadSanitizer ($(TSAN_BUILD))"
 	$(MAKE) test-tsan
-	@echo "== unit and integration tests ($(BUILD))"
-	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 300
+	@echo "== integration tests: real nginx, HAProxy, Node fakes ($(BUILD))"
+	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 300 -L integration
 
 # libFuzzer targets (fuzz/), built with clang in their own directory. Each fuzzer runs for
 # FUZZ_SECONDS on a copy of its seed corpus under $(FUZZ_BUILD)/corpus (so the checkout stays
