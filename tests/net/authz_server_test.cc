@@ -47,7 +47,7 @@ class CountingSink final : public audit::AuditSink {
 };
 
 constexpr const char* kPolicy = R"(version: 1
-authz: { style: envoy, trusted_proxies: [127.0.0.1/32] }
+authz: { style: nginx, trusted_proxies: [127.0.0.1/32] }
 routes:
   - name: open
     match: { paths: [/open/**] }
@@ -398,9 +398,9 @@ TEST(ClientIpTest, XRealIpIsIgnoredNextToXForwardedFor) {
   only_real.headers = engine::Headers();
   only_real.headers.add("X-Original-URI", "/x");
   only_real.headers.add("X-Real-IP", "198.51.100.7");
+  HttpIn untrusted_peer = only_real;  // before originalRequest() takes the headers
   EXPECT_EQ(originalRequest(only_real, config, why)->client_ip.toString(), "198.51.100.7");
 
-  HttpIn untrusted_peer = only_real;
   untrusted_peer.peer = *IpAddress::parse("192.0.2.1");
   EXPECT_EQ(originalRequest(untrusted_peer, config, why)->client_ip.toString(), "192.0.2.1");
 }
