@@ -92,6 +92,9 @@ std::optional<Evaluation> Gatekeeper::decide(Request& request, const Clients& cl
   const std::int64_t now_ms = clock_.unixMillis();
   const std::int64_t now = now_ms / 1000;
   const Route* route = snapshot->findRoute(request);
+  if (auto why = refusedPathParams(route, request)) {
+    return reject(request, Reason::kBadRequest, std::move(*why));
+  }
 
   // A limit keyed on the request alone (e.g. the client address) is checked before any
   // verification, so a flood of bad tokens costs no crypto.
