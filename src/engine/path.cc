@@ -141,14 +141,6 @@ std::optional<std::string> normalizePath(std::string_view raw) {
     if (value < 0x20 || value == 0x7f || value == '/' || value == '\\' || value == ';') {
       return std::nullopt;
     }
-    // "%25" followed by what a second decoding would decode ("%252e" → "%2e" → '.').
-    if (value == '%' && i + 3 < raw.size()) {
-      const char next = raw[i + 3];
-      if (next == 'u' || next == 'U') return std::nullopt;
-      if (i + 4 < raw.size() && hexDigit(next) >= 0 && hexDigit(raw[i + 4]) >= 0) {
-        return std::nullopt;
-      }
-    }
     i += 2;
     if (!utf8.feed(value)) return std::nullopt;
     if (isUnreserved(value)) {
@@ -158,6 +150,16 @@ std::optional<std::string> normalizePath(std::string_view raw) {
     }
   }
   if (!utf8.complete()) return std::nullopt;
+  // An escaped '%' followed by what a second decoding would decode: "%252e" → "%2e" → '.'.
+  // Checked on the result of pass 1, so that "%25%32%65" (→ "%252e") is caught too.
+  for (std::size_t at = decoded.find("%25"); at != std::string::npos;
+       at = decoded.find("%25", at + 3)) {
+    const std::string_view next = std::string_view(decoded).substr(at + 3, 2);
+    if (!next.empty() && (next[0] == 'u' || next[0] == 'U')) return std::nullopt;
+    if (next.size() == 2 && hexDigit(next[0]) >= 0 && hexDigit(next[1]) >= 0) {
+      return std::nullopt;
+    }
+  }
 
   // Pass 2: segments, written straight into `out`. Empty segments (from "//") and "." are
   // dropped, ".." pops; the result ends in '/' when the last input segment did (or was "."
