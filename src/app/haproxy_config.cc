@@ -146,8 +146,9 @@ int runHaproxyConfig(const HaproxyConfigOptions& options) {
            "    # `Authorization: Bearer <JWS>` and a canonical path are keyed. gpt0 is the\n"
            "    # absolute expiry (Unix seconds; `expire` restarts on every touch), gpt1 the\n"
            "    # header profile that a hit rebuilds from the token's payload.\n"
-           "    acl pc_path_unsafe path_sub % // /./ /../ \\\\\n"
+           "    acl pc_path_unsafe path_sub % // /./ /../ \\\\ ; \\#\n"
            "    acl pc_path_unsafe path_end /. /..\n"
+           "    acl pc_path_unsafe path_reg [.](/|$)\n"
            "    acl pc_bearer req.fhdr(authorization) -m reg -i "
            "^bearer\\ [a-z0-9_-]+\\.[a-z0-9_-]+\\.[a-z0-9_-]+$\n"
            "    http-request set-var(txn.pc_now) date\n"
@@ -199,10 +200,12 @@ int runHaproxyConfig(const HaproxyConfigOptions& options) {
     cfg << "    # No answer from the agent: deny, except on routes with on_error: allow — and "
            "only\n"
            "    # for a canonical path, since HAProxy matches the raw path the upstream will\n"
-           "    # normalise (/public/../admin must never ride an open route).\n";
+           "    # normalise (/public/../admin must never ride an open route), nor for one the\n"
+           "    # agent refuses (docs/paths.md: ;parameters, names ending in '.').\n";
     if (!hcache) {
-      cfg << "    acl pc_path_unsafe path_sub % // /./ /../ \\\\\n"
-             "    acl pc_path_unsafe path_end /. /..\n";
+      cfg << "    acl pc_path_unsafe path_sub % // /./ /../ \\\\ ; \\#\n"
+             "    acl pc_path_unsafe path_end /. /..\n"
+             "    acl pc_path_unsafe path_reg [.](/|$)\n";
     }
     for (const auto& a : open_acls) {
       cfg << "    http-request set-var(txn.portcullis_open) int(1) if !{ " << var

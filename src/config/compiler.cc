@@ -806,6 +806,11 @@ class Compiler final {
     if (const auto v = map.get("expose_reason"); v.IsDefined()) {
       if (auto b = readBool(diag_, v, what + ".expose_reason")) route.expose_reason = *b;
     }
+    if (const auto v = map.get("path_params"); v.IsDefined()) {
+      if (auto s = readChoice(diag_, v, what + ".path_params", {"refuse", "allow"})) {
+        route.path_params = *s == "allow";
+      }
+    }
     if (const auto v = map.get("on_allow"); v.IsDefined()) {
       MapReader on_allow(diag_, v, what + ".on_allow");
       if (const auto h = on_allow.get("set_headers"); h.IsDefined()) {

@@ -94,6 +94,9 @@ std::optional<Evaluation> Gatekeeper::decide(Request& request, const Clients& cl
   const std::int64_t now_ms = clock_.unixMillis();
   const std::int64_t now = now_ms / 1000;
   const Route* route = snapshot->findRoute(request);
+  if (auto why = refusedPathParams(route, request)) {
+    return reject(request, Reason::kBadRequest, std::move(*why));
+  }
 
   // Before anything reads an input (the cache key, a rate-limit key, a provider): a
   // request that repeats one is refused, not decided on one copy of it.

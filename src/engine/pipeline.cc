@@ -5,6 +5,7 @@
 #include <future>
 
 #include "common/strings.h"
+#include "engine/path.h"
 #include "identity/introspection.h"
 #include "identity/jwt.h"
 
@@ -112,6 +113,9 @@ class Evaluator final : public std::enable_shared_from_this<Evaluator> {
   // called exactly once when it completes.
   std::optional<Evaluation> start(const Route* matched, EvaluationDone done) {
     done_ = std::move(done);
+    // Refused before the route is taken: neither shadow mode nor on_error turns it into
+    // an allow.
+    if (auto why = refusedPathParams(matched, request_)) return deny(Reason::kBadRequest, *why);
     ev_.route = matched;
     if (ev_.route == nullptr) {
       note("route", "none",
@@ -526,10 +530,27 @@ std::optional<Evaluation> evaluateRoute(std::shared_ptr<const PolicySnapshot> sn
 }
 
 const Route* PolicySnapshot::findRoute(const Request& request) const {
+  // A path with ;parameters is routed as a servlet container serves it (without them):
+  // `/admin;x/users` must meet the route of `/admin/users`, not a catch-all.
+  std::string stripped;
+  std::string_view path = request.path;
+  if (hasPathParams(path)) {
+    stripped = stripPathParams(path);
+    path = stripped;
+  }
   for (const Route& route : routes) {
-    if (route.match.matches(request.host, request.path, request.method)) return &route;
+    if (route.match.matches(request.host, path, request.method)) return &route;
   }
   return nullptr;
+}
+
+std::optional<std::string> refusedPathParams(const Route* route, const Request& request) {
+  if (!hasPathParams(request.path) || (route != nullptr && route->path_params)) {
+    return std::nullopt;
+  }
+  return route == nullptr ? std::string("the path has ;parameters and no route matches it")
+                          : "the path has ;parameters and route " + route->name +
+                                " does not allow them (path_params)";
 }
 
 const Function* PolicySnapshot::function(std::string_view name) const {

@@ -100,6 +100,12 @@ std::optional<Evaluation> evaluateRoute(std::shared_ptr<const PolicySnapshot> sn
                                         std::int64_t now, const Clients& clients, bool explain,
                                         EvaluationDone done);
 
+// Why a request whose path has servlet `;parameters` is refused (400 bad_request) on the
+// route findRoute() gave it, or nullopt when it is not: a path without parameters, or a
+// route with `path_params: allow`. Every front door checks this before the route is used
+// (rate limits, cache, evaluation).
+std::optional<std::string> refusedPathParams(const Route* route, const Request& request);
+
 // The same without clients (offline tools, tests): completes inline, except that a function
 // answering later (a Lambda call) is waited for, blocking the calling thread up to the
 // function's timeout.

@@ -32,6 +32,11 @@ Result<PathPattern> PathPattern::compile(std::string_view pattern) {
       if (seg == "." || seg == "..") {
         return fail(Reason::kInternalError, "dot segments never match a normalised path");
       }
+      if (seg.find(';') != std::string_view::npos) {
+        return fail(Reason::kInternalError,
+                    "';' never matches: routes match the path without its ;parameters "
+                    "(see the route option path_params)");
+      }
       p.segments_.emplace_back(seg);
     }
   }

@@ -46,9 +46,12 @@ struct Route {
   Requirements require;
   bool allow = true;  // `allow: false` denies every request on the route
   Mode mode = Mode::kEnforce;
-  bool fail_open = false;                   // `on_error: allow`: dependency failures
-  bool fail_open_on_overload = false;       // `on_overload: allow`: saturated capacity
-  bool expose_reason = false;               // `expose_reason: true`
+  bool fail_open = false;              // `on_error: allow`: dependency failures
+  bool fail_open_on_overload = false;  // `on_overload: allow`: saturated capacity
+  bool expose_reason = false;          // `expose_reason: true`
+  // `path_params: allow`: servlet-style `;parameters` in path segments are accepted (the
+  // route matched the path without them); by default a path with any is refused 400.
+  bool path_params = false;
   std::vector<HeaderTemplate> set_headers;  // `on_allow.set_headers`
   RouteStats stats;
 

@@ -335,10 +335,14 @@ assert_status 503 "agent stopped: POST /catalog (the route is GET/HEAD only)"
 log "agent stopped: 503, 503, 200 on catalog, 503; the first answer took ${first}s, all four $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')s"
 # The fail-open ACL must cover what the agent would have decided for catalog and nothing
 # else: a path that only looks like /catalog/… must not reach another route's upstream.
-for p in /catalog/../orders/7 /catalog/%2e%2e/orders/7; do
+# Nor one the agent refuses (docs/paths.md): a servlet container serves /catalog/..;/orders/7
+# as /orders/7, Windows /catalog/.../x as /catalog/../x.
+for p in /catalog/../orders/7 /catalog/%2e%2e/orders/7 '/catalog/..;/orders/7' \
+  '/catalog/.;/x' '/catalog;x/../orders/7' /catalog/x\;jsessionid=1 /catalog/.../orders/7 \
+  /catalog/x./y; do
   http --path-as-is -H "X-Request-Id: hx-down-dots" "$HAP$p"
   if [[ $HTTP_STATUS != 503 ]]; then
-    bug "agent stopped: GET $p (the agent decides it as /orders/7, route orders-read, not on_error: allow) → expected 503, got $HTTP_STATUS; the application received: $(tr '\n' ' ' <<<"$HTTP_BODY")"
+    bug "agent stopped: GET $p (the agent would not allow it on the on_error: allow route: another route, or refused) → expected 503, got $HTTP_STATUS; the application received: $(tr '\n' ' ' <<<"$HTTP_BODY")"
   fi
 done
 

@@ -116,6 +116,13 @@ assert_audit method HEAD
 assert_audit route orders-read
 assert_audit path /orders
 
+# ---- a target portcullis refuses: 400 to the client ---------------------------------------
+# A servlet container would serve /public/..;/orders/7 as /orders/7 (docs/paths.md).
+via_nginx "servlet ..;" --path-as-is /public/..\;/orders/7
+assert_status 400 "a refused target (the template maps portcullis' 400 back to 400)"
+assert_audit reason bad_request
+assert_not_forwarded "servlet ..;"
+
 # ---- forged identity headers ------------------------------------------------------------
 via_nginx "valid token + forged X-User" -H "Authorization: Bearer $GOOD" -H "X-User: mallory" /orders/8
 assert_status 200 "forged X-User with a valid token"

@@ -188,6 +188,23 @@ TEST_F(AuthzServer, PathTricksAreNormalisedBeforeRouting) {
   EXPECT_NE(res.find("X-Path: /open/x/y\r\n"), std::string::npos) << res;
 }
 
+// nginx ends $uri at a raw '#' (it serves /closed/7) but sends the whole target as
+// X-Original-URI: resolving "/.." past the '#' would route it to /open/x. Refused instead.
+TEST_F(AuthzServer, ARawHashInTheOriginalUriIsABadRequest) {
+  const auto res = roundTrip(get("/closed/7#/../../open/x"));
+  EXPECT_TRUE(res.starts_with("HTTP/1.1 400")) << res;
+  EXPECT_EQ(res.find("X-Path:"), std::string::npos) << res;
+  EXPECT_NE(sink_.last().find("\"reason\":\"bad_request\""), std::string::npos) << sink_.last();
+  EXPECT_NE(sink_.last().find("\"decision\":\"deny\""), std::string::npos) << sink_.last();
+  // The same in the query, and the servlet ";" trick, are refused the same way.
+  EXPECT_TRUE(roundTrip(get("/open/x?a=1#/../../closed")).starts_with("HTTP/1.1 400"));
+  EXPECT_TRUE(roundTrip(get("/open/..;/closed/7")).starts_with("HTTP/1.1 400"));
+  EXPECT_NE(sink_.last().find("\"reason\":\"bad_request\""), std::string::npos) << sink_.last();
+  // A path parameter on a route without `path_params: allow` is refused after routing.
+  EXPECT_TRUE(roundTrip(get("/open;jsessionid=1/x")).starts_with("HTTP/1.1 400"));
+  EXPECT_NE(sink_.last().find("\"reason\":\"bad_request\""), std::string::npos) << sink_.last();
+}
+
 TEST_F(AuthzServer, ClientIpComesFromTrustedProxyHeadersOnly) {
   // The peer (127.0.0.1) is trusted: the right-most untrusted X-Forwarded-For hop wins.
   auto res = roundTrip(get("/open/ip", "X-Forwarded-For: 6.6.6.6, 10.1.2.3\r\n"));

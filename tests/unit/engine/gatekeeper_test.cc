@@ -90,6 +90,10 @@ routes:
     match: { paths: [/by-key] }
     allow: true
     rate_limit: { key: "${request.header.X-Api-Key}", rate: 1/m, burst: 1 }
+  - name: cars
+    match: { paths: [/cars/**] }
+    allow: true
+    path_params: allow
 )";
 
 class GatekeeperTest : public ::testing::Test {
@@ -270,6 +274,32 @@ TEST_F(GatekeeperTest, ShadowRoutesAuditButDoNotEnforceLimitsOrRevocations) {
   const auto revoked = decide(request("/shadow", token_));
   EXPECT_TRUE(revoked.decision.allow);
   EXPECT_EQ(revoked.decision.reason, Reason::kTokenRevoked);
+}
+
+// Servlet containers serve /orders;jsessionid=x/1 as /orders/1, nginx as a name with a ';'.
+// A route must say it accepts that (`path_params: allow`); otherwise 400, before the cache,
+// rate limits and shadow mode can see the request.
+TEST_F(GatekeeperTest, PathParametersAreRefusedUnlessTheRouteAllowsThem) {
+  const auto refused = decide(request("/orders;jsessionid=x/1", token_));
+  EXPECT_FALSE(refused.decision.allow);
+  EXPECT_EQ(refused.decision.status, 400);
+  EXPECT_EQ(refused.decision.reason, Reason::kBadRequest);
+  EXPECT_NE(refused.decision.detail.find("route orders"), std::string::npos)
+      << refused.decision.detail;
+  EXPECT_NE(sink_.lines.back().find("\"reason\":\"bad_request\""), std::string::npos);
+  const auto good = decide(request("/orders/1", token_));  // nothing cached by the refusal
+  EXPECT_TRUE(good.decision.allow);
+  EXPECT_EQ(good.cache, Evaluation::Cache::kMiss);
+
+  EXPECT_EQ(decide(request("/shadow;x", token_)).decision.status, 400);  // not shadowed
+  EXPECT_EQ(decide(request("/nowhere;x", token_)).decision.status, 400);
+
+  // Routed without the parameters, on a route that allows them.
+  const auto cars = decide(request("/cars;color=red/1;v=2", ""));
+  EXPECT_TRUE(cars.decision.allow) << cars.decision.detail;
+  ASSERT_NE(cars.route, nullptr);
+  EXPECT_EQ(cars.route->name, "cars");
+  EXPECT_EQ(decide(request("/cars;x", "")).route->name, "cars");
 }
 
 TEST_F(GatekeeperTest, EndedRevocationsArePurged) {

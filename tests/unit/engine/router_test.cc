@@ -49,6 +49,7 @@ TEST(PathPatternTest, RejectsBadPatterns) {
   EXPECT_FALSE(PathPattern::compile("/a/**/b").has_value());
   EXPECT_FALSE(PathPattern::compile("/a*").has_value());
   EXPECT_FALSE(PathPattern::compile("/a/../b").has_value());
+  EXPECT_FALSE(PathPattern::compile("/a;x/b").has_value());  // routes match without ;params
 }
 
 TEST(HostPatternTest, ExactAndWildcard) {
