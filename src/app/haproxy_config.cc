@@ -12,6 +12,7 @@
 #include "audit/metrics.h"
 #include "common/clock.h"
 #include "common/ip.h"
+#include "common/strings.h"
 #include "config/compiler.h"
 #include "frontends/spoe/agent.h"
 #include "frontends/spoe/haproxy_cache.h"
@@ -19,30 +20,65 @@
 namespace portcullis::app {
 namespace {
 
-// A route path pattern as an anchored regex for `path_reg`.
-std::string pathRegex(const std::string& pattern) {
-  std::string out = "^";
-  std::string_view p = pattern;
-  bool tail = false;
-  if (p.ends_with("/**")) {
-    tail = true;
-    p.remove_suffix(3);
-  } else if (p == "/**") {
-    tail = true;
-    p = "";
-  }
-  for (char c : p) {
-    if (c == '*') {
-      out += "[^/]+";
-    } else if (std::string_view(".+?()[]{}|^$\\").find(c) != std::string_view::npos) {
+// A word of a HAProxy configuration line: the characters its tokenizer treats specially
+// (blank, comment, quotes, backslash) are backslash-escaped.
+std::string cfgWord(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == ' ' || c == '\t' || c == '#' || c == '\\' || c == '\'' || c == '"')
       out.push_back('\\');
-      out.push_back(c);
+    out.push_back(c);
+  }
+  return out;
+}
+
+// HAProxy's copy of one `match.paths` entry (engine::PathPattern::matches), for canonical
+// paths only (no '%', empty or dot segments: the fail-open rules require that, so the path
+// HAProxy sees is the path the router matches). Regex-free where the pattern has no `*`:
+//   /a/b  → path -m str /a/b        /a/**  → path -m str /a, path -m beg /a/
+//   /**   → path -m beg /           /a/*/b → path -m reg ^/a/[^/]+/b$
+// Returns the ACL criteria, one per `acl` line (lines of one name are OR-ed).
+std::vector<std::string> pathCriteria(std::string_view pattern) {
+  std::string_view rest = pattern;
+  bool tail = false;
+  if (rest.ends_with("/**")) {
+    tail = true;
+    rest.remove_suffix(3);
+  }
+  if (rest.find('*') == std::string_view::npos) {
+    if (!tail) return {"path -m str " + cfgWord(rest)};
+    if (rest.empty()) return {"path -m beg /"};
+    return {"path -m str " + cfgWord(rest), "path -m beg " + cfgWord(std::string(rest) + "/")};
+  }
+  std::string re = "^";
+  for (char c : rest) {
+    if (c == '*') {
+      re += "[^/]+";  // a whole segment (PathPattern::compile refuses `a*`), never empty
+    } else if (std::string_view(".+?()[]{}|^$\\").find(c) != std::string_view::npos) {
+      re += '\\';
+      re += c;
     } else {
-      out.push_back(c);
+      re += c;
     }
   }
-  out += tail ? "(/.*)?$" : "$";
-  return out;
+  re += tail ? "(/.*)?$" : "$";
+  return {"path -m reg " + cfgWord(re)};
+}
+
+// HAProxy's copy of one `match.hosts` entry (engine::HostPattern::matches) against
+// txn.pc_route_host: the Host header lower-cased, its port stripped, but its trailing dot kept
+// (engine::normalizeHost strips one, so `h` matches `h` and `h.`). Returns an ACL
+// condition (anonymous ACLs, AND-ed).
+std::string hostCondition(const std::string& pattern) {
+  std::string p = toLower(pattern);
+  const auto either = [](const std::string& s) {  // s, or s with the dot normalizeHost strips
+    return s.ends_with('.') ? cfgWord(s + ".") : cfgWord(s) + " " + cfgWord(s + ".");
+  };
+  if (!p.starts_with("*.")) return "{ var(txn.pc_route_host) -m str " + either(p) + " }";
+  // `*.example.com`: ends with ".example.com" and has at least one more character.
+  const std::string suffix = p.substr(1);
+  return "{ var(txn.pc_route_host) -m end " + either(suffix) +
+         " } !{ var(txn.pc_route_host) -m str " + either(suffix) + " }";
 }
 
 }  // namespace
@@ -56,10 +92,14 @@ int runHaproxyConfig(const HaproxyConfigOptions& options) {
   const auto& snapshot = *loaded.snapshot;
   const std::string agent =
       !options.agent.empty() ? options.agent : snapshot.settings.listeners.spoe;
-  if (agent.empty() || !parseHostPort(agent)) {
-    std::cerr << "haproxy-config: set listeners.spoe in the policy or pass --agent IP:PORT\n";
+  const auto agent_socket = parseUnixAddress(agent);
+  if (agent.empty() || (!parseHostPort(agent) && !agent_socket)) {
+    std::cerr << "haproxy-config: set listeners.spoe in the policy or pass --agent IP:PORT or "
+                 "--agent unix:/path\n";
     return kExitConfigError;
   }
+  // HAProxy's address syntax: `unix@/path` for a unix socket.
+  const std::string agent_address = agent_socket ? "unix@" + cfgWord(*agent_socket) : agent;
   const bool v3 = options.haproxy_version.starts_with("3.");
   const std::string spoe_path =
       options.out_dir.empty()
@@ -170,49 +210,80 @@ int runHaproxyConfig(const HaproxyConfigOptions& options) {
         << "    http-request send-spoe-group portcullis portcullis-check if " << hit << "\n";
   }
 
-  // Routes with `on_error: allow` stay open when the agent does not answer.
-  std::vector<std::string> open_acls;
+  // No answer from the agent: HAProxy routes the request itself, as the router does (the
+  // first route whose hosts, paths and methods match, in order), and lets it through only
+  // when that route is open. Routes after the last open one cannot change the outcome.
+  const auto open = [](const engine::Route& r) { return r.fail_open && r.allow; };
+  std::size_t routes_to_copy = 0;
+  std::string open_ids;
   for (std::size_t i = 0; i < snapshot.routes.size(); ++i) {
-    const auto& route = snapshot.routes[i];
-    if (!route.fail_open) continue;
-    const std::string acl = fmt::format("pc_fail_open_{}", i);
-    std::string paths;
-    for (const auto& p : route.match.paths)
-      paths += " " + pathRegex(p.text());
-    if (paths.empty()) paths = " ^/";
-    cfg << "    acl " << acl << " path_reg" << paths << "\n";
-    if (!route.match.methods.empty()) {
-      std::string methods;
-      for (const auto& m : route.match.methods)
-        methods += " " + m;
-      cfg << "    acl " << acl << "_m method" << methods << "\n";
-      open_acls.push_back(acl + " " + acl + "_m");
-    } else {
-      open_acls.push_back(acl);
-    }
+    if (!open(snapshot.routes[i])) continue;
+    routes_to_copy = i + 1;
+    open_ids += " " + std::to_string(i);
   }
   const std::string var = "var(txn.portcullis.";
   const std::string unless_hit = hcache ? " " + hit : "";
-  if (open_acls.empty()) {
-    cfg << "    http-request deny deny_status 503 if !{ " << var << "allow) -m found }"
-        << unless_hit << "\n";
+  const std::string no_answer = "!{ " + var + "allow) -m found }" + unless_hit;
+  if (routes_to_copy == 0) {
+    cfg << "    http-request deny deny_status 503 if " << no_answer << "\n";
   } else {
-    cfg << "    # No answer from the agent: deny, except on routes with on_error: allow — and "
-           "only\n"
-           "    # for a canonical path, since HAProxy matches the raw path the upstream will\n"
-           "    # normalise (/public/../admin must never ride an open route), nor for one the\n"
-           "    # agent refuses (docs/paths.md: ;parameters, names ending in '.').\n";
+    cfg << "    # No answer from the agent: HAProxy picks the route as portcullis' router does\n"
+           "    # (txn.pc_route = the first route whose hosts, paths and methods match, in\n"
+           "    # order) and lets the request through only if that route has on_error: allow.\n"
+           "    # Only for a canonical path and a plain, single Host: HAProxy matches what it\n"
+           "    # received, and /public/../admin must never ride an open route; nor for a path\n"
+           "    # the agent refuses (docs/paths.md: ;parameters, names ending in '.').\n";
     if (!hcache) {
       cfg << "    acl pc_path_unsafe path_sub % // /./ /../ \\\\ ; \\#\n"
              "    acl pc_path_unsafe path_end /. /..\n"
              "    acl pc_path_unsafe path_reg [.](/|$)\n";
     }
-    for (const auto& a : open_acls) {
-      cfg << "    http-request set-var(txn.portcullis_open) int(1) if !{ " << var
-          << "allow) -m found } !pc_path_unsafe " << a << unless_hit << "\n";
+    cfg << "    acl pc_host_plain req.fhdr(host) -m reg -i "
+           "^([a-z0-9_.-]*|\\\\[[0-9a-f:.]*\\\\])(:[0-9]*)?$\n"
+        << "    acl pc_canonical path -m beg /\n"
+        << "    http-request set-var(txn.pc_routable) bool(1) if " << no_answer
+        << " pc_canonical !pc_path_unsafe { req.fhdr_cnt(host) eq 0 }\n"
+        << "    http-request set-var(txn.pc_routable) bool(1) if " << no_answer
+        << " pc_canonical !pc_path_unsafe { req.fhdr_cnt(host) eq 1 } pc_host_plain\n"
+        << "    http-request set-var(txn.pc_route_host) req.fhdr(host),lower,regsub(:[0-9]*$,) if "
+           "{ var(txn.pc_routable) -m found } { req.fhdr_cnt(host) eq 1 }\n"
+        << "    http-request set-var(txn.pc_route_method) method,upper if { var(txn.pc_routable) "
+           "-m found }\n";
+    const std::string unrouted =
+        "{ var(txn.pc_routable) -m found } !{ var(txn.pc_route) -m found }";
+    for (std::size_t i = 0; i < routes_to_copy; ++i) {
+      const auto& route = snapshot.routes[i];
+      const auto& m = route.match;
+      cfg << "    # route " << i << ": " << route.name << (open(route) ? " (open)" : " (closed)")
+          << "\n";
+      std::string conds;
+      if (!m.paths.empty()) {
+        for (const auto& p : m.paths) {
+          for (const auto& c : pathCriteria(p.text()))
+            cfg << "    acl pc_r" << i << "_path " << c << "\n";
+        }
+        conds += fmt::format(" pc_r{}_path", i);
+      }
+      if (!m.methods.empty()) {
+        cfg << "    acl pc_r" << i << "_method var(txn.pc_route_method) -m str";
+        for (const auto& method : m.methods)
+          cfg << " " << cfgWord(method);
+        cfg << "\n";
+        conds += fmt::format(" pc_r{}_method", i);
+      }
+      // Hosts are OR-ed: one rule per host pattern, each setting the route only if no
+      // earlier rule did.
+      if (m.hosts.empty()) {
+        cfg << "    http-request set-var(txn.pc_route) int(" << i << ") if " << unrouted << conds
+            << "\n";
+      }
+      for (const auto& h : m.hosts) {
+        cfg << "    http-request set-var(txn.pc_route) int(" << i << ") if " << unrouted << " "
+            << hostCondition(h.text()) << conds << "\n";
+      }
     }
-    cfg << "    http-request deny deny_status 503 if !{ " << var
-        << "allow) -m found } !{ var(txn.portcullis_open) -m found }" << unless_hit << "\n";
+    cfg << "    http-request deny deny_status 503 if " << no_answer
+        << " !{ var(txn.pc_route) -m int" << open_ids << " }\n";
   }
   cfg << "    http-request return status 401 content-type text/plain string \"unauthorized\" "
          "hdr WWW-Authenticate \"%["
@@ -272,7 +343,7 @@ int runHaproxyConfig(const HaproxyConfigOptions& options) {
   }
   cfg << "backend portcullis-agents\n    mode " << (v3 ? "spop" : "tcp") << "\n"
       << (v3 ? "" : "    option spop-check\n") << "    timeout connect 2s\n    timeout server 3m\n"
-      << "    server portcullis " << agent << " check inter 2s fall 2 rise 1\n";
+      << "    server portcullis " << agent_address << " check inter 2s fall 2 rise 1\n";
 
   std::ostringstream spoe;
   spoe << "# Generated by `portcullis haproxy-config`: the SPOE engine of the frontend's\n"

@@ -1,8 +1,11 @@
 // `portcullis serve`: loads the policy, opens the listeners on every worker, and runs the
 // control loop (signals, file watching, reloads) on the main thread.
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -11,6 +14,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -54,6 +58,38 @@ FileStamp stampOf(const std::string& path) {
   return FileStamp{
       static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
       static_cast<std::int64_t>(st.st_size), static_cast<std::uint64_t>(st.st_ino)};
+}
+
+// The unix-socket SPOE listener at `path`, mode 0660. A file left there by an earlier run
+// is replaced only if it is a socket nobody listens on; any other file is never touched.
+Result<std::unique_ptr<asio::local::stream_protocol::acceptor>> listenUnix(
+    asio::io_context& loop, const std::string& path) {
+  using asio::local::stream_protocol;
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return fail(Reason::kInternalError,
+                  path + " exists and is not a socket: refusing to replace it");
+    }
+    stream_protocol::socket probe(loop);
+    boost::system::error_code ec;
+    probe.connect(stream_protocol::endpoint(path), ec);
+    if (!ec) return fail(Reason::kInternalError, path + ": another process is listening there");
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      return fail(Reason::kInternalError,
+                  path + ": cannot remove the stale socket: " + std::strerror(errno));
+    }
+  }
+  auto acceptor = std::make_unique<stream_protocol::acceptor>(loop);
+  boost::system::error_code ec;
+  acceptor->open(stream_protocol(), ec);
+  if (!ec) acceptor->bind(stream_protocol::endpoint(path), ec);
+  if (!ec && ::chmod(path.c_str(), 0660) != 0) {
+    ec = boost::system::error_code(errno, boost::system::system_category());
+  }
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail(Reason::kInternalError, path + ": " + ec.message());
+  return acceptor;
 }
 
 // Owns reloads. Runs only on the control thread, so reloads never overlap.
@@ -260,27 +296,54 @@ int runServe(const ServeOptions& options) {
         fmt::format("{}:{}", listeners->endpoint.address().to_string(), listeners->endpoint.port());
   }
 
+  std::vector<std::unique_ptr<asio::local::stream_protocol::acceptor>> unix_acceptors;
+  std::string spoe_socket;  // removed at exit
   if (!settings.listeners.spoe.empty()) {
-    auto listeners = net::listenOnAll(pool, *parseHostPort(settings.listeners.spoe), pool.size());
-    if (!listeners) {
-      std::cerr << "portcullis: spoe: " << listeners.error().message << "\n";
-      return kExitConfigError;
-    }
     frontends::spoe::AgentOptions spoe_options;
     spoe_options.idle_timeout =
         std::max<std::chrono::milliseconds>(settings.limits.idle_timeout, std::chrono::minutes(2));
+    spoe_options.max_connections = settings.limits.max_connections;
+    spoe_options.max_inflight = settings.limits.spoe_max_inflight;
+    spoe_options.max_queued_bytes = settings.limits.spoe_max_queued_bytes;
     const auto spoe_stats = frontends::spoe::makeAgentStats(metrics);
-    for (unsigned i = 0; i < listeners->acceptors.size(); ++i) {
-      auto& a = listeners->acceptors[i];
-      engine::Clients clients;
-      clients.introspector = introspectors[i].get();
-      asio::co_spawn(a->get_executor(),
-                     frontends::spoe::acceptLoop(*a, gatekeeper, clients, spoe_options, spoe_stats),
+    if (const auto path = parseUnixAddress(settings.listeners.spoe)) {
+      spoe_socket = *path;
+      auto acceptor = listenUnix(pool.context(0), *path);
+      if (!acceptor) {
+        std::cerr << "portcullis: spoe: " << acceptor.error().message << "\n";
+        return kExitConfigError;
+      }
+      std::vector<frontends::spoe::AgentWorker> workers;
+      for (unsigned i = 0; i < pool.size(); ++i) {
+        engine::Clients clients;
+        clients.introspector = introspectors[i].get();
+        workers.push_back({&pool.context(i), clients});
+      }
+      asio::co_spawn(pool.context(0),
+                     frontends::spoe::acceptLoop(**acceptor, gatekeeper, std::move(workers),
+                                                 spoe_options, spoe_stats),
                      asio::detached);
-      acceptors.push_back(std::move(a));
+      unix_acceptors.push_back(std::move(*acceptor));
+      bound["spoe"] = settings.listeners.spoe;
+    } else {
+      auto listeners = net::listenOnAll(pool, *parseHostPort(settings.listeners.spoe), pool.size());
+      if (!listeners) {
+        std::cerr << "portcullis: spoe: " << listeners.error().message << "\n";
+        return kExitConfigError;
+      }
+      for (unsigned i = 0; i < listeners->acceptors.size(); ++i) {
+        auto& a = listeners->acceptors[i];
+        engine::Clients clients;
+        clients.introspector = introspectors[i].get();
+        asio::co_spawn(
+            a->get_executor(),
+            frontends::spoe::acceptLoop(*a, gatekeeper, clients, spoe_options, spoe_stats),
+            asio::detached);
+        acceptors.push_back(std::move(a));
+      }
+      bound["spoe"] = fmt::format("{}:{}", listeners->endpoint.address().to_string(),
+                                  listeners->endpoint.port());
     }
-    bound["spoe"] =
-        fmt::format("{}:{}", listeners->endpoint.address().to_string(), listeners->endpoint.port());
   }
 
   std::unique_ptr<frontends::AdminFrontend> admin;
@@ -368,6 +431,10 @@ int runServe(const ServeOptions& options) {
   control.run();
   pool.stop();
   pool.join();
+  if (struct stat st{};
+      !spoe_socket.empty() && ::lstat(spoe_socket.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+    ::unlink(spoe_socket.c_str());
+  }
   if (auto* s = dynamic_cast<audit::StreamSink*>(sink.get())) s->flush();
   spdlog::info("stopped");
   return kExitOk;

@@ -133,6 +133,18 @@ std::optional<HostPort> parseHostPort(std::string_view text) {
   return hp;
 }
 
+std::optional<std::string> parseUnixAddress(std::string_view text) {
+  constexpr std::string_view kScheme = "unix:";
+  constexpr std::size_t kMaxPath = 107;  // sizeof(sockaddr_un::sun_path) - 1 on Linux
+  if (!text.starts_with(kScheme)) return std::nullopt;
+  const std::string_view path = text.substr(kScheme.size());
+  if (!path.starts_with('/') || path.size() < 2 || path.size() > kMaxPath ||
+      path.find('\0') != std::string_view::npos) {
+    return std::nullopt;
+  }
+  return std::string(path);
+}
+
 std::string HostPort::toString() const {
   return (ip.isV4() ? ip.toString() : "[" + ip.toString() + "]") + ":" + std::to_string(port);
 }

@@ -54,4 +54,8 @@ struct HostPort {
 };
 std::optional<HostPort> parseHostPort(std::string_view text);
 
+// A unix-socket listener address, `unix:/absolute/path`: the path, or nullopt when `text`
+// is not one (not absolute, empty, or longer than sockaddr_un allows).
+std::optional<std::string> parseUnixAddress(std::string_view text);
+
 }  // namespace portcullis

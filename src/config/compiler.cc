@@ -140,10 +140,17 @@ class Compiler final {
       if (!v.IsDefined()) return;
       auto s = readString(diag_, v, fmt::format("listeners.{}", key));
       if (!s) return;
-      if (!parseHostPort(*s)) {
+      if (key == "spoe" && s->starts_with("unix:")) {
+        if (!parseUnixAddress(*s)) {
+          diag_.error(v, fmt::format("listeners.spoe: '{}' is not a unix socket address "
+                                     "(unix:/absolute/path, at most 107 bytes)",
+                                     *s));
+          return;
+        }
+      } else if (!parseHostPort(*s)) {
         diag_.error(v, fmt::format("listeners.{}: '{}' is not an address (IP:PORT, [IPv6]:PORT, "
-                                   "localhost:PORT or *:PORT)",
-                                   key, *s));
+                                   "localhost:PORT or *:PORT{})",
+                                   key, *s, key == "spoe" ? ", or unix:/path" : ""));
         return;
       }
       out = *s;
@@ -213,6 +220,20 @@ class Compiler final {
     if (const auto v = map.get("max_connections"); v.IsDefined()) {
       if (auto n = readInt(diag_, v, "limits.max_connections", 1, 10'000'000)) {
         l.max_connections = static_cast<std::uint64_t>(*n);
+      }
+    }
+    if (const auto v = map.get("spoe_max_inflight"); v.IsDefined()) {
+      if (auto n = readInt(diag_, v, "limits.spoe_max_inflight", 1, 100'000)) {
+        l.spoe_max_inflight = static_cast<std::uint32_t>(*n);
+      }
+    }
+    if (const auto v = map.get("spoe_max_queued_bytes"); v.IsDefined()) {
+      if (auto n = readSize(diag_, v, "limits.spoe_max_queued_bytes")) {
+        if (*n < 16 * 1024 || *n > 1024 * 1024 * 1024) {
+          diag_.error(v, "limits.spoe_max_queued_bytes must be between 16KiB and 1GiB");
+        } else {
+          l.spoe_max_queued_bytes = *n;
+        }
       }
     }
   }

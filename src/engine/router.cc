@@ -67,6 +67,7 @@ bool PathPattern::matches(std::string_view path) const {
 
 Result<HostPattern> HostPattern::compile(std::string_view pattern) {
   HostPattern h;
+  h.text_ = std::string(pattern);
   const std::string lower = toLower(pattern);
   if (lower.empty()) return fail(Reason::kInternalError, "an empty host pattern");
   if (lower.starts_with("*.")) {

@@ -29,9 +29,11 @@ class PathPattern final {
 class HostPattern final {
  public:
   static Result<HostPattern> compile(std::string_view pattern);
-  bool matches(std::string_view host) const;  // host is lower case, without port
+  bool matches(std::string_view host) const;         // host is lower case, without port
+  const std::string& text() const { return text_; }  // as configured
 
  private:
+  std::string text_;
   std::string suffix_;  // for wildcards: ".example.com"
   std::string exact_;
 };

@@ -83,7 +83,7 @@ struct Settings {
   struct Listeners {
     std::string authz;  // "host:port"; empty = off
     std::string admin;
-    std::string spoe;  // HAProxy SPOP agent
+    std::string spoe;  // HAProxy SPOP agent: IP:PORT, or unix:/path
   } listeners;
   unsigned workers = 0;  // 0 = number of cores
 
@@ -100,6 +100,8 @@ struct Settings {
     std::chrono::milliseconds header_timeout{10'000};
     std::chrono::milliseconds idle_timeout{60'000};
     std::uint64_t max_connections = 10'000;  // per listener, across workers
+    std::uint32_t spoe_max_inflight = 256;   // NOTIFYs decided at once per SPOP connection
+    std::uint64_t spoe_max_queued_bytes = 1024 * 1024;  // unwritten ACKs per SPOP connection
   } limits;
 
   struct Audit {

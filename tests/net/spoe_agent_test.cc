@@ -363,6 +363,19 @@ class Peer final {
     }
     return true;
   }
+  // Like send(), but gives up (false) when the socket takes nothing for `deadline`.
+  bool sendWithin(std::string_view data, std::chrono::milliseconds deadline) {
+    while (!data.empty()) {
+      pollfd p{fd_, POLLOUT, 0};
+      if (::poll(&p, 1, static_cast<int>(deadline.count())) <= 0) return false;
+      if ((p.revents & (POLLERR | POLLHUP)) != 0) return false;
+      const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) continue;
+      if (n <= 0) return false;
+      data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+  }
   // The next frame's body (without its length), or nullopt on close/timeout.
   std::optional<std::string> readFrame(std::chrono::milliseconds deadline = 3s) {
     const auto until = std::chrono::steady_clock::now() + deadline;
@@ -487,8 +500,7 @@ class SpoeAgent : public ::testing::Test {
     introspector_ = std::make_unique<HeldIntrospector>(pool_.context(0));
     engine::Clients clients;
     clients.introspector = introspector_.get();
-    AgentOptions options;  // max_frame_size 16384
-    options.hello_timeout = 500ms;
+    AgentOptions options = agentOptions();
     stats_ = makeAgentStats(metrics_);
     auto listeners = net::listenOnAll(pool_, *parseHostPort("127.0.0.1:0"), 1);
     ASSERT_TRUE(listeners);
@@ -505,6 +517,12 @@ class SpoeAgent : public ::testing::Test {
     pool_.stop();
     pool_.join();
     std::filesystem::remove_all(dir_);
+  }
+
+  virtual AgentOptions agentOptions() {
+    AgentOptions options;  // max_frame_size 16384
+    options.hello_timeout = 500ms;
+    return options;
   }
 
   std::unique_ptr<Peer> ready(const HelloArgs& args = {}) {
@@ -997,6 +1015,118 @@ TEST_F(SpoeAgent, ManyConnectionsAtOnce) {
   }
   EXPECT_GE(stats_.connections->value(), 32u);
   EXPECT_EQ(stats_.notifies->value(), 32u);
+}
+
+// ---- bounds: what one peer can make the agent hold ------------------------------------------
+
+class SpoeAgentBounds : public SpoeAgent {
+ protected:
+  static constexpr std::uint64_t kMaxConnections = 3;
+  static constexpr std::uint32_t kMaxInflight = 4;
+  static constexpr std::size_t kMaxQueuedBytes = 32 * 1024;
+  AgentOptions agentOptions() override {
+    AgentOptions options = SpoeAgent::agentOptions();
+    options.max_connections = kMaxConnections;
+    options.max_inflight = kMaxInflight;
+    options.max_queued_bytes = kMaxQueuedBytes;
+    return options;
+  }
+  // Until the agent counts `n` open connections (a closed one is counted out when the
+  // agent sees its end).
+  bool waitOpen(std::uint64_t n) {
+    for (int i = 0; i < 300 && stats_.open->load() != n; ++i)
+      std::this_thread::sleep_for(10ms);
+    return stats_.open->load() == n;
+  }
+};
+
+TEST_F(SpoeAgentBounds, ConnectionsOverMaxConnectionsAreClosedAtOnce) {
+  std::vector<std::unique_ptr<Peer>> peers;
+  for (std::uint64_t i = 0; i < kMaxConnections; ++i)
+    peers.push_back(ready());
+  ASSERT_TRUE(waitOpen(kMaxConnections));
+  Peer extra(port_);
+  ASSERT_TRUE(extra.connected());  // the kernel accepts; the agent closes it
+  extra.send(haproxyHello());
+  EXPECT_TRUE(extra.closedByAgent(3s)) << "a connection over limits.max_connections stays open";
+  EXPECT_EQ(stats_.refused->value(), 1u);
+  // The others keep working; a closed one makes room for a new one.
+  ASSERT_TRUE(peers[0]->send(notify(1, 1, withToken(mintToken({{"scope", "read:orders"}})))));
+  const auto ack = peers[0]->readAck();
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->int32("allow"), 1);
+  peers.pop_back();
+  ASSERT_TRUE(waitOpen(kMaxConnections - 1));
+  auto next = ready();
+  ASSERT_TRUE(next->send(notify(2, 2, withToken(mintToken({{"scope", "read:orders"}})))));
+  ASSERT_TRUE(next->readAck());
+  EXPECT_EQ(stats_.refused->value(), 1u);
+}
+
+// At max_inflight NOTIFYs being decided, the agent reads no more from that connection (its
+// frames wait, none is dropped) while other connections are served as usual.
+TEST_F(SpoeAgentBounds, AtMaxInflightTheConnectionIsNotReadUntilADecisionCompletes) {
+  constexpr int kFrames = 10;
+  auto busy = ready();
+  std::string burst;
+  for (int i = 1; i <= kFrames; ++i)
+    burst += notify(i, i, withToken("opaque-held-" + std::to_string(i), "/slow/x"));
+  ASSERT_TRUE(busy->send(burst));
+  ASSERT_TRUE(introspector_->waitPending(kMaxInflight));
+  std::this_thread::sleep_for(200ms);  // time to read more, if the agent did
+  EXPECT_EQ(introspector_->pending(), kMaxInflight) << "decisions started beyond max_inflight";
+  EXPECT_EQ(stats_.notifies->value(), kMaxInflight);
+
+  auto other = ready();
+  ASSERT_TRUE(other->send(notify(7, 7, withToken(mintToken({{"scope", "read:orders"}})))));
+  const auto fast = other->readAck();
+  ASSERT_TRUE(fast) << "another connection is held up by a busy one";
+  EXPECT_EQ(fast->int32("allow"), 1);
+
+  std::set<std::uint64_t> acked;
+  for (int round = 0; round < kFrames && acked.size() < kFrames; ++round) {
+    const std::size_t expect = std::min<std::size_t>(kMaxInflight, kFrames - acked.size());
+    ASSERT_TRUE(introspector_->waitPending(expect)) << "round " << round;
+    EXPECT_LE(introspector_->pending(), kMaxInflight);
+    introspector_->release();
+    for (std::size_t i = 0; i < expect; ++i) {
+      const auto ack = busy->readAck();
+      ASSERT_TRUE(ack) << "round " << round;
+      EXPECT_EQ(ack->int32("allow"), 1);
+      acked.insert(ack->frame_id);
+    }
+  }
+  EXPECT_EQ(acked.size(), static_cast<std::size_t>(kFrames)) << "every NOTIFY is ACKed";
+}
+
+// A peer that pipelines NOTIFYs and never reads: the ACKs the kernel cannot take wait in
+// the agent, at most max_queued_bytes of them; then the connection is closed.
+TEST_F(SpoeAgentBounds, PeerThatNeverReadsIsClosedAtTheQueueBound) {
+  auto other = ready();
+  Peer flood(port_, 4096);  // a small receive window: the kernel holds few ACKs
+  ASSERT_TRUE(flood.connected());
+  ASSERT_TRUE(flood.send(haproxyHello()));
+  Req anonymous;  // no token: decided at once (401), so nothing is in flight
+  const std::string frame = notify(1, 1, anonymous);
+  std::string batch;
+  for (int i = 0; i < 100; ++i)
+    batch += frame;
+  // Bounded: at most 2000 batches (200000 NOTIFYs, ~30 MB of ACKs), or until the agent
+  // has closed the connection and sending fails.
+  bool send_failed = false;
+  for (int i = 0; i < 2000 && stats_.overflowed->value() == 0; ++i) {
+    if (!flood.sendWithin(batch, 5s)) {
+      send_failed = true;
+      break;
+    }
+  }
+  EXPECT_EQ(stats_.overflowed->value(), 1u) << "the agent kept queueing ACKs nobody reads";
+  EXPECT_TRUE(send_failed || flood.closedByAgent(5s));
+  ASSERT_TRUE(waitOpen(1)) << "the flooding connection is still open";
+  ASSERT_TRUE(other->send(notify(3, 3, withToken(mintToken({{"scope", "read:orders"}})))));
+  const auto ack = other->readAck();
+  ASSERT_TRUE(ack) << "other connections keep working";
+  EXPECT_EQ(ack->int32("allow"), 1);
 }
 
 }  // namespace

@@ -76,16 +76,37 @@ std::optional<std::int64_t> intOf(const Value* v) {
 }
 
 // The writes of one connection, in order: ACKs finish in any order (pipelining), but
-// only one async_write may be in flight on a socket at a time.
-class Writer final : public std::enable_shared_from_this<Writer> {
+// only one async_write may be in flight on a socket at a time. Owns the socket; the
+// connection counts as open (stats.open) until the Writer is gone.
+template <class Socket>
+class Writer final : public std::enable_shared_from_this<Writer<Socket>> {
  public:
-  explicit Writer(tcp::socket socket) : socket_(std::move(socket)) {}
-  tcp::socket& socket() { return socket_; }
+  Writer(Socket socket, const AgentOptions& options, const AgentStats& stats)
+      : socket_(std::move(socket)),
+        max_queued_bytes_(options.max_queued_bytes),
+        overflowed_(stats.overflowed),
+        open_(stats.open) {}
+  ~Writer() {
+    if (open_) open_->fetch_sub(1, std::memory_order_relaxed);
+  }
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+  Socket& socket() { return socket_; }
 
   // Queues a frame; ignored once the connection is closing or closed, so a decision that
-  // completes after its connection ended is dropped, never written anywhere else.
+  // completes after its connection ended is dropped, never written anywhere else. Over
+  // max_queued_bytes (a peer that sends and never reads), the connection is closed at
+  // once: the queue is bounded, whatever the peer does.
   void send(std::string frame) {
     if (closing_) return;
+    if (queued_bytes_ + frame.size() > max_queued_bytes_) {
+      if (overflowed_ != nullptr) overflowed_->inc();
+      spdlog::debug("spoe: closing a connection that does not read its ACKs ({} bytes queued)",
+                    queued_bytes_);
+      abort();
+      return;
+    }
+    queued_bytes_ += frame.size();
     queue_.push_back(std::move(frame));
     kick();
   }
@@ -93,6 +114,7 @@ class Writer final : public std::enable_shared_from_this<Writer> {
   // socket down: nothing is written after it, and it never interleaves with an ACK.
   void sendLast(std::string frame) {
     if (closing_) return;
+    queued_bytes_ += frame.size();
     queue_.push_back(std::move(frame));
     closing_ = true;
     kick();
@@ -102,15 +124,26 @@ class Writer final : public std::enable_shared_from_this<Writer> {
     if (!closing_) {
       closing_ = true;
       queue_.clear();
+      queued_bytes_ = 0;
     }
     kick();
   }
 
  private:
+  // Closes the socket now, cancelling a write the peer is not reading (and the
+  // connection's pending read, which ends its coroutine).
+  void abort() {
+    closing_ = true;
+    failed_ = true;
+    queue_.clear();
+    queued_bytes_ = 0;
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+  }
   void kick() {
     if (writing_) return;
     writing_ = true;
-    asio::co_spawn(socket_.get_executor(), drain(shared_from_this()), asio::detached);
+    asio::co_spawn(socket_.get_executor(), drain(this->shared_from_this()), asio::detached);
   }
   // The Writer owns the socket and outlives the connection's coroutine while writes or
   // decisions are pending (they hold it by shared_ptr).
@@ -119,25 +152,32 @@ class Writer final : public std::enable_shared_from_this<Writer> {
       std::string frame = std::move(queue_.front());
       queue_.pop_front();
       auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(frame), kNoThrow);
+      queued_bytes_ -= std::min(queued_bytes_, frame.size());
       if (ec) failed_ = true;
     }
     writing_ = false;
     if (closing_ && socket_.is_open()) {
       boost::system::error_code ignored;
-      socket_.shutdown(tcp::socket::shutdown_both, ignored);
+      socket_.shutdown(Socket::shutdown_both, ignored);
       socket_.close(ignored);
     }
   }
 
-  tcp::socket socket_;
+  Socket socket_;
   std::deque<std::string> queue_;
+  std::size_t queued_bytes_ = 0;  // queued and being written
+  std::size_t max_queued_bytes_;
+  audit::Counter* overflowed_;
+  std::shared_ptr<std::atomic<std::uint64_t>> open_;
   bool writing_ = false;
   bool closing_ = false;
   bool failed_ = false;
 };
 
 // Ends the connection with a DISCONNECT (the peer's frames after it are ignored).
-void sendDisconnect(Writer& writer, const AgentStats& stats, Status status, std::string why) {
+template <class Socket>
+void sendDisconnect(Writer<Socket>& writer, const AgentStats& stats, Status status,
+                    std::string why) {
   if (status != Status::kNormal) {
     if (stats.disconnects_sent != nullptr) stats.disconnects_sent->inc();
     spdlog::debug("spoe: disconnecting: {} ({})", statusMessage(status), why);
@@ -154,6 +194,13 @@ AgentStats makeAgentStats(audit::Metrics& metrics) {
   s.notifies = &metrics.counter("portcullis_spoe_notify_total", "NOTIFY frames decided");
   s.disconnects_sent = &metrics.counter("portcullis_spoe_protocol_errors_total",
                                         "SPOP connections closed with an error DISCONNECT");
+  const std::string help =
+      "SPOP connections closed by the agent's bounds: over limits.max_connections, or ACKs "
+      "queued over limits.spoe_max_queued_bytes (a peer that does not read)";
+  s.refused = &metrics.counter("portcullis_spoe_connections_closed_total", help,
+                               "reason=\"max_connections\"");
+  s.overflowed =
+      &metrics.counter("portcullis_spoe_connections_closed_total", help, "reason=\"write_queue\"");
   return s;
 }
 
@@ -238,12 +285,22 @@ std::vector<SetVar> decisionVars(const engine::Evaluation& ev, const engine::Req
   return vars;
 }
 
-asio::awaitable<void> serveConnection(tcp::socket socket, engine::Gatekeeper& gatekeeper,
-                                      engine::Clients clients, AgentOptions options,
-                                      AgentStats stats) {
+namespace {
+
+// What a connection's pending decisions share with it: how many there are, and a timer the
+// read loop waits on while at max_inflight (a completing decision cancels it).
+struct InFlight {
+  explicit InFlight(const asio::any_io_executor& executor) : slot(executor) {}
+  std::uint32_t count = 0;
+  asio::steady_timer slot;
+};
+
+template <class Socket>
+asio::awaitable<void> serveSpop(Socket socket, engine::Gatekeeper& gatekeeper,
+                                engine::Clients clients, AgentOptions options, AgentStats stats) {
   if (stats.connections != nullptr) stats.connections->inc();
-  auto writer = std::make_shared<Writer>(std::move(socket));
-  tcp::socket& sock = writer->socket();
+  auto writer = std::make_shared<Writer<Socket>>(std::move(socket), options, stats);
+  Socket& sock = writer->socket();
   const auto executor = co_await asio::this_coro::executor;
   asio::steady_timer deadline(executor);
   bool timed_out = false;
@@ -259,9 +316,17 @@ asio::awaitable<void> serveConnection(tcp::socket socket, engine::Gatekeeper& ga
 
   std::uint32_t max_frame = options.max_frame_size;
   bool hello_done = false;
-  auto in_flight = std::make_shared<int>(0);
+  auto in_flight = std::make_shared<InFlight>(executor);
+  const std::uint32_t max_inflight = std::max<std::uint32_t>(options.max_inflight, 1);
   std::vector<std::uint8_t> body;
   for (;;) {
+    // Back-pressure: at max_inflight, read nothing more until a decision completes (the
+    // peer's frames wait in the kernel; HAProxy queues or times out on its side).
+    while (in_flight->count >= max_inflight && sock.is_open()) {
+      in_flight->slot.expires_at(asio::steady_timer::time_point::max());
+      co_await in_flight->slot.async_wait(kNoThrow);
+    }
+    if (!sock.is_open()) break;  // closed meanwhile (a peer that does not read)
     armDeadline(hello_done ? options.idle_timeout : options.hello_timeout);
     std::uint8_t len_bytes[4];
     auto [ec, n] = co_await asio::async_read(sock, asio::buffer(len_bytes), kNoThrow);
@@ -391,18 +456,19 @@ asio::awaitable<void> serveConnection(tcp::socket socket, engine::Gatekeeper& ga
     req->listener = "spoe";
     const std::uint64_t stream_id = frame.stream_id;
     const std::uint64_t frame_id = frame.frame_id;
-    ++*in_flight;
+    ++in_flight->count;
     auto ev = gatekeeper.decide(
         *req, clients, false,
         [req, writer, in_flight, executor, stream_id, frame_id, hcache](engine::Evaluation done) {
           asio::post(executor, [req, writer, in_flight, stream_id, frame_id, hcache,
                                 done = std::move(done)] {
-            --*in_flight;
+            --in_flight->count;
+            in_flight->slot.cancel();
             writer->send(encodeAck(stream_id, frame_id, decisionVars(done, *req, hcache)));
           });
         });
     if (ev) {
-      --*in_flight;
+      --in_flight->count;
       writer->send(encodeAck(stream_id, frame_id, decisionVars(*ev, *req, hcache)));
     }
   }
@@ -411,6 +477,44 @@ asio::awaitable<void> serveConnection(tcp::socket socket, engine::Gatekeeper& ga
   // Pending decisions hold the writer (and so the socket) until they complete; what they
   // would write now goes nowhere.
   writer->close();
+}
+
+// Counts an accepted connection in stats.open; false (and the socket closed at once, and
+// counted) when that would exceed max_connections.
+template <class Socket>
+bool admit(Socket& socket, const AgentOptions& options, const AgentStats& stats) {
+  const auto open = stats.open->fetch_add(1, std::memory_order_relaxed) + 1;
+  if (open <= options.max_connections) return true;
+  stats.open->fetch_sub(1, std::memory_order_relaxed);
+  if (stats.refused != nullptr) stats.refused->inc();
+  boost::system::error_code ignored;
+  socket.close(ignored);
+  return false;
+}
+
+// Accept errors (EMFILE and friends): log, back off a little, keep accepting. False when
+// the acceptor was closed.
+template <class Acceptor>
+asio::awaitable<bool> acceptFailed(Acceptor& acceptor, const boost::system::error_code& ec) {
+  if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return false;
+  spdlog::warn("spoe: accept failed: {}", ec.message());
+  asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(50));
+  co_await pause.async_wait(kNoThrow);
+  co_return true;
+}
+
+}  // namespace
+
+asio::awaitable<void> serveConnection(tcp::socket socket, engine::Gatekeeper& gatekeeper,
+                                      engine::Clients clients, AgentOptions options,
+                                      AgentStats stats) {
+  return serveSpop(std::move(socket), gatekeeper, clients, std::move(options), std::move(stats));
+}
+
+asio::awaitable<void> serveConnection(asio::local::stream_protocol::socket socket,
+                                      engine::Gatekeeper& gatekeeper, engine::Clients clients,
+                                      AgentOptions options, AgentStats stats) {
+  return serveSpop(std::move(socket), gatekeeper, clients, std::move(options), std::move(stats));
 }
 
 }  // namespace portcullis::frontends::spoe
@@ -422,15 +526,32 @@ asio::awaitable<void> acceptLoop(tcp::acceptor& acceptor, engine::Gatekeeper& ga
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(kNoThrow);
     if (ec) {
-      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
-      spdlog::warn("spoe: accept failed: {}", ec.message());
-      asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(50));
-      co_await pause.async_wait(kNoThrow);
+      if (!co_await acceptFailed(acceptor, ec)) co_return;
       continue;
     }
+    if (!admit(socket, options, stats)) continue;
     socket.set_option(tcp::no_delay(true), ec);
     asio::co_spawn(acceptor.get_executor(),
                    serveConnection(std::move(socket), gatekeeper, clients, options, stats),
+                   asio::detached);
+  }
+}
+
+asio::awaitable<void> acceptLoop(asio::local::stream_protocol::acceptor& acceptor,
+                                 engine::Gatekeeper& gatekeeper, std::vector<AgentWorker> workers,
+                                 AgentOptions options, AgentStats stats) {
+  std::size_t next = 0;
+  for (;;) {
+    // Accepted straight onto the next worker's loop, where its connection is served.
+    const AgentWorker& worker = workers[next++ % workers.size()];
+    auto [ec, socket] = co_await acceptor.async_accept(*worker.loop, kNoThrow);
+    if (ec) {
+      if (!co_await acceptFailed(acceptor, ec)) co_return;
+      continue;
+    }
+    if (!admit(socket, options, stats)) continue;
+    asio::co_spawn(*worker.loop,
+                   serveConnection(std::move(socket), gatekeeper, worker.clients, options, stats),
                    asio::detached);
   }
 }

@@ -1,11 +1,15 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 
 #include "engine/gatekeeper.h"
 #include "frontends/spoe/codec.h"
@@ -28,13 +32,28 @@ struct AgentOptions {
   std::uint32_t max_frame_size = 16'384;  // what we accept; HAProxy's may be lower
   std::chrono::milliseconds idle_timeout{120'000};
   std::chrono::milliseconds hello_timeout{5'000};
+  // Bounds on what one peer can make the agent hold (`limits.*`). Connections over
+  // max_connections (per listener, across workers) are closed at once. At max_inflight
+  // NOTIFYs being decided, a connection is not read until one completes (back-pressure:
+  // nothing is dropped). ACKs waiting to be written beyond max_queued_bytes mean a peer
+  // that does not read: its connection is closed.
+  std::uint64_t max_connections = 10'000;
+  std::uint32_t max_inflight = 256;
+  std::size_t max_queued_bytes = 1024 * 1024;
 };
 
 struct AgentStats {
   audit::Counter* connections = nullptr;
   audit::Counter* notifies = nullptr;
   audit::Counter* disconnects_sent = nullptr;  // protocol errors we answered with DISCONNECT
+  audit::Counter* refused = nullptr;           // closed at once: over max_connections
+  audit::Counter* overflowed = nullptr;        // closed: ACKs queued over max_queued_bytes
+  // Connections open on this listener, shared by every worker's acceptLoop (a connection
+  // counts until its socket is closed, pending decisions included).
+  std::shared_ptr<std::atomic<std::uint64_t>> open =
+      std::make_shared<std::atomic<std::uint64_t>>(0);
 };
+// The counters are process-wide; `open` is new each call: call once per listener.
 AgentStats makeAgentStats(audit::Metrics& metrics);
 
 // Turns one NOTIFY message into the original request's view (exposed for tests).
@@ -52,12 +71,26 @@ std::string headerVarName(std::string_view header);
 // decided concurrently and ACKed as each completes (pipelining: a slow decision never
 // holds up the others), DISCONNECT in both directions. A malformed frame ends this
 // connection only, with the matching DISCONNECT status. `clients` are this worker's.
+// The connection counts in stats.open, which the caller has already incremented.
 asio::awaitable<void> serveConnection(asio::ip::tcp::socket socket, engine::Gatekeeper& gatekeeper,
                                       engine::Clients clients, AgentOptions options,
                                       AgentStats stats);
+asio::awaitable<void> serveConnection(asio::local::stream_protocol::socket socket,
+                                      engine::Gatekeeper& gatekeeper, engine::Clients clients,
+                                      AgentOptions options, AgentStats stats);
 
 // Accepts HAProxy's connections on one worker's acceptor until it is closed.
 asio::awaitable<void> acceptLoop(asio::ip::tcp::acceptor& acceptor, engine::Gatekeeper& gatekeeper,
                                  engine::Clients clients, AgentOptions options, AgentStats stats);
+
+// A unix-socket listener: one acceptor, its connections spread round-robin over the
+// workers (each served on its worker's loop with that worker's clients).
+struct AgentWorker {
+  asio::io_context* loop = nullptr;
+  engine::Clients clients;
+};
+asio::awaitable<void> acceptLoop(asio::local::stream_protocol::acceptor& acceptor,
+                                 engine::Gatekeeper& gatekeeper, std::vector<AgentWorker> workers,
+                                 AgentOptions options, AgentStats stats);
 
 }  // namespace portcullis::frontends::spoe

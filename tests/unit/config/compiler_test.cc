@@ -272,6 +272,31 @@ TEST_F(CompilerTest, MissingFileIsAFileError) {
 namespace portcullis::config {
 namespace {
 
+TEST_F(CompilerTest, SpoeBoundsAndUnixSocketListener) {
+  const auto ok = load(R"(version: 1
+listeners: { spoe: "unix:/run/portcullis/spoe.sock" }
+limits: { spoe_max_inflight: 32, spoe_max_queued_bytes: 64KiB }
+routes: []
+)");
+  for (const auto& e : ok.errors)
+    ADD_FAILURE() << e.toString();
+  ASSERT_TRUE(ok.snapshot);
+  EXPECT_EQ(ok.snapshot->settings.listeners.spoe, "unix:/run/portcullis/spoe.sock");
+  EXPECT_EQ(ok.snapshot->settings.limits.spoe_max_inflight, 32u);
+  EXPECT_EQ(ok.snapshot->settings.limits.spoe_max_queued_bytes, 64u * 1024);
+
+  const auto bad = load(R"(version: 1
+listeners: { spoe: "unix:spoe.sock", authz: "unix:/a.sock" }
+limits: { spoe_max_inflight: 0, spoe_max_queued_bytes: 1KiB }
+routes: []
+)");
+  const auto e = errors(bad);
+  EXPECT_TRUE(hasError(e, "2:20: ", "is not a unix socket address")) << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "2:45: ", "is not an address")) << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "3:30: ", "spoe_max_inflight")) << ::testing::PrintToString(e);
+  EXPECT_TRUE(hasError(e, "3:56: ", "between 16KiB and 1GiB")) << ::testing::PrintToString(e);
+}
+
 TEST_F(CompilerTest, CacheAndRateLimitSettings) {
   const auto r = load(std::string(kProvider) + R"(cache: { max_entries: 5000 }
 limits: { rate_limit_keys: 2048 }
