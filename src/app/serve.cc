@@ -360,6 +360,7 @@ int runServe(const ServeOptions& options) {
     admin_options.started_at = unixNow();
     admin_options.cache = &cache;
     admin_options.revocations = &revocations;
+    admin_options.bound_to_loopback = listeners->endpoint.address().is_loopback();
     admin_options.reload = [&control, &reloader]() -> asio::awaitable<frontends::ReloadReport> {
       // Reloads run on the control thread only; the admin connection waits for the result.
       co_return co_await asio::co_spawn(

@@ -84,6 +84,15 @@ std::optional<Cidr> Cidr::parse(std::string_view text) {
   return cidr;
 }
 
+bool IpAddress::isLoopback() const {
+  if (family_ == 4) return bytes_[0] == 127;
+  if (family_ != 6) return false;
+  for (std::size_t i = 0; i < 15; ++i) {
+    if (bytes_[i] != 0) return false;
+  }
+  return bytes_[15] == 1;
+}
+
 bool Cidr::contains(const IpAddress& ip) const {
   if (!ip.valid() || ip.isV4() != base_.isV4()) return false;
   const auto& a = ip.bytes();

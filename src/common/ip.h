@@ -19,6 +19,7 @@ class IpAddress final {
   static IpAddress v6(const std::uint8_t* bytes16);
 
   bool valid() const { return family_ != 0; }
+  bool isLoopback() const;  // 127.0.0.0/8 or ::1
   bool isV4() const { return family_ == 4; }
   const std::array<std::uint8_t, 16>& bytes() const { return bytes_; }  // v4 uses the first 4
   std::string toString() const;

@@ -1,6 +1,7 @@
 #include "config/compiler.h"
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -95,6 +96,7 @@ class Compiler final {
     }
     compileWorkers(top.get("workers"));
     compileListeners(top.get("listeners"));
+    compileAdmin(top.get("admin"));
     compileAuthz(top.get("authz"));
     compileLimits(top.get("limits"));
     compileAudit(top.get("audit"));
@@ -157,8 +159,61 @@ class Compiler final {
     };
     address("authz", l.authz);
     address("admin", l.admin);
+    admin_listener_ = map.get("admin");
     address("spoe", l.spoe);
     map.unsupported({"proxy"}, kLaterIssue);
+  }
+
+  // `admin:` (docs/admin.md). The token is a secret: no message here may quote it.
+  void compileAdmin(const YAML::Node& node) {
+    MapReader map(diag_, node, "admin");
+    auto& a = snapshot_->settings.admin;
+    if (const auto v = map.get("token"); v.IsDefined()) {
+      if (auto token = readString(diag_, v, "admin.token")) {
+        if (token->size() < 16) {
+          diag_.error(v,
+                      "admin.token must be at least 16 characters (use a random secret, e.g. "
+                      "`openssl rand -hex 32`)");
+        } else if (!std::all_of(token->begin(), token->end(),
+                                [](char c) { return c > 0x20 && c < 0x7f; })) {
+          diag_.error(v,
+                      "admin.token must be printable ASCII without spaces (it is sent as "
+                      "`Authorization: Bearer TOKEN`)");
+        } else {
+          a.token = std::move(*token);
+        }
+      }
+    }
+    if (const auto v = map.get("hosts"); v.IsDefined()) {
+      if (auto hosts = readStringList(diag_, v, "admin.hosts")) {
+        for (auto& h : *hosts) {
+          std::transform(h.begin(), h.end(), h.begin(),
+                         [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+          const bool name_like = !h.empty() && std::all_of(h.begin(), h.end(), [](char c) {
+            return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.';
+          });
+          if (!name_like) {
+            diag_.error(v, fmt::format("admin.hosts: '{}' is not a host name (no port, no "
+                                       "scheme; IP addresses are always accepted)",
+                                       h));
+            continue;
+          }
+          a.hosts.push_back(std::move(h));
+        }
+      }
+    }
+    if (const auto v = map.get("public_metrics"); v.IsDefined()) {
+      if (auto b = readBool(diag_, v, "admin.public_metrics")) a.public_metrics = *b;
+    }
+    const auto& address = snapshot_->settings.listeners.admin;
+    if (!address.empty() && a.token.empty() && !parseHostPort(address)->ip.isLoopback() &&
+        !map.get("token").IsDefined()) {
+      diag_.error(admin_listener_,
+                  fmt::format("listeners.admin: {} is not a loopback address; set admin.token "
+                              "(e.g. token: ${{file:/run/secrets/admin_token}}) or bind "
+                              "127.0.0.1 (docs/admin.md)",
+                              address));
+    }
   }
 
   void compileAuthz(const YAML::Node& node) {
@@ -1087,6 +1142,7 @@ class Compiler final {
   std::int64_t now_;
   identity::KeyRegistry* registry_;
   std::shared_ptr<PolicySnapshot> snapshot_;
+  YAML::Node admin_listener_;  // listeners.admin, for errors about its address
   std::set<std::string, std::less<>> failed_functions_;  // declared, but with errors
 };
 

@@ -87,6 +87,14 @@ struct Settings {
   } listeners;
   unsigned workers = 0;  // 0 = number of cores
 
+  // `admin:` (docs/admin.md). Read per request from the serving snapshot, so a new token
+  // (a changed `${file:}`) takes effect with the reload that reads it.
+  struct Admin {
+    std::string token;               // bearer token; empty = none (loopback only). A secret.
+    std::vector<std::string> hosts;  // extra Host names accepted (lower case, no port)
+    bool public_metrics = false;     // GET /metrics without the token
+  } admin;
+
   struct Authz {
     enum class Style : std::uint8_t { kAuto, kNginx, kTraefik, kEnvoy };
     Style style = Style::kAuto;

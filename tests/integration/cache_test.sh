@@ -12,6 +12,8 @@
 #   - POST /revoke?sub=alice while alice's allow is cached: 401 token_revoked, audited as a
 #     cache hit; bob unaffected; the revocation ends with its ttl; by token_hash too
 #   - POST /cache/purge?sub=bob: only bob's entries go; ?route=R: only that route's
+#   - the admin token (admin.token from ${env:}): a POST /revoke without it, without
+#     X-Portcullis-Admin: 1, or with an Origin header revokes nothing
 #   - rate_limit keyed on ${claims.sub}, 5/s burst 5: a burst of 10 → 5 × 200 then 429 with
 #     Retry-After / RateLimit-* headers (cache hits are counted too); other subjects have
 #     their own bucket; allowed again after ~1.2 s
@@ -35,6 +37,7 @@ listeners:
   authz: 127.0.0.1:0
   admin: 127.0.0.1:0
 watch: { enabled: false }
+admin: { token: "\${env:PORTCULLIS_TEST_ADMIN_TOKEN}" }
 audit: { sink: "file:$AUDIT_FILE" }
 authz: { style: nginx }
 cache: { max_entries: 4096 }
@@ -82,6 +85,9 @@ BOB=$(mint_token --sub bob --aud orders-api --scope read:orders --ttl 1h)
 CAROL=$(mint_token --sub carol --aud orders-api --scope read:orders --ttl 1h)
 [[ $ALICE != "$ALICE2" ]] || fail "two minted tokens are identical"
 
+# The admin token comes from the environment; lib.sh's admin_post/admin_get/metric send it.
+ADMIN_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export PORTCULLIS_TEST_ADMIN_TOKEN=$ADMIN_TOKEN
 write_policy true
 check_out=$("$PORTCULLIS" check -c "$POLICY" 2>&1) || fail "portcullis check failed: $check_out"
 start_portcullis portcullis "$POLICY"
@@ -123,9 +129,6 @@ assert_lookups() {
   assert_eq "$1" "$(($(hits) - H0))" "$3: cache hits (portcullis_cache_lookups_total)"
   assert_eq "$2" "$(($(misses) - M0))" "$3: cache misses (portcullis_cache_lookups_total)"
 }
-admin_post() {  # admin_post PATH?QUERY: POST to the admin listener; HTTP_STATUS, HTTP_BODY
-  http -X POST "http://$ADMIN$1"
-}
 elapsed_since() {  # elapsed_since EPOCHREALTIME-VALUE: milliseconds since then
   local now=$EPOCHREALTIME
   echo $(((10#${now//[.,]/} - 10#${1//[.,]/}) / 1000))
@@ -165,7 +168,7 @@ log "1. miss → hit per token; metrics hits $(hits) misses $(misses) entries $(
 expect /flag "$ALICE" 200 none miss "/flag before the reload"
 expect /flag "$ALICE" 200 none hit "/flag before the reload, again"
 write_policy false
-admin_post /reload
+admin_post "http://$ADMIN/reload"
 assert_status 200 "POST /reload"
 assert_match "$HTTP_BODY" '"changed":true' "POST /reload body"
 new_version=$(sed -n 's/.*"version":"\([^"]*\)".*/\1/p' <<<"$HTTP_BODY")
@@ -181,7 +184,21 @@ log "2. POST /reload: next decision is a miss under policy $new_version"
 expect /orders/1 "$BOB" 200 none miss "bob after the reload"
 expect /orders/1 "$BOB" 200 none hit "bob, cached"
 expect /orders/1 "$ALICE" 200 none hit "alice, cached, before the revocation"
-admin_post "/revoke?sub=alice&ttl=3s"
+# Refused without the token, without X-Portcullis-Admin: 1, or from a browser (Origin).
+http -X POST -H 'X-Portcullis-Admin: 1' "http://$ADMIN/revoke?sub=alice&ttl=3s"
+assert_status 401 "POST /revoke without the admin token"
+assert_eq 'Bearer realm="portcullis-admin"' "$(header WWW-Authenticate)" "401 WWW-Authenticate"
+http -X POST -H "Authorization: Bearer wrong-$ADMIN_TOKEN" -H 'X-Portcullis-Admin: 1' \
+     "http://$ADMIN/revoke?sub=alice&ttl=3s"
+assert_status 401 "POST /revoke with a wrong admin token"
+http -X POST -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: text/plain' \
+     --data 'x=1' "http://$ADMIN/revoke?sub=alice&ttl=3s"
+assert_status 403 "POST /revoke as a simple request (no X-Portcullis-Admin: 1)"
+admin_post "http://$ADMIN/revoke?sub=alice&ttl=3s" -H 'Origin: https://evil.example'
+assert_status 403 "POST /revoke with a cross-site Origin"
+assert_eq 0 "$(metric "$M" portcullis_revocations)" "portcullis_revocations after refused POSTs"
+expect /orders/1 "$ALICE" 200 none hit "alice, still cached after the refused revocations"
+admin_post "http://$ADMIN/revoke?sub=alice&ttl=3s"
 assert_status 200 "POST /revoke?sub=alice&ttl=3s"
 assert_match "$HTTP_BODY" '"revoked":1' "POST /revoke body"
 revoked_until=$(sed -n 's/.*"until":\([0-9]*\).*/\1/p' <<<"$HTTP_BODY")
@@ -199,12 +216,12 @@ expect /orders/1 "$BOB" 200 none hit "bob, while alice is revoked"
 # By token hash (SHA-256 hex of the credential): only that token.
 CAROL_HASH=$(printf '%s' "$CAROL" | sha256sum | cut -d' ' -f1)
 expect /orders/1 "$CAROL" 200 none miss "carol before her token is revoked"
-admin_post "/revoke?token_hash=$CAROL_HASH&ttl=1h"
+admin_post "http://$ADMIN/revoke?token_hash=$CAROL_HASH&ttl=1h"
 assert_status 200 "POST /revoke?token_hash=…"
 expect /orders/1 "$CAROL" 401 token_revoked hit "carol's token after POST /revoke?token_hash="
 carol_fresh=$(mint_token --sub carol --aud orders-api --scope read:orders --ttl 1h --claim jti=carol-2)
 expect /orders/1 "$carol_fresh" 200 none miss "carol's other token (revoked by hash only)"
-admin_post "/revoke?ttl=1h"
+admin_post "http://$ADMIN/revoke?ttl=1h"
 assert_status 400 "POST /revoke without sub/jti/token_hash"
 # The revocation of alice ends with its ttl; her cache entry was never touched.
 for ((i = 0; i < 60; i++)); do
@@ -223,7 +240,7 @@ expect /reports/x "$BOB" 403 scope_missing miss "bob on /reports (missing scope;
 expect /reports/x "$BOB" 403 scope_missing hit "bob on /reports again: the deny is cached"
 expect /reports/x "$ALICE" 403 scope_missing miss "alice on /reports (deny_ttl)"
 before=$(entries)
-admin_post "/cache/purge?sub=bob"
+admin_post "http://$ADMIN/cache/purge?sub=bob"
 assert_status 200 "POST /cache/purge?sub=bob"
 assert_match "$HTTP_BODY" '"purged":2' "POST /cache/purge?sub=bob: bob's /orders and /reports entries"
 assert_eq "$((before - 2))" "$(entries)" "portcullis_cache_entries after purging bob"
@@ -231,12 +248,12 @@ expect /orders/1 "$BOB" 200 none miss "bob after his entries were purged"
 expect /reports/x "$BOB" 403 scope_missing miss "bob on /reports after the purge"
 expect /orders/1 "$ALICE" 200 none hit "alice after bob's purge"
 expect /reports/x "$ALICE" 403 scope_missing hit "alice's cached deny after bob's purge"
-admin_post "/cache/purge?route=reports"
+admin_post "http://$ADMIN/cache/purge?route=reports"
 assert_status 200 "POST /cache/purge?route=reports"
 assert_match "$HTTP_BODY" '"purged":2' "POST /cache/purge?route=reports: alice's and bob's denies"
 expect /reports/x "$ALICE" 403 scope_missing miss "alice on /reports after purging the route"
 expect /orders/1 "$ALICE" 200 none hit "alice on /orders after purging /reports"
-http "http://$ADMIN/cache/purge"
+admin_get "http://$ADMIN/cache/purge"
 assert_status 405 "GET /cache/purge"
 log "4. purge: ?sub=bob and ?route=reports drop exactly their entries"
 

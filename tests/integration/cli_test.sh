@@ -115,6 +115,30 @@ bad_config unknown-provider 's/^    authenticate: \[demo\]/    authenticate: [de
 bad_config yaml-syntax 's/^    allow: true/    allow: true: false/' \
   "allow: true: false" "YAML syntax error"
 
+# (e) the admin listener off loopback without admin.token (docs/admin.md)
+bad_config admin-without-token 's/^  authz: \(.*\)$/  authz: \1\n  admin: 0.0.0.0:0/' \
+  "admin: 0.0.0.0:0" "listeners.admin: 0.0.0.0:0 is not a loopback address; set admin.token" \
+  "0.0.0.0:0"
+
+# The admin token is a secret: `check` and `eval --explain` never print it.
+ADMIN_SECRET="cli-test-admin-token-$RANDOM$RANDOM$RANDOM"
+with_token="$TEST_TMP/with-admin-token.yaml"
+write_base "$with_token"
+sed -i -e 's/^  authz: \(.*\)$/  authz: \1\n  admin: 0.0.0.0:0/' "$with_token"
+printf 'admin: { token: "${env:CLI_TEST_ADMIN_TOKEN}" }\n' >>"$with_token"
+export CLI_TEST_ADMIN_TOKEN=$ADMIN_SECRET
+run_cli check-admin-token check -c "$with_token"
+assert_eq 0 "$RC" "check with admin.token off loopback: exit status (stderr: $ERR)"
+assert_not_contains "$OUT$ERR" "$ADMIN_SECRET" "check with admin.token: output"
+run_cli eval-admin-token eval -c "$with_token" --url https://api.example.com/orders/7 --explain
+assert_eq 1 "$RC" "eval --explain with admin.token: exit status (stderr: $ERR)"
+assert_not_contains "$OUT$ERR" "$ADMIN_SECRET" "eval --explain with admin.token: output"
+CLI_TEST_ADMIN_TOKEN=short
+run_cli check-admin-short-token check -c "$with_token"
+assert_eq 2 "$RC" "check with a short admin.token: exit status"
+assert_contains "$ERR" "admin.token must be at least 16 characters" "check with a short admin.token"
+unset CLI_TEST_ADMIN_TOKEN
+
 # ---- eval --------------------------------------------------------------------------------
 READER=$(mint_token --sub alice --aud orders-api --scope read:orders)
 run_cli eval-allow eval -c "$QUICKSTART" --url https://api.example.com/orders/7 \

@@ -612,7 +612,7 @@ TOK_R=$(token r-1)
 mark_agent
 go hc-r-0 -H "Authorization: Bearer $TOK_R" /orders/40
 assert_status 200 "(r) before the revocation"
-out=$("${CURL[@]}" -X POST "http://$ADMIN/revoke?jti=r-1&ttl=1h") || fail "(r) POST /revoke failed"
+out=$("${CURL[@]}" -X POST -H 'X-Portcullis-Admin: 1' "http://$ADMIN/revoke?jti=r-1&ttl=1h") || fail "(r) POST /revoke failed"
 assert_contains "$out" '"revoked":1' "(r) POST /revoke?jti=r-1"
 go hc-r-1 -H "Authorization: Bearer $TOK_R" /orders/40
 assert_status 200 "(r) revoked, but stored in HAProxy: still served until the entry's expiry"

@@ -410,10 +410,36 @@ header_count() {
   echo "$n"
 }
 
+# ---- the admin listener (docs/admin.md) --------------------------------------------------
+# A test that configures `admin.token` sets ADMIN_TOKEN to it; admin calls then carry it.
+ADMIN_TOKEN=${ADMIN_TOKEN:-}
+admin_auth_args() {
+  ADMIN_ARGS=()
+  [[ -n $ADMIN_TOKEN ]] && ADMIN_ARGS=(-H "Authorization: Bearer $ADMIN_TOKEN")
+  return 0
+}
+# admin_get URL [CURL ARGS…]: `http` with the admin token (when set).
+admin_get() {
+  local url=$1
+  shift
+  admin_auth_args
+  http "${ADMIN_ARGS[@]}" "$@" "$url"
+}
+# admin_post URL [CURL ARGS…]: POST with the admin token (when set) and the header every
+# admin POST needs (X-Portcullis-Admin: 1, which a browser cannot send cross-site).
+admin_post() {
+  local url=$1
+  shift
+  admin_auth_args
+  http -X POST -H 'X-Portcullis-Admin: 1' "${ADMIN_ARGS[@]}" "$@" "$url"
+}
+
 # metric URL SERIES: the value of one Prometheus series (exact name{labels}) or "" if absent.
+# URL is the admin listener's /metrics (the admin token is sent when ADMIN_TOKEN is set).
 metric() {
   local body
-  body=$("${CURL[@]}" "$1" 2>/dev/null) || true
+  admin_auth_args
+  body=$("${CURL[@]}" "${ADMIN_ARGS[@]}" "$1" 2>/dev/null) || true
   awk -v s="$2" '$1 == s { print $2; exit }' <<<"$body"
 }
 

@@ -157,7 +157,7 @@ assert_contains "$(<"$TEST_TMP/portcullis.err")" "$TEST_TMP/tenant.lua:2: unexpe
 decide /orders/7 -H "X-Tenant: acme"
 assert_status 200 "the old policy still serves"
 assert_eq v2 "$(header X-Version)" "the old function still answers"
-http -X POST "http://$ADMIN/reload"
+admin_post "http://$ADMIN/reload"
 assert_status 422 "POST /reload with a broken function"
 assert_contains "$HTTP_BODY" "tenant.lua:2:" "POST /reload names the line"
 

@@ -535,7 +535,7 @@ expect main /web/500/1 "$WEB_TOKEN" 200 none alice "web 500: valid token on the 
 # good keys of the same source, so nothing is lost.
 sed -i '/^  web:/,/^  rot:/ s/fetch_timeout: 2s/fetch_timeout: 3s/' "$TEST_TMP/main.yaml"
 grep -q 'fetch_timeout: 3s' "$TEST_TMP/main.yaml" || fail "could not change web's fetch_timeout"
-http -X POST "http://${P_ADMIN[main]}/reload"
+admin_post "http://${P_ADMIN[main]}/reload"
 assert_status 200 "web 500: POST /reload with a new fetch_timeout"
 assert_contains "$HTTP_BODY" '"changed":true' "web 500: the new fetch_timeout is a new policy"
 expect main /web/500/2 "$WEB_TOKEN" 200 none alice "web 500: valid token after a settings change"
@@ -649,7 +649,7 @@ assert_eq 0 "$BG_STATUS" "main: exit status on SIGTERM"
 # =========================================================================================
 cp "$CERTS/ca.pem" "$TEST_TMP/ca_rot.pem.new"
 mv -f "$TEST_TMP/ca_rot.pem.new" "$TEST_TMP/ca_rot.pem"
-http -X POST "http://${P_ADMIN[broken]}/reload"
+admin_post "http://${P_ADMIN[broken]}/reload"
 assert_status 200 "broken: POST /reload after the ca_file changed"
 assert_contains "$HTTP_BODY" '"changed":true' "broken: the new ca_file content is a new policy version"
 ca_rot_loaded() { [[ $(remote broken ca_rot loaded) == true ]]; }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Hot reload while requests flow: a rule is changed three ways, (a) by editing the watched
 # file, (b) SIGHUP, (c) POST /reload, then a broken file is rejected while the old policy
-# keeps serving. Meanwhile wrk (keep-alive connections) and a curl loop (a new connection
+# keeps serving. The admin listener has a token (admin.token from ${file:}): POST /reload
+# without it is refused, and a new token file takes effect with the reload that reads it. Meanwhile wrk (keep-alive connections) and a curl loop (a new connection
 # per request) hit the authz listener; no request may fail or get an unexpected status.
 #
 #   bash tests/integration/reload_test.sh PORTCULLIS_BINARY SOURCE_DIR
@@ -25,6 +26,7 @@ workers: 2
 listeners:
   authz: 127.0.0.1:0
   admin: 127.0.0.1:0
+admin: { token: "\${file:$TOKEN_FILE}" }
 watch: { enabled: $2, interval: 100ms }
 audit: { sink: "file:$AUDIT_FILE" }
 identity:
@@ -55,6 +57,12 @@ write_broken_policy() {
 }
 
 TOKEN=$(mint_token --sub alice --aud orders-api --scope read:orders)
+# The admin token (lib.sh's admin_post/admin_get/metric send ADMIN_TOKEN).
+random_token() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+TOKEN_FILE="$TEST_TMP/admin_token"
+ADMIN_TOKEN=$(random_token)
+FIRST_ADMIN_TOKEN=$ADMIN_TOKEN
+printf '%s\n' "$ADMIN_TOKEN" >"$TOKEN_FILE"
 
 # ---- start ------------------------------------------------------------------------------
 write_policy false true
@@ -96,7 +104,10 @@ wait_counter() {
 
 policy_version() {
   local body
-  body=$("${CURL[@]}" "http://$ADMIN/status") || fail "GET /status failed"
+  admin_get "http://$ADMIN/status"
+  [[ $HTTP_STATUS == 200 ]] || fail "GET /status: HTTP $HTTP_STATUS"
+  body=$HTTP_BODY
+  [[ $body != *"$ADMIN_TOKEN"* ]] || fail "GET /status shows the admin token"
   sed -n 's/.*"policy_version":"\([^"]*\)".*/\1/p' <<<"$body"
 }
 
@@ -195,7 +206,20 @@ write_policy true false
 sleep 0.3
 decide /flag
 assert_status 403 "(c) before POST /reload"
-http -X POST "http://$ADMIN/reload"
+# Without the admin token, or without X-Portcullis-Admin: 1 (a browser's form post): refused.
+http -X POST -H 'X-Portcullis-Admin: 1' "http://$ADMIN/reload"
+assert_status 401 "(c) POST /reload without the admin token"
+assert_eq 'Bearer realm="portcullis-admin"' "$(header WWW-Authenticate)" "(c) 401 WWW-Authenticate"
+http -X POST -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: text/plain' --data x \
+     "http://$ADMIN/reload"
+assert_status 403 "(c) POST /reload as a simple request"
+http -X POST -H "Authorization: Bearer $ADMIN_TOKEN" -H 'X-Portcullis-Admin: 1' \
+     -H 'Host: rebound.evil.example' "http://$ADMIN/reload"
+assert_status 403 "(c) POST /reload with a foreign Host"
+assert_eq "$ok0" "$(reloads ok)" "(c) reloads ok after the refused POSTs"
+decide /flag
+assert_status 403 "(c) /flag after the refused POSTs: not reloaded"
+admin_post "http://$ADMIN/reload"
 assert_status 200 "(c) POST /reload"
 assert_match "$HTTP_BODY" '"ok":true' "(c) POST /reload body"
 assert_match "$HTTP_BODY" '"changed":true' "(c) POST /reload body"
@@ -211,11 +235,26 @@ assert_eq "$((ok0 + 1))" "$(reloads ok)" "(c) reloads ok after POST /reload"
 assert_eq "$version_c" "$(policy_version)" "(c) /status policy_version"
 log "(c) POST /reload: /flag now 200, policy $version_c"
 
+# ---- (c2) a new admin token: the token file changes, the next reload reads it -------------
+NEW_ADMIN_TOKEN=$(random_token)
+printf '%s\n' "$NEW_ADMIN_TOKEN" >"$TOKEN_FILE.tmp"
+mv -f "$TOKEN_FILE.tmp" "$TOKEN_FILE"
+admin_post "http://$ADMIN/reload"   # still with the old token
+assert_status 200 "(c2) POST /reload with the old token"
+assert_match "$HTTP_BODY" '"changed":true' "(c2) a new token file is a new policy"
+version_c=$(sed -n 's/.*"version":"\([^"]*\)".*/\1/p' <<<"$HTTP_BODY")
+admin_get "http://$ADMIN/status"
+assert_status 401 "(c2) the old admin token after the reload"
+ADMIN_TOKEN=$NEW_ADMIN_TOKEN
+admin_get "http://$ADMIN/status"
+assert_status 200 "(c2) the new admin token"
+log "(c2) admin token rotated through its file, policy $version_c"
+
 # ---- (d) a broken file: rejected by POST /reload and by SIGHUP; the old policy serves -------
 err0=$(reloads error)
 ok0=$(reloads ok)
 write_broken_policy false
-http -X POST "http://$ADMIN/reload"
+admin_post "http://$ADMIN/reload"
 assert_status 422 "(d) POST /reload of a broken file"
 assert_match "$HTTP_BODY" '"ok":false' "(d) POST /reload body"
 assert_match "$HTTP_BODY" "\"errors\":\\[\"$POLICY:$BROKEN_LINE:[0-9]+: YAML syntax error" \
@@ -260,3 +299,7 @@ assert_eq 0 "$dropped" "portcullis_audit_dropped_total"
 
 stop_bg portcullis
 assert_eq 0 "$BG_STATUS" "portcullis exit status on SIGTERM"
+for t in "$FIRST_ADMIN_TOKEN" "$NEW_ADMIN_TOKEN"; do
+  ! grep -qF -- "$t" "$TEST_TMP/portcullis.err" "$TEST_TMP/portcullis.out" "$AUDIT_FILE" ||
+    fail "an admin token appears in the log or the audit"
+done

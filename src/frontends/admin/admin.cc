@@ -1,10 +1,16 @@
 #include "frontends/admin/admin.h"
 
+#include <algorithm>
 #include <map>
 
+#include <fmt/format.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
 #include "audit/metrics.h"
+#include "common/ip.h"
 #include "common/strings.h"
 #include "common/units.h"
 #include "engine/path.h"
@@ -27,11 +33,148 @@ HttpOut text(int status, std::string body) {
   return out;
 }
 
+constexpr std::string_view kAdminHeader = "x-portcullis-admin";
+
+// The values of header `name`; more than one is ambiguous and callers refuse it.
+std::vector<std::string_view> values(const engine::Headers& headers, std::string_view name) {
+  std::vector<std::string_view> out;
+  headers.forEach(name, [&](const std::string& v) { out.push_back(v); });
+  return out;
+}
+
+bool isPort(std::string_view s) {
+  return !s.empty() && s.size() <= 5 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// DNS rebinding defence: a browser tricked into sending requests here carries the
+// attacker's host name. IP literals (no DNS involved), `localhost` and the names in
+// `admin.hosts` are accepted. No Host at all is not a browser (HTTP/1.0 tools).
+bool hostAllowed(const engine::Headers& headers, const std::vector<std::string>& extra) {
+  const auto hosts = values(headers, "host");
+  if (hosts.empty()) return true;
+  if (hosts.size() > 1) return false;
+  std::string_view host = trim(hosts[0]);
+  if (host.starts_with('[')) {
+    const std::size_t close = host.find(']');
+    if (close == std::string_view::npos) return false;
+    const std::string_view rest = host.substr(close + 1);
+    if (!rest.empty() && !(rest.front() == ':' && isPort(rest.substr(1)))) return false;
+    return IpAddress::parse(host.substr(1, close - 1)).has_value();
+  }
+  if (const std::size_t colon = host.rfind(':'); colon != std::string_view::npos) {
+    if (!isPort(host.substr(colon + 1))) return false;
+    host = host.substr(0, colon);
+  }
+  if (IpAddress::parse(host)) return true;
+  std::string name = toLower(host);
+  if (name.ends_with('.')) name.pop_back();  // "localhost." is the same name
+  if (name == "localhost") return true;
+  return std::find(extra.begin(), extra.end(), name) != extra.end();
+}
+
+// True when the request carries exactly one `Authorization: Bearer <token>` with the
+// configured token. Both sides are hashed first so that the comparison (CRYPTO_memcmp)
+// takes the same time whatever the length or content of the guess.
+enum class Credential { kNone, kWrong, kRight };
+Credential checkBearer(const engine::Headers& headers, const std::string& token) {
+  const auto auth = values(headers, "authorization");
+  if (auth.empty()) return Credential::kNone;
+  if (auth.size() > 1 || token.empty()) return Credential::kWrong;
+  std::string_view v = trim(auth[0]);
+  if (v.size() < 7 || !iequals(v.substr(0, 6), "bearer") || v[6] != ' ') return Credential::kWrong;
+  v = trim(v.substr(7));
+  unsigned char given[SHA256_DIGEST_LENGTH];
+  unsigned char want[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(v.data()), v.size(), given);
+  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), want);
+  return CRYPTO_memcmp(given, want, sizeof given) == 0 ? Credential::kRight : Credential::kWrong;
+}
+
 }  // namespace
+
+AdminFrontend::AdminFrontend(engine::Gatekeeper& gatekeeper, audit::Metrics& metrics,
+                             Options options)
+    : gatekeeper_(gatekeeper), metrics_(metrics), options_(std::move(options)) {
+  const auto counter = [&](const char* reason) {
+    return &metrics_.counter("portcullis_admin_refused_total",
+                             "Admin requests refused before reaching an endpoint (docs/admin.md)",
+                             fmt::format("reason=\"{}\"", reason));
+  };
+  stats_.browser = counter("browser");
+  stats_.host = counter("host");
+  stats_.unauthenticated = counter("unauthenticated");
+  stats_.not_simple = counter("not_simple");
+}
+
+std::optional<HttpOut> AdminFrontend::admit(const HttpIn& in, const std::string& path,
+                                            const engine::Settings::Admin& admin) {
+  // Logged without the path, the Host or any credential: the peer and the reason only.
+  const auto refuse = [&](audit::Counter* counter, HttpOut out, std::string_view why) {
+    counter->inc();
+    spdlog::warn("admin: refused {} from {}: {}", in.method, in.peer.toString(), why);
+    return std::optional<HttpOut>(std::move(out));
+  };
+  // 1. Browsers. The admin API serves no pages, so no browser request to it is legitimate
+  // except typing its address (Sec-Fetch-Site: none). A cross-site form or no-cors fetch
+  // carries Origin (every POST does) or Sec-Fetch-Site: cross-site/same-site.
+  if (!values(in.headers, "origin").empty()) {
+    return refuse(stats_.browser,
+                  text(403, "the admin API does not answer browsers (Origin header)\n"),
+                  "Origin header");
+  }
+  for (const auto site : values(in.headers, "sec-fetch-site")) {
+    if (!iequals(trim(site), "none")) {
+      return refuse(stats_.browser,
+                    text(403, "the admin API does not answer browsers (Sec-Fetch-Site)\n"),
+                    "Sec-Fetch-Site other than none");
+    }
+  }
+  // 2. DNS rebinding.
+  if (!hostAllowed(in.headers, admin.hosts)) {
+    return refuse(stats_.host,
+                  text(403,
+                       "this Host is not the admin listener's (an IP address, localhost, "
+                       "or a name in admin.hosts)\n"),
+                  "Host not accepted");
+  }
+  // 3. The token: everything but the probes (and /metrics when admin.public_metrics).
+  // Off loopback an empty token cannot happen at start (config error) but can after a
+  // reload; then everything but the probes is refused.
+  const bool open = path == "/healthz" || path == "/readyz" ||
+                    (path == "/metrics" && admin.public_metrics && in.method != "POST");
+  if (!open && (!admin.token.empty() || !options_.bound_to_loopback)) {
+    const Credential credential = checkBearer(in.headers, admin.token);
+    if (credential != Credential::kRight) {
+      HttpOut out = text(401, "send Authorization: Bearer <admin.token> (docs/admin.md)\n");
+      out.headers.emplace_back("WWW-Authenticate",
+                               credential == Credential::kNone
+                                   ? R"(Bearer realm="portcullis-admin")"
+                                   : R"(Bearer realm="portcullis-admin", error="invalid_token")");
+      return refuse(stats_.unauthenticated, std::move(out),
+                    credential == Credential::kNone ? "no token" : "wrong token");
+    }
+  }
+  // 4. A POST must not be a "simple request": a custom header cannot be sent cross-site
+  // without a CORS preflight, which this listener never answers.
+  if (in.method == "POST") {
+    const auto marks = values(in.headers, kAdminHeader);
+    if (marks.size() != 1 || trim(marks[0]) != "1") {
+      return refuse(stats_.not_simple,
+                    text(403, "POST needs the header X-Portcullis-Admin: 1 (docs/admin.md)\n"),
+                    "POST without X-Portcullis-Admin: 1");
+    }
+  }
+  return std::nullopt;
+}
 
 asio::awaitable<HttpOut> AdminFrontend::handle(HttpIn& in) {
   const auto target = engine::parseTarget(in.target);
   const std::string path = target ? target->path : std::string();
+  {
+    const auto snapshot = gatekeeper_.snapshot();
+    if (auto refused = admit(in, path, snapshot->settings.admin)) co_return std::move(*refused);
+  }
   const bool get = in.method == "GET" || in.method == "HEAD";
   if (path == "/reload") {
     if (in.method != "POST") co_return text(405, "use POST /reload\n");

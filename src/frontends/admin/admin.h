@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -9,8 +10,9 @@
 #include "frontends/http_server.h"
 
 namespace portcullis::audit {
+class Counter;
 class Metrics;
-}
+}  // namespace portcullis::audit
 
 namespace portcullis::frontends {
 
@@ -21,7 +23,8 @@ struct ReloadReport {
   std::vector<std::string> errors;  // FILE:LINE:COL: message
 };
 
-// The admin front door: /healthz, /readyz, /status, /metrics, POST /reload.
+// The admin front door: /healthz, /readyz, /status, /metrics, POST /reload, /cache/purge,
+// /revoke. Authentication and the defences against browsers are in docs/admin.md.
 class AdminFrontend final {
  public:
   struct Options {
@@ -30,13 +33,28 @@ class AdminFrontend final {
     std::int64_t started_at = 0;
     engine::DecisionCache* cache = nullptr;      // POST /cache/purge
     engine::Revocations* revocations = nullptr;  // POST /revoke
+    // False when the listener is bound off loopback: then every endpoint but the probes
+    // needs a token, and without one (a reload dropped it) they all answer 401.
+    bool bound_to_loopback = true;
   };
-  AdminFrontend(engine::Gatekeeper& gatekeeper, audit::Metrics& metrics, Options options)
-      : gatekeeper_(gatekeeper), metrics_(metrics), options_(std::move(options)) {}
+  AdminFrontend(engine::Gatekeeper& gatekeeper, audit::Metrics& metrics, Options options);
 
   asio::awaitable<HttpOut> handle(HttpIn& in);
 
  private:
+  // Requests refused before any endpoint runs, by reason (portcullis_admin_refused_total).
+  struct Stats {
+    audit::Counter* browser = nullptr;          // Origin or Sec-Fetch-Site other than none
+    audit::Counter* host = nullptr;             // Host not loopback/IP/localhost/admin.hosts
+    audit::Counter* unauthenticated = nullptr;  // missing or wrong bearer token
+    audit::Counter* not_simple = nullptr;       // POST without X-Portcullis-Admin: 1
+  };
+  // The checks of docs/admin.md, in order: browser, Host, token, POST header. Null when the
+  // request may go on to its endpoint; otherwise the refusal (403 or 401), never quoting
+  // the token. Pure: reads only the request, the admin settings and the options.
+  std::optional<HttpOut> admit(const HttpIn& in, const std::string& path,
+                               const engine::Settings::Admin& admin);
+
   HttpOut purge(const std::string& query);
   HttpOut revoke(const std::string& query);
   HttpOut status() const;
@@ -45,6 +63,7 @@ class AdminFrontend final {
   engine::Gatekeeper& gatekeeper_;
   audit::Metrics& metrics_;
   Options options_;
+  Stats stats_;
 };
 
 }  // namespace portcullis::frontends
