@@ -92,12 +92,13 @@ control mode '{"mode":"down"}'
 ask tok-never-seen down; assert_status 503 "introspection endpoint down"
 wait_audit '"request_id":"down"'; assert_audit reason provider_unavailable
 ask tok-reader; assert_status 200 "a cached answer still serves while the endpoint is down"
-control mode '{"mode":"slow","delay_ms":3000}'
+control mode '{"mode":"slow","delay_ms":15000}'
 start=$(date +%s%N)
 ask tok-slow slow; assert_status 503 "introspection slower than timeout"
 ms=$((($(date +%s%N) - start) / 1000000))
 log "slow endpoint answered 503 after ${ms} ms (timeout 1s)"
-((ms < 2500)) || fail "the introspection timeout was not applied (${ms} ms)"
+# Answered by the 1 s timeout, not by the endpoint (15 s): a bound with room for a busy machine.
+((ms < 8000)) || fail "the introspection timeout was not applied (${ms} ms)"
 control mode '{"mode":"ok"}'
 
 # ---- wrong client credentials: the endpoint's 401 is an error, never an allow ------------

@@ -194,12 +194,13 @@ assert_audit would_deny true
 
 # ---- a function slower than its timeout (1s) --------------------------------------------------
 t0=$(date +%s%N)
-ask /orders/4 slow -H "Authorization: Bearer tok-1" -H "X-Mode: sleep" -H "X-Sleep-Ms: 5000"
+ask /orders/4 slow -H "Authorization: Bearer tok-1" -H "X-Mode: sleep" -H "X-Sleep-Ms: 20000"
 ms=$((($(date +%s%N) - t0) / 1000000))
 assert_status 503 "a function over its timeout"
 assert_eq function_timeout "$(header X-Portcullis-Reason)" "timeout reason"
-log "a 5 s function answered 503 after ${ms} ms (timeout 1s)"
-((ms < 1800)) || fail "the function timeout was not applied (${ms} ms)"
+log "a 20 s function answered 503 after ${ms} ms (timeout 1s)"
+# Answered by the 1 s timeout, not by the function (20 s): a bound with room for a busy machine.
+((ms < 10000)) || fail "the function timeout was not applied (${ms} ms)"
 ask /orders/5 after-slow -H "Authorization: Bearer tok-1" -H "X-Mode: allow"
 assert_status 200 "the next call after a timeout"
 
