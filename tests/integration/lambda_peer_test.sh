@@ -14,6 +14,11 @@
 #      function's outcome), which keeps running (no restart)
 #   2. portcullis_lambda_runtime_api_refused_total{reason="other_user"} counts both, and
 #      portcullis logs the refusals (uid 65534, other_user) without the caller's token
+#   3. `user: nobody` + `group: nogroup`: the function runs as 65534:65534 (the uid it
+#      reports in its context → X-Uid, /proc/PID/status), its own connections pass the
+#      check (no refusal counted); `portcullis check` run by nobody refuses `user: root`
+#      (exit 2, FILE:LINE:COL: … needs portcullis to run as root) and accepts
+#      `user: nobody` (its own account: nothing to switch)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init "$@" 90
 
@@ -22,12 +27,19 @@ command -v setpriv >/dev/null || fail "setpriv is not installed (Debian: util-li
 getent passwd nobody >/dev/null || fail "no user nobody"
 getent group nogroup >/dev/null || fail "no group nogroup"
 NOBODY_UID=$(id -u nobody)
+NOGROUP_GID=$(getent group nogroup | cut -d: -f3)
 AS_NOBODY=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
 
 POLICY="$TEST_TMP/policy.yaml"
 AUDIT_FILE="$TEST_TMP/audit.jsonl"
 API_FILE="$TEST_TMP/guarded.api"
 FAKES="$SRC/tests/fakes/lambda"
+# A copy of the bash fake that nobody may read and run, with a policy nobody may read
+# (TEST_TMP itself is private).
+chmod 711 "$TEST_TMP"  # nobody may pass through, not list
+PUBLIC="$TEST_TMP/public"
+mkdir -m 755 "$PUBLIC"
+install -m 755 "$FAKES/bash/bootstrap" "$PUBLIC/bootstrap"
 
 cat >"$POLICY" <<EOF
 version: 1
@@ -44,11 +56,22 @@ functions:
     command: [$FAKES/bash/bootstrap]
     env: { FAKE_API_FILE: "$API_FILE" }
     timeout: 3s
+  as-nobody:
+    runtime: lambda-local
+    command: [$PUBLIC/bootstrap]
+    user: nobody
+    group: nogroup
+    timeout: 3s
 routes:
   - name: guarded
     match: { paths: [/guarded/**] }
     functions: [guarded]
     on_allow: { set_headers: { X-Tenant: "\${ctx.tenant}", X-Pid: "\${ctx.pid}" } }
+    expose_reason: true
+  - name: as-nobody
+    match: { paths: [/nobody/**] }
+    functions: [as-nobody]
+    on_allow: { set_headers: { X-Uid: "\${ctx.uid}", X-Pid: "\${ctx.pid}" } }
     expose_reason: true
 default: deny
 EOF
@@ -124,5 +147,48 @@ LOG=$(cat "$TEST_TMP/portcullis.err" "$TEST_TMP/portcullis.out")
 assert_match "$LOG" "lambda guarded: refused a Runtime API connection to process $FUNCTION_PID from 127\.0\.0\.1:[0-9]+ \(uid $NOBODY_UID\): other_user" \
   "the refusal is logged"
 assert_not_contains "$LOG" "alice-secret-token" "no token in the log"
+
+# ---- 3. user: nobody, group: nogroup -----------------------------------------------------
+decide /nobody/1 "Bearer carol-token"
+assert_status 200 "as-nobody"
+assert_eq "$NOBODY_UID" "$(header X-Uid)" "the function's uid (from its context)"
+NOBODY_PID=$(header X-Pid)
+STATUS=$(cat "/proc/$NOBODY_PID/status")
+assert_match "$STATUS" $'Uid:\t'"$NOBODY_UID"$'\t'"$NOBODY_UID" "/proc: uid"
+assert_match "$STATUS" $'Gid:\t'"$NOGROUP_GID"$'\t'"$NOGROUP_GID" "/proc: gid"
+assert_eq 0 "$(refused as-nobody other_user)" "its own connections pass the check"
+assert_eq 0 "$(refused as-nobody other_process)" "its own connections pass the check"
+
+# Checked by a user other than root: a function that would run as another account is an
+# error at its entry; one that runs as that same account is fine (nothing to switch).
+# write_policy USER: a policy nobody may read, with one function run as USER.
+write_policy() {
+  cat >"$PUBLIC/policy.yaml" <<EOF
+version: 1
+functions:
+  fn:
+    runtime: lambda-local
+    command: [$PUBLIC/bootstrap]
+    user: $1
+routes:
+  - name: r
+    match: { paths: [/x] }
+    functions: [fn]
+default: deny
+EOF
+  chmod 644 "$PUBLIC/policy.yaml"
+}
+write_policy root
+rc=0
+out=$("${AS_NOBODY[@]}" "$PORTCULLIS" check -c "$PUBLIC/policy.yaml" 2>&1) || rc=$?
+assert_eq 2 "$rc" "check as nobody of user: root: exit status"
+assert_contains "$out" "policy.yaml:6:11: functions.fn.user: running the function as root:root" \
+  "check as nobody: located error"
+assert_contains "$out" "needs portcullis to run as root (it runs as uid $NOBODY_UID)" \
+  "check as nobody: why"
+write_policy nobody
+rc=0
+out=$("${AS_NOBODY[@]}" "$PORTCULLIS" check -c "$PUBLIC/policy.yaml" 2>&1) || rc=$?
+assert_eq 0 "$rc" "check as nobody of user: nobody: $out"
 
 log "ok"

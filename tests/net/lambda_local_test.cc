@@ -5,6 +5,7 @@
 // policy compiler's side (keys, errors, one pool shared across reloads).
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -509,6 +510,60 @@ TEST(LambdaLocal, PeersOutsideTheFunctionsProcessGroupAreRefused) {
       R"(portcullis_lambda_runtime_api_refused_total{function="t-bash-peer",reason="other_process"} 2)");
 }
 
+TEST(LambdaLocal, RunsAsTheConfiguredUser) {
+  if (::geteuid() != 0) GTEST_SKIP() << "running a function as another user needs root";
+  const passwd* pw = ::getpwnam("nobody");
+  ASSERT_NE(pw, nullptr);
+  auto spec = bashSpec("t-bash-nobody", 3s);
+  RunAs as;
+  as.user = "nobody";
+  as.group = "nobody's";
+  as.uid = pw->pw_uid;
+  as.gid = pw->pw_gid;
+  as.groups = {pw->pw_gid};
+  spec.run_as = as;
+  Fixture fx(spec);
+  auto a = callSync(*fx.function, makeRequest("allow"));
+  ASSERT_EQ(a.answer.outcome, Outcome::kAllow) << a.answer.reason;
+  EXPECT_EQ(ctxValue(a.answer, "uid"), std::to_string(pw->pw_uid));
+  const std::string status = readFile("/proc/" + ctxValue(a.answer, "pid") + "/status");
+  EXPECT_NE(status.find("\nGid:\t" + std::to_string(pw->pw_gid) + "\t"), std::string::npos)
+      << status;
+  EXPECT_NE(status.find("\nGroups:\t" + std::to_string(pw->pw_gid) + " \n"), std::string::npos)
+      << status;
+  // Its own connections pass the peer check as that uid.
+  EXPECT_EQ(
+      metricLine(
+          R"(portcullis_lambda_runtime_api_refused_total{function="t-bash-nobody",reason="other_user"})"),
+      R"(portcullis_lambda_runtime_api_refused_total{function="t-bash-nobody",reason="other_user"} 0)");
+}
+
+TEST(LambdaLocal, AnAccountThatCannotEnterTheTaskRootIsAFailedStart) {
+  if (::geteuid() != 0) GTEST_SKIP() << "running a function as another user needs root";
+  const passwd* pw = ::getpwnam("nobody");
+  ASSERT_NE(pw, nullptr);
+  char tmpl[] = "/tmp/portcullis-private-XXXXXX";  // 0700, root's: nobody may not enter
+  const std::string dir = ::mkdtemp(tmpl);
+  auto spec = bashSpec("t-bash-nobody-denied", 300ms);
+  spec.task_root = dir;
+  RunAs as;
+  as.user = "nobody";
+  as.uid = pw->pw_uid;
+  as.gid = pw->pw_gid;
+  as.groups = {pw->pw_gid};
+  spec.run_as = as;
+  Fixture fx(spec);
+  auto a = callSync(*fx.function, makeRequest("allow"));
+  EXPECT_EQ(a.answer.outcome, Outcome::kError);
+  EXPECT_EQ(a.answer.error, Reason::kFunctionTimeout) << a.answer.reason;
+  EXPECT_TRUE(fx.pool->status().pids.empty()) << "the child that failed was reaped";
+  const std::string line = metricLine(
+      R"(portcullis_lambda_process_restarts_total{function="t-bash-nobody-denied",reason="spawn_error"})");
+  ASSERT_NE(line.find("} "), std::string::npos) << line;
+  EXPECT_GE(std::stoi(line.substr(line.find("} ") + 2)), 1) << line;
+  std::filesystem::remove_all(dir);
+}
+
 TEST(LambdaLocal, DestroyingThePoolKillsAndReapsEveryProcess) {
   auto spec = bashSpec("t-bash-stop", 2s);
   spec.concurrency = 3;
@@ -625,6 +680,43 @@ TEST_F(LambdaLocalConfig, BadKeysAreLocatedErrors) {
   auto no_command = load("  f:\n    runtime: lambda-local\n");
   EXPECT_FALSE(no_command.snapshot);
   EXPECT_NE(errors(no_command).find("needs a 'command'"), std::string::npos) << errors(no_command);
+}
+
+TEST_F(LambdaLocalConfig, UserAndGroup) {
+  const std::string head = "  f:\n    runtime: lambda-local\n    command: [" + kBashFake + "]\n";
+  auto no_user = load(head + "    user: no-such-user-pcx\n");
+  EXPECT_FALSE(no_user.snapshot);
+  EXPECT_NE(errors(no_user).find("p.yaml:6:11: functions.f.user: no user named 'no-such-user-pcx'"),
+            std::string::npos)
+      << errors(no_user);
+  auto no_group = load(head + "    user: nobody\n    group: no-such-group-pcx\n");
+  EXPECT_FALSE(no_group.snapshot);
+  EXPECT_NE(
+      errors(no_group).find("p.yaml:7:12: functions.f.group: no group named 'no-such-group-pcx'"),
+      std::string::npos)
+      << errors(no_group);
+  auto group_only = load(head + "    group: nogroup\n");
+  EXPECT_FALSE(group_only.snapshot);
+  EXPECT_NE(errors(group_only).find("p.yaml:6:12: functions.f.group needs 'user'"),
+            std::string::npos)
+      << errors(group_only);
+
+  const passwd* pw = ::getpwnam("nobody");
+  ASSERT_NE(pw, nullptr);
+  auto ok = load(head + "    user: nobody\n    group: root\n");
+  if (::geteuid() != 0) {
+    EXPECT_FALSE(ok.snapshot);
+    EXPECT_NE(errors(ok).find("needs portcullis to run as root"), std::string::npos) << errors(ok);
+    return;
+  }
+  ASSERT_TRUE(ok.snapshot) << errors(ok);
+  const auto* f = dynamic_cast<const LambdaFunction*>(ok.snapshot->function("f"));
+  ASSERT_NE(f, nullptr);
+  const auto& spec = dynamic_cast<const LocalPool&>(*f->invoker()).spec();
+  ASSERT_TRUE(spec.run_as.has_value());
+  EXPECT_EQ(spec.run_as->uid, pw->pw_uid);
+  EXPECT_EQ(spec.run_as->gid, 0u);  // `group: root`
+  EXPECT_EQ(spec.run_as->home, pw->pw_dir);
 }
 
 }  // namespace

@@ -1,17 +1,19 @@
 #include "functions/lambda/local_runtime.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -43,6 +45,7 @@
 #include "common/strings.h"
 #include "config/yaml_reader.h"
 #include "functions/lambda/lambda_function.h"
+#include "functions/lambda/process_spawn.h"
 #include "functions/lambda/runtime.h"
 #include "functions/lambda/runtime_peer.h"
 
@@ -303,7 +306,7 @@ class PoolCore final {
         metrics_(spec.function_name),
         tick_(io),
         backoff_timer_(io),
-        function_uid_(::geteuid()) {
+        function_uid_(spec.run_as ? spec.run_as->uid : ::geteuid()) {
     arn_ = fmt::format("arn:aws:lambda:{}:{}:function:{}", spec_.region, spec_.account_id,
                        spec_.function_name);
   }
@@ -577,43 +580,25 @@ class PoolCore final {
       argv.push_back(a.data());
     argv.push_back(nullptr);
 
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attr;
-    ::posix_spawn_file_actions_init(&actions);
-    ::posix_spawnattr_init(&attr);
-    ::posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-    ::posix_spawn_file_actions_adddup2(&actions, out[1], 2);
-    ::posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    ::posix_spawn_file_actions_addchdir_np(&actions, spec_.task_root.c_str());
-    // Nothing else crosses over: not the listeners, not the clients' connections.
-    ::posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    for (int sig : {SIGPIPE, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGCHLD})
-      sigaddset(&defaults, sig);
-    ::posix_spawnattr_setflags(
-        &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    ::posix_spawnattr_setpgroup(&attr, 0);  // its own group: a kill takes its children too
-    ::posix_spawnattr_setsigmask(&attr, &mask);
-    ::posix_spawnattr_setsigdefault(&attr, &defaults);
-
-    pid_t pid = -1;
-    const int rc =
-        ::posix_spawn(&pid, spec_.command[0].c_str(), &actions, &attr, argv.data(), envp.data());
-    ::posix_spawn_file_actions_destroy(&actions);
-    ::posix_spawnattr_destroy(&attr);
+    SpawnRequest request;
+    request.path = spec_.command[0].c_str();
+    request.argv = argv.data();
+    request.envp = envp.data();
+    request.cwd = spec_.task_root.c_str();
+    request.output_fd = out[1];
+    request.run_as = spec_.run_as ? &*spec_.run_as : nullptr;
+    const auto spawned = spawnProcess(request);
     ::close(out[1]);
-    if (rc != 0) {
+    if (!spawned) {
       ::close(out[0]);
       // Once per failure streak step: the backoff bounds how often this is logged.
-      spdlog::error("lambda {}: cannot start {}: {}", spec_.function_name, spec_.command[0],
-                    errnoText(rc));
+      spdlog::error("lambda {}: cannot start {}{}: {}", spec_.function_name, spec_.command[0],
+                    spec_.run_as ? " as " + spec_.run_as->user : "", spawned.error().message);
       failure(metrics_.restart_spawn_error);
       maintain();
       return false;
     }
+    const pid_t pid = *spawned;
     proc->pid = pid;
     proc->spawned = Clock::now();
     proc->idle_since = proc->spawned;
@@ -651,7 +636,11 @@ class PoolCore final {
       }
     };
     inherit("PATH", "/usr/local/bin:/usr/bin:/bin");
-    inherit("HOME", nullptr);
+    if (spec_.run_as) {
+      if (!spec_.run_as->home.empty()) env["HOME"] = spec_.run_as->home;
+    } else {
+      inherit("HOME", nullptr);
+    }
     inherit("LANG", "C.UTF-8");
     env["TZ"] = ":UTC";
     env["AWS_REGION"] = spec_.region;
@@ -1274,6 +1263,10 @@ std::string LocalSpec::key() const {
   add(region);
   add(account_id);
   add(command_stamp);
+  if (run_as) {
+    k += fmt::format("|as{}:{}:{}", run_as->uid, run_as->gid, fmt::join(run_as->groups, ","));
+    add(run_as->home);
+  }
   return k;
 }
 
@@ -1395,6 +1388,95 @@ std::optional<std::string> searchPath(const std::string& program, const std::str
     if (executable(candidate)) return candidate;
   }
   return std::nullopt;
+}
+
+// `user:` and `group:`: the account the processes run as, resolved now (getpwnam,
+// getgrnam, getgrouplist) so the spawned child never asks NSS. Switching users needs root:
+// without it, a `user:` or `group:` other than portcullis' own is an error.
+std::optional<RunAs> readRunAs(config::FunctionSource& source, bool& ok) {
+  config::Diagnostics& diag = source.diag;
+  const std::string& what = source.what;
+  const auto user_node = source.map.get("user");
+  const auto group_node = source.map.get("group");
+  if (!user_node.IsDefined()) {
+    if (group_node.IsDefined()) {
+      diag.error(group_node, what + ".group needs 'user': the account to run the function as");
+      ok = false;
+    }
+    return std::nullopt;
+  }
+  const auto user = config::readString(diag, user_node, what + ".user");
+  if (!user) {
+    ok = false;
+    return std::nullopt;
+  }
+  RunAs as;
+  as.user = *user;
+  // getpwnam_r/getgrnam_r with buffers that grow: entries may be long (LDAP groups).
+  std::vector<char> buf(16 * 1024);
+  passwd pw{};
+  passwd* found_pw = nullptr;
+  while (::getpwnam_r(user->c_str(), &pw, buf.data(), buf.size(), &found_pw) == ERANGE &&
+         buf.size() < (1u << 20)) {
+    buf.resize(buf.size() * 2);
+  }
+  if (found_pw == nullptr) {
+    diag.error(user_node, fmt::format("{}.user: no user named '{}' on this machine", what, *user));
+    ok = false;
+    return std::nullopt;
+  }
+  as.uid = pw.pw_uid;
+  as.gid = pw.pw_gid;
+  as.home = pw.pw_dir != nullptr ? pw.pw_dir : "";
+  if (group_node.IsDefined()) {
+    const auto group_name = config::readString(diag, group_node, what + ".group");
+    if (!group_name) {
+      ok = false;
+      return std::nullopt;
+    }
+    struct group gr {};
+    struct group* found_gr = nullptr;
+    while (::getgrnam_r(group_name->c_str(), &gr, buf.data(), buf.size(), &found_gr) == ERANGE &&
+           buf.size() < (1u << 20)) {
+      buf.resize(buf.size() * 2);
+    }
+    if (found_gr == nullptr) {
+      diag.error(group_node,
+                 fmt::format("{}.group: no group named '{}' on this machine", what, *group_name));
+      ok = false;
+      return std::nullopt;
+    }
+    as.group = *group_name;
+    as.gid = gr.gr_gid;
+  } else {
+    struct group gr {};
+    struct group* primary = nullptr;
+    while (::getgrgid_r(as.gid, &gr, buf.data(), buf.size(), &primary) == ERANGE &&
+           buf.size() < (1u << 20)) {
+      buf.resize(buf.size() * 2);
+    }
+    as.group = primary != nullptr ? primary->gr_name : std::to_string(as.gid);
+  }
+  // The user's supplementary groups, as a login would have them, plus the primary one.
+  int count = 32;
+  std::vector<gid_t> groups(static_cast<std::size_t>(count));
+  while (::getgrouplist(user->c_str(), as.gid, groups.data(), &count) < 0 && count < 65536) {
+    groups.resize(static_cast<std::size_t>(count) * 2);
+    count = static_cast<int>(groups.size());
+  }
+  groups.resize(static_cast<std::size_t>(std::max(count, 0)));
+  std::sort(groups.begin(), groups.end());
+  groups.erase(std::unique(groups.begin(), groups.end()), groups.end());
+  as.groups = std::move(groups);
+
+  if (::geteuid() != 0 && (as.uid != ::geteuid() || as.gid != ::getegid())) {
+    diag.error(user_node, fmt::format("{}.user: running the function as {}:{} needs portcullis to "
+                                      "run as root (it runs as uid {})",
+                                      what, as.user, as.group, ::geteuid()));
+    ok = false;
+    return std::nullopt;
+  }
+  return as;
 }
 
 }  // namespace
@@ -1549,6 +1631,10 @@ std::shared_ptr<const engine::Function> compileLocal(config::FunctionSource& sou
       ok = false;
     }
   }
+
+  spec.run_as = readRunAs(source, ok);
+  // Already that user (an unprivileged portcullis naming itself): nothing to switch.
+  if (spec.run_as && ::geteuid() != 0) spec.run_as.reset();
 
   auto options = readLambdaOptions(source);
   if (!options || !ok) return nullptr;
