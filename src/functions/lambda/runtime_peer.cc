@@ -11,6 +11,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -75,8 +76,8 @@ bool holdsSocket(pid_t pid, const std::string& link) {
 
 }  // namespace
 
-std::optional<PeerSocket> findPeerSocket(std::uint32_t local_addr, std::uint16_t local_port,
-                                         std::uint32_t peer_addr, std::uint16_t peer_port) {
+std::optional<PeerSocket> findPeerSocketByDiag(std::uint32_t local_addr, std::uint16_t local_port,
+                                               std::uint32_t peer_addr, std::uint16_t peer_port) {
   Fd fd(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
   if (fd.get() < 0) return std::nullopt;
 
@@ -125,6 +126,43 @@ std::optional<PeerSocket> findPeerSocket(std::uint32_t local_addr, std::uint16_t
     return PeerSocket{static_cast<uid_t>(msg->idiag_uid), static_cast<ino_t>(msg->idiag_inode)};
   }
   return std::nullopt;
+}
+
+std::optional<PeerSocket> findPeerSocketInProcNet(std::uint32_t local_addr,
+                                                  std::uint16_t local_port, std::uint32_t peer_addr,
+                                                  std::uint16_t peer_port) {
+  // "sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode …", each
+  // address as the kernel prints it: the raw (network order) word in hex, then the port.
+  std::FILE* file = std::fopen("/proc/net/tcp", "re");
+  if (file == nullptr) return std::nullopt;
+  std::array<char, 32> want_local;
+  std::array<char, 32> want_remote;
+  std::snprintf(want_local.data(), want_local.size(), "%08X:%04X", peer_addr, peer_port);
+  std::snprintf(want_remote.data(), want_remote.size(), "%08X:%04X", local_addr, local_port);
+  std::optional<PeerSocket> found;
+  std::array<char, 512> line;
+  while (!found && std::fgets(line.data(), static_cast<int>(line.size()), file) != nullptr) {
+    std::array<char, 64> local{};
+    std::array<char, 64> remote{};
+    unsigned uid = 0;
+    unsigned long inode = 0;
+    if (std::sscanf(line.data(), " %*u: %63s %63s %*s %*s %*s %*s %u %*u %lu", local.data(),
+                    remote.data(), &uid, &inode) == 4 &&
+        std::strcmp(local.data(), want_local.data()) == 0 &&
+        std::strcmp(remote.data(), want_remote.data()) == 0) {
+      found = PeerSocket{static_cast<uid_t>(uid), static_cast<ino_t>(inode)};
+    }
+  }
+  std::fclose(file);
+  return found;
+}
+
+std::optional<PeerSocket> findPeerSocket(std::uint32_t local_addr, std::uint16_t local_port,
+                                         std::uint32_t peer_addr, std::uint16_t peer_port) {
+  if (auto found = findPeerSocketByDiag(local_addr, local_port, peer_addr, peer_port)) {
+    return found;
+  }
+  return findPeerSocketInProcNet(local_addr, local_port, peer_addr, peer_port);
 }
 
 pid_t processGroupOf(pid_t pid) {

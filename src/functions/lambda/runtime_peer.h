@@ -16,9 +16,10 @@
 // Both ends are on this host, so the kernel knows the peer's socket: NETLINK_SOCK_DIAG
 // (inet_diag, the interface `ss` uses) looks it up by its address and port and returns its
 // owner (the uid that created it) and inode, in one exact lookup instead of a walk of
-// /proc/net/tcp. The inode is then looked for among the descriptors of the group's
-// processes in /proc/PID/fd. No call here throws; they block briefly (a netlink round trip,
-// a walk of /proc) and are meant for the pool's own thread, once per accepted connection.
+// /proc/net/tcp (the fallback where netlink is not allowed). The inode is then looked for among the
+// descriptors of the group's processes in /proc/PID/fd. No call here throws; they block briefly (a
+// netlink round trip, a walk of /proc) and are meant for the pool's own thread, once per accepted
+// connection.
 namespace portcullis::functions::lambda {
 
 // The peer's socket as the kernel sees it.
@@ -28,10 +29,17 @@ struct PeerSocket {
 };
 
 // Looks up the TCP socket connected from `peer_addr:peer_port` to `local_addr:local_port`
-// (IPv4, addresses in network byte order, ports in host order). Empty when there is none
-// (the peer has gone) or when sock_diag is not available.
+// (IPv4, addresses in network byte order, ports in host order): through sock_diag, else
+// (no netlink, e.g. a seccomp filter, or not found there) in /proc/net/tcp. Empty when
+// there is none: the peer has gone.
 std::optional<PeerSocket> findPeerSocket(std::uint32_t local_addr, std::uint16_t local_port,
                                          std::uint32_t peer_addr, std::uint16_t peer_port);
+// The two ways, apart (tests).
+std::optional<PeerSocket> findPeerSocketByDiag(std::uint32_t local_addr, std::uint16_t local_port,
+                                               std::uint32_t peer_addr, std::uint16_t peer_port);
+std::optional<PeerSocket> findPeerSocketInProcNet(std::uint32_t local_addr,
+                                                  std::uint16_t local_port, std::uint32_t peer_addr,
+                                                  std::uint16_t peer_port);
 
 // A process of process group `pgid` whose descriptor table holds socket `inode`, or -1.
 // The group's leader is looked at first (most runtimes hold their own connections), then
