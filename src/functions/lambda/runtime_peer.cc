@@ -9,16 +9,21 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 namespace portcullis::functions::lambda {
 
 namespace {
+
+// Processes of a function's tree looked at before the walk of all of /proc.
+constexpr std::size_t kMaxTree = 256;
 
 // A file descriptor closed on scope exit.
 class Fd final {
@@ -72,6 +77,33 @@ bool holdsSocket(pid_t pid, const std::string& link) {
     }
   }
   return false;
+}
+
+// Appends the children of every thread of `pid` (/proc/PID/task/TID/children, present
+// when the kernel has CONFIG_PROC_CHILDREN, as Debian's does; without it the caller's walk
+// of /proc finds them).
+void appendChildren(pid_t pid, std::vector<pid_t>& out) {
+  const std::string tasks_path = "/proc/" + std::to_string(pid) + "/task";
+  Dir tasks(::opendir(tasks_path.c_str()));
+  if (tasks.get() == nullptr) return;
+  std::array<char, 4096> buf;
+  while (const dirent* e = ::readdir(tasks.get())) {
+    if (!parsePid(e->d_name)) continue;
+    const std::string path = tasks_path + "/" + e->d_name + "/children";
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) continue;
+    const ssize_t n = ::read(fd.get(), buf.data(), buf.size() - 1);
+    if (n <= 0) continue;
+    buf[static_cast<std::size_t>(n)] = '\0';
+    char* cursor = buf.data();
+    for (;;) {
+      char* end = nullptr;
+      const long child = std::strtol(cursor, &end, 10);
+      if (end == cursor) break;
+      if (child > 0) out.push_back(static_cast<pid_t>(child));
+      cursor = end;
+    }
+  }
 }
 
 }  // namespace
@@ -186,12 +218,20 @@ pid_t processGroupOf(pid_t pid) {
 pid_t findSocketHolder(ino_t inode, pid_t pgid) {
   if (inode == 0 || pgid <= 0) return -1;
   const std::string link = "socket:[" + std::to_string(inode) + "]";
-  if (processGroupOf(pgid) == pgid && holdsSocket(pgid, link)) return pgid;
+  // The leader's descendants first, breadth-first: a handful of processes (a shell
+  // runtime's subshell and curl), where a walk of all of /proc costs tens of milliseconds
+  // on a busy machine.
+  std::vector<pid_t> tree{pgid};
+  for (std::size_t i = 0; i < tree.size() && i < kMaxTree; ++i) {
+    if (processGroupOf(tree[i]) == pgid && holdsSocket(tree[i], link)) return tree[i];
+    appendChildren(tree[i], tree);
+  }
+  // Then every process: a member of the group whose parent has exited is not in the tree.
   Dir proc(::opendir("/proc"));
   if (proc.get() == nullptr) return -1;
   while (const dirent* e = ::readdir(proc.get())) {
     const auto pid = parsePid(e->d_name);
-    if (!pid || *pid == pgid) continue;
+    if (!pid || std::find(tree.begin(), tree.end(), *pid) != tree.end()) continue;
     if (processGroupOf(*pid) == pgid && holdsSocket(*pid, link)) return *pid;
   }
   return -1;

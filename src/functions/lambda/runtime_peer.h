@@ -42,9 +42,10 @@ std::optional<PeerSocket> findPeerSocketInProcNet(std::uint32_t local_addr,
                                                   std::uint16_t peer_port);
 
 // A process of process group `pgid` whose descriptor table holds socket `inode`, or -1.
-// The group's leader is looked at first (most runtimes hold their own connections), then
-// every process in /proc. Needs to read the processes' /proc/PID/fd: root can; an
-// unprivileged portcullis can for processes of its own uid (not for non-dumpable ones).
+// The group's leader and its descendants are looked at first (most runtimes hold their own
+// connections; a shell runtime's curl is its grandchild), then every process in /proc. Needs to
+// read the processes' /proc/PID/fd: root can; an unprivileged portcullis can for processes of its
+// own uid (not for non-dumpable ones).
 pid_t findSocketHolder(ino_t inode, pid_t pgid);
 
 // The process group of `pid` (from /proc/PID/stat), or -1.
