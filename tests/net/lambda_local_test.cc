@@ -3,6 +3,9 @@
 // LambdaFunction — allow/deny/context, IAM policies per route, timeouts, crashes, garbage,
 // processes that never poll, a full queue, missing identity sources, reaping, and the
 // policy compiler's side (keys, errors, one pool shared across reloads).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -117,6 +120,61 @@ std::string ctxValue(const FunctionAnswer& a, const std::string& key) {
 
 bool processGone(pid_t pid) {
   return ::kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// AWS_LAMBDA_RUNTIME_API (127.0.0.1:PORT) from a process' environment.
+std::string runtimeApiOf(pid_t pid) {
+  const std::string env = readFile("/proc/" + std::to_string(pid) + "/environ");
+  const std::string key = std::string("AWS_LAMBDA_RUNTIME_API=");
+  std::size_t at = 0;
+  while (at < env.size()) {
+    const std::size_t end = std::min(env.find('\0', at), env.size());
+    if (env.compare(at, key.size(), key) == 0)
+      return env.substr(at + key.size(), end - at - key.size());
+    at = end + 1;
+  }
+  return "";
+}
+
+// Sends `request` over a new connection to `host_port` (127.0.0.1:PORT) from this test
+// process and returns the answer's status code, or 0 when none came within 10 s.
+int rawStatus(const std::string& host_port, const std::string& request) {
+  const auto colon = host_port.rfind(':');
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(std::stoi(host_port.substr(colon + 1))));
+  ::inet_pton(AF_INET, host_port.substr(0, colon).c_str(), &addr.sin_addr);
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  int status = 0;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(request.size())) {
+    std::string got;
+    char buf[512];
+    while (got.find("\r\n") == std::string::npos) {
+      const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+      if (n <= 0) break;
+      got.append(buf, static_cast<std::size_t>(n));
+    }
+    if (got.starts_with("HTTP/1.1 ") && got.size() >= 12) status = std::stoi(got.substr(9, 3));
+  }
+  ::close(fd);
+  return status;
+}
+
+std::string metricLine(const std::string& series) {
+  const std::string all = metricsRegistry().render();
+  const auto at = all.find(series + " ");
+  if (at == std::string::npos) return "<absent>";
+  return all.substr(at, all.find('\n', at) - at);
 }
 
 TEST(LambdaLocal, AllowDenyAndContextFromANodeHandler) {
@@ -393,6 +451,119 @@ TEST(LambdaLocal, ScalesUpToConcurrencyOnDemand) {
   EXPECT_EQ(fx.pool->status().pids.size(), 3u);
 }
 
+TEST(LambdaLocal, ASecondConcurrentPollIsRefusedAndTheFunctionKeepsItsEvents) {
+  Fixture fx(nodeSpec("t-node-second-poll", 3s));
+  char tmpl[] = "/tmp/portcullis-poll-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  const std::string trigger = dir + "/trigger";
+  const std::string result = dir + "/result";
+  auto req = makeRequest("second-poll");
+  req.headers.add("x-trigger-file", trigger);
+  req.headers.add("x-result-file", result);
+  auto first = callSync(*fx.function, std::move(req));
+  ASSERT_EQ(first.answer.outcome, Outcome::kAllow) << first.answer.reason;
+  const std::string pid = ctxValue(first.answer, "pid");
+
+  // The runtime's own `next` waits; then the handler's second one, from the same process.
+  ASSERT_TRUE(waitFor([&] { return fx.pool->status().polling == 1; }, 30s));
+  std::ofstream(trigger) << "go";
+  ASSERT_TRUE(waitFor([&] { return !readFile(result).empty(); }, 30s))
+      << "the second poll got no answer: it was taken as the process' poll";
+  EXPECT_EQ(readFile(result), "409");
+
+  // The event goes to the runtime's own poll, and the process is the same one.
+  auto second = callSync(*fx.function, makeRequest("allow"));
+  EXPECT_EQ(second.answer.outcome, Outcome::kAllow) << second.answer.reason;
+  EXPECT_EQ(ctxValue(second.answer, "pid"), pid);
+  EXPECT_EQ(fx.pool->status().restarts, 0u);
+  EXPECT_EQ(
+      metricLine(
+          R"(portcullis_lambda_runtime_api_refused_total{function="t-node-second-poll",reason="concurrent_poll"})"),
+      R"(portcullis_lambda_runtime_api_refused_total{function="t-node-second-poll",reason="concurrent_poll"} 1)");
+  std::filesystem::remove_all(dir);
+}
+
+TEST(LambdaLocal, PeersOutsideTheFunctionsProcessGroupAreRefused) {
+  Fixture fx(bashSpec("t-bash-peer", 3s));
+  ASSERT_TRUE(waitFor(
+      [&] {
+        const auto s = fx.pool->status();
+        return s.pids.size() == 1 && s.polling == 1;
+      },
+      30s));
+  const pid_t pid = fx.pool->status().pids.at(0);
+  const std::string api = runtimeApiOf(pid);
+  ASSERT_FALSE(api.empty());
+  // This test process runs as the function's uid, but is not in its process group.
+  EXPECT_EQ(rawStatus(api, "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n"),
+            403);
+  EXPECT_EQ(rawStatus(api,
+                      "POST /2018-06-01/runtime/invocation/0123-abcd/response HTTP/1.1\r\n"
+                      "Host: x\r\nContent-Length: 21\r\n\r\n{\"isAuthorized\":true}"),
+            403);
+  auto a = callSync(*fx.function, makeRequest("allow"));
+  EXPECT_EQ(a.answer.outcome, Outcome::kAllow) << a.answer.reason;
+  EXPECT_EQ(ctxValue(a.answer, "pid"), std::to_string(pid));
+  EXPECT_EQ(
+      metricLine(
+          R"(portcullis_lambda_runtime_api_refused_total{function="t-bash-peer",reason="other_process"})"),
+      R"(portcullis_lambda_runtime_api_refused_total{function="t-bash-peer",reason="other_process"} 2)");
+}
+
+TEST(LambdaLocal, RunsAsTheConfiguredUser) {
+  if (::geteuid() != 0) GTEST_SKIP() << "running a function as another user needs root";
+  const passwd* pw = ::getpwnam("nobody");
+  ASSERT_NE(pw, nullptr);
+  auto spec = bashSpec("t-bash-nobody", 3s);
+  RunAs as;
+  as.user = "nobody";
+  as.group = "nobody's";
+  as.uid = pw->pw_uid;
+  as.gid = pw->pw_gid;
+  as.groups = {pw->pw_gid};
+  spec.run_as = as;
+  Fixture fx(spec);
+  auto a = callSync(*fx.function, makeRequest("allow"));
+  ASSERT_EQ(a.answer.outcome, Outcome::kAllow) << a.answer.reason;
+  EXPECT_EQ(ctxValue(a.answer, "uid"), std::to_string(pw->pw_uid));
+  const std::string status = readFile("/proc/" + ctxValue(a.answer, "pid") + "/status");
+  EXPECT_NE(status.find("\nGid:\t" + std::to_string(pw->pw_gid) + "\t"), std::string::npos)
+      << status;
+  EXPECT_NE(status.find("\nGroups:\t" + std::to_string(pw->pw_gid) + " \n"), std::string::npos)
+      << status;
+  // Its own connections pass the peer check as that uid.
+  EXPECT_EQ(
+      metricLine(
+          R"(portcullis_lambda_runtime_api_refused_total{function="t-bash-nobody",reason="other_user"})"),
+      R"(portcullis_lambda_runtime_api_refused_total{function="t-bash-nobody",reason="other_user"} 0)");
+}
+
+TEST(LambdaLocal, AnAccountThatCannotEnterTheTaskRootIsAFailedStart) {
+  if (::geteuid() != 0) GTEST_SKIP() << "running a function as another user needs root";
+  const passwd* pw = ::getpwnam("nobody");
+  ASSERT_NE(pw, nullptr);
+  char tmpl[] = "/tmp/portcullis-private-XXXXXX";  // 0700, root's: nobody may not enter
+  const std::string dir = ::mkdtemp(tmpl);
+  auto spec = bashSpec("t-bash-nobody-denied", 300ms);
+  spec.task_root = dir;
+  RunAs as;
+  as.user = "nobody";
+  as.uid = pw->pw_uid;
+  as.gid = pw->pw_gid;
+  as.groups = {pw->pw_gid};
+  spec.run_as = as;
+  Fixture fx(spec);
+  auto a = callSync(*fx.function, makeRequest("allow"));
+  EXPECT_EQ(a.answer.outcome, Outcome::kError);
+  EXPECT_EQ(a.answer.error, Reason::kFunctionTimeout) << a.answer.reason;
+  EXPECT_TRUE(fx.pool->status().pids.empty()) << "the child that failed was reaped";
+  const std::string line = metricLine(
+      R"(portcullis_lambda_process_restarts_total{function="t-bash-nobody-denied",reason="spawn_error"})");
+  ASSERT_NE(line.find("} "), std::string::npos) << line;
+  EXPECT_GE(std::stoi(line.substr(line.find("} ") + 2)), 1) << line;
+  std::filesystem::remove_all(dir);
+}
+
 TEST(LambdaLocal, DestroyingThePoolKillsAndReapsEveryProcess) {
   auto spec = bashSpec("t-bash-stop", 2s);
   spec.concurrency = 3;
@@ -509,6 +680,43 @@ TEST_F(LambdaLocalConfig, BadKeysAreLocatedErrors) {
   auto no_command = load("  f:\n    runtime: lambda-local\n");
   EXPECT_FALSE(no_command.snapshot);
   EXPECT_NE(errors(no_command).find("needs a 'command'"), std::string::npos) << errors(no_command);
+}
+
+TEST_F(LambdaLocalConfig, UserAndGroup) {
+  const std::string head = "  f:\n    runtime: lambda-local\n    command: [" + kBashFake + "]\n";
+  auto no_user = load(head + "    user: no-such-user-pcx\n");
+  EXPECT_FALSE(no_user.snapshot);
+  EXPECT_NE(errors(no_user).find("p.yaml:6:11: functions.f.user: no user named 'no-such-user-pcx'"),
+            std::string::npos)
+      << errors(no_user);
+  auto no_group = load(head + "    user: nobody\n    group: no-such-group-pcx\n");
+  EXPECT_FALSE(no_group.snapshot);
+  EXPECT_NE(
+      errors(no_group).find("p.yaml:7:12: functions.f.group: no group named 'no-such-group-pcx'"),
+      std::string::npos)
+      << errors(no_group);
+  auto group_only = load(head + "    group: nogroup\n");
+  EXPECT_FALSE(group_only.snapshot);
+  EXPECT_NE(errors(group_only).find("p.yaml:6:12: functions.f.group needs 'user'"),
+            std::string::npos)
+      << errors(group_only);
+
+  const passwd* pw = ::getpwnam("nobody");
+  ASSERT_NE(pw, nullptr);
+  auto ok = load(head + "    user: nobody\n    group: root\n");
+  if (::geteuid() != 0) {
+    EXPECT_FALSE(ok.snapshot);
+    EXPECT_NE(errors(ok).find("needs portcullis to run as root"), std::string::npos) << errors(ok);
+    return;
+  }
+  ASSERT_TRUE(ok.snapshot) << errors(ok);
+  const auto* f = dynamic_cast<const LambdaFunction*>(ok.snapshot->function("f"));
+  ASSERT_NE(f, nullptr);
+  const auto& spec = dynamic_cast<const LocalPool&>(*f->invoker()).spec();
+  ASSERT_TRUE(spec.run_as.has_value());
+  EXPECT_EQ(spec.run_as->uid, pw->pw_uid);
+  EXPECT_EQ(spec.run_as->gid, 0u);  // `group: root`
+  EXPECT_EQ(spec.run_as->home, pw->pw_dir);
 }
 
 }  // namespace

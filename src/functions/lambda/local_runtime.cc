@@ -1,15 +1,20 @@
 #include "functions/lambda/local_runtime.h"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -35,13 +40,14 @@
 #include <future>
 #include <list>
 #include <map>
-#include <random>
 
 #include "audit/metrics.h"
 #include "common/strings.h"
 #include "config/yaml_reader.h"
 #include "functions/lambda/lambda_function.h"
+#include "functions/lambda/process_spawn.h"
 #include "functions/lambda/runtime.h"
+#include "functions/lambda/runtime_peer.h"
 
 extern char** environ;
 
@@ -70,6 +76,10 @@ constexpr auto kBackoffMax = 5000ms;
 constexpr auto kTick = 1s;
 constexpr auto kWriteTimeout = 5s;
 constexpr auto kReapWait = 2s;
+// Refused Runtime API connections: answered at most this many at once (the others are
+// closed unanswered), logged at most once per interval with a count of the others.
+constexpr std::size_t kMaxRefusing = 16;
+constexpr auto kRefusalLogInterval = 5s;
 
 std::string errnoText(int err) {
   return std::strerror(err);
@@ -162,7 +172,27 @@ struct PoolMetrics {
         "portcullis_lambda_invocation_duration_seconds",
         "lambda-local warm invocations: event handed to the process to its answer",
         {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}, label);
+    const auto refused = [&](const char* reason) {
+      return &m.counter("portcullis_lambda_runtime_api_refused_total",
+                        "Connections and requests refused by a lambda-local Runtime API, by "
+                        "reason (other_user, other_process, unknown_peer, concurrent_poll)",
+                        label + ",reason=\"" + reason + "\"");
+    };
+    refused_other_user = refused("other_user");
+    refused_other_process = refused("other_process");
+    refused_unknown_peer = refused("unknown_peer");
+    refused_concurrent_poll = refused("concurrent_poll");
     cells = gaugeCells(m, function);
+  }
+  audit::Counter* refusedFor(PeerVerdict verdict) const {
+    switch (verdict) {
+      case PeerVerdict::kOtherUser:
+        return refused_other_user;
+      case PeerVerdict::kOtherProcess:
+        return refused_other_process;
+      default:
+        return refused_unknown_peer;
+    }
   }
   audit::Counter *ok, *function_error, *timeout, *process_exit, *overloaded, *error;
   audit::Counter* overflow;
@@ -170,6 +200,8 @@ struct PoolMetrics {
       *restart_spawn_error;
   audit::Histogram* cold_start;
   audit::Histogram* duration;
+  audit::Counter *refused_other_user, *refused_other_process, *refused_unknown_peer,
+      *refused_concurrent_poll;
   std::shared_ptr<GaugeCells> cells;
 };
 
@@ -274,7 +306,7 @@ class PoolCore final {
         metrics_(spec.function_name),
         tick_(io),
         backoff_timer_(io),
-        rng_(std::random_device{}()) {
+        function_uid_(spec.run_as ? spec.run_as->uid : ::geteuid()) {
     arn_ = fmt::format("arn:aws:lambda:{}:{}:function:{}", spec_.region, spec_.account_id,
                        spec_.function_name);
   }
@@ -293,13 +325,20 @@ class PoolCore final {
   void enqueue(std::string payload, std::chrono::milliseconds timeout, InvokeDone done,
                Clock::time_point enqueued) {
     auto inv = std::make_shared<Invocation>(io);
-    inv->id = uuid();
+    inv->id = uuid().value_or("");
     inv->payload = std::move(payload);
     inv->done = std::move(done);
     inv->timeout = timeout;
     metrics_.cells->queued.fetch_add(1);
     if (stopping_) {
       complete(inv, InvokeResult::failure(Reason::kFunctionError, "the function is stopping"),
+               metrics_.error);
+      return;
+    }
+    if (inv->id.empty()) {
+      complete(inv,
+               InvokeResult::failure(Reason::kFunctionError,
+                                     "no request id: the random generator failed"),
                metrics_.error);
       return;
     }
@@ -359,6 +398,7 @@ class PoolCore final {
       s.pids.push_back(p->pid);
       if (p->state == Proc::State::kStarting) ++s.starting;
       if (p->state == Proc::State::kBusy) ++s.busy;
+      if (p->poller) ++s.polling;
     }
     s.queued = queue_.size();
     s.spawned = spawned_;
@@ -548,43 +588,25 @@ class PoolCore final {
       argv.push_back(a.data());
     argv.push_back(nullptr);
 
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attr;
-    ::posix_spawn_file_actions_init(&actions);
-    ::posix_spawnattr_init(&attr);
-    ::posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-    ::posix_spawn_file_actions_adddup2(&actions, out[1], 2);
-    ::posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    ::posix_spawn_file_actions_addchdir_np(&actions, spec_.task_root.c_str());
-    // Nothing else crosses over: not the listeners, not the clients' connections.
-    ::posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    for (int sig : {SIGPIPE, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGCHLD})
-      sigaddset(&defaults, sig);
-    ::posix_spawnattr_setflags(
-        &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    ::posix_spawnattr_setpgroup(&attr, 0);  // its own group: a kill takes its children too
-    ::posix_spawnattr_setsigmask(&attr, &mask);
-    ::posix_spawnattr_setsigdefault(&attr, &defaults);
-
-    pid_t pid = -1;
-    const int rc =
-        ::posix_spawn(&pid, spec_.command[0].c_str(), &actions, &attr, argv.data(), envp.data());
-    ::posix_spawn_file_actions_destroy(&actions);
-    ::posix_spawnattr_destroy(&attr);
+    SpawnRequest request;
+    request.path = spec_.command[0].c_str();
+    request.argv = argv.data();
+    request.envp = envp.data();
+    request.cwd = spec_.task_root.c_str();
+    request.output_fd = out[1];
+    request.run_as = spec_.run_as ? &*spec_.run_as : nullptr;
+    const auto spawned = spawnProcess(request);
     ::close(out[1]);
-    if (rc != 0) {
+    if (!spawned) {
       ::close(out[0]);
       // Once per failure streak step: the backoff bounds how often this is logged.
-      spdlog::error("lambda {}: cannot start {}: {}", spec_.function_name, spec_.command[0],
-                    errnoText(rc));
+      spdlog::error("lambda {}: cannot start {}{}: {}", spec_.function_name, spec_.command[0],
+                    spec_.run_as ? " as " + spec_.run_as->user : "", spawned.error().message);
       failure(metrics_.restart_spawn_error);
       maintain();
       return false;
     }
+    const pid_t pid = *spawned;
     proc->pid = pid;
     proc->spawned = Clock::now();
     proc->idle_since = proc->spawned;
@@ -622,7 +644,11 @@ class PoolCore final {
       }
     };
     inherit("PATH", "/usr/local/bin:/usr/bin:/bin");
-    inherit("HOME", nullptr);
+    if (spec_.run_as) {
+      if (!spec_.run_as->home.empty()) env["HOME"] = spec_.run_as->home;
+    } else {
+      inherit("HOME", nullptr);
+    }
     inherit("LANG", "C.UTF-8");
     env["TZ"] = ":UTC";
     env["AWS_REGION"] = spec_.region;
@@ -769,6 +795,10 @@ class PoolCore final {
         co_await pause.async_wait(kNoThrow);
         continue;
       }
+      if (const PeerCheck peer = checkPeer(*proc, socket); peer.verdict != PeerVerdict::kAccepted) {
+        refuse(*proc, std::move(socket), peer);
+        continue;
+      }
       if (proc->liveConnections() >= kMaxConnectionsPerProcess) {
         beast::error_code ignored;
         socket.close(ignored);
@@ -781,6 +811,89 @@ class PoolCore final {
       proc->conns.push_back(conn);
       asio::co_spawn(io, serve(proc, conn), asio::detached);
     }
+  }
+
+  // Who connected: only the process, or another of its group, running as the function's
+  // uid, may talk to its Runtime API (runtime_peer.h). A path secret in
+  // AWS_LAMBDA_RUNTIME_API (`127.0.0.1:PORT/SECRET`) was not used: the variable is
+  // `host:port` by contract, and runtimes that parse it as such (Java's and Rust's runtime
+  // clients) would break; the kernel's answer about the peer needs nothing from the runtime.
+  PeerCheck checkPeer(const Proc& proc, const tcp::socket& socket) {
+    beast::error_code ec_local;
+    beast::error_code ec_remote;
+    const auto local = socket.local_endpoint(ec_local);
+    const auto remote = socket.remote_endpoint(ec_remote);
+    if (ec_local || ec_remote || !local.address().is_v4() || !remote.address().is_v4()) {
+      return PeerCheck{};  // kUnknownPeer
+    }
+    return checkRuntimePeer(htonl(local.address().to_v4().to_uint()), local.port(),
+                            htonl(remote.address().to_v4().to_uint()), remote.port(), function_uid_,
+                            proc.pid);
+  }
+
+  // Counts and logs a refused peer, and answers it 403 (bounded: past kMaxRefusing at once,
+  // connections are closed unanswered).
+  void refuse(const Proc& proc, tcp::socket socket, const PeerCheck& peer) {
+    metrics_.refusedFor(peer.verdict)->inc();
+    beast::error_code ec;
+    const auto remote = socket.remote_endpoint(ec);
+    logRefusal(fmt::format(
+        "refused a Runtime API connection to process {} from {}:{} (uid {}{}): "
+        "{}",
+        proc.pid, ec ? "?" : remote.address().to_string(), ec ? 0 : remote.port(),
+        peer.uid == static_cast<uid_t>(-1) ? std::string("unknown") : std::to_string(peer.uid),
+        peer.pid > 0 ? fmt::format(", pid {}", peer.pid) : std::string(),
+        peerVerdictName(peer.verdict)));
+    if (refusing_ >= kMaxRefusing) {
+      socket.close(ec);
+      return;
+    }
+    ::fcntl(socket.native_handle(), F_SETFD, FD_CLOEXEC);
+    asio::co_spawn(io, answerRefused(std::move(socket)), asio::detached);
+  }
+
+  // At most one line per kRefusalLogInterval, with how many were not logged since: a local
+  // user hammering the port cannot flood the operator's log.
+  void logRefusal(const std::string& what) {
+    const auto now = Clock::now();
+    if (refusal_logged_once_ && now - refusal_logged_at_ < kRefusalLogInterval) {
+      ++refusals_unlogged_;
+      return;
+    }
+    spdlog::warn("lambda {}: {}{}", spec_.function_name, what,
+                 refusals_unlogged_ > 0
+                     ? fmt::format(" ({} more refusals not logged)", refusals_unlogged_)
+                     : "");
+    refusal_logged_once_ = true;
+    refusal_logged_at_ = now;
+    refusals_unlogged_ = 0;
+  }
+
+  asio::awaitable<void> answerRefused(tcp::socket socket) {
+    ++refusing_;
+    beast::tcp_stream stream(std::move(socket));
+    beast::flat_buffer buffer;
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(kMaxHeader));
+    parser.body_limit(64 * 1024);
+    // Read the request first: closing on unread bytes would reset the connection before
+    // the client sees the answer.
+    stream.expires_after(kWriteTimeout);
+    auto [read_ec, n] = co_await http::async_read(stream, buffer, parser, kNoThrow);
+    (void)n;
+    if (!read_ec) {
+      auto res = jsonResponse(
+          http::status::forbidden, parser.get().version(), false,
+          errorBody("AccessDenied", "this Runtime API serves only its function's own processes"));
+      stream.expires_after(kWriteTimeout);
+      auto [write_ec, w] = co_await http::async_write(stream, res, kNoThrow);
+      (void)write_ec;
+      (void)w;
+    }
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream.socket().close(ignored);
+    --refusing_;
   }
 
   asio::awaitable<void> serve(std::shared_ptr<Proc> proc, std::shared_ptr<Conn> conn) {
@@ -860,6 +973,15 @@ class PoolCore final {
     }
     if (proc->poller == conn) proc->poller.reset();
     conn->close();
+  }
+
+  // True while a waiting `next` still waits: its connection is open and the runtime sent
+  // nothing more on it (anything readable means it gave up on that request).
+  static bool stillPolling(Conn& conn) {
+    pollfd p{};
+    p.fd = conn.stream.socket().native_handle();
+    p.events = POLLIN | POLLRDHUP;
+    return conn.stream.socket().is_open() && ::poll(&p, 1, 0) == 0;
   }
 
   // POST …/invocation/{id}/response, …/invocation/{id}/error, …/init/error.
@@ -947,6 +1069,17 @@ class PoolCore final {
   // there is one. Returns false when the connection is done.
   asio::awaitable<bool> next(std::shared_ptr<Proc> proc, std::shared_ptr<Conn> conn,
                              unsigned version, bool keep_alive) {
+    if (proc->poller && proc->poller != conn && stillPolling(*proc->poller)) {
+      // One poll per process: a second one is refused, never swapped in for the first
+      // (which would hand it the next event).
+      metrics_.refused_concurrent_poll->inc();
+      logRefusal(
+          fmt::format("refused a second concurrent invocation/next of process {}", proc->pid));
+      co_await writeAndClose(
+          conn, http::status::conflict,
+          errorBody("ConcurrentPoll", "another invocation/next of this process is waiting"));
+      co_return false;
+    }
     const auto now = Clock::now();
     if (proc->state == Proc::State::kStarting) {
       proc->timer.cancel();
@@ -964,7 +1097,8 @@ class PoolCore final {
     }
     proc->state = Proc::State::kReady;
     proc->idle_since = now;
-    if (proc->poller && proc->poller != conn) proc->poller->close();  // one poll per process
+    // A poll that is no longer waiting (its connection closed, or it sent more) gives way.
+    if (proc->poller && proc->poller != conn) proc->poller->close();
     proc->poller = conn;
     conn->assigned.reset();
     dispatch();
@@ -1062,12 +1196,11 @@ class PoolCore final {
     }
   }
 
-  std::string uuid() {
+  // A version 4 UUID from OpenSSL's CSPRNG: request ids name the invocation a POST answers,
+  // so they must not be predictable. Empty when the generator fails.
+  static std::optional<std::string> uuid() {
     std::array<std::uint8_t, 16> b;
-    for (std::size_t i = 0; i < b.size(); i += 8) {
-      const std::uint64_t r = rng_();
-      std::memcpy(b.data() + i, &r, 8);
-    }
+    if (::RAND_bytes(b.data(), static_cast<int>(b.size())) != 1) return std::nullopt;
     b[6] = static_cast<std::uint8_t>((b[6] & 0x0f) | 0x40);
     b[8] = static_cast<std::uint8_t>((b[8] & 0x3f) | 0x80);
     std::string out;
@@ -1078,13 +1211,16 @@ class PoolCore final {
     return out;
   }
 
-  std::string traceId() {
+  // An X-Ray style trace id (not a secret; random all the same, from the CSPRNG).
+  static std::string traceId() {
     const auto secs = std::chrono::duration_cast<std::chrono::seconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
+    std::array<std::uint64_t, 3> r{};
+    if (::RAND_bytes(reinterpret_cast<unsigned char*>(r.data()), sizeof(r)) != 1) r = {};
     return fmt::format("Root=1-{:08x}-{:016x}{:08x};Parent={:016x};Sampled=0",
-                       static_cast<std::uint32_t>(secs), rng_(), static_cast<std::uint32_t>(rng_()),
-                       rng_());
+                       static_cast<std::uint32_t>(secs), r[0], static_cast<std::uint32_t>(r[1]),
+                       r[2]);
   }
 
   const LocalSpec spec_;
@@ -1102,7 +1238,11 @@ class PoolCore final {
   std::uint64_t restarts_ = 0;
   std::uint64_t invocations_ = 0;
   LogLimiter limiter_;
-  std::mt19937_64 rng_;
+  const uid_t function_uid_;  // the uid a Runtime API peer must have
+  std::size_t refusing_ = 0;  // refused connections being answered
+  bool refusal_logged_once_ = false;
+  Clock::time_point refusal_logged_at_{};
+  std::uint64_t refusals_unlogged_ = 0;
 };
 
 // ---- LocalPool ----------------------------------------------------------------------------
@@ -1131,6 +1271,10 @@ std::string LocalSpec::key() const {
   add(region);
   add(account_id);
   add(command_stamp);
+  if (run_as) {
+    k += fmt::format("|as{}:{}:{}", run_as->uid, run_as->gid, fmt::join(run_as->groups, ","));
+    add(run_as->home);
+  }
   return k;
 }
 
@@ -1252,6 +1396,95 @@ std::optional<std::string> searchPath(const std::string& program, const std::str
     if (executable(candidate)) return candidate;
   }
   return std::nullopt;
+}
+
+// `user:` and `group:`: the account the processes run as, resolved now (getpwnam,
+// getgrnam, getgrouplist) so the spawned child never asks NSS. Switching users needs root:
+// without it, a `user:` or `group:` other than portcullis' own is an error.
+std::optional<RunAs> readRunAs(config::FunctionSource& source, bool& ok) {
+  config::Diagnostics& diag = source.diag;
+  const std::string& what = source.what;
+  const auto user_node = source.map.get("user");
+  const auto group_node = source.map.get("group");
+  if (!user_node.IsDefined()) {
+    if (group_node.IsDefined()) {
+      diag.error(group_node, what + ".group needs 'user': the account to run the function as");
+      ok = false;
+    }
+    return std::nullopt;
+  }
+  const auto user = config::readString(diag, user_node, what + ".user");
+  if (!user) {
+    ok = false;
+    return std::nullopt;
+  }
+  RunAs as;
+  as.user = *user;
+  // getpwnam_r/getgrnam_r with buffers that grow: entries may be long (LDAP groups).
+  std::vector<char> buf(16 * 1024);
+  passwd pw{};
+  passwd* found_pw = nullptr;
+  while (::getpwnam_r(user->c_str(), &pw, buf.data(), buf.size(), &found_pw) == ERANGE &&
+         buf.size() < (1u << 20)) {
+    buf.resize(buf.size() * 2);
+  }
+  if (found_pw == nullptr) {
+    diag.error(user_node, fmt::format("{}.user: no user named '{}' on this machine", what, *user));
+    ok = false;
+    return std::nullopt;
+  }
+  as.uid = pw.pw_uid;
+  as.gid = pw.pw_gid;
+  as.home = pw.pw_dir != nullptr ? pw.pw_dir : "";
+  if (group_node.IsDefined()) {
+    const auto group_name = config::readString(diag, group_node, what + ".group");
+    if (!group_name) {
+      ok = false;
+      return std::nullopt;
+    }
+    struct group gr {};
+    struct group* found_gr = nullptr;
+    while (::getgrnam_r(group_name->c_str(), &gr, buf.data(), buf.size(), &found_gr) == ERANGE &&
+           buf.size() < (1u << 20)) {
+      buf.resize(buf.size() * 2);
+    }
+    if (found_gr == nullptr) {
+      diag.error(group_node,
+                 fmt::format("{}.group: no group named '{}' on this machine", what, *group_name));
+      ok = false;
+      return std::nullopt;
+    }
+    as.group = *group_name;
+    as.gid = gr.gr_gid;
+  } else {
+    struct group gr {};
+    struct group* primary = nullptr;
+    while (::getgrgid_r(as.gid, &gr, buf.data(), buf.size(), &primary) == ERANGE &&
+           buf.size() < (1u << 20)) {
+      buf.resize(buf.size() * 2);
+    }
+    as.group = primary != nullptr ? primary->gr_name : std::to_string(as.gid);
+  }
+  // The user's supplementary groups, as a login would have them, plus the primary one.
+  int count = 32;
+  std::vector<gid_t> groups(static_cast<std::size_t>(count));
+  while (::getgrouplist(user->c_str(), as.gid, groups.data(), &count) < 0 && count < 65536) {
+    groups.resize(static_cast<std::size_t>(count) * 2);
+    count = static_cast<int>(groups.size());
+  }
+  groups.resize(static_cast<std::size_t>(std::max(count, 0)));
+  std::sort(groups.begin(), groups.end());
+  groups.erase(std::unique(groups.begin(), groups.end()), groups.end());
+  as.groups = std::move(groups);
+
+  if (::geteuid() != 0 && (as.uid != ::geteuid() || as.gid != ::getegid())) {
+    diag.error(user_node, fmt::format("{}.user: running the function as {}:{} needs portcullis to "
+                                      "run as root (it runs as uid {})",
+                                      what, as.user, as.group, ::geteuid()));
+    ok = false;
+    return std::nullopt;
+  }
+  return as;
 }
 
 }  // namespace
@@ -1406,6 +1639,10 @@ std::shared_ptr<const engine::Function> compileLocal(config::FunctionSource& sou
       ok = false;
     }
   }
+
+  spec.run_as = readRunAs(source, ok);
+  // Already that user (an unprivileged portcullis naming itself): nothing to switch.
+  if (spec.run_as && ::geteuid() != 0) spec.run_as.reset();
 
   auto options = readLambdaOptions(source);
   if (!options || !ok) return nullptr;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -14,6 +15,7 @@
 #include "config/functions.h"
 #include "engine/function.h"
 #include "functions/lambda/invoker.h"
+#include "functions/lambda/process_spawn.h"
 
 // `runtime: lambda-local`: portcullis hosts the AWS Lambda Runtime API (2018-06-01) on
 // loopback and runs the function's processes itself, so a Lambda authorizer written for
@@ -38,7 +40,8 @@ struct LocalSpec {
   std::chrono::milliseconds idle_stop{60'000};     // an idle process above `min` is stopped
   std::string region = "local";
   std::string account_id = "000000000000";
-  std::string command_stamp;  // the program file's identity: a new build means a new pool
+  std::string command_stamp;    // the program file's identity: a new build means a new pool
+  std::optional<RunAs> run_as;  // `user:`/`group:`; empty: portcullis' own user
 
   std::string key() const;
 };
@@ -52,25 +55,30 @@ struct PoolStatus {
   std::uint64_t spawned = 0;      // processes started since the pool was created
   std::uint64_t restarts = 0;     // processes replaced after a failure
   std::uint64_t invocations = 0;  // invocations handed to a process
+  unsigned polling = 0;           // processes waiting in `invocation/next`
 };
 
 class PoolCore;
 
 // A pool of processes for one function, with its own Runtime API listeners and one thread
 // running their event loop. Each process gets its own loopback listener (127.0.0.1:0,
-// AWS_LAMBDA_RUNTIME_API), so whatever connects to it is that process (or its children):
-// invocations, deadlines and kills are per process however the runtime opens its
-// connections. Thread-safe.
+// AWS_LAMBDA_RUNTIME_API). A connection is served only when its peer is that process or
+// another process of its group, running as the function's uid (runtime_peer.h): another
+// local user, or another function, is refused (403) and counted. So invocations,
+// deadlines and kills are per process however the runtime opens its connections. One
+// `invocation/next` at a time per process: a second one while the first waits is refused
+// (409), never swapped in for it. Thread-safe.
 //
 // Processes: spawned on demand (an invocation waits and no process is free) up to
 // `concurrency`, at least `min` kept; one invocation at a time each. Spawned with
-// posix_spawn (no shell) in their own process group, stdin /dev/null, stdout and stderr
-// into portcullis' log (prefixed, rate-limited), every other descriptor closed, signal
-// dispositions reset, an environment built from scratch. A process that exceeds the
-// timeout, or never polls `next` within `init_timeout`, has its group killed (SIGKILL); one
-// that exits is reaped at once (pidfd; no SIGCHLD handler); either is replaced, with a
-// backoff of 100 ms doubling to 5 s while failures repeat. The thread is started by the
-// first prepare() or invoke(); the destructor kills and reaps every process and joins it.
+// posix_spawn (no shell; fork and exec to run as `user:`, process_spawn.h) in their own
+// process group, stdin /dev/null, stdout and stderr into portcullis' log (prefixed,
+// rate-limited), every other descriptor closed, signal dispositions reset, an environment
+// built from scratch. A process that exceeds the timeout, or never polls `next` within
+// `init_timeout`, has its group killed (SIGKILL); one that exits is reaped at once (pidfd;
+// no SIGCHLD handler); either is replaced, with a backoff of 100 ms doubling to 5 s while
+// failures repeat. The thread is started by the first prepare() or invoke(); the
+// destructor kills and reaps every process and joins it.
 class LocalPool final : public Invoker {
  public:
   // The running pool for `spec`, shared by every function whose spec is equal, created on

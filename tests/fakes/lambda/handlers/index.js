@@ -2,6 +2,7 @@
 // A test authorizer for lambda-local (run by examples/functions/lambda/node/runtime.js).
 // The request's X-Mode header picks the behaviour; see ../README.md.
 const fs = require('node:fs');
+const http = require('node:http');
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -57,6 +58,33 @@ exports.handler = async (event, context) => {
           identity: (event.identitySource || []).join(','),
         },
       };
+    case 'second-poll': {
+      // Answers at once; then, once the file X-Trigger-File exists (the runtime's own
+      // `next` is waiting by then), polls `next` once more on a connection of its own and
+      // writes the status it got (or `error …`) into X-Result-File.
+      const trigger = h['x-trigger-file'];
+      const result = h['x-result-file'];
+      const api = process.env.AWS_LAMBDA_RUNTIME_API;
+      const colon = api.lastIndexOf(':');
+      const started = Date.now();
+      const tick = () => {
+        if (!fs.existsSync(trigger)) {
+          if (Date.now() - started < 60000) setTimeout(tick, 20);
+          return;
+        }
+        http
+          .get(
+            { host: api.slice(0, colon), port: Number(api.slice(colon + 1)), agent: false, path: '/2018-06-01/runtime/invocation/next' },
+            (res) => {
+              res.resume();
+              fs.writeFileSync(result, String(res.statusCode));
+            },
+          )
+          .on('error', (e) => fs.writeFileSync(result, `error ${e.message}`));
+      };
+      setTimeout(tick, 20);
+      return { isAuthorized: true, context: { pid: process.pid } };
+    }
     case 'big':
       return { isAuthorized: true, context: { pad: 'x'.repeat(Number(h['x-size'] || 2000000)) } };
     default:
