@@ -305,8 +305,10 @@ TEST(LambdaLocal, TimeoutKillsTheProcessAndThePoolRecovers) {
   ASSERT_TRUE(slow.answered);
   EXPECT_EQ(slow.answer.outcome, Outcome::kError);
   EXPECT_EQ(slow.answer.error, Reason::kFunctionTimeout);
+  // Answered by the 300 ms timeout, not by the function (it sleeps 60 s): the bound proves
+  // which with room for a busy machine; how close to 300 ms is a speed, for bench/.
   EXPECT_GE(slow.elapsed, 295ms);
-  EXPECT_LE(slow.elapsed, 350ms) << "timeout 300ms + 50ms margin";
+  EXPECT_LE(slow.elapsed, 10s);
   EXPECT_TRUE(waitFor([&] { return processGone(first); })) << "killed and reaped";
 
   auto next = callSync(*fx.function, makeRequest("allow"));
@@ -327,7 +329,7 @@ TEST(LambdaLocal, TimeoutKillsTheProcessAndThePoolRecovers) {
 }
 
 TEST(LambdaLocal, ProcessExitingMidInvocationIsAnErrorAtOnce) {
-  Fixture fx(nodeSpec("t-node-exit", 1000ms));
+  Fixture fx(nodeSpec("t-node-exit", 20s));
   ASSERT_TRUE(waitFor(
       [&] { return fx.pool->status().starting == 0 && fx.pool->status().pids.size() == 1; }));
   const pid_t first = fx.pool->status().pids.at(0);
@@ -337,7 +339,7 @@ TEST(LambdaLocal, ProcessExitingMidInvocationIsAnErrorAtOnce) {
   EXPECT_EQ(crash.answer.error, Reason::kFunctionError);
   EXPECT_NE(crash.answer.reason.find("exited with status 3"), std::string::npos)
       << crash.answer.reason;
-  EXPECT_LE(crash.elapsed, 250ms) << "at once, not at the 1s deadline";
+  EXPECT_LE(crash.elapsed, 10s) << "at once, not at the 20 s deadline";
   EXPECT_TRUE(processGone(first)) << "reaped";
 
   auto next = callSync(*fx.function, makeRequest("allow"));
@@ -346,13 +348,13 @@ TEST(LambdaLocal, ProcessExitingMidInvocationIsAnErrorAtOnce) {
 }
 
 TEST(LambdaLocal, GarbageResponseIsMalformedAndTheProcessStays) {
-  Fixture fx(bashSpec("t-bash-garbage", 1000ms));
+  Fixture fx(bashSpec("t-bash-garbage", 20s));
   auto bad = callSync(*fx.function, makeRequest("garbage"));
   ASSERT_TRUE(bad.answered);
   EXPECT_EQ(bad.answer.outcome, Outcome::kError);
   EXPECT_EQ(bad.answer.error, Reason::kFunctionError);
   EXPECT_NE(bad.answer.reason.find("malformed response"), std::string::npos) << bad.answer.reason;
-  EXPECT_LE(bad.elapsed, 1050ms);
+  EXPECT_LE(bad.elapsed, 10s) << "at once, not at the 20 s deadline";
   const pid_t pid = fx.pool->status().pids.at(0);
 
   auto next = callSync(*fx.function, makeRequest("allow"));
@@ -376,7 +378,7 @@ TEST(LambdaLocal, ProcessThatNeverPollsIsAFailedStart) {
   ASSERT_TRUE(stuck.answered);
   EXPECT_EQ(stuck.answer.outcome, Outcome::kError);
   EXPECT_EQ(stuck.answer.error, Reason::kFunctionTimeout);
-  EXPECT_LE(stuck.elapsed, 450ms) << "timeout 400ms + 50ms margin";
+  EXPECT_LE(stuck.elapsed, 10s) << "by the 400 ms timeout: the process never polls";
   EXPECT_TRUE(waitFor([&] { return processGone(first); })) << "killed at init_timeout, reaped";
 
   auto next = callSync(*fx.function, makeRequest("allow"));
@@ -396,7 +398,7 @@ TEST(LambdaLocal, InitErrorIsAFailedStartWithBackoff) {
   auto a = callSync(*fx.function, makeRequest("allow"));
   EXPECT_EQ(a.answer.outcome, Outcome::kError);
   EXPECT_EQ(a.answer.error, Reason::kFunctionTimeout);
-  EXPECT_LE(a.elapsed, 350ms);
+  EXPECT_LE(a.elapsed, 10s) << "by the 300 ms timeout: no process ever comes up";
   // 100, 200, 400 ms… between attempts: a few restarts in a second, not hundreds.
   std::this_thread::sleep_for(1s);
   const auto restarts = fx.pool->status().restarts;
@@ -432,7 +434,7 @@ TEST(LambdaLocal, FullQueueIsOverloadedAtOnce) {
 }
 
 TEST(LambdaLocal, ScalesUpToConcurrencyOnDemand) {
-  auto spec = nodeSpec("t-node-scale", 3s);
+  auto spec = nodeSpec("t-node-scale", 30s);
   spec.concurrency = 3;
   spec.min = 1;
   Fixture fx(spec);
@@ -441,13 +443,14 @@ TEST(LambdaLocal, ScalesUpToConcurrencyOnDemand) {
   const auto t0 = Clock::now();
   for (int i = 0; i < 3; ++i) {
     auto r = makeRequest("sleep");
-    r.headers.add("x-sleep-ms", "500");
+    r.headers.add("x-sleep-ms", "3000");
     calls.push_back(startCall(*fx.function, std::move(r)));
   }
   for (auto& c : calls)
     EXPECT_EQ(finishCall(c).answer.outcome, Outcome::kAllow);
-  // In parallel (500 ms + a cold start), not one after another (1.5 s).
-  EXPECT_LT(Clock::now() - t0, 1400ms);
+  // In parallel (3 s + a cold start), not one after another (9 s), with room for a busy
+  // machine's cold starts.
+  EXPECT_LT(Clock::now() - t0, 7500ms);
   EXPECT_EQ(fx.pool->status().pids.size(), 3u);
 }
 

@@ -981,10 +981,11 @@ TEST_F(SpoeAgent, HaproxyDisconnectIsAnsweredWithStatus0) {
 TEST_F(SpoeAgent, SilentConnectionIsClosedAfterTheHelloTimeout) {
   Peer peer(port_);
   const auto start = std::chrono::steady_clock::now();
-  EXPECT_TRUE(peer.closedByAgent(3s));
+  // Never closed without the timeout; the bound has room for a busy machine.
+  EXPECT_TRUE(peer.closedByAgent(10s));
   const auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_GE(elapsed, 400ms);
-  EXPECT_LT(elapsed, 2s);
+  EXPECT_LT(elapsed, 10s);
 }
 
 // Stopping the workers with HAProxy connections still open (what `serve` does on SIGTERM)

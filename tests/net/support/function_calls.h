@@ -82,9 +82,10 @@ inline Called callSync(const engine::Function& f, engine::Request request,
   return finishCall(c, wait);
 }
 
-// Polls `pred` every 10 ms until it holds or `limit` has passed.
+// Polls `pred` every 10 ms until it holds or `limit` has passed (a limit with room for a
+// busy machine: a passing wait returns as soon as `pred` holds).
 template <typename Pred>
-bool waitFor(Pred pred, std::chrono::milliseconds limit = 5s) {
+bool waitFor(Pred pred, std::chrono::milliseconds limit = 20s) {
   const auto until = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < until) {
     if (pred()) return true;
