@@ -240,8 +240,8 @@ assert_contains "$(cat "$TEST_TMP/eval.out")" "detail: function wrong-secret: HT
 # ---- metrics ----------------------------------------------------------------------------------
 ok_series='portcullis_lambda_remote_invocations_total{function="arn:aws:lambda:eu-west-1:123456789012:function:index",outcome="ok"}'
 [[ -n $(metric "http://$ADMIN/metrics" "$ok_series") ]] || fail "no $ok_series in /metrics"
-assert_eq 2 "$(metric "http://$ADMIN/metrics" 'portcullis_lambda_remote_invocations_total{function="throttle",outcome="throttled"}')" \
-  "throttled invocations counted (two routes)"
+assert_eq 3 "$(metric "http://$ADMIN/metrics" 'portcullis_lambda_remote_invocations_total{function="throttle",outcome="throttled"}')" \
+  "throttled invocations counted (three routes)"
 
 # ---- no secret anywhere ------------------------------------------------------------------------
 stop_bg portcullis

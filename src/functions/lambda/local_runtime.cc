@@ -441,13 +441,16 @@ class PoolCore final {
     const bool saturated = waiting && std::any_of(procs_.begin(), procs_.end(), [](const auto& p) {
                              return p->state == Proc::State::kBusy;
                            });
+    const auto ms = inv->timeout.count();
     complete(inv,
-             saturated
-                 ? InvokeResult::failure(
-                       Reason::kFunctionOverloaded,
-                       fmt::format("no process was free within {}ms", inv->timeout.count()))
-                 : InvokeResult::failure(Reason::kFunctionTimeout,
-                                         fmt::format("timed out after {}ms", inv->timeout.count())),
+             saturated ? InvokeResult::failure(
+                             Reason::kFunctionOverloaded,
+                             fmt::format("no process was free within {}ms (all busy)", ms))
+             : waiting ? InvokeResult::failure(
+                             Reason::kFunctionTimeout,
+                             fmt::format("no process was free within {}ms (none came up)", ms))
+                       : InvokeResult::failure(Reason::kFunctionTimeout,
+                                               fmt::format("timed out after {}ms", ms)),
              metrics_.timeout);
     // A process that has the event keeps its own deadline (handover + timeout).
   }
