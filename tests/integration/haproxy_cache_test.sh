@@ -433,7 +433,8 @@ assert_eq $'user=alice\nuri=/orders/30\nrid=hc-mv-host' "$HTTP_BODY" "(m) anothe
 agent_saw "(m) HEAD, POST, another path, query and Host" 5 hc-mv-
 wait_audit '"request_id":"hc-mv-path"'
 assert_audit cache hit
-[[ -n $(entry_gpt "$(entry_key HEAD /orders/30 "$TOK_M")" 0) ]] || fail "(m) HEAD /orders/30 was not stored"
+head_expiry=$(entry_gpt "$(entry_key HEAD /orders/30 "$TOK_M")" 0)
+[[ -n $head_expiry ]] || fail "(m) HEAD /orders/30 was not stored"
 for k in "GET /orders/30 localhost:$LISTEN_PORT" "GET /orders/30?x=1 127.0.0.1:$LISTEN_PORT" \
          "GET /orders/31 127.0.0.1:$LISTEN_PORT" "POST /orders/30 127.0.0.1:$LISTEN_PORT"; do
   read -r m u h <<<"$k"
@@ -441,8 +442,15 @@ for k in "GET /orders/30 localhost:$LISTEN_PORT" "GET /orders/30?x=1 127.0.0.1:$
     fail "(m) $m $u (Host $h) was stored: a denial, or an answer from portcullis' own cache"
 done
 mark_agent
-go hc-mr-head -I -H "Authorization: Bearer $TOK_M" /orders/30
-assert_status 200 "(m) HEAD /orders/30 again (hit)"
+# The HEAD entry lives until gpt0 (3 s after it was stored, in whole seconds): on a busy
+# machine the checks above can take most of that, so its hit is asked only while at least a
+# second of it is left (the property is shown by (a) and (e) anyway).
+if past "$((head_expiry - 1))"; then
+  log "(m) less than 1 s of the HEAD entry is left (busy machine): its hit is not asked again"
+else
+  go hc-mr-head -I -H "Authorization: Bearer $TOK_M" /orders/30
+  assert_status 200 "(m) HEAD /orders/30 again (hit)"
+fi
 go hc-mr-path -H "Authorization: Bearer $TOK_M" /orders/31
 assert_status 200 "(m) GET /orders/31 again (portcullis' cache, not HAProxy's)"
 agent_saw "(m) HEAD /orders/30 and GET /orders/31 again" 1 hc-mr-path
