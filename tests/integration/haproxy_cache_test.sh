@@ -354,14 +354,19 @@ gpt0=$(entry_gpt "$key_a" 0)
 $(hap_cli 'show table portcullis-decisions')"
 assert_eq $((SEC + 3)) "$gpt0" "(a) gpt0 (absolute expiry) = the second of the first request + 3 s"
 assert_eq "$prof" "$(entry_gpt "$key_a" 1)" "(a) gpt1 = the header profile of the generated configuration"
-# A hit without an X-Request-Id still gets one upstream.
-mark_agent
-http -H "Authorization: Bearer $TOK_A" "$HAP/orders/7"
-assert_status 200 "(a) a hit without X-Request-Id"
-assert_match "$HTTP_BODY" $'^user=alice\nuri=/orders/7\nrid=[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$' \
-  "(a) a hit without X-Request-Id: what the application got"
-agent_delta
-assert_eq 0 "$DELTA" "(a) NOTIFY frames for a hit without X-Request-Id"
+# A hit without an X-Request-Id still gets one upstream. Asked only while a second of the
+# entry's 3 s is left: on a busy machine the checks above can take most of it.
+if past "$((gpt0 - 1))"; then
+  log "(a) less than 1 s of the entry is left (busy machine): the hit without X-Request-Id is not asked"
+else
+  mark_agent
+  http -H "Authorization: Bearer $TOK_A" "$HAP/orders/7"
+  assert_status 200 "(a) a hit without X-Request-Id"
+  assert_match "$HTTP_BODY" $'^user=alice\nuri=/orders/7\nrid=[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$' \
+    "(a) a hit without X-Request-Id: what the application got"
+  agent_delta
+  assert_eq 0 "$DELTA" "(a) NOTIFY frames for a hit without X-Request-Id"
+fi
 
 # ---- (b) a forged X-User is replaced on the miss and on the hit -------------------------------
 TOK_B=$(token b)
