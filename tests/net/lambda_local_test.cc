@@ -310,6 +310,12 @@ TEST(LambdaLocal, TimeoutKillsTheProcessAndThePoolRecovers) {
   EXPECT_GE(slow.elapsed, 295ms);
   EXPECT_LE(slow.elapsed, 10s);
   EXPECT_TRUE(waitFor([&] { return processGone(first); })) << "killed and reaped";
+  // The pool recovers: a replacement comes up (a Node cold start, which a busy machine under
+  // ASan can stretch past the 300 ms timeout, so the next call waits for it).
+  EXPECT_TRUE(waitFor([&] {
+    const auto s = fx.pool->status();
+    return s.pids.size() == 1 && s.starting == 0;
+  })) << "a replacement process is ready";
 
   auto next = callSync(*fx.function, makeRequest("allow"));
   EXPECT_EQ(next.answer.outcome, Outcome::kAllow) << next.answer.reason;
