@@ -94,17 +94,18 @@ class Evaluator final : public std::enable_shared_from_this<Evaluator> {
         clients_(clients),
         explain_(explain) {}
 
-  // The answer for a request that repeats an input of `route` (see repeatedInput).
-  // Refused whatever the route's mode: which copy a reader takes is not a policy question.
-  Evaluation refuse(const Route& route, const std::string& what) {
-    ev_.route = &route;
-    note("route", route.name, "");
+  // The answer for a request refused before any stage runs (repeatedInput(),
+  // refusedPathParams()): whatever the route's mode, since how readers take the request is
+  // not a policy question. The gatekeeper checks both itself, before the cache.
+  Evaluation refuse(const Route* route, std::string detail) {
+    ev_.route = route;
+    if (route != nullptr) note("route", route->name, "");
     Decision& d = ev_.decision;
     d.allow = false;
     d.outcome = Outcome::kDeny;
     d.reason = Reason::kBadRequest;
     d.status = reasonInfo(Reason::kBadRequest).status;
-    d.detail = what + " appears more than once";
+    d.detail = std::move(detail);
     note("decision", "deny", d.detail);
     return std::move(ev_);
   }
@@ -113,9 +114,6 @@ class Evaluator final : public std::enable_shared_from_this<Evaluator> {
   // called exactly once when it completes.
   std::optional<Evaluation> start(const Route* matched, EvaluationDone done) {
     done_ = std::move(done);
-    // Refused before the route is taken: neither shadow mode nor on_error turns it into
-    // an allow.
-    if (auto why = refusedPathParams(matched, request_)) return deny(Reason::kBadRequest, *why);
     ev_.route = matched;
     if (ev_.route == nullptr) {
       note("route", "none",
@@ -502,8 +500,11 @@ Evaluation evaluate(const PolicySnapshot& snapshot, const Request& request, std:
   auto answered = std::make_shared<std::promise<Evaluation>>();
   auto later = answered->get_future();
   const Route* route = snapshot.findRoute(request);
+  if (auto why = refusedPathParams(route, request)) return evaluator->refuse(nullptr, *why);
   if (route != nullptr) {
-    if (auto repeated = repeatedInput(*route, request)) return evaluator->refuse(*route, *repeated);
+    if (auto repeated = repeatedInput(*route, request)) {
+      return evaluator->refuse(route, *repeated + " appears more than once");
+    }
   }
   if (auto ev = evaluator->start(route,
                                  [answered](Evaluation e) { answered->set_value(std::move(e)); })) {
