@@ -98,34 +98,30 @@ Fixture& fixture() {
   return f;
 }
 
-void runSandboxed(benchmark::State& state, const char* name) {
+// Calls function `name` the way the pipeline does; every answer must have `expected` (an
+// allow for the per-call figures, an error for the runaways the sandbox must stop).
+void runCalls(benchmark::State& state, const char* name, engine::Outcome expected) {
   Fixture& f = fixture();
   const engine::Function& fn = *f.snapshot->function(name);
   const engine::Context ctx;
   const engine::FunctionCall call{f.request, &f.id, ctx, f.snapshot->routes[0], kNow};
   for (auto _ : state) {
     auto answer = fn.call(call, [](engine::FunctionAnswer) {});
-    if (!answer || answer->outcome != engine::Outcome::kAllow) {
-      state.SkipWithError("not allowed");
+    if (!answer || answer->outcome != expected) {
+      state.SkipWithError("unexpected outcome");
       break;
     }
     benchmark::DoNotOptimize(answer);
   }
 }
 
+void runSandboxed(benchmark::State& state, const char* name) {
+  runCalls(state, name, engine::Outcome::kAllow);
+}
+
 // One call that the sandbox must stop (a `function_timeout` or a memory-limit error).
 void runStopped(benchmark::State& state, const char* name) {
-  Fixture& f = fixture();
-  const engine::Function& fn = *f.snapshot->function(name);
-  const engine::Context ctx;
-  const engine::FunctionCall call{f.request, &f.id, ctx, f.snapshot->routes[0], kNow};
-  for (auto _ : state) {
-    auto answer = fn.call(call, [](engine::FunctionAnswer) {});
-    if (!answer || answer->outcome != engine::Outcome::kError) {
-      state.SkipWithError("the runaway was not stopped");
-      break;
-    }
-  }
+  runCalls(state, name, engine::Outcome::kError);
   state.SetLabel("reference: timeout 5 ms");
 }
 
