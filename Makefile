@@ -71,8 +71,9 @@ test: deps $(BUILD)/build.ninja build-asan build-tsan
 
 # libFuzzer targets (fuzz/), built with clang in their own directory. Each fuzzer runs for
 # FUZZ_SECONDS on a copy of its seed corpus under $(FUZZ_BUILD)/corpus (so the checkout stays
-# clean); crash reproducers go to $(FUZZ_BUILD)/artifacts/. Any crash, leak, UB report,
-# timeout or broken invariant fails the target.
+# clean), as many at once as there are cores; crash reproducers go to
+# $(FUZZ_BUILD)/artifacts/. Any crash, leak, UB report, timeout or broken invariant fails
+# the target.
 .PHONY: fuzz
 $(FUZZ_BUILD)/build.ninja: CMakeLists.txt fuzz/CMakeLists.txt | deps
 	cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -81,15 +82,7 @@ $(FUZZ_BUILD)/build.ninja: CMakeLists.txt fuzz/CMakeLists.txt | deps
 
 fuzz: deps $(FUZZ_BUILD)/build.ninja
 	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZERS:%=%_fuzz)
-	@set -e; for f in $(FUZZERS); do \
-	  echo "== $${f}_fuzz: $(FUZZ_SECONDS) s on a copy of fuzz/corpus/$$f"; \
-	  rm -rf $(FUZZ_BUILD)/corpus/$$f; mkdir -p $(FUZZ_BUILD)/corpus/$$f $(FUZZ_BUILD)/artifacts; \
-	  cp fuzz/corpus/$$f/* $(FUZZ_BUILD)/corpus/$$f/; \
-	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    $(FUZZ_BUILD)/fuzz/$${f}_fuzz -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
-	    -timeout=25 -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/artifacts/$${f}- \
-	    $(FUZZ_BUILD)/corpus/$$f; \
-	done
+	@scripts/run-fuzzers $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZERS)
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -j 2 -L unit
