@@ -47,7 +47,7 @@
 #include <nlohmann/json.hpp>
 
 #include "audit/audit.h"
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "common/clock.h"
 #include "config/compiler.h"
 #include "engine/decision_cache.h"
@@ -414,7 +414,7 @@ struct GatekeeperFixture {
   }
 
   std::string dir;
-  audit::Metrics metrics;
+  telemetry::Metrics metrics;
   audit::NullSink sink;
   FixedClock clock;
   LocalDecisionCache cache{1'000'000};

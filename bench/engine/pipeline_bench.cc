@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "audit/audit.h"
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "engine/pipeline.h"
 #include "identity/base64url.h"
@@ -53,7 +53,7 @@ struct Fixture {
     request.headers.add("User-Agent", "wrk");
     request.headers.add("Authorization", "Bearer " + token);
   }
-  audit::Metrics metrics;
+  telemetry::Metrics metrics;
   std::shared_ptr<const engine::PolicySnapshot> snapshot;
   std::unique_ptr<identity::Key> key;
   std::string token;

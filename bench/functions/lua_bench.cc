@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "engine/snapshot.h"
 
@@ -87,7 +87,7 @@ struct Fixture {
     std::filesystem::remove_all(dir, ec);
   }
   std::filesystem::path dir;
-  audit::Metrics metrics;
+  telemetry::Metrics metrics;
   std::shared_ptr<const engine::PolicySnapshot> snapshot;
   engine::Request request;
   identity::Identity id;

@@ -9,7 +9,7 @@
 #include <fmt/format.h>
 
 #include "app/commands.h"
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "common/clock.h"
 #include "common/ip.h"
 #include "common/strings.h"
@@ -84,7 +84,7 @@ std::string hostCondition(const std::string& pattern) {
 }  // namespace
 
 int runHaproxyConfig(const HaproxyConfigOptions& options) {
-  audit::Metrics metrics;
+  telemetry::Metrics metrics;
   auto loaded = config::loadPolicy(options.config, metrics, SystemClock().unixSeconds());
   for (const auto& e : loaded.errors)
     std::cerr << e.toString() << "\n";

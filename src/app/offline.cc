@@ -11,7 +11,7 @@
 
 #include "app/commands.h"
 #include "audit/audit.h"
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "common/clock.h"
 #include "common/strings.h"
 #include "common/units.h"
@@ -38,7 +38,7 @@ class FixedClock final : public Clock {
 // Compiles the policy and, when providers fetch their keys from an IdP, fetches them once
 // (bounded) so offline decisions use the same keys a server would.
 std::shared_ptr<const engine::PolicySnapshot> loadOrReport(const std::string& config,
-                                                           audit::Metrics& metrics) {
+                                                           telemetry::Metrics& metrics) {
   boost::asio::io_context io(1);
   net::JwksService jwks(io, metrics);
   auto loaded = config::loadPolicy(config, metrics, SystemClock().unixSeconds(), &jwks);
@@ -156,7 +156,7 @@ Result<std::string> mint(const std::string& key_file, const std::string& alg_nam
 }  // namespace
 
 int runCheck(const std::string& config) {
-  audit::Metrics metrics;
+  telemetry::Metrics metrics;
   auto loaded = config::loadPolicy(config, metrics, SystemClock().unixSeconds());
   for (const auto& e : loaded.errors)
     std::cerr << e.toString() << "\n";
@@ -170,7 +170,7 @@ int runCheck(const std::string& config) {
 }
 
 int runEval(const EvalOptions& options) {
-  audit::Metrics metrics;
+  telemetry::Metrics metrics;
   const auto snapshot = loadOrReport(options.config, metrics);
   if (!snapshot) return kExitConfigError;
   std::string why;
@@ -241,7 +241,7 @@ int runToken(const TokenOptions& options) {
 }
 
 int runTest(const std::string& config, const std::vector<std::string>& case_files) {
-  audit::Metrics metrics;
+  telemetry::Metrics metrics;
   const auto snapshot = loadOrReport(config, metrics);
   if (!snapshot) return kExitConfigError;
   const std::int64_t system_now = SystemClock().unixSeconds();

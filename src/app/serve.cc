@@ -22,7 +22,7 @@
 
 #include "app/commands.h"
 #include "audit/audit.h"
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "engine/gatekeeper.h"
 #include "frontends/admin/admin.h"
@@ -95,7 +95,7 @@ Result<std::unique_ptr<asio::local::stream_protocol::acceptor>> listenUnix(
 // Owns reloads. Runs only on the control thread, so reloads never overlap.
 class Reloader final {
  public:
-  Reloader(std::string config, engine::Gatekeeper& gatekeeper, audit::Metrics& metrics,
+  Reloader(std::string config, engine::Gatekeeper& gatekeeper, telemetry::Metrics& metrics,
            net::JwksService& jwks, engine::DecisionCache& cache)
       : config_(std::move(config)),
         gatekeeper_(gatekeeper),
@@ -179,16 +179,16 @@ class Reloader final {
 
   std::string config_;
   engine::Gatekeeper& gatekeeper_;
-  audit::Metrics& metrics_;
+  telemetry::Metrics& metrics_;
   net::JwksService& jwks_;
   engine::DecisionCache& cache_;
-  audit::Counter& ok_;
-  audit::Counter& failed_;
+  telemetry::Counter& ok_;
+  telemetry::Counter& failed_;
   std::map<std::string, FileStamp> stamps_;
 };
 
 std::unique_ptr<audit::AuditSink> makeSink(const engine::Settings::Audit& config,
-                                           audit::Metrics& metrics) {
+                                           telemetry::Metrics& metrics) {
   if (config.sink == "none") return std::make_unique<audit::NullSink>();
   const std::string target = config.sink == "stdout" ? "stdout" : config.sink.substr(5);
   return std::make_unique<audit::StreamSink>(target, config.queue, config.block_timeout, metrics);
@@ -209,7 +209,7 @@ int runServe(const ServeOptions& options) {
   spdlog::set_level(spdlog::level::from_str(options.log_level));
   std::signal(SIGPIPE, SIG_IGN);
 
-  audit::Metrics metrics;
+  telemetry::Metrics metrics;
   // Lambda runtimes declare their series while the policy compiles: into this registry.
   functions::lambda::attachMetrics(metrics);
   asio::io_context control(1);
@@ -236,11 +236,11 @@ int runServe(const ServeOptions& options) {
     f->prepare();
   auto sink = makeSink(settings.audit, metrics);
   SystemClock clock;
-  audit::Counter& cache_hits =
+  telemetry::Counter& cache_hits =
       metrics.counter("portcullis_cache_lookups_total", "Decision cache lookups", "result=\"hit\"");
-  audit::Counter& cache_misses = metrics.counter("portcullis_cache_lookups_total",
+  telemetry::Counter& cache_misses = metrics.counter("portcullis_cache_lookups_total",
                                                  "Decision cache lookups", "result=\"miss\"");
-  audit::Counter& cache_evictions = metrics.counter("portcullis_cache_evictions_total",
+  telemetry::Counter& cache_evictions = metrics.counter("portcullis_cache_evictions_total",
                                                     "Decision cache entries evicted when full");
   engine::LocalDecisionCache cache(
       settings.cache_max_entries,

@@ -9,7 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "audit/json_writer.h"
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::audit {
 
@@ -81,7 +81,7 @@ std::string auditLine(const engine::Request& request, const engine::Evaluation& 
 }
 
 StreamSink::StreamSink(std::string target, std::size_t max_queue,
-                       std::chrono::milliseconds block_timeout, Metrics& metrics)
+                       std::chrono::milliseconds block_timeout, telemetry::Metrics& metrics)
     : target_(std::move(target)),
       max_queue_(max_queue == 0 ? 1 : max_queue),
       block_timeout_(block_timeout),

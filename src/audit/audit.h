@@ -10,12 +10,15 @@
 #include <string_view>
 #include <thread>
 
+#include "engine/decision_log.h"
 #include "engine/pipeline.h"
 
-namespace portcullis::audit {
-
+namespace portcullis::telemetry {
 class Counter;
 class Metrics;
+}  // namespace portcullis::telemetry
+
+namespace portcullis::audit {
 
 // Renders the audit event for one decision as a single JSON line (CONFIG.md "Audit event"),
 // newline included. Never includes the credential or any secret: only the outcome, the
@@ -24,14 +27,21 @@ std::string auditLine(const engine::Request& request, const engine::Evaluation& 
                       std::string_view policy_version, std::int64_t ts_unix_ms,
                       std::uint64_t latency_us);
 
-// Where audit lines go. Implementations are thread-safe.
-class AuditSink {
+// Where audit lines go: the engine's decision log, written as one JSON line per decision.
+// Implementations are thread-safe.
+class AuditSink : public engine::DecisionLog {
  public:
-  virtual ~AuditSink() = default;
   // Takes one complete line. May block briefly (bounded back-pressure); never throws.
   virtual void write(std::string line) = 0;
-  // False when lines are thrown away (`sink: none`): callers then skip formatting them.
+  // False when lines are thrown away (`sink: none`): the event is then not formatted.
   virtual bool enabled() const { return true; }
+
+  void record(const engine::DecisionEvent& event) override {
+    if (enabled()) {
+      write(auditLine(event.request, event.evaluation, event.policy_version, event.ts_unix_ms,
+                      event.latency_us));
+    }
+  }
 };
 
 class NullSink final : public AuditSink {
@@ -49,7 +59,7 @@ class StreamSink final : public AuditSink {
  public:
   // `target` is "stdout" or a file path.
   StreamSink(std::string target, std::size_t max_queue, std::chrono::milliseconds block_timeout,
-             Metrics& metrics);
+             telemetry::Metrics& metrics);
   ~StreamSink() override;  // drains the queue, then stops the thread
 
   void write(std::string line) override;
@@ -64,9 +74,9 @@ class StreamSink final : public AuditSink {
   const std::string target_;
   const std::size_t max_queue_;
   const std::chrono::milliseconds block_timeout_;
-  Counter& lines_;
-  Counter& dropped_;
-  Counter& write_errors_;
+  telemetry::Counter& lines_;
+  telemetry::Counter& dropped_;
+  telemetry::Counter& write_errors_;
 
   std::mutex mu_;
   std::condition_variable has_work_;

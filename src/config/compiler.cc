@@ -9,7 +9,7 @@
 
 #include <fmt/format.h>
 
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "common/strings.h"
 #include "common/units.h"
 #include "config/functions.h"
@@ -34,7 +34,7 @@ const std::vector<identity::Alg> kAsymmetricAlgs = {
 
 class Compiler final {
  public:
-  Compiler(std::string path, audit::Metrics& metrics, std::int64_t now,
+  Compiler(std::string path, telemetry::Metrics& metrics, std::int64_t now,
            identity::KeyRegistry* registry)
       : diag_(std::move(path)), metrics_(metrics), now_(now), registry_(registry) {}
 
@@ -1130,7 +1130,7 @@ class Compiler final {
 
   engine::RouteStats routeStats(const std::string& route) {
     const std::string help = "Decisions by route and outcome";
-    const std::string r = "route=\"" + audit::labelValue(route) + "\"";
+    const std::string r = "route=\"" + telemetry::labelValue(route) + "\"";
     return engine::RouteStats{
         &metrics_.counter("portcullis_decisions_total", help, r + ",outcome=\"allow\""),
         &metrics_.counter("portcullis_decisions_total", help, r + ",outcome=\"deny\""),
@@ -1138,7 +1138,7 @@ class Compiler final {
   }
 
   Diagnostics diag_;
-  audit::Metrics& metrics_;
+  telemetry::Metrics& metrics_;
   std::int64_t now_;
   identity::KeyRegistry* registry_;
   std::shared_ptr<PolicySnapshot> snapshot_;
@@ -1148,7 +1148,7 @@ class Compiler final {
 
 }  // namespace
 
-LoadResult loadPolicy(const std::string& path, audit::Metrics& metrics, std::int64_t now_unix,
+LoadResult loadPolicy(const std::string& path, telemetry::Metrics& metrics, std::int64_t now_unix,
                       identity::KeyRegistry* keys) {
   try {
     return Compiler(path, metrics, now_unix, keys).run();

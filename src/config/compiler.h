@@ -7,7 +7,7 @@
 
 #include "engine/snapshot.h"
 
-namespace portcullis::audit {
+namespace portcullis::telemetry {
 class Metrics;
 }
 namespace portcullis::identity {
@@ -37,7 +37,7 @@ struct LoadResult {
 // when there are none. Route counters are registered in `metrics`. Providers with remote
 // keys (discovery, jwks_uri) take them from `keys`; without a registry (check, offline
 // tools) such providers simply have no keys. Never throws.
-LoadResult loadPolicy(const std::string& path, audit::Metrics& metrics, std::int64_t now_unix,
+LoadResult loadPolicy(const std::string& path, telemetry::Metrics& metrics, std::int64_t now_unix,
                       identity::KeyRegistry* keys = nullptr);
 
 }  // namespace portcullis::config

@@ -9,8 +9,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "audit/audit.h"
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "common/strings.h"
 #include "identity/jwt.h"
 
@@ -71,10 +70,10 @@ void denyUnlessShadow(const Route* route, Evaluation& ev, Reason reason, std::st
 
 }  // namespace
 
-Gatekeeper::Gatekeeper(std::shared_ptr<const PolicySnapshot> initial, audit::AuditSink& sink,
-                       audit::Metrics& metrics, const Clock& clock, Services services)
+Gatekeeper::Gatekeeper(std::shared_ptr<const PolicySnapshot> initial, DecisionLog& log,
+                       telemetry::Metrics& metrics, const Clock& clock, Services services)
     : snapshot_(std::move(initial)),
-      sink_(sink),
+      log_(log),
       clock_(clock),
       latency_(metrics.histogram("portcullis_decision_duration_seconds",
                                  "Time to reach a decision, from request view to decision",
@@ -345,7 +344,7 @@ Evaluation Gatekeeper::reject(Request& request, Reason reason, std::string detai
 void Gatekeeper::finish(const Request& request, const Evaluation& ev,
                         const PolicySnapshot& snapshot, Started started, std::int64_t now_ms) {
   const RouteStats& stats = ev.route ? ev.route->stats : snapshot.default_stats;
-  audit::Counter* counter = ev.decision.outcome == Outcome::kAllow  ? stats.allow
+  telemetry::Counter* counter = ev.decision.outcome == Outcome::kAllow  ? stats.allow
                             : ev.decision.outcome == Outcome::kDeny ? stats.deny
                                                                     : stats.error;
   if (counter != nullptr) counter->inc();
@@ -353,10 +352,7 @@ void Gatekeeper::finish(const Request& request, const Evaluation& ev,
   const auto elapsed = std::chrono::steady_clock::now() - started;
   const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
   latency_.observe(static_cast<double>(micros) / 1e6);
-  if (sink_.enabled()) {
-    sink_.write(audit::auditLine(request, ev, snapshot.version, now_ms,
-                                 static_cast<std::uint64_t>(micros)));
-  }
+  log_.record({request, ev, snapshot.version, now_ms, static_cast<std::uint64_t>(micros)});
 }
 
 std::string newRequestId() {

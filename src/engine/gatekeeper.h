@@ -7,17 +7,16 @@
 
 #include "common/clock.h"
 #include "engine/decision_cache.h"
+#include "engine/decision_log.h"
 #include "engine/pipeline.h"
 #include "engine/rate_limit.h"
 #include "engine/revocations.h"
 #include "engine/snapshot.h"
 
-namespace portcullis::audit {
-class AuditSink;
+namespace portcullis::telemetry {
 class Metrics;
 class Histogram;
-class Counter;
-}  // namespace portcullis::audit
+}  // namespace portcullis::telemetry
 
 namespace portcullis::engine {
 
@@ -37,8 +36,8 @@ struct GatekeeperServices {
 class Gatekeeper final {
  public:
   using Services = GatekeeperServices;
-  Gatekeeper(std::shared_ptr<const PolicySnapshot> initial, audit::AuditSink& sink,
-             audit::Metrics& metrics, const Clock& clock, Services services = {});
+  Gatekeeper(std::shared_ptr<const PolicySnapshot> initial, DecisionLog& log,
+             telemetry::Metrics& metrics, const Clock& clock, Services services = {});
 
   std::shared_ptr<const PolicySnapshot> snapshot() const {
     return snapshot_.load(std::memory_order_acquire);
@@ -78,9 +77,9 @@ class Gatekeeper final {
                                                      const Evaluation& ev, std::int64_t now) const;
 
   std::atomic<std::shared_ptr<const PolicySnapshot>> snapshot_;
-  audit::AuditSink& sink_;
+  DecisionLog& log_;
   const Clock& clock_;
-  audit::Histogram& latency_;
+  telemetry::Histogram& latency_;
   Services services_;
   SingleFlight<Evaluation> flights_;
 };

@@ -16,7 +16,7 @@
 #include "identity/provider.h"
 #include "identity/rbac.h"
 
-namespace portcullis::audit {
+namespace portcullis::telemetry {
 class Counter;
 }
 
@@ -30,9 +30,9 @@ struct HeaderTemplate {
 // Per-route counters, looked up in the metrics registry when the route is compiled; they
 // survive reloads because the registry keys them by route name.
 struct RouteStats {
-  audit::Counter* allow = nullptr;
-  audit::Counter* deny = nullptr;
-  audit::Counter* error = nullptr;
+  telemetry::Counter* allow = nullptr;
+  telemetry::Counter* deny = nullptr;
+  telemetry::Counter* error = nullptr;
 };
 
 // One compiled `routes[]` entry. Immutable.

@@ -9,7 +9,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "net/workers.h"
 
 namespace portcullis::frontends {
@@ -125,7 +125,7 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerSt
 }  // namespace
 
 std::shared_ptr<HttpListenerState> makeListenerState(std::string name, HttpLimits limits,
-                                                     audit::Metrics& metrics) {
+                                                     telemetry::Metrics& metrics) {
   auto state = std::make_shared<HttpListenerState>();
   const std::string label = "listener=\"" + name + "\"";
   state->name = std::move(name);

@@ -15,10 +15,10 @@
 #include "common/ip.h"
 #include "engine/request.h"
 
-namespace portcullis::audit {
+namespace portcullis::telemetry {
 class Counter;
 class Metrics;
-}  // namespace portcullis::audit
+}  // namespace portcullis::telemetry
 
 namespace portcullis::frontends {
 
@@ -58,13 +58,13 @@ struct HttpListenerState {
   std::string name;  // "authz", "admin"
   HttpLimits limits;
   std::atomic<std::uint64_t> connections{0};
-  audit::Counter* accepted = nullptr;
-  audit::Counter* rejected = nullptr;      // over max_connections
-  audit::Counter* bad_requests = nullptr;  // malformed, too large, timed out
+  telemetry::Counter* accepted = nullptr;
+  telemetry::Counter* rejected = nullptr;      // over max_connections
+  telemetry::Counter* bad_requests = nullptr;  // malformed, too large, timed out
 };
 
 std::shared_ptr<HttpListenerState> makeListenerState(std::string name, HttpLimits limits,
-                                                     audit::Metrics& metrics);
+                                                     telemetry::Metrics& metrics);
 
 // Accepts connections until the acceptor is closed; one coroutine per connection owns its
 // socket. Keep-alive, bounded header size, header and idle timeouts (slow-loris clients

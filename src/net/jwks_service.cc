@@ -11,7 +11,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "common/clock.h"
 #include "net/http_client.h"
 
@@ -110,8 +110,8 @@ asio::awaitable<Result<Fetched>> fetchKeys(const identity::RemoteKeySpec& spec) 
   co_return out;
 }
 
-asio::awaitable<void> refreshLoop(std::shared_ptr<JwksService::Entry> entry, audit::Counter& ok,
-                                  audit::Counter& failed) {
+asio::awaitable<void> refreshLoop(std::shared_ptr<JwksService::Entry> entry, telemetry::Counter& ok,
+                                  telemetry::Counter& failed) {
   const identity::RemoteKeySpec spec = entry->keys->spec();
   const std::string name = spec.discovery ? spec.issuer : spec.jwks_uri;
   std::chrono::seconds backoff{1};
@@ -144,7 +144,7 @@ asio::awaitable<void> refreshLoop(std::shared_ptr<JwksService::Entry> entry, aud
 
 }  // namespace
 
-JwksService::JwksService(asio::io_context& io, audit::Metrics& metrics)
+JwksService::JwksService(asio::io_context& io, telemetry::Metrics& metrics)
     : io_(io),
       fetch_ok_(metrics.counter("portcullis_jwks_fetches_total", "Key set fetches by result",
                                 "result=\"ok\"")),

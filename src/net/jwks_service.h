@@ -9,10 +9,10 @@
 
 #include "identity/remote_keys.h"
 
-namespace portcullis::audit {
+namespace portcullis::telemetry {
 class Metrics;
 class Counter;
-}  // namespace portcullis::audit
+}  // namespace portcullis::telemetry
 
 namespace portcullis::net {
 
@@ -26,7 +26,7 @@ namespace asio = boost::asio;
 // acquire() and collect() must be called on the io_context's thread (or before it runs).
 class JwksService final : public identity::KeyRegistry {
  public:
-  JwksService(asio::io_context& io, audit::Metrics& metrics);
+  JwksService(asio::io_context& io, telemetry::Metrics& metrics);
   ~JwksService() override;
 
   std::shared_ptr<identity::RemoteKeys> acquire(const identity::RemoteKeySpec& spec) override;
@@ -39,8 +39,8 @@ class JwksService final : public identity::KeyRegistry {
 
  private:
   asio::io_context& io_;
-  audit::Counter& fetch_ok_;
-  audit::Counter& fetch_failed_;
+  telemetry::Counter& fetch_ok_;
+  telemetry::Counter& fetch_failed_;
   std::map<std::string, std::shared_ptr<Entry>> entries_;
 };
 

@@ -15,7 +15,7 @@
 #include <fstream>
 
 #include "audit/audit.h"
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "engine/revocations.h"
 #include "frontends/admin/admin.h"
@@ -119,7 +119,7 @@ class AdminServer : public ::testing::Test {
   }
 
   std::string dir_;
-  audit::Metrics metrics_;
+  telemetry::Metrics metrics_;
   NullSink sink_;
   SystemClock clock_;
   engine::Revocations revocations_;

@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "audit/audit.h"
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "frontends/authz/authz.h"
 #include "frontends/http_server.h"
@@ -156,7 +156,7 @@ class AuthzServer : public ::testing::Test {
   }
 
   std::string dir_;
-  audit::Metrics metrics_;
+  telemetry::Metrics metrics_;
   CountingSink sink_;
   SystemClock clock_;
   std::unique_ptr<engine::Gatekeeper> gatekeeper_;

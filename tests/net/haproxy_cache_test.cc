@@ -15,7 +15,7 @@
 #include <sstream>
 
 #include "audit/audit.h"
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "engine/gatekeeper.h"
 #include "frontends/spoe/agent.h"
@@ -274,7 +274,7 @@ class HaproxyCacheTest : public ::testing::Test {
   engine::Evaluation decide(engine::Request& req) { return gatekeeper_->decide(req); }
 
   TempDir dir_;
-  audit::Metrics metrics_;
+  telemetry::Metrics metrics_;
   NullSink sink_;
   FixedClock clock_;
   engine::LocalDecisionCache cache_{1000};

@@ -11,7 +11,7 @@
 #include <fstream>
 #include <string>
 
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "engine/pipeline.h"
 #include "engine/snapshot.h"
@@ -80,7 +80,7 @@ class LambdaLocalOffline : public ::testing::Test {
   }
 
   std::string dir_;
-  audit::Metrics metrics_;
+  telemetry::Metrics metrics_;
 };
 
 TEST_F(LambdaLocalOffline, SynchronousEvaluateWaitsForTheFunctionsAnswer) {

@@ -20,7 +20,7 @@
 #include <future>
 #include <thread>
 
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "engine/snapshot.h"
 #include "functions/aws/apigw.h"
@@ -615,7 +615,7 @@ class LambdaLocalConfig : public ::testing::Test {
   }
 
   std::string dir_;
-  audit::Metrics metrics_;
+  telemetry::Metrics metrics_;
 };
 
 TEST_F(LambdaLocalConfig, OneRunningPoolIsSharedAcrossReloadsOfAnEqualSpec) {

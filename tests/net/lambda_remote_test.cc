@@ -30,7 +30,7 @@
 #include <sstream>
 #include <thread>
 
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "engine/snapshot.h"
 #include "functions/aws/apigw.h"
@@ -894,7 +894,7 @@ class LambdaRemoteConfigTest : public ::testing::Test {
   std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(fake().port()); }
 
   std::string dir_;
-  audit::Metrics metrics_;
+  telemetry::Metrics metrics_;
   std::vector<std::pair<std::string, std::string>> saved_;
 };
 

@@ -25,7 +25,7 @@
 #include <thread>
 
 #include "audit/audit.h"
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "engine/gatekeeper.h"
 #include "frontends/spoe/agent.h"
@@ -544,7 +544,7 @@ class SpoeAgent : public ::testing::Test {
   }
 
   std::string dir_;
-  audit::Metrics metrics_;
+  telemetry::Metrics metrics_;
   CountingSink sink_;
   SystemClock clock_;
   std::unique_ptr<engine::Gatekeeper> gatekeeper_;

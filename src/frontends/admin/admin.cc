@@ -9,7 +9,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "common/ip.h"
 #include "common/strings.h"
 #include "common/units.h"
@@ -93,7 +93,7 @@ Credential checkBearer(const engine::Headers& headers, const std::string& token)
 
 }  // namespace
 
-AdminFrontend::AdminFrontend(engine::Gatekeeper& gatekeeper, audit::Metrics& metrics,
+AdminFrontend::AdminFrontend(engine::Gatekeeper& gatekeeper, telemetry::Metrics& metrics,
                              Options options)
     : gatekeeper_(gatekeeper), metrics_(metrics), options_(std::move(options)) {
   const auto counter = [&](const char* reason) {
@@ -110,7 +110,7 @@ AdminFrontend::AdminFrontend(engine::Gatekeeper& gatekeeper, audit::Metrics& met
 std::optional<HttpOut> AdminFrontend::admit(const HttpIn& in, const std::string& path,
                                             const engine::Settings::Admin& admin) {
   // Logged without the path, the Host or any credential: the peer and the reason only.
-  const auto refuse = [&](audit::Counter* counter, HttpOut out, std::string_view why) {
+  const auto refuse = [&](telemetry::Counter* counter, HttpOut out, std::string_view why) {
     counter->inc();
     spdlog::warn("admin: refused {} from {}: {}", in.method, in.peer.toString(), why);
     return std::optional<HttpOut>(std::move(out));

@@ -9,10 +9,10 @@
 #include "engine/gatekeeper.h"
 #include "frontends/http_server.h"
 
-namespace portcullis::audit {
+namespace portcullis::telemetry {
 class Counter;
 class Metrics;
-}  // namespace portcullis::audit
+}  // namespace portcullis::telemetry
 
 namespace portcullis::frontends {
 
@@ -37,17 +37,17 @@ class AdminFrontend final {
     // needs a token, and without one (a reload dropped it) they all answer 401.
     bool bound_to_loopback = true;
   };
-  AdminFrontend(engine::Gatekeeper& gatekeeper, audit::Metrics& metrics, Options options);
+  AdminFrontend(engine::Gatekeeper& gatekeeper, telemetry::Metrics& metrics, Options options);
 
   asio::awaitable<HttpOut> handle(HttpIn& in);
 
  private:
   // Requests refused before any endpoint runs, by reason (portcullis_admin_refused_total).
   struct Stats {
-    audit::Counter* browser = nullptr;          // Origin or Sec-Fetch-Site other than none
-    audit::Counter* host = nullptr;             // Host not loopback/IP/localhost/admin.hosts
-    audit::Counter* unauthenticated = nullptr;  // missing or wrong bearer token
-    audit::Counter* not_simple = nullptr;       // POST without X-Portcullis-Admin: 1
+    telemetry::Counter* browser = nullptr;          // Origin or Sec-Fetch-Site other than none
+    telemetry::Counter* host = nullptr;             // Host not loopback/IP/localhost/admin.hosts
+    telemetry::Counter* unauthenticated = nullptr;  // missing or wrong bearer token
+    telemetry::Counter* not_simple = nullptr;       // POST without X-Portcullis-Admin: 1
   };
   // The checks of docs/admin.md, in order: browser, Host, token, POST header. Null when the
   // request may go on to its endpoint; otherwise the refusal (403 or 401), never quoting
@@ -61,7 +61,7 @@ class AdminFrontend final {
   HttpOut ready() const;
 
   engine::Gatekeeper& gatekeeper_;
-  audit::Metrics& metrics_;
+  telemetry::Metrics& metrics_;
   Options options_;
   Stats stats_;
 };

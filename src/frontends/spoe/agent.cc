@@ -20,7 +20,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "common/strings.h"
 #include "engine/path.h"
 #include "engine/router.h"
@@ -167,7 +167,7 @@ class Writer final : public std::enable_shared_from_this<Writer<Socket>> {
   std::deque<std::string> queue_;
   std::size_t queued_bytes_ = 0;  // queued and being written
   std::size_t max_queued_bytes_;
-  audit::Counter* overflowed_;
+  telemetry::Counter* overflowed_;
   std::shared_ptr<std::atomic<std::uint64_t>> open_;
   bool writing_ = false;
   bool closing_ = false;
@@ -187,7 +187,7 @@ void sendDisconnect(Writer<Socket>& writer, const AgentStats& stats, Status stat
 
 }  // namespace
 
-AgentStats makeAgentStats(audit::Metrics& metrics) {
+AgentStats makeAgentStats(telemetry::Metrics& metrics) {
   AgentStats s;
   s.connections =
       &metrics.counter("portcullis_spoe_connections_total", "SPOP connections from HAProxy");

@@ -14,10 +14,10 @@
 #include "engine/gatekeeper.h"
 #include "frontends/spoe/codec.h"
 
-namespace portcullis::audit {
+namespace portcullis::telemetry {
 class Counter;
 class Metrics;
-}  // namespace portcullis::audit
+}  // namespace portcullis::telemetry
 
 namespace portcullis::frontends::spoe {
 
@@ -43,18 +43,18 @@ struct AgentOptions {
 };
 
 struct AgentStats {
-  audit::Counter* connections = nullptr;
-  audit::Counter* notifies = nullptr;
-  audit::Counter* disconnects_sent = nullptr;  // protocol errors we answered with DISCONNECT
-  audit::Counter* refused = nullptr;           // closed at once: over max_connections
-  audit::Counter* overflowed = nullptr;        // closed: ACKs queued over max_queued_bytes
+  telemetry::Counter* connections = nullptr;
+  telemetry::Counter* notifies = nullptr;
+  telemetry::Counter* disconnects_sent = nullptr;  // protocol errors we answered with DISCONNECT
+  telemetry::Counter* refused = nullptr;           // closed at once: over max_connections
+  telemetry::Counter* overflowed = nullptr;        // closed: ACKs queued over max_queued_bytes
   // Connections open on this listener, shared by every worker's acceptLoop (a connection
   // counts until its socket is closed, pending decisions included).
   std::shared_ptr<std::atomic<std::uint64_t>> open =
       std::make_shared<std::atomic<std::uint64_t>>(0);
 };
 // The counters are process-wide; `open` is new each call: call once per listener.
-AgentStats makeAgentStats(audit::Metrics& metrics);
+AgentStats makeAgentStats(telemetry::Metrics& metrics);
 
 // Turns one NOTIFY message into the original request's view (exposed for tests).
 std::optional<engine::Request> requestFromMessage(const Message& message, std::string& why);

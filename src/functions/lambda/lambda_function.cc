@@ -7,7 +7,7 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "common/strings.h"
 #include "config/yaml_reader.h"
 #include "functions/lambda/runtime.h"
@@ -283,8 +283,8 @@ LambdaFunction::LambdaFunction(Spec spec, LambdaOptions options, std::shared_ptr
   if (options_.max_in_flight_per_client > 0) {
     slots_ = std::make_shared<ClientSlots>(options_.max_in_flight_per_client);
   }
-  audit::Metrics& metrics = metricsRegistry();
-  const std::string label = "function=\"" + audit::labelValue(name()) + "\"";
+  telemetry::Metrics& metrics = metricsRegistry();
+  const std::string label = "function=\"" + telemetry::labelValue(name()) + "\"";
   const std::string cache_help = "Lambda authorizer results served from the ttl cache, or not";
   cache_hits_ = &metrics.counter("portcullis_lambda_result_cache_total", cache_help,
                                  label + ",result=\"hit\"");

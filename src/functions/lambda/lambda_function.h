@@ -12,10 +12,10 @@
 #include "functions/aws/apigw.h"
 #include "functions/lambda/invoker.h"
 
-namespace portcullis::audit {
+namespace portcullis::telemetry {
 class Counter;
 class Metrics;
-}  // namespace portcullis::audit
+}  // namespace portcullis::telemetry
 
 namespace portcullis::functions::lambda {
 
@@ -75,11 +75,11 @@ class LambdaFunction final : public engine::Function {
   std::shared_ptr<Invoker> invoker_;
   std::unique_ptr<ResultCache> cache_;  // null unless ttl > 0
   std::shared_ptr<ClientSlots> slots_;  // null when max_in_flight_per_client is 0
-  audit::Counter* concurrency_limited_ = nullptr;
-  audit::Counter* cache_hits_ = nullptr;
-  audit::Counter* cache_misses_ = nullptr;
-  audit::Counter* unauthorized_ = nullptr;
-  audit::Counter* malformed_ = nullptr;
+  telemetry::Counter* concurrency_limited_ = nullptr;
+  telemetry::Counter* cache_hits_ = nullptr;
+  telemetry::Counter* cache_misses_ = nullptr;
+  telemetry::Counter* unauthorized_ = nullptr;
+  telemetry::Counter* malformed_ = nullptr;
 };
 
 }  // namespace portcullis::functions::lambda

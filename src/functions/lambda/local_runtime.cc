@@ -41,7 +41,7 @@
 #include <list>
 #include <map>
 
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "common/strings.h"
 #include "config/yaml_reader.h"
 #include "functions/lambda/lambda_function.h"
@@ -118,14 +118,14 @@ struct GaugeCells {
   std::atomic<std::int64_t> processes{0};
 };
 
-std::shared_ptr<GaugeCells> gaugeCells(audit::Metrics& metrics, const std::string& function) {
+std::shared_ptr<GaugeCells> gaugeCells(telemetry::Metrics& metrics, const std::string& function) {
   static std::mutex mu;
-  static std::map<std::pair<const audit::Metrics*, std::string>, std::shared_ptr<GaugeCells>> cells;
+  static std::map<std::pair<const telemetry::Metrics*, std::string>, std::shared_ptr<GaugeCells>> cells;
   const std::lock_guard lock(mu);
   auto& slot = cells[{&metrics, function}];
   if (!slot) {
     slot = std::make_shared<GaugeCells>();
-    const std::string label = "function=\"" + audit::labelValue(function) + "\"";
+    const std::string label = "function=\"" + telemetry::labelValue(function) + "\"";
     metrics.gauge(
         "portcullis_lambda_queue_length", "Invocations waiting for a lambda-local process",
         [c = slot] { return static_cast<double>(c->queued.load()); }, label);
@@ -138,8 +138,8 @@ std::shared_ptr<GaugeCells> gaugeCells(audit::Metrics& metrics, const std::strin
 
 struct PoolMetrics {
   explicit PoolMetrics(const std::string& function) {
-    audit::Metrics& m = metricsRegistry();
-    const std::string label = "function=\"" + audit::labelValue(function) + "\"";
+    telemetry::Metrics& m = metricsRegistry();
+    const std::string label = "function=\"" + telemetry::labelValue(function) + "\"";
     const auto outcome = [&](const char* name) {
       return &m.counter("portcullis_lambda_invocations_total",
                         "lambda-local invocations by outcome (ok, function_error, timeout, "
@@ -184,7 +184,7 @@ struct PoolMetrics {
     refused_concurrent_poll = refused("concurrent_poll");
     cells = gaugeCells(m, function);
   }
-  audit::Counter* refusedFor(PeerVerdict verdict) const {
+  telemetry::Counter* refusedFor(PeerVerdict verdict) const {
     switch (verdict) {
       case PeerVerdict::kOtherUser:
         return refused_other_user;
@@ -194,13 +194,13 @@ struct PoolMetrics {
         return refused_unknown_peer;
     }
   }
-  audit::Counter *ok, *function_error, *timeout, *process_exit, *overloaded, *error;
-  audit::Counter* overflow;
-  audit::Counter *restart_exit, *restart_timeout, *restart_init_timeout, *restart_init_error,
+  telemetry::Counter *ok, *function_error, *timeout, *process_exit, *overloaded, *error;
+  telemetry::Counter* overflow;
+  telemetry::Counter *restart_exit, *restart_timeout, *restart_init_timeout, *restart_init_error,
       *restart_spawn_error;
-  audit::Histogram* cold_start;
-  audit::Histogram* duration;
-  audit::Counter *refused_other_user, *refused_other_process, *refused_unknown_peer,
+  telemetry::Histogram* cold_start;
+  telemetry::Histogram* duration;
+  telemetry::Counter *refused_other_user, *refused_other_process, *refused_unknown_peer,
       *refused_concurrent_poll;
   std::shared_ptr<GaugeCells> cells;
 };
@@ -413,7 +413,7 @@ class PoolCore final {
   // Calls the caller back exactly once and counts the outcome. Runs `done` last: it may
   // resume a whole evaluation (or even release this pool's last function).
   void complete(const std::shared_ptr<Invocation>& inv, InvokeResult result,
-                audit::Counter* outcome) {
+                telemetry::Counter* outcome) {
     if (inv->answered) return;
     inv->answered = true;
     inv->deadline.cancel();
@@ -507,7 +507,7 @@ class PoolCore final {
 
   // ---- processes ----
 
-  void failure(audit::Counter* restart_reason) {
+  void failure(telemetry::Counter* restart_reason) {
     ++failures_;
     ++restarts_;
     restart_reason->inc();
@@ -1045,7 +1045,7 @@ class PoolCore final {
     InvokeResult result;
     result.ok = true;
     result.body = std::move(req.body());
-    audit::Counter* outcome = metrics_.ok;
+    telemetry::Counter* outcome = metrics_.ok;
     if (verb == "error") {
       result.function_error = true;
       result.message = "the function reported an error (" + errorType(req) + ")";

@@ -33,7 +33,7 @@
 #include <thread>
 #include <vector>
 
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "common/strings.h"
 #include "functions/lambda/runtime.h"
 
@@ -161,9 +161,9 @@ struct GaugeCells {
   std::atomic<std::int64_t> in_flight{0};
 };
 
-std::shared_ptr<GaugeCells> gaugeCells(audit::Metrics& metrics, const std::string& function) {
+std::shared_ptr<GaugeCells> gaugeCells(telemetry::Metrics& metrics, const std::string& function) {
   static std::mutex mu;
-  static std::map<std::pair<const audit::Metrics*, std::string>, std::shared_ptr<GaugeCells>> cells;
+  static std::map<std::pair<const telemetry::Metrics*, std::string>, std::shared_ptr<GaugeCells>> cells;
   const std::lock_guard lock(mu);
   auto& slot = cells[{&metrics, function}];
   if (!slot) {
@@ -172,15 +172,15 @@ std::shared_ptr<GaugeCells> gaugeCells(audit::Metrics& metrics, const std::strin
         "portcullis_lambda_remote_in_flight",
         "Remote Lambda invocations accepted and not yet answered (waiting or on the wire)",
         [c = slot] { return static_cast<double>(c->in_flight.load()); },
-        "function=\"" + audit::labelValue(function) + "\"");
+        "function=\"" + telemetry::labelValue(function) + "\"");
   }
   return slot;
 }
 
 struct RemoteMetrics {
   explicit RemoteMetrics(const std::string& function) {
-    audit::Metrics& m = metricsRegistry();
-    const std::string label = "function=\"" + audit::labelValue(function) + "\"";
+    telemetry::Metrics& m = metricsRegistry();
+    const std::string label = "function=\"" + telemetry::labelValue(function) + "\"";
     const auto outcome = [&](const char* name) {
       return &m.counter("portcullis_lambda_remote_invocations_total",
                         "Remote Lambda invocations by outcome (ok, function_error, timeout, "
@@ -205,10 +205,10 @@ struct RemoteMetrics {
         {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}, label);
     cells = gaugeCells(m, function);
   }
-  audit::Counter *ok, *function_error, *timeout, *throttled, *refused, *error;
-  audit::Counter* connections;
-  audit::Counter* retries;
-  audit::Histogram* duration;
+  telemetry::Counter *ok, *function_error, *timeout, *throttled, *refused, *error;
+  telemetry::Counter* connections;
+  telemetry::Counter* retries;
+  telemetry::Histogram* duration;
   std::shared_ptr<GaugeCells> cells;
 };
 
@@ -395,7 +395,7 @@ class RemoteCore final : public std::enable_shared_from_this<RemoteCore> {
   // Runs `done` last: it may resume a whole evaluation, or release this invoker's last
   // function.
   void complete(const std::shared_ptr<Invocation>& inv, InvokeResult result,
-                audit::Counter* outcome) {
+                telemetry::Counter* outcome) {
     if (inv->answered) return;
     inv->answered = true;
     inv->deadline.cancel();
@@ -558,7 +558,7 @@ class RemoteCore final : public std::enable_shared_from_this<RemoteCore> {
     } else {
       self->discard(conn);
     }
-    audit::Counter* outcome = nullptr;
+    telemetry::Counter* outcome = nullptr;
     InvokeResult result = self->answer(*ex.response, outcome);
     if (!self->detached.load()) {
       self->metrics_.duration->observe(
@@ -732,7 +732,7 @@ class RemoteCore final : public std::enable_shared_from_this<RemoteCore> {
   }
 
   // What an answer means (remote_invoker.h, "Answers").
-  InvokeResult answer(Response& res, audit::Counter*& outcome) {
+  InvokeResult answer(Response& res, telemetry::Counter*& outcome) {
     const int status = static_cast<int>(res.result_int());
     const std::string request_id = cleanToken(header(res, "x-amzn-RequestId"), 128);
     if (status == 200) {

@@ -2,7 +2,7 @@
 
 #include <atomic>
 
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "config/functions.h"
 #include "functions/lambda/local_runtime.h"
 #include "functions/lambda/remote_config.h"
@@ -10,7 +10,7 @@
 namespace portcullis::functions::lambda {
 namespace {
 
-std::atomic<audit::Metrics*> attached{nullptr};
+std::atomic<telemetry::Metrics*> attached{nullptr};
 
 }  // namespace
 
@@ -22,13 +22,13 @@ void registerRuntimes() {
       "lambda", [](config::FunctionSource& source) { return compileRemote(source); });
 }
 
-void attachMetrics(audit::Metrics& metrics) {
+void attachMetrics(telemetry::Metrics& metrics) {
   attached.store(&metrics);
 }
 
-audit::Metrics& metricsRegistry() {
-  if (audit::Metrics* m = attached.load()) return *m;
-  static audit::Metrics fallback;  // nothing attached (offline tools, tests): kept private
+telemetry::Metrics& metricsRegistry() {
+  if (telemetry::Metrics* m = attached.load()) return *m;
+  static telemetry::Metrics fallback;  // nothing attached (offline tools, tests): kept private
   return fallback;
 }
 

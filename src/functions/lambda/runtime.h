@@ -1,6 +1,6 @@
 #pragma once
 
-namespace portcullis::audit {
+namespace portcullis::telemetry {
 class Metrics;
 }
 
@@ -18,7 +18,7 @@ void registerRuntimes();
 // in the registry that was current then. Until something is attached, a private registry
 // collects them (nothing is exported). `metrics` must outlive every function compiled
 // while it is attached.
-void attachMetrics(audit::Metrics& metrics);
-audit::Metrics& metricsRegistry();
+void attachMetrics(telemetry::Metrics& metrics);
+telemetry::Metrics& metricsRegistry();
 
 }  // namespace portcullis::functions::lambda

@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "audit/json_writer.h"
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "engine/gatekeeper.h"
 #include "support/fixtures.h"
 

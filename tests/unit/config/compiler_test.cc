@@ -40,7 +40,7 @@ class CompilerTest : public ::testing::Test {
 
   TempDir dir_;
   std::string path_;
-  audit::Metrics metrics_;
+  telemetry::Metrics metrics_;
 };
 
 constexpr const char* kProvider = R"(

@@ -174,7 +174,7 @@ class FunctionsTest : public ::testing::Test {
 
   const std::int64_t now_ = 1'790'000'000;
   TempDir dir_;
-  audit::Metrics metrics_;
+  telemetry::Metrics metrics_;
   std::shared_ptr<const PolicySnapshot> snapshot_;
   std::string token_;
 };
@@ -306,7 +306,7 @@ routes:
     allow: true
     functions: [f, missing]
 )");
-  audit::Metrics metrics;
+  telemetry::Metrics metrics;
   const auto loaded = config::loadPolicy(path, metrics, 0);
   EXPECT_FALSE(loaded.snapshot);
   std::string all;

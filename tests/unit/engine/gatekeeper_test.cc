@@ -118,7 +118,7 @@ class GatekeeperTest : public ::testing::Test {
   Evaluation decide(Request r) { return gatekeeper_->decide(r); }
 
   TempDir dir_;
-  audit::Metrics metrics_;
+  telemetry::Metrics metrics_;
   CountingSink sink_;
   FakeClock clock_;
   LocalDecisionCache cache_{4096};

@@ -92,7 +92,7 @@ class IntrospectionTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  audit::Metrics metrics_;
+  telemetry::Metrics metrics_;
   std::shared_ptr<const PolicySnapshot> snapshot_;
   FakeIntrospector fake_;
   Clients clients_;

@@ -80,7 +80,7 @@ class PipelineTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  audit::Metrics metrics_;
+  telemetry::Metrics metrics_;
   std::shared_ptr<const PolicySnapshot> snapshot_;
 };
 
@@ -278,7 +278,7 @@ namespace {
 
 TEST(MaxAgeTest, TokensOlderThanMaxAgeAreExpired) {
   TempDir dir;
-  audit::Metrics metrics;
+  telemetry::Metrics metrics;
   auto snapshot = compilePolicy(dir, R"(
 version: 1
 identity:

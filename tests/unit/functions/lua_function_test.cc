@@ -113,7 +113,7 @@ class LuaTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  audit::Metrics metrics_;
+  telemetry::Metrics metrics_;
   std::shared_ptr<const engine::PolicySnapshot> snapshot_;
   Clock::duration elapsed_{};
   std::chrono::nanoseconds cpu_{};

@@ -10,7 +10,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "identity/jwk.h"
 #include "identity/jwt.h"
@@ -79,7 +79,7 @@ inline std::string mintToken(nlohmann::json claims, std::int64_t now) {
 // absolute path of examples/keys). Fails the test on config errors.
 inline std::shared_ptr<const engine::PolicySnapshot> compilePolicy(const TempDir& dir,
                                                                    std::string yaml,
-                                                                   audit::Metrics& metrics,
+                                                                   telemetry::Metrics& metrics,
                                                                    std::int64_t now = 0) {
   const std::string keys = sourcePath("examples/keys");
   for (std::size_t pos; (pos = yaml.find("${KEYS}")) != std::string::npos;) {

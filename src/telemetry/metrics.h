@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-namespace portcullis::audit {
+namespace portcullis::telemetry {
 
 class Counter final {
  public:
@@ -71,4 +71,4 @@ class Metrics final {
 // Escapes a label value for the exposition format.
 std::string labelValue(std::string_view value);
 
-}  // namespace portcullis::audit
+}  // namespace portcullis::telemetry

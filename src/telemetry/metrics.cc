@@ -1,10 +1,10 @@
-#include "audit/metrics.h"
+#include "telemetry/metrics.h"
 
 #include <fmt/format.h>
 
 #include <cmath>
 
-namespace portcullis::audit {
+namespace portcullis::telemetry {
 
 Histogram::Histogram(std::vector<double> bounds)
     : bounds_(std::move(bounds)),
@@ -116,4 +116,4 @@ std::string labelValue(std::string_view value) {
   return out;
 }
 
-}  // namespace portcullis::audit
+}  // namespace portcullis::telemetry
