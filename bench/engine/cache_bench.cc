@@ -396,8 +396,8 @@ struct GatekeeperFixture {
     }
   }
 
-  engine::Request request(const std::string& alg, const std::string& path) const {
-    engine::Request r;
+  http::Request request(const std::string& alg, const std::string& path) const {
+    http::Request r;
     r.method = "GET";
     r.scheme = "http";
     r.host = "api.example.com";
@@ -431,7 +431,7 @@ GatekeeperFixture& gatekeeperFixture() {
 
 void decideBench(benchmark::State& state, const std::string& alg, bool cached) {
   auto& f = gatekeeperFixture();
-  engine::Request r = f.request(alg, cached ? "/cached/7" : "/plain/7");
+  http::Request r = f.request(alg, cached ? "/cached/7" : "/plain/7");
   const auto first = f.gatekeeper->decide(r);  // warms the cache on the cached route
   if (!first.decision.allow) {
     state.SkipWithError(("not allowed: " + first.decision.detail).c_str());

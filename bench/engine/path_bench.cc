@@ -8,13 +8,13 @@
 
 #include <string>
 
-#include "engine/path.h"
+#include "common/http/path.h"
 
 namespace {
 
 void benchTarget(benchmark::State& state, const std::string& target) {
   for (auto _ : state) {
-    auto t = portcullis::engine::parseTarget(target);
+    auto t = portcullis::http::parseTarget(target);
     benchmark::DoNotOptimize(t);
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * target.size()));

@@ -57,7 +57,7 @@ struct Fixture {
   std::shared_ptr<const engine::PolicySnapshot> snapshot;
   std::unique_ptr<identity::Key> key;
   std::string token;
-  engine::Request request;
+  http::Request request;
 };
 
 Fixture& fixture() {
@@ -95,7 +95,7 @@ BENCHMARK(BM_EvaluateRS256);
 
 void BM_EvaluateNoRoute(benchmark::State& state) {
   auto& f = fixture();
-  engine::Request r = f.request;
+  http::Request r = f.request;
   r.path = "/nowhere";
   for (auto _ : state)
     benchmark::DoNotOptimize(engine::evaluate(*f.snapshot, r, kNow));
@@ -105,7 +105,7 @@ BENCHMARK(BM_EvaluateNoRoute);
 void BM_AuditLine(benchmark::State& state) {
   auto& f = fixture();
   const auto ev = engine::evaluate(*f.snapshot, f.request, kNow);
-  engine::Request r = f.request;
+  http::Request r = f.request;
   r.request_id = "0123456789abcdef0123456789abcdef";
   for (auto _ : state) {
     benchmark::DoNotOptimize(audit::auditLine(r, ev, f.snapshot->version, kNow * 1000, 42));

@@ -89,7 +89,7 @@ struct Fixture {
   std::filesystem::path dir;
   telemetry::Metrics metrics;
   std::shared_ptr<const engine::PolicySnapshot> snapshot;
-  engine::Request request;
+  http::Request request;
   identity::Identity id;
 };
 

@@ -18,7 +18,7 @@
 #include "config/compiler.h"
 #include "config/yaml_reader.h"
 #include "engine/gatekeeper.h"
-#include "engine/path.h"
+#include "common/http/path.h"
 #include "engine/router.h"
 #include "identity/jwt.h"
 #include "net/jwks_service.h"
@@ -60,9 +60,9 @@ std::shared_ptr<const engine::PolicySnapshot> loadOrReport(const std::string& co
 }
 
 // Builds a Request from a URL such as https://api.example.com/orders/7?x=1.
-std::optional<engine::Request> requestFromUrl(const std::string& method, const std::string& url,
+std::optional<http::Request> requestFromUrl(const std::string& method, const std::string& url,
                                               std::string& why) {
-  engine::Request req;
+  http::Request req;
   const std::size_t scheme_end = url.find("://");
   if (scheme_end == std::string::npos) {
     why = "the URL needs a scheme and host, e.g. https://api.example.com/orders";
@@ -73,7 +73,7 @@ std::optional<engine::Request> requestFromUrl(const std::string& method, const s
   req.host = engine::normalizeHost(url.substr(scheme_end + 3, path_at - scheme_end - 3));
   std::string target = path_at == std::string::npos ? "/" : url.substr(path_at);
   if (target.front() == '?') target.insert(0, "/");
-  auto parsed = engine::parseTarget(target);
+  auto parsed = http::parseTarget(target);
   if (!parsed) {
     why = "the URL's path is not valid";
     return std::nullopt;
@@ -84,7 +84,7 @@ std::optional<engine::Request> requestFromUrl(const std::string& method, const s
   return req;
 }
 
-bool addHeaderLine(engine::Request& req, const std::string& line) {
+bool addHeaderLine(http::Request& req, const std::string& line) {
   const std::size_t colon = line.find(':');
   if (colon == std::string::npos || colon == 0) return false;
   req.headers.add(trim(std::string_view(line).substr(0, colon)),

@@ -13,7 +13,7 @@
 
 namespace portcullis::audit {
 
-std::string auditLine(const engine::Request& request, const engine::Evaluation& evaluation,
+std::string auditLine(const http::Request& request, const engine::Evaluation& evaluation,
                       std::string_view policy_version, std::int64_t ts_unix_ms,
                       std::uint64_t latency_us) {
   const engine::Decision& d = evaluation.decision;

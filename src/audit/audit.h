@@ -23,7 +23,7 @@ namespace portcullis::audit {
 // Renders the audit event for one decision as a single JSON line (CONFIG.md "Audit event"),
 // newline included. Never includes the credential or any secret: only the outcome, the
 // reason code and operator detail, and who/what/where of the request.
-std::string auditLine(const engine::Request& request, const engine::Evaluation& evaluation,
+std::string auditLine(const http::Request& request, const engine::Evaluation& evaluation,
                       std::string_view policy_version, std::int64_t ts_unix_ms,
                       std::uint64_t latency_us);
 

@@ -10,7 +10,7 @@ namespace portcullis::engine {
 // One decision, as the gatekeeper hands it to the decision log: views into the request and
 // the evaluation, valid only for the duration of DecisionLog::record.
 struct DecisionEvent {
-  const Request& request;
+  const http::Request& request;
   const Evaluation& evaluation;
   std::string_view policy_version;
   std::int64_t ts_unix_ms = 0;

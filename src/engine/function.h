@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "engine/decision.h"
-#include "engine/request.h"
+#include "common/http/request.h"
 #include "engine/template.h"
 #include "identity/identity.h"
 
@@ -20,7 +20,7 @@ struct Route;
 // What a decision function sees (CONFIG.md "Functions"). Every reference stays valid until
 // the function has answered.
 struct FunctionCall {
-  const Request& request;
+  const http::Request& request;
   const identity::Identity* identity;  // null on anonymous routes
   const Context& ctx;                  // context returned by the route's earlier functions
   const Route& route;

@@ -31,7 +31,7 @@ std::string claimString(const identity::Identity& id, const char* name) {
 
 // What `token_hash` revocation matches: the canonical hash of the credential that
 // authenticated (identity/jwt.h credentialHash), empty without a verified identity.
-std::string revocationHash(const Route& route, const Request& request,
+std::string revocationHash(const Route& route, const http::Request& request,
                            const std::optional<identity::Identity>& identity) {
   if (!identity) return {};
   const std::string_view token = authenticatedToken(route, request, *identity);
@@ -81,11 +81,11 @@ Gatekeeper::Gatekeeper(std::shared_ptr<const PolicySnapshot> initial, DecisionLo
                                   0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1})),
       services_(services) {}
 
-Evaluation Gatekeeper::decide(Request& request, bool explain) {
+Evaluation Gatekeeper::decide(http::Request& request, bool explain) {
   return *decide(request, Clients{}, explain, [](Evaluation) {});
 }
 
-std::optional<Evaluation> Gatekeeper::decide(Request& request, const Clients& clients, bool explain,
+std::optional<Evaluation> Gatekeeper::decide(http::Request& request, const Clients& clients, bool explain,
                                              EvaluationDone done) {
   const auto started = std::chrono::steady_clock::now();
   std::shared_ptr<const PolicySnapshot> snapshot = this->snapshot();
@@ -191,7 +191,7 @@ std::optional<Evaluation> Gatekeeper::decide(Request& request, const Clients& cl
   return ev;
 }
 
-void Gatekeeper::afterDecision(const Request& request, const Route* route, Evaluation& ev,
+void Gatekeeper::afterDecision(const http::Request& request, const Route* route, Evaluation& ev,
                                const CachedDecision* cached, std::int64_t now) {
   if (!ev.decision.allow || route == nullptr) return;
   if (services_.revocations != nullptr && !route->providers.empty()) {
@@ -248,7 +248,7 @@ bool Gatekeeper::rateLimited(const Route& route, const std::string& key, Evaluat
 }
 
 CacheKey Gatekeeper::cacheKey(const PolicySnapshot& snapshot, const Route& route,
-                              const Request& request) const {
+                              const http::Request& request) const {
   thread_local EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
   addField(ctx, snapshot.version);
@@ -292,7 +292,7 @@ CacheKey Gatekeeper::cacheKey(const PolicySnapshot& snapshot, const Route& route
 }
 
 std::shared_ptr<const CachedDecision> Gatekeeper::toCacheEntry(const Route& route,
-                                                               const Request& request,
+                                                               const http::Request& request,
                                                                const Evaluation& ev,
                                                                std::int64_t now) const {
   const Decision& d = ev.decision;
@@ -331,7 +331,7 @@ std::shared_ptr<const CachedDecision> Gatekeeper::toCacheEntry(const Route& rout
   return entry;
 }
 
-Evaluation Gatekeeper::reject(Request& request, Reason reason, std::string detail) {
+Evaluation Gatekeeper::reject(http::Request& request, Reason reason, std::string detail) {
   const auto started = std::chrono::steady_clock::now();
   const std::shared_ptr<const PolicySnapshot> snapshot = this->snapshot();
   if (request.request_id.empty()) request.request_id = newRequestId();
@@ -341,7 +341,7 @@ Evaluation Gatekeeper::reject(Request& request, Reason reason, std::string detai
   return ev;
 }
 
-void Gatekeeper::finish(const Request& request, const Evaluation& ev,
+void Gatekeeper::finish(const http::Request& request, const Evaluation& ev,
                         const PolicySnapshot& snapshot, Started started, std::int64_t now_ms) {
   const RouteStats& stats = ev.route ? ev.route->stats : snapshot.default_stats;
   telemetry::Counter* counter = ev.decision.outcome == Outcome::kAllow  ? stats.allow

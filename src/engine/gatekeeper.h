@@ -52,28 +52,28 @@ class Gatekeeper final {
   // waiting client's worker, or another worker whose evaluation of the same cache key this
   // request waited for): `done` must hop to its own loop. `request` must outlive the
   // evaluation. May block briefly only on audit back-pressure; never on the network.
-  std::optional<Evaluation> decide(Request& request, const Clients& clients, bool explain,
+  std::optional<Evaluation> decide(http::Request& request, const Clients& clients, bool explain,
                                    EvaluationDone done);
   // The same without clients: always inline.
-  Evaluation decide(Request& request, bool explain = false);
+  Evaluation decide(http::Request& request, bool explain = false);
   // Records a request a front door could not even turn into a Request view (e.g. no
   // original URI): a deny with `reason`, counted and audited like any other decision.
-  Evaluation reject(Request& request, Reason reason, std::string detail);
+  Evaluation reject(http::Request& request, Reason reason, std::string detail);
 
   const Clock& clock() const { return clock_; }
 
  private:
   using Started = std::chrono::steady_clock::time_point;
-  void finish(const Request& request, const Evaluation& ev, const PolicySnapshot& snapshot,
+  void finish(const http::Request& request, const Evaluation& ev, const PolicySnapshot& snapshot,
               Started started, std::int64_t now_ms);
   // Per-request stages around the (cacheable) policy decision: revocation and identity-keyed
   // rate limits. `cached` supplies the identity facts on a hit.
-  void afterDecision(const Request& request, const Route* route, Evaluation& ev,
+  void afterDecision(const http::Request& request, const Route* route, Evaluation& ev,
                      const CachedDecision* cached, std::int64_t now);
   bool rateLimited(const Route& route, const std::string& key, Evaluation& ev);
   CacheKey cacheKey(const PolicySnapshot& snapshot, const Route& route,
-                    const Request& request) const;
-  std::shared_ptr<const CachedDecision> toCacheEntry(const Route& route, const Request& request,
+                    const http::Request& request) const;
+  std::shared_ptr<const CachedDecision> toCacheEntry(const Route& route, const http::Request& request,
                                                      const Evaluation& ev, std::int64_t now) const;
 
   std::atomic<std::shared_ptr<const PolicySnapshot>> snapshot_;

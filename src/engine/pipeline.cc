@@ -5,7 +5,7 @@
 #include <future>
 
 #include "common/strings.h"
-#include "engine/path.h"
+#include "common/http/path.h"
 #include "identity/introspection.h"
 #include "identity/jwt.h"
 
@@ -20,7 +20,7 @@ std::string_view bearerToken(std::string_view value, bool require_scheme) {
   return require_scheme ? std::string_view() : value;
 }
 
-std::string_view cookieValue(const Headers& headers, std::string_view name) {
+std::string_view cookieValue(const http::Headers& headers, std::string_view name) {
   std::string_view found;
   headers.forEach("cookie", [&](const std::string& line) {
     if (!found.empty()) return;
@@ -45,7 +45,7 @@ std::string_view queryValue(std::string_view query, std::string_view name) {
 }
 
 // How many times `source` occurs in `request`.
-std::size_t occurrences(const TokenSource& source, const Request& request) {
+std::size_t occurrences(const TokenSource& source, const http::Request& request) {
   std::size_t n = 0;
   switch (source.kind) {
     case TokenSource::Kind::kBearerHeader:
@@ -86,7 +86,7 @@ std::string quoted(std::string_view s) {
 class Evaluator final : public std::enable_shared_from_this<Evaluator> {
  public:
   Evaluator(const PolicySnapshot& snapshot, std::shared_ptr<const PolicySnapshot> keep_alive,
-            const Request& request, std::int64_t now, const Clients& clients, bool explain)
+            const http::Request& request, std::int64_t now, const Clients& clients, bool explain)
       : snapshot_(snapshot),
         keep_alive_(std::move(keep_alive)),
         request_(request),
@@ -428,7 +428,7 @@ class Evaluator final : public std::enable_shared_from_this<Evaluator> {
 
   const PolicySnapshot& snapshot_;
   const std::shared_ptr<const PolicySnapshot> keep_alive_;  // pinned while suspended
-  const Request& request_;  // the front door keeps it alive until the evaluation is done
+  const http::Request& request_;  // the front door keeps it alive until the evaluation is done
   const std::int64_t now_;
   const Clients clients_;
   const bool explain_;
@@ -443,7 +443,7 @@ class Evaluator final : public std::enable_shared_from_this<Evaluator> {
 
 }  // namespace
 
-std::string_view extractToken(const identity::Provider& provider, const Request& request) {
+std::string_view extractToken(const identity::Provider& provider, const http::Request& request) {
   for (const TokenSource& source : provider.tokenFrom()) {
     std::string_view token;
     switch (source.kind) {
@@ -464,7 +464,7 @@ std::string_view extractToken(const identity::Provider& provider, const Request&
   return {};
 }
 
-std::string_view authenticatedToken(const Route& route, const Request& request,
+std::string_view authenticatedToken(const Route& route, const http::Request& request,
                                     const identity::Identity& identity) {
   for (const auto* p : route.providers) {
     if (p->name() == identity.provider) return extractToken(*p, request);
@@ -472,7 +472,7 @@ std::string_view authenticatedToken(const Route& route, const Request& request,
   return {};
 }
 
-std::optional<std::string> repeatedInput(const Route& route, const Request& request) {
+std::optional<std::string> repeatedInput(const Route& route, const http::Request& request) {
   for (const auto* p : route.providers) {
     for (const TokenSource& source : p->tokenFrom()) {
       if (occurrences(source, request) > 1) {
@@ -491,7 +491,7 @@ std::optional<std::string> repeatedInput(const Route& route, const Request& requ
   return std::nullopt;
 }
 
-Evaluation evaluate(const PolicySnapshot& snapshot, const Request& request, std::int64_t now,
+Evaluation evaluate(const PolicySnapshot& snapshot, const http::Request& request, std::int64_t now,
                     bool explain) {
   const Clients none;
   auto evaluator = std::make_shared<Evaluator>(snapshot, nullptr, request, now, none, explain);
@@ -514,14 +514,14 @@ Evaluation evaluate(const PolicySnapshot& snapshot, const Request& request, std:
 }
 
 std::optional<Evaluation> evaluate(std::shared_ptr<const PolicySnapshot> snapshot,
-                                   const Request& request, std::int64_t now, const Clients& clients,
+                                   const http::Request& request, std::int64_t now, const Clients& clients,
                                    bool explain, EvaluationDone done) {
   const Route* route = snapshot->findRoute(request);
   return evaluateRoute(std::move(snapshot), route, request, now, clients, explain, std::move(done));
 }
 
 std::optional<Evaluation> evaluateRoute(std::shared_ptr<const PolicySnapshot> snapshot,
-                                        const Route* route, const Request& request,
+                                        const Route* route, const http::Request& request,
                                         std::int64_t now, const Clients& clients, bool explain,
                                         EvaluationDone done) {
   const PolicySnapshot& ref = *snapshot;
@@ -530,13 +530,13 @@ std::optional<Evaluation> evaluateRoute(std::shared_ptr<const PolicySnapshot> sn
   return evaluator->start(route, std::move(done));
 }
 
-const Route* PolicySnapshot::findRoute(const Request& request) const {
+const Route* PolicySnapshot::findRoute(const http::Request& request) const {
   // A path with ;parameters is routed as a servlet container serves it (without them):
   // `/admin;x/users` must meet the route of `/admin/users`, not a catch-all.
   std::string stripped;
   std::string_view path = request.path;
-  if (hasPathParams(path)) {
-    stripped = stripPathParams(path);
+  if (http::hasPathParams(path)) {
+    stripped = http::stripPathParams(path);
     path = stripped;
   }
   for (const Route& route : routes) {
@@ -545,8 +545,8 @@ const Route* PolicySnapshot::findRoute(const Request& request) const {
   return nullptr;
 }
 
-std::optional<std::string> refusedPathParams(const Route* route, const Request& request) {
-  if (!hasPathParams(request.path) || (route != nullptr && route->path_params)) {
+std::optional<std::string> refusedPathParams(const Route* route, const http::Request& request) {
+  if (!http::hasPathParams(request.path) || (route != nullptr && route->path_params)) {
     return std::nullopt;
   }
   return route == nullptr ? std::string("the path has ;parameters and no route matches it")

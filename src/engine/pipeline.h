@@ -13,7 +13,7 @@
 
 #include "common/result.h"
 #include "engine/decision.h"
-#include "engine/request.h"
+#include "common/http/request.h"
 #include "engine/snapshot.h"
 #include "identity/identity.h"
 #include "identity/introspection.h"
@@ -65,12 +65,12 @@ struct Evaluation {
 
 // Finds the token a provider accepts in `request` (Authorization: Bearer, a cookie or a
 // query parameter, per the provider's `token_from`), or an empty view.
-std::string_view extractToken(const identity::Provider& provider, const Request& request);
+std::string_view extractToken(const identity::Provider& provider, const http::Request& request);
 
 // The token that authenticated `identity` on `route` (the one its provider reads), or an
 // empty view: what `token_hash` revocation and the cache entry name, never merely the
 // first token any of the route's providers finds.
-std::string_view authenticatedToken(const Route& route, const Request& request,
+std::string_view authenticatedToken(const Route& route, const http::Request& request,
                                     const identity::Identity& identity);
 
 // Names an input of `route`'s decision that the request carries more than once — a
@@ -79,7 +79,7 @@ std::string_view authenticatedToken(const Route& route, const Request& request,
 // — or returns nullopt. Readers disagree on which copy counts (the first, the last, all
 // joined), so such a request is refused (400 `bad_request`) before the decision cache is
 // consulted: the copy verified here may not be the one the upstream reads.
-std::optional<std::string> repeatedInput(const Route& route, const Request& request);
+std::optional<std::string> repeatedInput(const Route& route, const http::Request& request);
 
 using EvaluationDone = std::function<void(Evaluation)>;
 
@@ -90,13 +90,13 @@ using EvaluationDone = std::function<void(Evaluation)>;
 // thread where the waiting client completes. `request` must outlive the evaluation; the
 // snapshot is pinned by the evaluation itself.
 std::optional<Evaluation> evaluate(std::shared_ptr<const PolicySnapshot> snapshot,
-                                   const Request& request, std::int64_t now, const Clients& clients,
+                                   const http::Request& request, std::int64_t now, const Clients& clients,
                                    bool explain, EvaluationDone done);
 
 // The same for a caller that has already routed the request (`route` = the snapshot's
 // findRoute() result, null when nothing matched), so routing is done once per request.
 std::optional<Evaluation> evaluateRoute(std::shared_ptr<const PolicySnapshot> snapshot,
-                                        const Route* route, const Request& request,
+                                        const Route* route, const http::Request& request,
                                         std::int64_t now, const Clients& clients, bool explain,
                                         EvaluationDone done);
 
@@ -104,12 +104,12 @@ std::optional<Evaluation> evaluateRoute(std::shared_ptr<const PolicySnapshot> sn
 // route findRoute() gave it, or nullopt when it is not: a path without parameters, or a
 // route with `path_params: allow`. Every front door checks this before the route is used
 // (rate limits, cache, evaluation).
-std::optional<std::string> refusedPathParams(const Route* route, const Request& request);
+std::optional<std::string> refusedPathParams(const Route* route, const http::Request& request);
 
 // The same without clients (offline tools, tests): completes inline, except that a function
 // answering later (a Lambda call) is waited for, blocking the calling thread up to the
 // function's timeout.
-Evaluation evaluate(const PolicySnapshot& snapshot, const Request& request, std::int64_t now,
+Evaluation evaluate(const PolicySnapshot& snapshot, const http::Request& request, std::int64_t now,
                     bool explain = false);
 
 }  // namespace portcullis::engine

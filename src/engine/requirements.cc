@@ -19,7 +19,7 @@ bool scalarAllowed(const nlohmann::json& value, const std::vector<std::string>& 
 
 }  // namespace
 
-std::optional<Error> Requirements::check(const Request& request,
+std::optional<Error> Requirements::check(const http::Request& request,
                                          const identity::Identity* identity) const {
   if (!source_ips.empty() &&
       std::none_of(source_ips.begin(), source_ips.end(),

@@ -142,7 +142,7 @@ struct PolicySnapshot {
   RouteStats default_stats;        // decisions made by `default`
   std::vector<std::string> files;  // every file the snapshot was built from (watched)
 
-  const Route* findRoute(const Request& request) const;
+  const Route* findRoute(const http::Request& request) const;
   const identity::Provider* provider(std::string_view name) const;
   const Function* function(std::string_view name) const;
 };

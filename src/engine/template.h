@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "common/result.h"
-#include "engine/request.h"
+#include "common/http/request.h"
 #include "identity/identity.h"
 
 namespace portcullis::engine {
@@ -15,7 +15,7 @@ namespace portcullis::engine {
 using Context = std::map<std::string, std::string, std::less<>>;
 
 struct TemplateInput {
-  const Request& request;
+  const http::Request& request;
   const identity::Identity* identity = nullptr;  // null for anonymous routes
   const Context* ctx = nullptr;
 };

@@ -16,7 +16,7 @@ namespace portcullis::frontends {
 namespace {
 
 namespace beast = boost::beast;
-namespace http = beast::http;
+namespace bhttp = beast::http;
 using asio::ip::tcp;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
@@ -27,12 +27,12 @@ struct ConnectionSlot {
   HttpListenerState& state;
 };
 
-http::response<http::string_body> toResponse(HttpOut&& out, unsigned version, bool keep_alive) {
-  http::response<http::string_body> res{static_cast<http::status>(out.status), version};
-  res.set(http::field::server, "portcullis");
+bhttp::response<bhttp::string_body> toResponse(HttpOut&& out, unsigned version, bool keep_alive) {
+  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(out.status), version};
+  res.set(bhttp::field::server, "portcullis");
   for (auto& [name, value] : out.headers)
     res.insert(name, value);
-  if (!out.body.empty()) res.set(http::field::content_type, out.content_type);
+  if (!out.body.empty()) res.set(bhttp::field::content_type, out.content_type);
   res.body() = std::move(out.body);
   res.keep_alive(keep_alive);
   res.prepare_payload();
@@ -50,7 +50,7 @@ asio::awaitable<void> writeAndClose(beast::tcp_stream& stream, HttpOut out,
                                     std::chrono::milliseconds timeout) {
   auto res = toResponse(std::move(out), 11, false);
   stream.expires_after(timeout);
-  co_await http::async_write(stream, res, kNoThrow);
+  co_await bhttp::async_write(stream, res, kNoThrow);
   beast::error_code ec;
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
 }
@@ -75,20 +75,20 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerSt
       buffer.commit(n);
     }
 
-    http::request_parser<http::string_body> parser;
+    bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
     parser.body_limit(limits.max_body_bytes);
     stream.expires_after(limits.header_timeout);
-    auto [read_ec, n] = co_await http::async_read(stream, buffer, parser, kNoThrow);
+    auto [read_ec, n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
     (void)n;
     if (read_ec) {
       if (state->bad_requests != nullptr) state->bad_requests->inc();
-      if (read_ec == beast::error::timeout || read_ec == http::error::end_of_stream ||
+      if (read_ec == beast::error::timeout || read_ec == bhttp::error::end_of_stream ||
           read_ec == asio::error::eof || read_ec == asio::error::connection_reset) {
         co_return;  // slow or gone: close without a word
       }
-      const bool too_large = read_ec == http::error::header_limit;
-      const bool body_too_large = read_ec == http::error::body_limit;
+      const bool too_large = read_ec == bhttp::error::header_limit;
+      const bool body_too_large = read_ec == bhttp::error::body_limit;
       co_await writeAndClose(stream,
                              errorOut(too_large        ? 431
                                       : body_too_large ? 413
@@ -112,7 +112,7 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerSt
     const bool keep_alive = req.keep_alive();
     auto res = toResponse(std::move(out), req.version(), keep_alive);
     stream.expires_after(limits.header_timeout);
-    auto [write_ec, written] = co_await http::async_write(stream, res, kNoThrow);
+    auto [write_ec, written] = co_await bhttp::async_write(stream, res, kNoThrow);
     (void)written;
     if (write_ec) co_return;
     if (!keep_alive) {

@@ -13,7 +13,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "common/ip.h"
-#include "engine/request.h"
+#include "common/http/request.h"
 
 namespace portcullis::telemetry {
 class Counter;
@@ -29,7 +29,7 @@ namespace asio = boost::asio;
 struct HttpIn {
   std::string method;
   std::string target;
-  engine::Headers headers;
+  http::Headers headers;
   IpAddress peer;
 };
 

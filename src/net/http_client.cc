@@ -24,7 +24,7 @@ namespace portcullis::net {
 namespace {
 
 namespace beast = boost::beast;
-namespace http = beast::http;
+namespace bhttp = beast::http;
 namespace ssl = asio::ssl;
 using asio::ip::tcp;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
@@ -68,28 +68,28 @@ asio::awaitable<Result<HttpReply>> exchange(Stream& stream, const HttpCall& call
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::max(
         deadline - std::chrono::steady_clock::now(), std::chrono::steady_clock::duration(0)));
   };
-  http::request<http::string_body> req{http::string_to_verb(call.method), call.url.target, 11};
+  bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(call.method), call.url.target, 11};
   const bool default_port = (call.url.scheme == "https" && call.url.port == 443) ||
                             (call.url.scheme == "http" && call.url.port == 80);
-  req.set(http::field::host,
+  req.set(bhttp::field::host,
           default_port ? call.url.host : call.url.host + ":" + std::to_string(call.url.port));
-  req.set(http::field::user_agent, "portcullis/" PORTCULLIS_VERSION);
+  req.set(bhttp::field::user_agent, "portcullis/" PORTCULLIS_VERSION);
   for (const auto& [n, v] : call.headers)
     req.set(n, v);
   req.body() = call.body;
   if (!call.body.empty() || call.method == "POST") req.prepare_payload();
 
   lowest.expires_after(remaining());
-  if (auto [ec, n] = co_await http::async_write(stream, req, kNoThrow); ec) {
+  if (auto [ec, n] = co_await bhttp::async_write(stream, req, kNoThrow); ec) {
     co_return fail(Reason::kInternalError, "write: " + ec.message());
   }
   beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
+  bhttp::response_parser<bhttp::string_body> parser;
   parser.header_limit(64 * 1024);
   parser.body_limit(call.max_body_bytes);
   lowest.expires_after(remaining());
-  if (auto [ec, n] = co_await http::async_read(stream, buffer, parser, kNoThrow); ec) {
-    if (ec == http::error::body_limit) {
+  if (auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow); ec) {
+    if (ec == bhttp::error::body_limit) {
       co_return fail(Reason::kInternalError,
                      fmt::format("answer larger than {} bytes", call.max_body_bytes));
     }

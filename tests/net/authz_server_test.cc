@@ -412,7 +412,7 @@ TEST(ClientIpTest, XRealIpIsIgnoredNextToXForwardedFor) {
   EXPECT_EQ(r->client_ip.toString(), "127.0.0.1");
 
   HttpIn only_real = in;
-  only_real.headers = engine::Headers();
+  only_real.headers = http::Headers();
   only_real.headers.add("X-Original-URI", "/x");
   only_real.headers.add("X-Real-IP", "198.51.100.7");
   HttpIn untrusted_peer = only_real;  // before originalRequest() takes the headers
@@ -453,7 +453,7 @@ TEST(ClientIpTest, MalformedForwardedForFromATrustedHopIsRefused) {
   EXPECT_EQ(r->client_ip.toString(), "198.51.100.7");
   // From an untrusted peer the header is not read at all.
   in.peer = *IpAddress::parse("192.0.2.1");
-  in.headers = engine::Headers();
+  in.headers = http::Headers();
   in.headers.add("X-Original-URI", "/internal");
   in.headers.add("X-Forwarded-For", "unknown");
   r = originalRequest(in, config, why);
@@ -461,11 +461,11 @@ TEST(ClientIpTest, MalformedForwardedForFromATrustedHopIsRefused) {
   EXPECT_EQ(r->client_ip.toString(), "192.0.2.1");
   // A malformed or repeated X-Real-IP from a trusted peer is refused too.
   in.peer = *IpAddress::parse("127.0.0.1");
-  in.headers = engine::Headers();
+  in.headers = http::Headers();
   in.headers.add("X-Original-URI", "/internal");
   in.headers.add("X-Real-IP", "unknown");
   EXPECT_FALSE(originalRequest(in, config, why).has_value());
-  in.headers = engine::Headers();
+  in.headers = http::Headers();
   in.headers.add("X-Original-URI", "/internal");
   in.headers.add("X-Real-IP", "198.51.100.7");
   in.headers.add("X-Real-IP", "10.0.0.1");

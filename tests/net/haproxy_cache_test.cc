@@ -241,9 +241,9 @@ class HaproxyCacheTest : public ::testing::Test {
     return *p;
   }
 
-  static engine::Request request(const std::string& path,
+  static http::Request request(const std::string& path,
                                  std::vector<std::pair<std::string, std::string>> headers) {
-    engine::Request req;
+    http::Request req;
     req.method = "GET";
     req.scheme = "http";
     req.host = "api.example.com";
@@ -253,7 +253,7 @@ class HaproxyCacheTest : public ::testing::Test {
       req.headers.add(n, v);
     return req;
   }
-  static engine::Request bearer(const std::string& path, const std::string& token) {
+  static http::Request bearer(const std::string& path, const std::string& token) {
     return request(path, {{"host", "api.example.com"}, {"authorization", "Bearer " + token}});
   }
 
@@ -271,7 +271,7 @@ class HaproxyCacheTest : public ::testing::Test {
     return ev;
   }
 
-  engine::Evaluation decide(engine::Request& req) { return gatekeeper_->decide(req); }
+  engine::Evaluation decide(http::Request& req) { return gatekeeper_->decide(req); }
 
   TempDir dir_;
   telemetry::Metrics metrics_;

@@ -60,8 +60,8 @@ class LambdaLocalOffline : public ::testing::Test {
     return out;
   }
 
-  static engine::Request request() {
-    engine::Request r;
+  static http::Request request() {
+    http::Request r;
     r.method = "GET";
     r.scheme = "https";
     r.host = "api.example.com";
@@ -88,7 +88,7 @@ TEST_F(LambdaLocalOffline, SynchronousEvaluateWaitsForTheFunctionsAnswer) {
   auto loaded = config::loadPolicy(dir_ + "/p.yaml", metrics_, 0);
   ASSERT_TRUE(loaded.snapshot) << errors(loaded);
   // No prepare(): as in `eval`, the first call starts the process (a cold start).
-  const engine::Request r = request();
+  const http::Request r = request();
   const engine::Evaluation ev = engine::evaluate(*loaded.snapshot, r, 1'700'000'000, true);
   EXPECT_TRUE(ev.decision.allow) << ev.decision.detail;
   EXPECT_EQ(ev.decision.status, 200);
@@ -116,7 +116,7 @@ TEST_F(LambdaLocalOffline, RelativePathsStayRightAfterTheProcessChangesDirectory
   EXPECT_TRUE(std::filesystem::path(spec.task_root).is_absolute()) << spec.task_root;
   EXPECT_TRUE(std::filesystem::equivalent(spec.task_root, dir_ + "/fakes/bash"));
 
-  const engine::Request r = request();
+  const http::Request r = request();
   const engine::Evaluation ev = engine::evaluate(*loaded.snapshot, r, 1'700'000'000);
   EXPECT_TRUE(ev.decision.allow) << ev.decision.detail;
   EXPECT_EQ(header(ev.decision.upstream_headers, "X-Tenant"), "bash");

@@ -104,10 +104,10 @@ struct Fixture {
 };
 
 // The default request, with the fakes' `x-mode` header saying what the function should do.
-engine::Request makeRequest(std::string mode, std::string path = "/orders/1",
+http::Request makeRequest(std::string mode, std::string path = "/orders/1",
                             std::string method = "GET",
                             std::string authorization = "Bearer token-1") {
-  engine::Request r =
+  http::Request r =
       testing::functionRequest(std::move(path), std::move(method), std::move(authorization));
   if (!mode.empty()) r.headers.add("x-mode", mode);
   return r;

@@ -47,7 +47,7 @@ namespace {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
-namespace http = beast::http;
+namespace bhttp = beast::http;
 using asio::ip::tcp;
 using namespace std::chrono_literals;
 using engine::FunctionAnswer;
@@ -147,15 +147,15 @@ class FakeLambda {
 
   // The control API (plain HTTP or, for a TLS fake, HTTPS without verification: these
   // calls are the test's own, not what is under test).
-  Json control(http::verb verb, const std::string& name, const std::string& body = "") const {
+  Json control(bhttp::verb verb, const std::string& name, const std::string& body = "") const {
     asio::io_context io;
-    http::request<http::string_body> req{verb, "/control/" + name, 11};
-    req.set(http::field::host, "127.0.0.1");
-    req.set(http::field::content_type, "application/json");
-    req.set(http::field::connection, "close");
+    bhttp::request<bhttp::string_body> req{verb, "/control/" + name, 11};
+    req.set(bhttp::field::host, "127.0.0.1");
+    req.set(bhttp::field::content_type, "application/json");
+    req.set(bhttp::field::connection, "close");
     req.body() = body;
     req.prepare_payload();
-    http::response<http::string_body> res;
+    bhttp::response<bhttp::string_body> res;
     beast::flat_buffer buffer;
     const tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), port_);
     if (tls_) {
@@ -164,18 +164,18 @@ class FakeLambda {
       beast::ssl_stream<tcp::socket> stream(io, ctx);
       stream.next_layer().connect(ep);
       stream.handshake(asio::ssl::stream_base::client);
-      http::write(stream, req);
-      http::read(stream, buffer, res);
+      bhttp::write(stream, req);
+      bhttp::read(stream, buffer, res);
     } else {
       tcp::socket socket(io);
       socket.connect(ep);
-      http::write(socket, req);
-      http::read(socket, buffer, res);
+      bhttp::write(socket, req);
+      bhttp::read(socket, buffer, res);
     }
     return Json::parse(res.body(), nullptr, false);
   }
-  Json stats() const { return control(http::verb::get, "stats"); }
-  Json last() const { return control(http::verb::get, "last"); }
+  Json stats() const { return control(bhttp::verb::get, "stats"); }
+  Json last() const { return control(bhttp::verb::get, "last"); }
 
  private:
   std::string dir_;
@@ -224,12 +224,12 @@ struct Fixture {
   std::unique_ptr<LambdaFunction> function;
 };
 
-engine::Request makeRequest(std::string path = "/orders/1", std::string method = "GET",
+http::Request makeRequest(std::string path = "/orders/1", std::string method = "GET",
                             std::string authorization = "Bearer token-1") {
   return testing::functionRequest(std::move(path), std::move(method), std::move(authorization));
 }
 
-Called callSync(const engine::Function& f, engine::Request request = makeRequest()) {
+Called callSync(const engine::Function& f, http::Request request = makeRequest()) {
   return testing::callSync(f, std::move(request));
 }
 
@@ -544,7 +544,7 @@ TEST(LambdaRemote, TimeoutIsAnsweredOnTimeClosesTheConnectionAndThePoolRecovers)
 
 TEST(LambdaRemote, KeepAliveReusesOneConnection) {
   REQUIRE_FAKE(fake());
-  fake().control(http::verb::post, "reset-stats");
+  fake().control(bhttp::verb::post, "reset-stats");
   Fixture fx(optionsFor("allow", fake().port()));
   for (int i = 0; i < 30; ++i) {
     auto a = callSync(*fx.function);
@@ -561,7 +561,7 @@ TEST(LambdaRemote, KeepAliveReusesOneConnection) {
 
 TEST(LambdaRemote, ConnectionsAreCappedAndReused) {
   REQUIRE_FAKE(fake());
-  fake().control(http::verb::post, "reset-stats");
+  fake().control(bhttp::verb::post, "reset-stats");
   auto options = optionsFor("sleep", fake().port());
   options.connections = 2;
   Fixture fx(options);
@@ -642,7 +642,7 @@ TEST(LambdaRemote, StaleKeepAliveConnectionIsRetriedOnceOnAFreshOne) {
   ASSERT_EQ(callSync(*fx.function).answer.outcome, Outcome::kAllow);
   // The server drops the next request's connection without a byte of answer, as a server
   // does with a kept-alive connection it closed while the request was on its way.
-  fake().control(http::verb::post, "drop", R"({"count":1})");
+  fake().control(bhttp::verb::post, "drop", R"({"count":1})");
   auto a = callSync(*fx.function);
   EXPECT_EQ(a.answer.outcome, Outcome::kAllow) << a.answer.reason;
   auto s = fx.invoker->status();
@@ -652,13 +652,13 @@ TEST(LambdaRemote, StaleKeepAliveConnectionIsRetriedOnceOnAFreshOne) {
 
   // A fresh connection that fails the same way is not retried: an error.
   Fixture fresh(optionsFor("allow", fake().port()));
-  fake().control(http::verb::post, "drop", R"({"count":1})");
+  fake().control(bhttp::verb::post, "drop", R"({"count":1})");
   auto b = callSync(*fresh.function);
   EXPECT_EQ(b.answer.outcome, Outcome::kError);
   EXPECT_EQ(fresh.invoker->status().retries, 0u);
 
   // A connection the server closed while idle is seen before use: a new one, no retry.
-  fake().control(http::verb::post, "close-idle");
+  fake().control(bhttp::verb::post, "close-idle");
   std::this_thread::sleep_for(50ms);
   auto c = callSync(*fx.function);
   EXPECT_EQ(c.answer.outcome, Outcome::kAllow) << c.answer.reason;

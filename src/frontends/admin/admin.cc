@@ -13,7 +13,7 @@
 #include "common/ip.h"
 #include "common/strings.h"
 #include "common/units.h"
-#include "engine/path.h"
+#include "common/http/path.h"
 
 namespace portcullis::frontends {
 namespace {
@@ -36,7 +36,7 @@ HttpOut text(int status, std::string body) {
 constexpr std::string_view kAdminHeader = "x-portcullis-admin";
 
 // The values of header `name`; more than one is ambiguous and callers refuse it.
-std::vector<std::string_view> values(const engine::Headers& headers, std::string_view name) {
+std::vector<std::string_view> values(const http::Headers& headers, std::string_view name) {
   std::vector<std::string_view> out;
   headers.forEach(name, [&](const std::string& v) { out.push_back(v); });
   return out;
@@ -50,7 +50,7 @@ bool isPort(std::string_view s) {
 // DNS rebinding defence: a browser tricked into sending requests here carries the
 // attacker's host name. IP literals (no DNS involved), `localhost` and the names in
 // `admin.hosts` are accepted. No Host at all is not a browser (HTTP/1.0 tools).
-bool hostAllowed(const engine::Headers& headers, const std::vector<std::string>& extra) {
+bool hostAllowed(const http::Headers& headers, const std::vector<std::string>& extra) {
   const auto hosts = values(headers, "host");
   if (hosts.empty()) return true;
   if (hosts.size() > 1) return false;
@@ -77,7 +77,7 @@ bool hostAllowed(const engine::Headers& headers, const std::vector<std::string>&
 // configured token. Both sides are hashed first so that the comparison (CRYPTO_memcmp)
 // takes the same time whatever the length or content of the guess.
 enum class Credential { kNone, kWrong, kRight };
-Credential checkBearer(const engine::Headers& headers, const std::string& token) {
+Credential checkBearer(const http::Headers& headers, const std::string& token) {
   const auto auth = values(headers, "authorization");
   if (auth.empty()) return Credential::kNone;
   if (auth.size() > 1 || token.empty()) return Credential::kWrong;
@@ -169,7 +169,7 @@ std::optional<HttpOut> AdminFrontend::admit(const HttpIn& in, const std::string&
 }
 
 asio::awaitable<HttpOut> AdminFrontend::handle(HttpIn& in) {
-  const auto target = engine::parseTarget(in.target);
+  const auto target = http::parseTarget(in.target);
   const std::string path = target ? target->path : std::string();
   {
     const auto snapshot = gatekeeper_.snapshot();

@@ -9,7 +9,7 @@
 #include <array>
 
 #include "common/strings.h"
-#include "engine/path.h"
+#include "common/http/path.h"
 #include "engine/router.h"
 
 namespace portcullis::frontends {
@@ -31,7 +31,7 @@ bool trusted(const engine::Settings::Authz& config, const IpAddress& peer) {
 // be the client's own. An entry a trusted hop wrote that is not a bare IP address
 // (`unknown`, `1.2.3.4:4711`, `[::1]:443`, empty) is refused: falling back to the proxy's
 // own address would let such a request pass a `source_ips` rule meant for the proxy.
-std::optional<IpAddress> clientIp(const engine::Headers& headers,
+std::optional<IpAddress> clientIp(const http::Headers& headers,
                                   const engine::Settings::Authz& config, const IpAddress& peer,
                                   std::string& why) {
   if (!trusted(config, peer)) return peer;
@@ -76,14 +76,14 @@ constexpr std::array<std::string_view, 4> kNginxMarkers = {"x-original-uri", "x-
 constexpr std::array<std::string_view, 2> kTraefikMarkers = {"x-forwarded-uri",
                                                              "x-forwarded-method"};
 
-std::size_t count(const engine::Headers& headers, std::string_view name) {
+std::size_t count(const http::Headers& headers, std::string_view name) {
   std::size_t n = 0;
   headers.forEach(name, [&](const std::string&) { ++n; });
   return n;
 }
 
 template <std::size_t N>
-bool anyOf(const engine::Headers& headers, const std::array<std::string_view, N>& names) {
+bool anyOf(const http::Headers& headers, const std::array<std::string_view, N>& names) {
   for (const auto name : names) {
     if (headers.find(name) != nullptr) return true;
   }
@@ -106,7 +106,7 @@ std::string_view styleName(Style style) {
 
 // Picks the style to read the request with, or nullopt (and `why`) when the request's
 // headers do not fit the configured style.
-std::optional<Style> effectiveStyle(const engine::Headers& h, Style configured, std::string& why) {
+std::optional<Style> effectiveStyle(const http::Headers& h, Style configured, std::string& why) {
   const bool nginx = anyOf(h, kNginxMarkers);
   const bool traefik = anyOf(h, kTraefikMarkers);
   if (nginx && traefik) {
@@ -137,17 +137,17 @@ std::optional<Style> effectiveStyle(const engine::Headers& h, Style configured, 
   return configured;
 }
 
-std::string header(const engine::Headers& headers, std::string_view name) {
+std::string header(const http::Headers& headers, std::string_view name) {
   const auto* v = headers.find(name);
   return v ? std::string(trim(*v)) : std::string();
 }
 
 }  // namespace
 
-std::optional<engine::Request> originalRequest(HttpIn& in, const engine::Settings::Authz& config,
+std::optional<http::Request> originalRequest(HttpIn& in, const engine::Settings::Authz& config,
                                                std::string& why) {
-  engine::Request req;
-  const engine::Headers& h = in.headers;
+  http::Request req;
+  const http::Headers& h = in.headers;
   const auto style = effectiveStyle(h, config.style, why);
   if (!style) return std::nullopt;
 
@@ -214,7 +214,7 @@ std::optional<engine::Request> originalRequest(HttpIn& in, const engine::Setting
   if (host.empty()) host = header(h, "host");
   if (scheme.empty()) scheme = "http";
 
-  auto parsed = engine::parseTarget(target);
+  auto parsed = http::parseTarget(target);
   if (!parsed) {
     why = "the original URI is not a valid origin-form path";
     return std::nullopt;
@@ -237,7 +237,7 @@ asio::awaitable<HttpOut> AuthzFrontend::handle(HttpIn& in) {
   auto request = originalRequest(in, snapshot->settings.authz, why);
   HttpOut out;
   if (!request) {
-    engine::Request bad;
+    http::Request bad;
     bad.listener = "authz";
     bad.method = in.method;
     bad.client_ip = in.peer;

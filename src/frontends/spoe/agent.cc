@@ -22,7 +22,7 @@
 
 #include "telemetry/metrics.h"
 #include "common/strings.h"
-#include "engine/path.h"
+#include "common/http/path.h"
 #include "engine/router.h"
 #include "frontends/spoe/haproxy_cache.h"
 
@@ -213,14 +213,14 @@ std::string headerVarName(std::string_view header) {
   return out;
 }
 
-std::optional<engine::Request> requestFromMessage(const Message& message, std::string& why) {
-  engine::Request req;
+std::optional<http::Request> requestFromMessage(const Message& message, std::string& why) {
+  http::Request req;
   const auto& a = message.args;
   req.method = toUpper(stringOf(find(a, "method")));
   std::string target = stringOf(find(a, "path"));
   const std::string query = stringOf(find(a, "query"));
   if (!query.empty()) target += "?" + query;
-  auto parsed = engine::parseTarget(target);
+  auto parsed = http::parseTarget(target);
   if (req.method.empty() || !parsed) {
     why = "the message has no valid method and path";
     return std::nullopt;
@@ -254,7 +254,7 @@ std::optional<engine::Request> requestFromMessage(const Message& message, std::s
   return req;
 }
 
-std::vector<SetVar> decisionVars(const engine::Evaluation& ev, const engine::Request& request,
+std::vector<SetVar> decisionVars(const engine::Evaluation& ev, const http::Request& request,
                                  bool haproxy_cache) {
   const engine::Decision& d = ev.decision;
   std::vector<SetVar> vars;
@@ -430,7 +430,7 @@ asio::awaitable<void> serveSpop(Socket socket, engine::Gatekeeper& gatekeeper,
     std::string why;
     auto request = requestFromMessage(*message, why);
     if (!request) {
-      engine::Request bad;
+      http::Request bad;
       bad.listener = "spoe";
       bad.method = stringOf(find(message->args, "method"));
       if (const Value* ip = find(message->args, "ip")) {
@@ -452,7 +452,7 @@ asio::awaitable<void> serveSpop(Socket socket, engine::Gatekeeper& gatekeeper,
     const Value* hcache_arg = find(message->args, "hcache");
     const bool hcache = hcache_arg != nullptr && std::holds_alternative<bool>(*hcache_arg) &&
                         std::get<bool>(*hcache_arg);
-    auto req = std::make_shared<engine::Request>(std::move(*request));
+    auto req = std::make_shared<http::Request>(std::move(*request));
     req->listener = "spoe";
     const std::uint64_t stream_id = frame.stream_id;
     const std::uint64_t frame_id = frame.frame_id;

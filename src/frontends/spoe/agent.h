@@ -57,12 +57,12 @@ struct AgentStats {
 AgentStats makeAgentStats(telemetry::Metrics& metrics);
 
 // Turns one NOTIFY message into the original request's view (exposed for tests).
-std::optional<engine::Request> requestFromMessage(const Message& message, std::string& why);
+std::optional<http::Request> requestFromMessage(const Message& message, std::string& why);
 // The set-var actions that carry a decision back to HAProxy (exposed for tests). With
 // `haproxy_cache` (the message's `hcache` argument, sent by a configuration generated with
 // --haproxy-cache) they say whether HAProxy may keep the decision; without, that work is
 // skipped.
-std::vector<SetVar> decisionVars(const engine::Evaluation& ev, const engine::Request& request,
+std::vector<SetVar> decisionVars(const engine::Evaluation& ev, const http::Request& request,
                                  bool haproxy_cache = false);
 // `X-User` → `hdr_x_user`: the variable that carries an upstream header.
 std::string headerVarName(std::string_view header);

@@ -190,7 +190,7 @@ std::string_view compactBearerToken(std::string_view authorization) {
 }
 
 std::optional<HaproxyCacheHint> haproxyCacheHint(const engine::Evaluation& ev,
-                                                 const engine::Request& request) {
+                                                 const http::Request& request) {
   const engine::Decision& d = ev.decision;
   if (ev.route == nullptr || !d.allow || d.outcome != engine::Outcome::kAllow || d.shadow ||
       d.fail_open || d.ttl.count() <= 0 || ev.cache == engine::Evaluation::Cache::kHit ||

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "engine/pipeline.h"
-#include "engine/request.h"
+#include "common/http/request.h"
 #include "engine/snapshot.h"
 
 // Decision caching inside HAProxy (`portcullis haproxy-config --haproxy-cache`). HAProxy
@@ -68,6 +68,6 @@ struct HaproxyCacheHint {
 // Pure; the TTL is the decision's `ttl`, which the gatekeeper has already capped at the
 // token's `exp`.
 std::optional<HaproxyCacheHint> haproxyCacheHint(const engine::Evaluation& ev,
-                                                 const engine::Request& request);
+                                                 const http::Request& request);
 
 }  // namespace portcullis::frontends::spoe

@@ -55,19 +55,19 @@ std::string requestTime(std::int64_t now_ms) {
   return std::string(buf.data());
 }
 
-std::string firstHeader(const engine::Request& request, std::string_view name) {
+std::string firstHeader(const http::Request& request, std::string_view name) {
   const std::string* value = request.headers.find(name);
   return value == nullptr ? std::string() : *value;
 }
 
-std::string sourceIp(const engine::Request& request) {
+std::string sourceIp(const http::Request& request) {
   return request.client_ip.valid() ? request.client_ip.toString() : std::string();
 }
 
 // Header names in first-seen order, each with its values in order. The Host header is
 // added from the request when the front door did not keep one.
 std::vector<std::pair<std::string, std::vector<std::string>>> groupedHeaders(
-    const engine::Request& request) {
+    const http::Request& request) {
   std::vector<std::pair<std::string, std::vector<std::string>>> out;
   for (const auto& field : request.headers.fields()) {
     const auto& [name, value] = field;
@@ -109,7 +109,7 @@ std::vector<std::pair<std::string, std::vector<std::string>>> groupedQuery(std::
   return out;
 }
 
-std::string eventV2(const engine::Request& request, const ApiInfo& api,
+std::string eventV2(const http::Request& request, const ApiInfo& api,
                     const std::vector<std::string>& identity_values, std::string_view request_id,
                     std::int64_t now_ms) {
   OrderedJson event = OrderedJson::object();
@@ -168,7 +168,7 @@ std::string eventV2(const engine::Request& request, const ApiInfo& api,
   return dumpJson(event);
 }
 
-std::string eventV1(const engine::Request& request, const ApiInfo& api,
+std::string eventV1(const http::Request& request, const ApiInfo& api,
                     const std::vector<std::string>& identity_values, std::string_view request_id,
                     std::int64_t now_ms) {
   OrderedJson event = OrderedJson::object();
@@ -380,7 +380,7 @@ Result<IdentitySource> parseIdentitySource(std::string_view text) {
                   " is neither $request.header.NAME nor $request.querystring.NAME");
 }
 
-std::optional<std::vector<std::string>> identityValues(const engine::Request& request,
+std::optional<std::vector<std::string>> identityValues(const http::Request& request,
                                                        const std::vector<IdentitySource>& sources) {
   std::vector<std::string> out;
   out.reserve(sources.size());
@@ -402,7 +402,7 @@ std::optional<std::vector<std::string>> identityValues(const engine::Request& re
   return out;
 }
 
-std::string routeArn(const ApiInfo& api, const engine::Request& request) {
+std::string routeArn(const ApiInfo& api, const http::Request& request) {
   std::string out = "arn:aws:execute-api:";
   out += api.region;
   out.push_back(':');

@@ -12,7 +12,7 @@
 
 #include "common/result.h"
 #include "engine/function.h"
-#include "engine/request.h"
+#include "common/http/request.h"
 
 // API Gateway's Lambda authorizer formats (HTTP API payload 2.0, REST API payload 1.0),
 // so that authorizers written for API Gateway run unchanged behind portcullis. Pure: no
@@ -41,11 +41,11 @@ Result<IdentitySource> parseIdentitySource(std::string_view text);
 // The identity source values of `request` in order, or nullopt when one is missing or
 // empty: API Gateway then answers 401 without invoking the authorizer. A repeated header or
 // query parameter gives its values joined with ','; query values are percent-decoded.
-std::optional<std::vector<std::string>> identityValues(const engine::Request& request,
+std::optional<std::vector<std::string>> identityValues(const http::Request& request,
                                                        const std::vector<IdentitySource>& sources);
 
 // arn:aws:execute-api:{region}:{account}:{api}/{stage}/{METHOD}{path}
-std::string routeArn(const ApiInfo& api, const engine::Request& request);
+std::string routeArn(const ApiInfo& api, const http::Request& request);
 
 // The authorizer's input event as JSON text: payload 2.0 (type REQUEST, version, routeArn,
 // identitySource, routeKey, rawPath, rawQueryString, cookies, headers,
@@ -60,7 +60,7 @@ std::string routeArn(const ApiInfo& api, const engine::Request& request);
 // or query parameter with ',', moves Cookie headers to `cookies` and omits `cookies` and
 // `queryStringParameters` when there are none; 1.0 keeps the last value in `headers` and
 // `queryStringParameters`, every value in the multiValue maps. Header names are lower case
-// (as stored in engine::Headers); query names and values are percent-decoded ('+' stays).
+// (as stored in http::Headers); query names and values are percent-decoded ('+' stays).
 // `requestContext.authentication` (mutual TLS) is never set. `now_ms` is Unix milliseconds.
 // Bytes that are not UTF-8 become U+FFFD.
 std::string requestEvent(const engine::FunctionCall& call, const ApiInfo& api,

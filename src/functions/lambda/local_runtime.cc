@@ -55,7 +55,7 @@ namespace portcullis::functions::lambda {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
-namespace http = beast::http;
+namespace bhttp = beast::http;
 using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
@@ -275,11 +275,11 @@ struct LogLimiter {
   }
 };
 
-http::response<http::string_body> jsonResponse(http::status status, unsigned version,
+bhttp::response<bhttp::string_body> jsonResponse(bhttp::status status, unsigned version,
                                                bool keep_alive, std::string body) {
-  http::response<http::string_body> res{status, version};
-  res.set(http::field::server, "portcullis-lambda-runtime");
-  res.set(http::field::content_type, "application/json");
+  bhttp::response<bhttp::string_body> res{status, version};
+  res.set(bhttp::field::server, "portcullis-lambda-runtime");
+  res.set(bhttp::field::content_type, "application/json");
   res.body() = std::move(body);
   res.keep_alive(keep_alive);
   res.prepare_payload();
@@ -876,20 +876,20 @@ class PoolCore final {
     ++refusing_;
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer;
-    http::request_parser<http::string_body> parser;
+    bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(kMaxHeader));
     parser.body_limit(64 * 1024);
     // Read the request first: closing on unread bytes would reset the connection before
     // the client sees the answer.
     stream.expires_after(kWriteTimeout);
-    auto [read_ec, n] = co_await http::async_read(stream, buffer, parser, kNoThrow);
+    auto [read_ec, n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
     (void)n;
     if (!read_ec) {
       auto res = jsonResponse(
-          http::status::forbidden, parser.get().version(), false,
+          bhttp::status::forbidden, parser.get().version(), false,
           errorBody("AccessDenied", "this Runtime API serves only its function's own processes"));
       stream.expires_after(kWriteTimeout);
-      auto [write_ec, w] = co_await http::async_write(stream, res, kNoThrow);
+      auto [write_ec, w] = co_await bhttp::async_write(stream, res, kNoThrow);
       (void)write_ec;
       (void)w;
     }
@@ -902,29 +902,29 @@ class PoolCore final {
   asio::awaitable<void> serve(std::shared_ptr<Proc> proc, std::shared_ptr<Conn> conn) {
     beast::flat_buffer buffer;
     for (;;) {
-      http::request_parser<http::string_body> parser;
+      bhttp::request_parser<bhttp::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(kMaxHeader));
       parser.body_limit(kMaxBody);
       conn->stream.expires_never();
-      auto [read_ec, n] = co_await http::async_read_header(conn->stream, buffer, parser, kNoThrow);
+      auto [read_ec, n] = co_await bhttp::async_read_header(conn->stream, buffer, parser, kNoThrow);
       (void)n;
       if (!read_ec && !parser.is_done()) {
         // curl asks before it sends a body over 1 KiB; without an answer it waits a second.
-        if (beast::iequals(parser.get()[http::field::expect], "100-continue")) {
-          http::response<http::empty_body> go{http::status::continue_, parser.get().version()};
+        if (beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
+          bhttp::response<bhttp::empty_body> go{bhttp::status::continue_, parser.get().version()};
           conn->stream.expires_after(kWriteTimeout);
-          auto [write_ec, w] = co_await http::async_write(conn->stream, go, kNoThrow);
+          auto [write_ec, w] = co_await bhttp::async_write(conn->stream, go, kNoThrow);
           (void)w;
           if (write_ec) break;
           conn->stream.expires_never();
         }
-        auto [body_ec, m] = co_await http::async_read(conn->stream, buffer, parser, kNoThrow);
+        auto [body_ec, m] = co_await bhttp::async_read(conn->stream, buffer, parser, kNoThrow);
         (void)m;
         read_ec = body_ec;
       }
       if (proc->state == Proc::State::kStopping) break;
       if (read_ec) {
-        if (read_ec == http::error::body_limit) {
+        if (read_ec == bhttp::error::body_limit) {
           // Whatever it was answering, the answer is lost: say so now, not at the deadline.
           if (proc->state == Proc::State::kBusy && proc->current) {
             auto inv = std::move(proc->current);
@@ -939,16 +939,16 @@ class PoolCore final {
                      metrics_.error);
           }
           co_await writeAndClose(
-              conn, http::status::payload_too_large,
+              conn, bhttp::status::payload_too_large,
               errorBody("RequestEntityTooLarge",
                         fmt::format("bodies are limited to {} bytes", kMaxBody)));
-        } else if (read_ec == http::error::header_limit) {
-          co_await writeAndClose(conn, http::status::request_header_fields_too_large,
+        } else if (read_ec == bhttp::error::header_limit) {
+          co_await writeAndClose(conn, bhttp::status::request_header_fields_too_large,
                                  errorBody("HeadersTooLarge", "request headers too large"));
-        } else if (read_ec != http::error::end_of_stream && read_ec != asio::error::eof &&
+        } else if (read_ec != bhttp::error::end_of_stream && read_ec != asio::error::eof &&
                    read_ec != asio::error::operation_aborted &&
                    read_ec != asio::error::connection_reset && read_ec != beast::error::timeout) {
-          co_await writeAndClose(conn, http::status::bad_request,
+          co_await writeAndClose(conn, bhttp::status::bad_request,
                                  errorBody("InvalidRequest", "malformed HTTP request"));
         }
         break;
@@ -960,8 +960,8 @@ class PoolCore final {
         target = target.substr(0, q);
 
       if (target == std::string(kApiPrefix) + "invocation/next") {
-        if (req.method() != http::verb::get) {
-          if (!co_await write(conn, http::status::method_not_allowed, req.version(), keep_alive,
+        if (req.method() != bhttp::verb::get) {
+          if (!co_await write(conn, bhttp::status::method_not_allowed, req.version(), keep_alive,
                               errorBody("MethodNotAllowed", "use GET")))
             break;
           continue;
@@ -988,21 +988,21 @@ class PoolCore final {
   }
 
   // POST …/invocation/{id}/response, …/invocation/{id}/error, …/init/error.
-  std::pair<http::status, std::string> handlePost(const std::shared_ptr<Proc>& proc,
-                                                  http::request<http::string_body>& req,
+  std::pair<bhttp::status, std::string> handlePost(const std::shared_ptr<Proc>& proc,
+                                                  bhttp::request<bhttp::string_body>& req,
                                                   std::string_view target) {
     const std::string prefix(kApiPrefix);
     if (!target.starts_with(prefix)) {
-      return {http::status::not_found, errorBody("NotFound", "unknown path")};
+      return {bhttp::status::not_found, errorBody("NotFound", "unknown path")};
     }
     const std::string_view rest = target.substr(prefix.size());
-    const bool is_post = req.method() == http::verb::post;
+    const bool is_post = req.method() == bhttp::verb::post;
 
     if (rest == "init/error") {
       if (!is_post)
-        return {http::status::method_not_allowed, errorBody("MethodNotAllowed", "use POST")};
+        return {bhttp::status::method_not_allowed, errorBody("MethodNotAllowed", "use POST")};
       if (proc->state != Proc::State::kStarting) {
-        return {http::status::forbidden,
+        return {bhttp::status::forbidden,
                 errorBody("InvalidStateTransition", "init/error after the process initialised")};
       }
       spdlog::warn("lambda {}: process {} reported an init error ({})", spec_.function_name,
@@ -1010,28 +1010,28 @@ class PoolCore final {
       stopProc(proc);
       failure(metrics_.restart_init_error);
       maintain();
-      return {http::status::accepted, R"({"status":"OK"})"};
+      return {bhttp::status::accepted, R"({"status":"OK"})"};
     }
 
     constexpr std::string_view kInvocation = "invocation/";
     if (!rest.starts_with(kInvocation)) {
-      return {http::status::not_found, errorBody("NotFound", "unknown path")};
+      return {bhttp::status::not_found, errorBody("NotFound", "unknown path")};
     }
     const std::string_view tail = rest.substr(kInvocation.size());
     const auto slash = tail.find('/');
     if (slash == std::string_view::npos) {
-      return {http::status::not_found, errorBody("NotFound", "unknown path")};
+      return {bhttp::status::not_found, errorBody("NotFound", "unknown path")};
     }
     const std::string_view id = tail.substr(0, slash);
     const std::string_view verb = tail.substr(slash + 1);
     if (verb != "response" && verb != "error") {
-      return {http::status::not_found, errorBody("NotFound", "unknown path")};
+      return {bhttp::status::not_found, errorBody("NotFound", "unknown path")};
     }
     if (!is_post)
-      return {http::status::method_not_allowed, errorBody("MethodNotAllowed", "use POST")};
+      return {bhttp::status::method_not_allowed, errorBody("MethodNotAllowed", "use POST")};
     if (!validRequestId(id) || !proc->current || proc->current->id != id ||
         proc->state != Proc::State::kBusy) {
-      return {http::status::bad_request,
+      return {bhttp::status::bad_request,
               errorBody("InvalidRequestID", "no invocation with this id is running here")};
     }
 
@@ -1052,12 +1052,12 @@ class PoolCore final {
       outcome = metrics_.function_error;
     }
     complete(inv, std::move(result), outcome);
-    return {http::status::accepted, R"({"status":"OK"})"};
+    return {bhttp::status::accepted, R"({"status":"OK"})"};
   }
 
   // The error type a runtime reported: the Lambda-Runtime-Function-Error-Type header, else
   // the body's `errorType`.
-  static std::string errorType(const http::request<http::string_body>& req) {
+  static std::string errorType(const bhttp::request<bhttp::string_body>& req) {
     if (const auto it = req.find("Lambda-Runtime-Function-Error-Type"); it != req.end()) {
       return cleanErrorType(it->value());
     }
@@ -1079,7 +1079,7 @@ class PoolCore final {
       logRefusal(
           fmt::format("refused a second concurrent invocation/next of process {}", proc->pid));
       co_await writeAndClose(
-          conn, http::status::conflict,
+          conn, bhttp::status::conflict,
           errorBody("ConcurrentPoll", "another invocation/next of this process is waiting"));
       co_return false;
     }
@@ -1116,10 +1116,10 @@ class PoolCore final {
     auto inv = std::move(conn->assigned);
     if (!inv || proc->state == Proc::State::kStopping) co_return false;
 
-    http::response<http::string_body> res{http::status::ok, version};
-    res.set(http::field::server, "portcullis-lambda-runtime");
-    res.set(http::field::content_type, "application/json");
-    res.set("Lambda-Runtime-Aws-Request-Id", inv->id);
+    bhttp::response<bhttp::string_body> res{bhttp::status::ok, version};
+    res.set(bhttp::field::server, "portcullis-lambda-runtime");
+    res.set(bhttp::field::content_type, "application/json");
+    res.set("Lambda-Runtime-Aws-http::Request-Id", inv->id);
     const auto deadline_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(
             (std::chrono::system_clock::now() + inv->timeout).time_since_epoch())
@@ -1131,7 +1131,7 @@ class PoolCore final {
     res.keep_alive(keep_alive);
     res.prepare_payload();
     conn->stream.expires_after(kWriteTimeout);
-    auto [ec, written] = co_await http::async_write(conn->stream, res, kNoThrow);
+    auto [ec, written] = co_await bhttp::async_write(conn->stream, res, kNoThrow);
     (void)written;
     if (ec) {
       // The process never saw the event: it goes back to the head of the queue.
@@ -1153,16 +1153,16 @@ class PoolCore final {
     co_return keep_alive;
   }
 
-  asio::awaitable<bool> write(std::shared_ptr<Conn> conn, http::status status, unsigned version,
+  asio::awaitable<bool> write(std::shared_ptr<Conn> conn, bhttp::status status, unsigned version,
                               bool keep_alive, std::string body) {
     auto res = jsonResponse(status, version, keep_alive, std::move(body));
     conn->stream.expires_after(kWriteTimeout);
-    auto [ec, n] = co_await http::async_write(conn->stream, res, kNoThrow);
+    auto [ec, n] = co_await bhttp::async_write(conn->stream, res, kNoThrow);
     (void)n;
     co_return !ec && keep_alive;
   }
 
-  asio::awaitable<void> writeAndClose(std::shared_ptr<Conn> conn, http::status status,
+  asio::awaitable<void> writeAndClose(std::shared_ptr<Conn> conn, bhttp::status status,
                                       std::string body) {
     co_await write(conn, status, 11, false, std::move(body));
   }

@@ -41,7 +41,7 @@ namespace portcullis::functions::lambda {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
-namespace http = beast::http;
+namespace bhttp = beast::http;
 namespace ssl = asio::ssl;
 using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
@@ -212,8 +212,8 @@ struct RemoteMetrics {
   std::shared_ptr<GaugeCells> cells;
 };
 
-using Request = http::request<http::string_body>;
-using Response = http::response<http::string_body>;
+using http::Request = bhttp::request<bhttp::string_body>;
+using Response = bhttp::response<bhttp::string_body>;
 
 // One connection to the endpoint: plain TCP or TLS over TCP. I/O thread only.
 struct Conn {
@@ -277,21 +277,21 @@ struct Exchange {
 };
 
 template <typename Stream>
-asio::awaitable<Exchange> exchangeOn(Stream& stream, const Request& request) {
+asio::awaitable<Exchange> exchangeOn(Stream& stream, const http::Request& request) {
   Exchange out;
-  if (auto [ec, n] = co_await http::async_write(stream, request, kNoThrow); ec) {
+  if (auto [ec, n] = co_await bhttp::async_write(stream, request, kNoThrow); ec) {
     out.error = "write: " + ec.message();
     out.nothing_back = true;
     co_return out;
   }
   beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
+  bhttp::response_parser<bhttp::string_body> parser;
   parser.header_limit(kMaxHeader);
   parser.body_limit(kMaxAnswer);
-  auto [ec, n] = co_await http::async_read(stream, buffer, parser, kNoThrow);
+  auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
   if (ec) {
     out.nothing_back = !parser.got_some() && buffer.size() == 0;
-    out.error = ec == http::error::body_limit
+    out.error = ec == bhttp::error::body_limit
                     ? fmt::format("answer larger than {} bytes (Lambda's limit)", kMaxAnswer)
                     : "read: " + ec.message();
     co_return out;
@@ -506,7 +506,7 @@ class RemoteCore final : public std::enable_shared_from_this<RemoteCore> {
       self->dispatch();
       co_return;
     }
-    const Request request = self->buildRequest(inv);
+    const http::Request request = self->buildRequest(inv);
     const bool reused_conn = conn != nullptr;
     std::string error;
     if (!conn) {
@@ -580,7 +580,7 @@ class RemoteCore final : public std::enable_shared_from_this<RemoteCore> {
     dispatch();
   }
 
-  asio::awaitable<Exchange> send(Conn& conn, const Request& request, bool reused_conn) {
+  asio::awaitable<Exchange> send(Conn& conn, const http::Request& request, bool reused_conn) {
     requests.fetch_add(1);
     if (reused_conn) reused.fetch_add(1);
     if (conn.tls) co_return co_await exchangeOn(*conn.tls, request);
@@ -705,7 +705,7 @@ class RemoteCore final : public std::enable_shared_from_this<RemoteCore> {
 
   // POST /2015-03-31/functions/{function}/invocations[?Qualifier=…], signed for `lambda` in
   // the function's region at the current time. The payload moves into the request.
-  Request buildRequest(const std::shared_ptr<Invocation>& inv) {
+  http::Request buildRequest(const std::shared_ptr<Invocation>& inv) {
     aws::SignableRequest signable;
     signable.method = "POST";
     signable.path = options_.path();
@@ -720,11 +720,11 @@ class RemoteCore final : public std::enable_shared_from_this<RemoteCore> {
                                                 .count();
     aws::sign(signable, options_.credentials, options_.region, kService, aws::amzDate(now));
 
-    Request req{http::verb::post,
+    http::Request req{bhttp::verb::post,
                 signable.query.empty() ? signable.path : signable.path + "?" + signable.query, 11};
     for (const auto& [name, value] : signable.headers)
       req.set(name, value);
-    req.set(http::field::user_agent, "portcullis/" PORTCULLIS_VERSION);
+    req.set(bhttp::field::user_agent, "portcullis/" PORTCULLIS_VERSION);
     req.keep_alive(true);
     req.body() = std::move(signable.body);
     req.prepare_payload();

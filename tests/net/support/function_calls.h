@@ -16,9 +16,9 @@ namespace portcullis::testing {
 using namespace std::chrono_literals;
 
 // GET https://api.example.com/orders/1 with `Authorization: Bearer token-1`, by default.
-inline engine::Request functionRequest(std::string path = "/orders/1", std::string method = "GET",
+inline http::Request functionRequest(std::string path = "/orders/1", std::string method = "GET",
                                        std::string authorization = "Bearer token-1") {
-  engine::Request r;
+  http::Request r;
   r.method = std::move(method);
   r.scheme = "https";
   r.host = "api.example.com";
@@ -38,17 +38,17 @@ struct Called {
 
 // A call in flight: what it refers to lives until the answer came.
 struct PendingCall {
-  std::shared_ptr<engine::Request> request;
+  std::shared_ptr<http::Request> request;
   std::shared_ptr<engine::Route> route;
   std::shared_ptr<engine::Context> ctx;
   std::shared_ptr<std::promise<Called>> promise;
   std::future<Called> future;
 };
 
-inline PendingCall startCall(const engine::Function& f, engine::Request request) {
+inline PendingCall startCall(const engine::Function& f, http::Request request) {
   using Clock = std::chrono::steady_clock;
   PendingCall c;
-  c.request = std::make_shared<engine::Request>(std::move(request));
+  c.request = std::make_shared<http::Request>(std::move(request));
   c.route = std::make_shared<engine::Route>();
   c.route->name = "test-route";
   c.ctx = std::make_shared<engine::Context>();
@@ -76,7 +76,7 @@ inline Called finishCall(PendingCall& c, std::chrono::milliseconds wait = 10s) {
   return c.future.get();
 }
 
-inline Called callSync(const engine::Function& f, engine::Request request,
+inline Called callSync(const engine::Function& f, http::Request request,
                        std::chrono::milliseconds wait = 10s) {
   auto c = startCall(f, std::move(request));
   return finishCall(c, wait);

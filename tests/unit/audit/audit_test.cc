@@ -43,8 +43,8 @@ routes:
     require: { scopes: [read:orders] }
 )";
 
-engine::Request request(std::string token) {
-  engine::Request r;
+http::Request request(std::string token) {
+  http::Request r;
   r.method = "GET";
   r.host = "api.example.com";
   r.path = "/orders";
@@ -101,7 +101,7 @@ TEST(AuditTest, OneLinePerDecisionWithEveryContractField) {
 }
 
 TEST(AuditTest, HostileRequestBytesStayOneValidJsonLine) {
-  engine::Request r = request("");
+  http::Request r = request("");
   r.path = std::string("/a\"b\n\xff\xfe", 8);
   engine::Evaluation ev;
   const std::string line = auditLine(r, ev, "v", 0, 1);

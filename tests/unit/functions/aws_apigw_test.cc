@@ -15,8 +15,8 @@ using Json = nlohmann::json;
 
 constexpr std::int64_t kNowMs = 1583348638390;  // 04/Mar/2020:19:03:58.390 UTC
 
-engine::Request sampleRequest() {
-  engine::Request r;
+http::Request sampleRequest() {
+  http::Request r;
   r.method = "POST";
   r.scheme = "https";
   r.host = "api.example.com";
@@ -45,7 +45,7 @@ ApiInfo sampleApi() {
 }
 
 // Builds the event for `request` through a FunctionCall, as a runtime would.
-Json event(const engine::Request& request, PayloadVersion version,
+Json event(const http::Request& request, PayloadVersion version,
            const std::vector<std::string>& identity = {"Bearer t0k"},
            const ApiInfo& api = sampleApi()) {
   const engine::Context ctx;
@@ -88,7 +88,7 @@ TEST(AwsApigw, ParsesIdentitySources) {
 }
 
 TEST(AwsApigw, IdentityValuesInOrder) {
-  const engine::Request r = sampleRequest();
+  const http::Request r = sampleRequest();
   const std::vector<IdentitySource> sources = {
       *parseIdentitySource("$request.querystring.b"),
       *parseIdentitySource("$request.header.authorization"),
@@ -106,7 +106,7 @@ TEST(AwsApigw, IdentityValuesInOrder) {
 }
 
 TEST(AwsApigw, IdentityValuesMissingOrEmptyMeansUnauthorized) {
-  engine::Request r = sampleRequest();
+  http::Request r = sampleRequest();
   r.headers.add("X-Blank", "  ");
   r.headers.add("X-Empty", "");
   const auto src = [](const char* text) { return *parseIdentitySource(text); };
@@ -125,12 +125,12 @@ TEST(AwsApigw, IdentityValuesMissingOrEmptyMeansUnauthorized) {
 }
 
 TEST(AwsApigw, RouteArnFormat) {
-  const engine::Request r = sampleRequest();
+  const http::Request r = sampleRequest();
   EXPECT_EQ(routeArn(sampleApi(), r),
             "arn:aws:execute-api:eu-west-1:123456789012:abcdef123/prod/POST/orders/7");
   EXPECT_EQ(routeArn(ApiInfo{}, r),
             "arn:aws:execute-api:local:000000000000:portcullis/$default/POST/orders/7");
-  engine::Request root = r;
+  http::Request root = r;
   root.method = "GET";
   root.path = "/";
   EXPECT_EQ(routeArn(ApiInfo{}, root),
@@ -181,7 +181,7 @@ TEST(AwsApigw, EventV2CarriesEveryField) {
 }
 
 TEST(AwsApigw, EventV2OmitsWhatIsAbsent) {
-  engine::Request r;
+  http::Request r;
   r.method = "GET";
   r.host = "localhost";
   r.path = "/";
@@ -246,7 +246,7 @@ TEST(AwsApigw, EventV1CarriesEveryField) {
 }
 
 TEST(AwsApigw, EventV1HasEmptyMapsWithoutQuery) {
-  engine::Request r = sampleRequest();
+  http::Request r = sampleRequest();
   r.query.clear();
   const Json e = event(r, PayloadVersion::kV1);
   EXPECT_EQ(e["queryStringParameters"], Json::object());
@@ -254,7 +254,7 @@ TEST(AwsApigw, EventV1HasEmptyMapsWithoutQuery) {
 }
 
 TEST(AwsApigw, EventSurvivesBytesThatAreNotUtf8) {
-  engine::Request r = sampleRequest();
+  http::Request r = sampleRequest();
   r.headers.add("X-Bin", std::string("a\xff\xfe"
                                      "b\0c",
                                      6));
@@ -269,7 +269,7 @@ TEST(AwsApigw, EventSurvivesBytesThatAreNotUtf8) {
 }
 
 TEST(AwsApigw, EventTimeFormat) {
-  engine::Request r;
+  http::Request r;
   r.method = "GET";
   r.path = "/";
   const engine::Context ctx;
@@ -648,7 +648,7 @@ TEST(AwsApigw, VerdictForPolicyResponses) {
 
 // The round trip a runtime makes: event out, response in, verdict for the route.
 TEST(AwsApigw, EventRouteArnMatchesTheVerdictsResource) {
-  const engine::Request r = sampleRequest();
+  const http::Request r = sampleRequest();
   const Json e = event(r, PayloadVersion::kV2);
   const std::string arn = e["routeArn"];
   const Json answer = {

@@ -47,7 +47,7 @@ class LuaTest : public ::testing::Test {
     return *snapshot_->function("f");
   }
 
-  FunctionAnswer call(const engine::Function& f, const engine::Request& request,
+  FunctionAnswer call(const engine::Function& f, const http::Request& request,
                       const identity::Identity* id = nullptr, const engine::Context& ctx = {}) {
     const engine::FunctionCall c{request, id, ctx, snapshot_->routes[0], kNow};
     const auto started = Clock::now();
@@ -60,8 +60,8 @@ class LuaTest : public ::testing::Test {
     return std::move(*answer);
   }
 
-  static engine::Request request(std::string path = "/r") {
-    engine::Request r;
+  static http::Request request(std::string path = "/r") {
+    http::Request r;
     r.method = "GET";
     r.scheme = "https";
     r.host = "api.example.com";

@@ -1,4 +1,4 @@
-#include "engine/path.h"
+#include "common/http/path.h"
 
 #include <gtest/gtest.h>
 

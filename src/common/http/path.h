@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-namespace portcullis::engine {
+namespace portcullis::http {
 
 // Normalises a request path before routing, so that the path a route matches is the path
 // the upstream will serve (otherwise `/public/../admin` would match a public route):
@@ -46,4 +46,4 @@ struct Target {
 };
 std::optional<Target> parseTarget(std::string_view target);
 
-}  // namespace portcullis::engine
+}  // namespace portcullis::http

@@ -7,7 +7,7 @@
 
 #include "common/ip.h"
 
-namespace portcullis::engine {
+namespace portcullis::http {
 
 // HTTP header fields of one request: a multi-map with case-insensitive names. Names are
 // stored lower-cased so that lookups are a plain comparison.
@@ -48,4 +48,4 @@ struct Request {
   std::string request_id;
 };
 
-}  // namespace portcullis::engine
+}  // namespace portcullis::http

@@ -1,11 +1,11 @@
-#include "engine/path.h"
+#include "common/http/path.h"
 
 #include <array>
 #include <cstdint>
 
 #include "common/strings.h"
 
-namespace portcullis::engine {
+namespace portcullis::http {
 namespace {
 
 constexpr char kHex[] = "0123456789ABCDEF";
@@ -236,4 +236,4 @@ std::optional<Target> parseTarget(std::string_view target) {
   return t;
 }
 
-}  // namespace portcullis::engine
+}  // namespace portcullis::http

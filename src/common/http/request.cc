@@ -1,8 +1,8 @@
-#include "engine/request.h"
+#include "common/http/request.h"
 
 #include "common/strings.h"
 
-namespace portcullis::engine {
+namespace portcullis::http {
 
 void Headers::add(std::string_view name, std::string_view value) {
   fields_.emplace_back(toLower(name), std::string(value));
@@ -23,4 +23,4 @@ const std::string* Headers::find(std::string_view name) const {
   return nullptr;
 }
 
-}  // namespace portcullis::engine
+}  // namespace portcullis::http
