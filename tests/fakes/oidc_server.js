@@ -17,14 +17,12 @@
 // tests/fakes/README.md: /control/rotate, /control/token, /control/mode, /control/stats,
 // /control/reset-stats, /control/max-age, /control/state.
 //
-// Only Node's built-in modules are used. Keys live in memory and are gone on exit.
+// Only Node's built-in modules are used; the server plumbing is lib/server_kit.js. Keys live
+// in memory and are gone on exit.
 'use strict';
 
 const crypto = require('crypto');
-const fs = require('fs');
-const http = require('http');
-const https = require('https');
-const path = require('path');
+const serverKit = require('./lib/server_kit');
 
 const MAX_BODY = 64 * 1024;          // control request bodies
 const MAX_MAX_AGE = 365 * 24 * 3600; // seconds
@@ -34,43 +32,19 @@ const MODES = ['ok', 'down', 'garbage', 'slow', '500'];
 
 // ---- command line -------------------------------------------------------------------------
 
-function usage(message) {
-  if (message) process.stderr.write(`oidc_server: ${message}\n`);
-  process.stderr.write(
-    'usage: node oidc_server.js --port N --state-dir DIR [--tls-cert CERT --tls-key KEY]\n' +
+const kit = serverKit.forFake('oidc_server', {
+  usage: 'usage: node oidc_server.js --port N --state-dir DIR [--tls-cert CERT --tls-key KEY]\n' +
     '                           [--issuer URL] [--max-age SECONDS]\n' +
-    '  --port 0 picks a free port; --issuer may contain {port}, replaced by the bound port.\n');
-  process.exit(2);
-}
+    '  --port 0 picks a free port; --issuer may contain {port}, replaced by the bound port.\n',
+  printableLimit: 300,
+});
+const { usage, printable, send } = kit;
 
 function parseArgs(argv) {
-  const opts = { port: null, stateDir: null, tlsCert: null, tlsKey: null, issuer: null, maxAge: 300 };
-  const names = {
-    '--port': 'port', '--state-dir': 'stateDir', '--tls-cert': 'tlsCert', '--tls-key': 'tlsKey',
-    '--issuer': 'issuer', '--max-age': 'maxAge',
-  };
-  for (let i = 0; i < argv.length; i++) {
-    let arg = argv[i];
-    let value;
-    const eq = arg.indexOf('=');
-    if (arg.startsWith('--') && eq > 0) {
-      value = arg.slice(eq + 1);
-      arg = arg.slice(0, eq);
-    }
-    if (arg === '--help' || arg === '-h') usage();
-    const key = names[arg];
-    if (!key) usage(`unknown argument '${arg}'`);
-    if (value === undefined) {
-      if (i + 1 >= argv.length) usage(`${arg} needs a value`);
-      value = argv[++i];
-    }
-    opts[key] = value;
-  }
-  if (opts.port === null) usage('--port is required');
-  if (!/^\d{1,5}$/.test(String(opts.port)) || Number(opts.port) > 65535) usage(`bad --port '${opts.port}'`);
-  opts.port = Number(opts.port);
-  if (!opts.stateDir) usage('--state-dir is required');
-  if (!!opts.tlsCert !== !!opts.tlsKey) usage('--tls-cert and --tls-key go together');
+  const opts = kit.parseArgs(argv, {
+    options: { '--issuer': 'issuer', '--max-age': 'maxAge' },
+    defaults: { issuer: null, maxAge: 300 },
+  });
   const maxAge = parseSeconds(opts.maxAge);
   if (maxAge === null) usage(`bad --max-age '${opts.maxAge}'`);
   opts.maxAge = maxAge;
@@ -169,16 +143,9 @@ class HttpError extends Error {
   }
 }
 
-function send(res, status, body, headers = {}) {
-  if (res.headersSent || res.destroyed) return;
-  const buf = Buffer.isBuffer(body) ? body : Buffer.from(body);
-  res.writeHead(status, Object.assign({ 'Content-Length': buf.length }, headers));
-  res.end(res.req.method === 'HEAD' ? undefined : buf);
-}
-
+// Answers of the control API are never cached; the public ones set their own max-age.
 function sendJson(res, status, obj, headers = {}) {
-  send(res, status, JSON.stringify(obj) + '\n',
-    Object.assign({ 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }, headers));
+  kit.sendJson(res, status, obj, Object.assign({ 'Cache-Control': 'no-store' }, headers));
 }
 
 function sendError(res, status, message) {
@@ -188,40 +155,11 @@ function sendError(res, status, message) {
 
 // Reads at most MAX_BODY bytes; rejects with HttpError(413) beyond that.
 function readBody(req) {
-  return new Promise((resolve, reject) => {
-    const declared = req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > MAX_BODY) {
-      reject(new HttpError(413, `body larger than ${MAX_BODY} bytes`));
-      return;
-    }
-    const chunks = [];
-    let size = 0;
-    let done = false;
-    req.on('data', (chunk) => {
-      if (done) return;
-      size += chunk.length;
-      if (size > MAX_BODY) {
-        done = true;
-        reject(new HttpError(413, `body larger than ${MAX_BODY} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => {
-      if (done) return;
-      done = true;
-      resolve(Buffer.concat(chunks));
-    });
-    req.on('error', (err) => {
-      if (done) return;
-      done = true;
-      reject(new HttpError(400, `reading body: ${err.message}`));
-    });
-    req.on('aborted', () => {
-      if (done) return;
-      done = true;
-      reject(new HttpError(400, 'request aborted'));
-    });
+  return kit.readBody(req, MAX_BODY, {
+    checkDeclared: true,
+    tooLarge: () => new HttpError(413, `body larger than ${MAX_BODY} bytes`),
+    failed: (err) => new HttpError(400, `reading body: ${err.message}`),
+    aborted: () => new HttpError(400, 'request aborted'),
   });
 }
 
@@ -249,10 +187,6 @@ function requireMethod(req, ...methods) {
   if (!methods.includes(req.method)) {
     throw new HttpError(405, `method ${req.method} not allowed; use ${methods.join(' or ')}`);
   }
-}
-
-function printable(s) {
-  return String(s).replace(/[^\x20-\x7e]/g, '?').slice(0, 300);
 }
 
 // ---- public endpoints ---------------------------------------------------------------------
@@ -524,8 +458,7 @@ function onRequest(req, res) {
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     const status = res.locals.reset ? 'RESET' : (res.headersSent ? res.statusCode : 'ABORTED');
     const mode = res.locals.mode ? ` mode=${res.locals.mode}` : '';
-    process.stderr.write(`${new Date().toISOString()} oidc_server ${printable(req.method)} ` +
-      `${printable(req.url)} ${status} ${ms.toFixed(1)}ms${mode}\n`);
+    kit.log(`${printable(req.method)} ${printable(req.url)} ${status} ${ms.toFixed(1)}ms${mode}`);
   });
   Promise.resolve()
     .then(() => route(req, res))
@@ -537,62 +470,17 @@ function onRequest(req, res) {
           res.on('finish', () => req.socket.destroy());
         }
       } else {
-        process.stderr.write(`oidc_server: internal error: ${err && err.stack ? err.stack : err}\n`);
+        kit.complain(`internal error: ${err && err.stack ? err.stack : err}`);
         sendError(res, 500, 'internal error in the fake IdP');
       }
     });
 }
 
-// ---- start --------------------------------------------------------------------------------
+// ---- start -------------------------------------------------------------------------------
 
-function writeReady(port) {
-  fs.mkdirSync(opts.stateDir, { recursive: true });
-  const final = path.join(opts.stateDir, 'ready.json');
-  const tmp = path.join(opts.stateDir, `.ready.json.${process.pid}.tmp`);
-  fs.writeFileSync(tmp, JSON.stringify({ port, issuer: state.issuer }) + '\n');
-  fs.renameSync(tmp, final);
-}
+const server = kit.createServer(opts, onRequest);
 
-let server;
-if (tls) {
-  let cert;
-  let key;
-  try {
-    cert = fs.readFileSync(opts.tlsCert);
-    key = fs.readFileSync(opts.tlsKey);
-  } catch (err) {
-    usage(`cannot read TLS files: ${err.message}`);
-  }
-  try {
-    server = https.createServer({ cert, key }, onRequest);
-  } catch (err) {
-    usage(`bad TLS certificate or key: ${err.message}`);
-  }
-} else {
-  server = http.createServer(onRequest);
-}
-
-// Unparsable HTTP, and (on the HTTPS server) failed TLS handshakes: one log line, then a
-// 400 when an HTTP answer still makes sense, else just close.
-server.on('clientError', (err, socket) => {
-  const code = String(err.code || '');
-  const tlsFailure = code.startsWith('ERR_SSL') || code === 'ECONNRESET';
-  process.stderr.write(`${new Date().toISOString()} oidc_server client error: ` +
-    `${printable(code || 'unknown')} ${printable(err.message).slice(0, 160)}\n`);
-  if (!tlsFailure && socket.writable && !socket.destroyed) {
-    socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-  } else {
-    socket.destroy();
-  }
-});
-
-server.on('error', (err) => {
-  process.stderr.write(`oidc_server: ${err.message}\n`);
-  process.exit(1);
-});
-
-server.listen(opts.port, '127.0.0.1', () => {
-  const port = server.address().port;
+kit.listen(server, opts, (port) => {
   const scheme = tls ? 'https' : 'http';
   state.issuer = opts.issuer !== null
     ? opts.issuer.split('{port}').join(String(port))
@@ -602,24 +490,7 @@ server.listen(opts.port, '127.0.0.1', () => {
   } catch (_) {
     state.issuerPath = '';
   }
-  try {
-    writeReady(port);
-  } catch (err) {
-    process.stderr.write(`oidc_server: cannot write ready.json in ${opts.stateDir}: ${err.message}\n`);
-    process.exit(1);
-  }
-  process.stderr.write(`${new Date().toISOString()} oidc_server listening on ${scheme}://127.0.0.1:${port} ` +
-    `issuer ${state.issuer} kids ${state.published.map((k) => k.kid).join(',')}\n`);
-});
+  return { port, issuer: state.issuer };
+}, () => `issuer ${state.issuer} kids ${state.published.map((k) => k.kid).join(',')}`);
 
-for (const sig of ['SIGTERM', 'SIGINT']) {
-  process.on(sig, () => {
-    process.stderr.write(`${new Date().toISOString()} oidc_server ${sig}, exiting\n`);
-    process.exit(0);
-  });
-}
-
-process.on('uncaughtException', (err) => {
-  // Last resort: keep serving; a test's fake should not die on one bad connection.
-  process.stderr.write(`oidc_server: uncaught exception: ${err && err.stack ? err.stack : err}\n`);
-});
+kit.handleProcessEvents();
