@@ -18,14 +18,13 @@
 // (allow, deny, policy, echo, sleep, error, throttle, broken, garbage, big, invalid, index).
 // tests/fakes/README.md has the table, and the control endpoints (/control/stats, …).
 //
-// Only Node's built-in modules are used.
+// Only Node's built-in modules are used; the server plumbing is ../lib/server_kit.js.
 'use strict';
 
 const crypto = require('crypto');
 const fs = require('fs');
-const http = require('http');
-const https = require('https');
 const path = require('path');
+const serverKit = require('../lib/server_kit');
 
 const MAX_PAYLOAD = 6 * 1024 * 1024;  // Lambda's RequestResponse payload limit
 const MAX_CONTROL_BODY = 64 * 1024;
@@ -36,52 +35,26 @@ const INVOKE_PATH = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/;
 
 // ---- command line -------------------------------------------------------------------------
 
-function usage(message) {
-  if (message) process.stderr.write(`invoke_server: ${message}\n`);
-  process.stderr.write(
-    'usage: node invoke_server.js --port N --state-dir DIR [--tls-cert CERT --tls-key KEY]\n' +
+const kit = serverKit.forFake('invoke_server', {
+  usage: 'usage: node invoke_server.js --port N --state-dir DIR [--tls-cert CERT --tls-key KEY]\n' +
     '         [--region R] [--account ID] [--credentials ID:SECRET[:TOKEN]]...\n' +
-    '         [--keep-alive-timeout MS] [--exit-with-parent]\n');
-  process.exit(2);
-}
+    '         [--keep-alive-timeout MS] [--exit-with-parent]\n',
+});
+const { usage, printable, send, sendJson } = kit;
 
 function parseArgs(argv) {
-  const opts = {
-    port: null, stateDir: null, tlsCert: null, tlsKey: null, region: 'us-east-1',
-    account: '123456789012', credentials: [], keepAliveTimeout: '65000', exitWithParent: false,
-  };
-  const names = {
-    '--port': 'port', '--state-dir': 'stateDir', '--tls-cert': 'tlsCert', '--tls-key': 'tlsKey',
-    '--region': 'region', '--account': 'account', '--credentials': 'credentials',
-    '--keep-alive-timeout': 'keepAliveTimeout',
-  };
-  for (let i = 0; i < argv.length; i++) {
-    let arg = argv[i];
-    let value;
-    const eq = arg.indexOf('=');
-    if (arg.startsWith('--') && eq > 0) {
-      value = arg.slice(eq + 1);
-      arg = arg.slice(0, eq);
-    }
-    if (arg === '--help' || arg === '-h') usage();
-    if (arg === '--exit-with-parent' && value === undefined) {
-      opts.exitWithParent = true;
-      continue;
-    }
-    const key = names[arg];
-    if (!key) usage(`unknown argument '${arg}'`);
-    if (value === undefined) {
-      if (i + 1 >= argv.length) usage(`${arg} needs a value`);
-      value = argv[++i];
-    }
-    if (key === 'credentials') opts.credentials.push(value);
-    else opts[key] = value;
-  }
-  if (opts.port === null) usage('--port is required');
-  if (!/^\d{1,5}$/.test(String(opts.port)) || Number(opts.port) > 65535) usage(`bad --port '${opts.port}'`);
-  opts.port = Number(opts.port);
-  if (!opts.stateDir) usage('--state-dir is required');
-  if (!!opts.tlsCert !== !!opts.tlsKey) usage('--tls-cert and --tls-key go together');
+  const opts = kit.parseArgs(argv, {
+    options: {
+      '--region': 'region', '--account': 'account', '--credentials': 'credentials',
+      '--keep-alive-timeout': 'keepAliveTimeout',
+    },
+    flags: { '--exit-with-parent': 'exitWithParent' },
+    lists: ['credentials'],
+    defaults: {
+      region: 'us-east-1', account: '123456789012', credentials: [], keepAliveTimeout: '65000',
+      exitWithParent: false,
+    },
+  });
   if (!/^[a-z0-9-]{1,32}$/.test(opts.region)) usage(`bad --region '${opts.region}'`);
   if (!/^\d{12}$/.test(opts.account)) usage(`bad --account '${opts.account}'`);
   if (!/^\d{1,7}$/.test(opts.keepAliveTimeout)) usage(`bad --keep-alive-timeout '${opts.keepAliveTimeout}'`);
@@ -362,23 +335,6 @@ function loadIndexHandler() {
 
 // ---- HTTP plumbing ------------------------------------------------------------------------
 
-function printable(s) {
-  return String(s).replace(/[^\x20-\x7e]/g, '?');
-}
-
-function send(res, status, body, headers = {}) {
-  if (res.headersSent || res.destroyed) return false;
-  const buf = Buffer.isBuffer(body) ? body : Buffer.from(body);
-  res.writeHead(status, Object.assign({ 'Content-Length': buf.length }, headers));
-  res.end(buf);
-  return true;
-}
-
-function sendJson(res, status, obj, headers = {}) {
-  return send(res, status, JSON.stringify(obj) + '\n',
-    Object.assign({ 'Content-Type': 'application/json' }, headers));
-}
-
 // AWS's error shape: x-amzn-ErrorType (with the service URL AWS appends) and {"message"}.
 function sendAwsError(res, err, requestId) {
   return sendJson(res, err.status, Object.assign({ message: err.message }, err.extra.body || {}),
@@ -388,33 +344,11 @@ function sendAwsError(res, err, requestId) {
     }, err.extra.headers || {}));
 }
 
+// Stream errors reach onRequest as they are (logged as `error MESSAGE`, answered 500).
 function readBody(req, limit) {
-  return new Promise((resolve, reject) => {
-    const chunks = [];
-    let size = 0;
-    let done = false;
-    req.on('data', (chunk) => {
-      if (done) return;
-      size += chunk.length;
-      if (size > limit) {
-        done = true;
-        reject(new AwsError(413, 'RequestTooLargeException', `Request must be smaller than ${limit} bytes for the InvokeFunction operation`));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => {
-      if (!done) {
-        done = true;
-        resolve(Buffer.concat(chunks));
-      }
-    });
-    req.on('error', (err) => {
-      if (!done) {
-        done = true;
-        reject(err);
-      }
-    });
+  return kit.readBody(req, limit, {
+    tooLarge: () => new AwsError(413, 'RequestTooLargeException', `Request must be smaller than ${limit} bytes for the InvokeFunction operation`),
+    failed: (err) => err,
   });
 }
 
@@ -675,51 +609,22 @@ async function onRequest(req, res) {
   }
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   // Never the Authorization header, the body or a token.
-  process.stderr.write(`${new Date().toISOString()} invoke_server ${req.method} ${printable(rawPath).slice(0, 200)} ` +
-    `${res.headersSent ? res.statusCode : '-'} ${ms.toFixed(1)}ms ${note}\n`);
-}
-
-function writeReady(port) {
-  fs.mkdirSync(opts.stateDir, { recursive: true });
-  const scheme = tls ? 'https' : 'http';
-  const file = path.join(opts.stateDir, 'ready.json');
-  const tmp = `${file}.tmp${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify({ port, endpoint: `${scheme}://127.0.0.1:${port}`, region: opts.region }) + '\n');
-  fs.renameSync(tmp, file);
+  kit.log(`${req.method} ${printable(rawPath).slice(0, 200)} ${res.headersSent ? res.statusCode : '-'} ` +
+    `${ms.toFixed(1)}ms ${note}`);
 }
 
 let server = null;
 
 function main() {
+  server = kit.createServer(opts, onRequest);
   if (tls) {
-    let cert;
-    let key;
-    try {
-      cert = fs.readFileSync(opts.tlsCert);
-      key = fs.readFileSync(opts.tlsKey);
-    } catch (err) {
-      usage(`cannot read TLS files: ${err.message}`);
-    }
-    try {
-      server = https.createServer({ cert, key }, onRequest);
-    } catch (err) {
-      usage(`bad TLS certificate or key: ${err.message}`);
-    }
     server.on('secureConnection', (socket) => {
       state.stats.tls_connections += 1;
       state.servernames.push(socket.servername || '');
       if (state.servernames.length > 20) state.servernames.shift();
     });
-  } else {
-    server = http.createServer(onRequest);
   }
-  if (opts.exitWithParent) {
-    // A test that crashed cannot stop its fake: the fake notices it was orphaned.
-    const parent = process.ppid;
-    setInterval(() => {
-      if (process.ppid !== parent) process.exit(0);
-    }, 250).unref();
-  }
+  if (opts.exitWithParent) kit.exitWithParent();
   server.keepAliveTimeout = opts.keepAliveTimeout;
   server.headersTimeout = Math.max(opts.keepAliveTimeout + 1000, 60000);
 
@@ -731,44 +636,9 @@ function main() {
     });
   });
 
-  server.on('clientError', (err, socket) => {
-    const code = String(err.code || '');
-    process.stderr.write(`${new Date().toISOString()} invoke_server client error: ${printable(code || 'unknown')} ` +
-      `${printable(err.message).slice(0, 160)}\n`);
-    if (!code.startsWith('ERR_SSL') && code !== 'ECONNRESET' && socket.writable && !socket.destroyed) {
-      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    } else {
-      socket.destroy();
-    }
-  });
-
-  server.on('error', (err) => {
-    process.stderr.write(`invoke_server: ${err.message}\n`);
-    process.exit(1);
-  });
-
-  server.listen(opts.port, '127.0.0.1', () => {
-    const port = server.address().port;
-    try {
-      writeReady(port);
-    } catch (err) {
-      process.stderr.write(`invoke_server: cannot write ready.json in ${opts.stateDir}: ${err.message}\n`);
-      process.exit(1);
-    }
-    process.stderr.write(`${new Date().toISOString()} invoke_server listening on ${tls ? 'https' : 'http'}://127.0.0.1:${port} ` +
-      `region ${opts.region} keys ${[...opts.keys.keys()].join(',')}\n`);
-  });
-
-  for (const sig of ['SIGTERM', 'SIGINT']) {
-    process.on(sig, () => {
-      process.stderr.write(`${new Date().toISOString()} invoke_server ${sig}, exiting\n`);
-      process.exit(0);
-    });
-  }
-
-  process.on('uncaughtException', (err) => {
-    process.stderr.write(`invoke_server: uncaught exception: ${err && err.stack ? err.stack : err}\n`);
-  });
+  kit.listen(server, opts, (port) => ({ port, endpoint: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`, region: opts.region }),
+    () => `region ${opts.region} keys ${[...opts.keys.keys()].join(',')}`);
+  kit.handleProcessEvents();
 }
 
 // ---- self-test: AWS's own SigV4 test suite ---------------------------------------------------
