@@ -23,71 +23,27 @@
 #include "identity/base64url.h"
 #include "identity/jwk.h"
 #include "identity/jwt.h"
+#include "support/fixtures.h"
 #include "telemetry/metrics.h"
 
 namespace portcullis::frontends::spoe {
 namespace {
 
+using testing::sourcePath;
+
 constexpr std::int64_t kNow = 1'900'000'000;  // Unix seconds of the fake clock
-
-std::string sourcePath(const std::string& rel) {
-  return std::string(PORTCULLIS_SOURCE_DIR) + "/" + rel;
-}
-
-std::string readAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
-
-class TempDir final {
- public:
-  TempDir() {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "portcullis-hcache-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 class FixedClock final : public Clock {
  public:
   std::int64_t unixMillis() const override { return kNow * 1000 + 250; }
 };
 
-class NullSink final : public audit::AuditSink {
- public:
-  void write(std::string) override {}
-  bool enabled() const override { return false; }
-};
-
-const identity::Key& demoRsaKey() {
-  static const identity::Key key =
-      *identity::Key::fromJwk(readAll(sourcePath("examples/keys/demo.jwk")), true);
-  return key;
-}
-
 // An RS256 token with the demo key: iss portcullis-dev, aud orders-api, sub alice,
 // scope read:orders, exp kNow + 1h, with `claims` merged over them (null removes one).
 std::string mintToken(const nlohmann::json& claims = nlohmann::json::object()) {
-  nlohmann::json base = {{"iss", "portcullis-dev"}, {"aud", "orders-api"}, {"sub", "alice"},
-                         {"scope", "read:orders"},  {"iat", kNow},         {"exp", kNow + 3600}};
-  for (const auto& [k, v] : claims.items()) {
-    if (v.is_null()) {
-      base.erase(k);
-    } else {
-      base[k] = v;
-    }
-  }
-  return *identity::signJwt(base, demoRsaKey(), identity::Alg::kRS256);
+  nlohmann::json merged = {{"scope", "read:orders"}};
+  merged.update(claims);
+  return testing::mintToken(merged, kNow);
 }
 
 // A compact JWS-shaped token whose payload is exactly `payload_json` (unsigned: the hint
@@ -273,9 +229,9 @@ class HaproxyCacheTest : public ::testing::Test {
 
   engine::Evaluation decide(http::Request& req) { return gatekeeper_->decide(req); }
 
-  TempDir dir_;
+  testing::TempDir dir_;
   telemetry::Metrics metrics_;
-  NullSink sink_;
+  audit::NullSink sink_;
   FixedClock clock_;
   engine::LocalDecisionCache cache_{1000};
   std::shared_ptr<const engine::PolicySnapshot> snapshot_;

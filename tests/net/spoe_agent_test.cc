@@ -25,7 +25,6 @@
 #include <thread>
 
 #include "audit/audit.h"
-#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "engine/gatekeeper.h"
 #include "frontends/spoe/agent.h"
@@ -33,6 +32,9 @@
 #include "identity/jwk.h"
 #include "identity/jwt.h"
 #include "net/workers.h"
+#include "support/fixtures.h"
+#include "support/spoe_frames.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::frontends::spoe {
 namespace {
@@ -40,24 +42,9 @@ namespace {
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
-// ---- tokens (the helpers of tests/unit/support/fixtures.h) ---------------------------------
+using testing::sourcePath;
 
-std::string sourcePath(const std::string& rel) {
-  return std::string(PORTCULLIS_SOURCE_DIR) + "/" + rel;
-}
-
-std::string readAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
-
-const identity::Key& demoRsaKey() {
-  static const identity::Key key =
-      *identity::Key::fromJwk(readAll(sourcePath("examples/keys/demo.jwk")), true);
-  return key;
-}
+// ---- tokens -------------------------------------------------------------------------------
 
 std::int64_t unixNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -65,23 +52,9 @@ std::int64_t unixNow() {
       .count();
 }
 
-// An RS256 token signed with the demo key; `claims` is merged over iss portcullis-dev,
-// aud orders-api, sub alice, exp now+1h (a null removes a claim).
+// An RS256 token signed with the demo key, valid for an hour from now (tests/support).
 std::string mintToken(nlohmann::json claims) {
-  const std::int64_t now = unixNow();
-  nlohmann::json base = {{"iss", "portcullis-dev"},
-                         {"aud", "orders-api"},
-                         {"sub", "alice"},
-                         {"iat", now},
-                         {"exp", now + 3600}};
-  for (auto& [k, v] : claims.items()) {
-    if (v.is_null()) {
-      base.erase(k);
-    } else {
-      base[k] = v;
-    }
-  }
-  return *identity::signJwt(base, demoRsaKey(), identity::Alg::kRS256);
+  return testing::mintToken(std::move(claims), unixNow());
 }
 
 // ---- the server side ----------------------------------------------------------------------
@@ -169,21 +142,9 @@ default: deny
 
 // ---- the HAProxy side: frames on a raw socket -------------------------------------------
 
-std::span<const std::uint8_t> bytesOf(std::string_view s) {
-  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
-}
+using testing::bytesOf;
 
-std::string headersBin(const std::vector<std::pair<std::string, std::string>>& headers) {
-  std::string out;
-  for (const auto& [n, v] : headers) {
-    putVarint(out, n.size());
-    out += n;
-    putVarint(out, v.size());
-    out += v;
-  }
-  out += std::string("\x00\x00", 2);
-  return out;
-}
+using testing::headersBin;
 
 struct HelloArgs {
   std::optional<std::string> versions = "2.0";

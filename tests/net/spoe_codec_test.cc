@@ -13,13 +13,12 @@
 
 #include "common/ip.h"
 #include "frontends/spoe/codec.h"
+#include "support/spoe_frames.h"
 
 namespace portcullis::frontends::spoe {
 namespace {
 
-std::span<const std::uint8_t> bytesOf(std::string_view s) {
-  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
-}
+using testing::bytesOf;
 
 std::string hex(std::string_view s) {
   static const char* digits = "0123456789abcdef";
@@ -273,17 +272,7 @@ Frame haproxyHello() {
                      {"engine-id", Value{std::string("5E8A1F3C-0000-4000-8000-ABCDEF012345")}}});
 }
 
-std::string headersBin(const std::vector<std::pair<std::string, std::string>>& headers) {
-  std::string out;
-  for (const auto& [n, v] : headers) {
-    putVarint(out, n.size());
-    out += n;
-    putVarint(out, v.size());
-    out += v;
-  }
-  out += std::string("\x00\x00", 2);
-  return out;
-}
+using testing::headersBin;
 
 Message requestMessage(std::string path) {
   return Message{"portcullis-request",
