@@ -47,15 +47,15 @@
 #include <nlohmann/json.hpp>
 
 #include "audit/audit.h"
-#include "telemetry/metrics.h"
 #include "common/clock.h"
 #include "config/compiler.h"
 #include "engine/decision_cache.h"
 #include "engine/gatekeeper.h"
 #include "engine/rate_limit.h"
 #include "engine/revocations.h"
-#include "identity/jwk.h"
-#include "identity/jwt.h"
+#include "identity/jwt/jwk.h"
+#include "identity/jwt/jwt.h"
+#include "telemetry/metrics.h"
 
 namespace {
 

@@ -9,9 +9,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "telemetry/metrics.h"
 #include "common/strings.h"
-#include "identity/jwt.h"
+#include "identity/jwt/jwt.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::engine {
 namespace {
@@ -30,7 +30,7 @@ std::string claimString(const identity::Identity& id, const char* name) {
 }
 
 // What `token_hash` revocation matches: the canonical hash of the credential that
-// authenticated (identity/jwt.h credentialHash), empty without a verified identity.
+// authenticated (identity/jwt/jwt.h credentialHash), empty without a verified identity.
 std::string revocationHash(const Route& route, const http::Request& request,
                            const std::optional<identity::Identity>& identity) {
   if (!identity) return {};
@@ -85,8 +85,8 @@ Evaluation Gatekeeper::decide(http::Request& request, bool explain) {
   return *decide(request, Clients{}, explain, [](Evaluation) {});
 }
 
-std::optional<Evaluation> Gatekeeper::decide(http::Request& request, const Clients& clients, bool explain,
-                                             EvaluationDone done) {
+std::optional<Evaluation> Gatekeeper::decide(http::Request& request, const Clients& clients,
+                                             bool explain, EvaluationDone done) {
   const auto started = std::chrono::steady_clock::now();
   std::shared_ptr<const PolicySnapshot> snapshot = this->snapshot();
   if (request.request_id.empty()) request.request_id = newRequestId();
@@ -345,8 +345,8 @@ void Gatekeeper::finish(const http::Request& request, const Evaluation& ev,
                         const PolicySnapshot& snapshot, Started started, std::int64_t now_ms) {
   const RouteStats& stats = ev.route ? ev.route->stats : snapshot.default_stats;
   telemetry::Counter* counter = ev.decision.outcome == Outcome::kAllow  ? stats.allow
-                            : ev.decision.outcome == Outcome::kDeny ? stats.deny
-                                                                    : stats.error;
+                                : ev.decision.outcome == Outcome::kDeny ? stats.deny
+                                                                        : stats.error;
   if (counter != nullptr) counter->inc();
 
   const auto elapsed = std::chrono::steady_clock::now() - started;

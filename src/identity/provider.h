@@ -8,7 +8,7 @@
 #include "common/result.h"
 #include "identity/identity.h"
 #include "identity/introspection.h"
-#include "identity/jwt.h"
+#include "identity/jwt/jwt.h"
 #include "identity/rbac.h"
 #include "identity/remote_keys.h"
 

@@ -25,14 +25,14 @@
 #include <thread>
 
 #include "audit/audit.h"
-#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "engine/gatekeeper.h"
 #include "frontends/spoe/agent.h"
 #include "frontends/spoe/codec.h"
-#include "identity/jwk.h"
-#include "identity/jwt.h"
+#include "identity/jwt/jwk.h"
+#include "identity/jwt/jwt.h"
 #include "net/workers.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::frontends::spoe {
 namespace {

@@ -11,7 +11,7 @@
 
 #include "audit/audit.h"
 #include "common/strings.h"
-#include "identity/base64url.h"
+#include "identity/jwt/base64url.h"
 #include "support/fixtures.h"
 
 namespace portcullis::engine {

@@ -10,10 +10,10 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "telemetry/metrics.h"
 #include "config/compiler.h"
-#include "identity/jwk.h"
-#include "identity/jwt.h"
+#include "identity/jwt/jwk.h"
+#include "identity/jwt/jwt.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::testing {
 
