@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/strings.h"
+#include "engine/challenge.h"
 #include "identity/jwt/jwt.h"
 #include "telemetry/metrics.h"
 
@@ -211,10 +212,8 @@ void Gatekeeper::afterDecision(const http::Request& request, const Route* route,
       denyUnlessShadow(route, ev, Reason::kTokenRevoked,
                        "the credential was revoked (sub, jti or token)");
       if (ev.decision.allow) return;  // shadow mode
-      ev.decision.response_headers.emplace_back(
-          "WWW-Authenticate",
-          "Bearer realm=\"portcullis\", error=\"invalid_token\", error_description=\"the token "
-          "has been revoked\"");
+      ev.decision.response_headers.emplace_back("WWW-Authenticate",
+                                                *bearerChallenge(Reason::kTokenRevoked, route));
       return;
     }
   }
