@@ -19,8 +19,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/reason.h"
-#include "identity/jwk.h"
-#include "identity/jwt.h"
+#include "identity/jwt/jwk.h"
+#include "identity/jwt/jwt.h"
 
 namespace {
 

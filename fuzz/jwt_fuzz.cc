@@ -28,9 +28,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/reason.h"
-#include "identity/base64url.h"
-#include "identity/jwk.h"
-#include "identity/jwt.h"
+#include "identity/jwt/base64url.h"
+#include "identity/jwt/jwk.h"
+#include "identity/jwt/jwt.h"
 
 namespace {
 

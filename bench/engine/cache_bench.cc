@@ -53,8 +53,8 @@
 #include "engine/gatekeeper.h"
 #include "engine/rate_limit.h"
 #include "engine/revocations.h"
-#include "identity/jwk.h"
-#include "identity/jwt.h"
+#include "identity/jwt/jwk.h"
+#include "identity/jwt/jwt.h"
 #include "telemetry/metrics.h"
 
 namespace {

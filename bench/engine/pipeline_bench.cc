@@ -14,9 +14,9 @@
 #include "audit/audit.h"
 #include "config/compiler.h"
 #include "engine/pipeline.h"
-#include "identity/base64url.h"
-#include "identity/jwk.h"
-#include "identity/jwt.h"
+#include "identity/jwt/base64url.h"
+#include "identity/jwt/jwk.h"
+#include "identity/jwt/jwt.h"
 #include "telemetry/metrics.h"
 
 namespace {

@@ -43,9 +43,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "identity/base64url.h"
-#include "identity/jwk.h"
-#include "identity/jwt.h"
+#include "identity/jwt/base64url.h"
+#include "identity/jwt/jwk.h"
+#include "identity/jwt/jwt.h"
 
 namespace {
 

@@ -19,7 +19,7 @@
 #include "config/yaml_reader.h"
 #include "engine/gatekeeper.h"
 #include "engine/router.h"
-#include "identity/jwt.h"
+#include "identity/jwt/jwt.h"
 #include "net/jwks_service.h"
 #include "telemetry/metrics.h"
 

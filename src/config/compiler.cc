@@ -9,13 +9,13 @@
 
 #include <fmt/format.h>
 
-#include "telemetry/metrics.h"
 #include "common/strings.h"
 #include "common/units.h"
 #include "config/functions.h"
 #include "config/yaml_reader.h"
-#include "identity/jwk.h"
+#include "identity/jwt/jwk.h"
 #include "identity/remote_keys.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::config {
 namespace {

@@ -12,7 +12,7 @@
 
 #include "common/strings.h"
 #include "engine/challenge.h"
-#include "identity/jwt.h"
+#include "identity/jwt/jwt.h"
 #include "telemetry/metrics.h"
 
 namespace portcullis::engine {
@@ -32,11 +32,12 @@ std::string claimString(const identity::Identity& id, const char* name) {
 }
 
 // What `token_hash` revocation matches: the canonical hash of the credential that
-// authenticated (identity/jwt.h credentialHash), empty without a verified identity.
-std::string revocationHash(const Route& route, const http::Request& request,
+// authenticated (identity/jwt/jwt.h credentialHash) — the one its provider read, never
+// merely the first any provider of the route found — empty without a verified identity.
+std::string revocationHash(const identity::Credentials& credentials,
                            const std::optional<identity::Identity>& identity) {
   if (!identity) return {};
-  const std::string_view token = authenticatedToken(route, request, *identity);
+  const std::string_view token = credentials.of(identity->provider);
   return token.empty() ? std::string() : identity::credentialHash(token);
 }
 
@@ -123,23 +124,29 @@ std::optional<Evaluation> Gatekeeper::decide(http::Request& request, const Clien
     }
   }
 
+  // Each provider's credential, read once: the cache key, the pipeline, revocation and the
+  // cache entry all use these views.
+  const auto credentials = route != nullptr ? identity::Credentials::read(route->providers, request)
+                                            : identity::Credentials();
+
   const bool use_cache = services_.cache != nullptr && route != nullptr && route->cached();
   if (!use_cache) {
-    auto later = [this, &request, snapshot, route, started, now_ms,
+    auto later = [this, &request, snapshot, route, credentials, started, now_ms,
                   done = std::move(done)](Evaluation ev) {
-      afterDecision(request, route, ev, nullptr, now_ms / 1000);
+      afterDecision(request, route, credentials, ev, nullptr, now_ms / 1000);
       finish(request, ev, *snapshot, started, now_ms);
       done(std::move(ev));
     };
-    auto ev = evaluateRoute(snapshot, route, request, now, clients, explain, std::move(later));
+    auto ev = evaluateRoute(snapshot, route, request, credentials, now, clients, explain,
+                            std::move(later));
     if (ev) {
-      afterDecision(request, route, *ev, nullptr, now);
+      afterDecision(request, route, credentials, *ev, nullptr, now);
       finish(request, *ev, *snapshot, started, now_ms);
     }
     return ev;
   }
 
-  const CacheKey key = cacheKey(*snapshot, *route, request);
+  const CacheKey key = cacheKey(*snapshot, *route, request, credentials);
   if (auto cached = services_.cache->get(key, now)) {
     Evaluation ev;
     ev.route = route;
@@ -151,49 +158,51 @@ std::optional<Evaluation> Gatekeeper::decide(http::Request& request, const Clien
       ev.identity->issuer = cached->iss;
     }
     if (explain) ev.trace.push_back({"cache", "hit", "key recipe: " + route->cache_recipe});
-    afterDecision(request, route, ev, cached.get(), now);
+    afterDecision(request, route, credentials, ev, cached.get(), now);
     finish(request, ev, *snapshot, started, now_ms);
     return ev;
   }
 
   // A miss. Concurrent misses for one key wait for the first one's evaluation; each
   // waiter still gets its own revocation and rate-limit checks and its own audit line.
-  const bool leader = flights_.join(
-      key, [this, &request, snapshot, route, started, now_ms, done](const Evaluation& shared) {
-        Evaluation ev = shared;
-        ev.cache = Evaluation::Cache::kMiss;  // not from the cache: it waited for the leader
-        afterDecision(request, route, ev, nullptr, now_ms / 1000);
-        finish(request, ev, *snapshot, started, now_ms);
-        done(std::move(ev));
-      });
+  const bool leader = flights_.join(key, [this, &request, snapshot, route, credentials, started,
+                                          now_ms, done](const Evaluation& shared) {
+    Evaluation ev = shared;
+    ev.cache = Evaluation::Cache::kMiss;  // not from the cache: it waited for the leader
+    afterDecision(request, route, credentials, ev, nullptr, now_ms / 1000);
+    finish(request, ev, *snapshot, started, now_ms);
+    done(std::move(ev));
+  });
   if (!leader) return std::nullopt;
 
-  auto complete = [this, &request, snapshot, route, key, now](Evaluation& ev) {
+  auto complete = [this, &request, snapshot, route, credentials, key, now](Evaluation& ev) {
     ev.cache = Evaluation::Cache::kMiss;
-    if (auto entry = toCacheEntry(*route, request, ev, now)) {
+    if (auto entry = toCacheEntry(*route, request, credentials, ev, now)) {
       ev.decision.ttl = std::chrono::seconds(entry->expires_at - now);
       services_.cache->put(key, std::move(entry));
     }
     flights_.finish(key, ev);  // waiters get the policy decision before per-request stages
   };
-  auto later = [this, &request, snapshot, route, started, now_ms, complete,
+  auto later = [this, &request, snapshot, route, credentials, started, now_ms, complete,
                 done = std::move(done)](Evaluation ev) mutable {
     complete(ev);
-    afterDecision(request, route, ev, nullptr, now_ms / 1000);
+    afterDecision(request, route, credentials, ev, nullptr, now_ms / 1000);
     finish(request, ev, *snapshot, started, now_ms);
     done(std::move(ev));
   };
-  auto ev = evaluateRoute(snapshot, route, request, now, clients, explain, std::move(later));
+  auto ev =
+      evaluateRoute(snapshot, route, request, credentials, now, clients, explain, std::move(later));
   if (ev) {
     if (explain) ev->trace.push_back({"cache", "miss", "key recipe: " + route->cache_recipe});
     complete(*ev);
-    afterDecision(request, route, *ev, nullptr, now);
+    afterDecision(request, route, credentials, *ev, nullptr, now);
     finish(request, *ev, *snapshot, started, now_ms);
   }
   return ev;
 }
 
-void Gatekeeper::afterDecision(const http::Request& request, const Route* route, Evaluation& ev,
+void Gatekeeper::afterDecision(const http::Request& request, const Route* route,
+                               const identity::Credentials& credentials, Evaluation& ev,
                                const CachedDecision* cached, std::int64_t now) {
   if (!ev.decision.allow || route == nullptr) return;
   if (services_.revocations != nullptr && !route->providers.empty()) {
@@ -207,7 +216,7 @@ void Gatekeeper::afterDecision(const http::Request& request, const Route* route,
       jti = claimString(*ev.identity, "jti");
     }
     if (token_hash.empty() && services_.revocations->size() > 0) {
-      token_hash = revocationHash(*route, request, ev.identity);
+      token_hash = revocationHash(credentials, ev.identity);
     }
     if (services_.revocations->isRevoked(sub, jti, token_hash, now)) {
       denyUnlessShadow(route, ev, Reason::kTokenRevoked,
@@ -247,8 +256,8 @@ bool Gatekeeper::rateLimited(const Route& route, const std::string& key, Evaluat
   return true;
 }
 
-CacheKey Gatekeeper::cacheKey(const PolicySnapshot& snapshot, const Route& route,
-                              const http::Request& request) const {
+CacheKey cacheKey(const PolicySnapshot& snapshot, const Route& route, const http::Request& request,
+                  const identity::Credentials& credentials) {
   // One digest context per thread, freed when the thread ends (a raw thread_local pointer
   // leaked one per worker: LeakSanitizer reports it when an ASan build stops).
   thread_local const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> owned{
@@ -258,8 +267,8 @@ CacheKey Gatekeeper::cacheKey(const PolicySnapshot& snapshot, const Route& route
   addField(ctx, snapshot.version);
   addField(ctx, route.name);
   addField(ctx, request.method);
-  for (const auto* p : route.providers)
-    addField(ctx, extractToken(*p, request));
+  for (std::size_t i = 0; i < route.providers.size(); ++i)
+    addField(ctx, credentials.at(i));
   const auto& in = route.cache_inputs;
   if (in.ip) {
     const auto& b = request.client_ip.bytes();
@@ -295,10 +304,9 @@ CacheKey Gatekeeper::cacheKey(const PolicySnapshot& snapshot, const Route& route
   return key;
 }
 
-std::shared_ptr<const CachedDecision> Gatekeeper::toCacheEntry(const Route& route,
-                                                               const http::Request& request,
-                                                               const Evaluation& ev,
-                                                               std::int64_t now) const {
+std::shared_ptr<const CachedDecision> Gatekeeper::toCacheEntry(
+    const Route& route, const http::Request& request, const identity::Credentials& credentials,
+    const Evaluation& ev, std::int64_t now) const {
   const Decision& d = ev.decision;
   // Errors are never cached, nor is anything an operator must see every time, nor denies
   // whose cause fixes itself without a policy change: a key the refresher has not fetched
@@ -327,7 +335,7 @@ std::shared_ptr<const CachedDecision> Gatekeeper::toCacheEntry(const Route& rout
     entry->iss = ev.identity->issuer;
     entry->jti = claimString(*ev.identity, "jti");
   }
-  entry->token_hash = revocationHash(route, request, ev.identity);
+  entry->token_hash = revocationHash(credentials, ev.identity);
   if (route.rate_limit && route.rate_limit->needs_identity) {
     entry->rate_key = route.rate_limit->key.render(
         TemplateInput{request, ev.identity ? &*ev.identity : nullptr, nullptr});

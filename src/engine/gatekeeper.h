@@ -12,6 +12,7 @@
 #include "engine/rate_limit.h"
 #include "engine/revocations.h"
 #include "engine/snapshot.h"
+#include "identity/credentials.h"
 
 namespace portcullis::telemetry {
 class Metrics;
@@ -68,13 +69,13 @@ class Gatekeeper final {
               Started started, std::int64_t now_ms);
   // Per-request stages around the (cacheable) policy decision: revocation and identity-keyed
   // rate limits. `cached` supplies the identity facts on a hit.
-  void afterDecision(const http::Request& request, const Route* route, Evaluation& ev,
+  void afterDecision(const http::Request& request, const Route* route,
+                     const identity::Credentials& credentials, Evaluation& ev,
                      const CachedDecision* cached, std::int64_t now);
   bool rateLimited(const Route& route, const std::string& key, Evaluation& ev);
-  CacheKey cacheKey(const PolicySnapshot& snapshot, const Route& route,
-                    const http::Request& request) const;
   std::shared_ptr<const CachedDecision> toCacheEntry(const Route& route,
                                                      const http::Request& request,
+                                                     const identity::Credentials& credentials,
                                                      const Evaluation& ev, std::int64_t now) const;
 
   std::atomic<std::shared_ptr<const PolicySnapshot>> snapshot_;
@@ -84,6 +85,13 @@ class Gatekeeper final {
   Services services_;
   SingleFlight<Evaluation> flights_;
 };
+
+// The decision cache key of `request` on `route`: the policy version, the route, the method,
+// every credential the route's providers read (`credentials`, from Credentials::read() on
+// route.providers), and the request inputs the route's decision depends on
+// (route.cache_inputs). Fields are length-prefixed.
+CacheKey cacheKey(const PolicySnapshot& snapshot, const Route& route, const http::Request& request,
+                  const identity::Credentials& credentials);
 
 // A fresh 128-bit request id in hex, from a per-thread generator.
 std::string newRequestId();

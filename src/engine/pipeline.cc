@@ -7,69 +7,10 @@
 #include "common/http/path.h"
 #include "common/strings.h"
 #include "engine/challenge.h"
-#include "identity/introspection.h"
-#include "identity/jwt.h"
+#include "identity/authenticator.h"
 
 namespace portcullis::engine {
 namespace {
-
-using identity::TokenSource;
-
-std::string_view bearerToken(std::string_view value, bool require_scheme) {
-  value = trim(value);
-  if (value.size() > 7 && iequals(value.substr(0, 7), "bearer ")) return trim(value.substr(7));
-  return require_scheme ? std::string_view() : value;
-}
-
-std::string_view cookieValue(const http::Headers& headers, std::string_view name) {
-  std::string_view found;
-  headers.forEach("cookie", [&](const std::string& line) {
-    if (!found.empty()) return;
-    for (auto pair : split(line, ';')) {
-      pair = trim(pair);
-      const std::size_t eq = pair.find('=');
-      if (eq != std::string_view::npos && pair.substr(0, eq) == name) {
-        found = pair.substr(eq + 1);
-        return;
-      }
-    }
-  });
-  return found;
-}
-
-std::string_view queryValue(std::string_view query, std::string_view name) {
-  for (const auto pair : split(query, '&')) {
-    const std::size_t eq = pair.find('=');
-    if (eq != std::string_view::npos && pair.substr(0, eq) == name) return pair.substr(eq + 1);
-  }
-  return {};
-}
-
-// How many times `source` occurs in `request`.
-std::size_t occurrences(const TokenSource& source, const http::Request& request) {
-  std::size_t n = 0;
-  switch (source.kind) {
-    case TokenSource::Kind::kBearerHeader:
-      request.headers.forEach(source.name, [&](const std::string&) { ++n; });
-      break;
-    case TokenSource::Kind::kCookie:
-      request.headers.forEach("cookie", [&](const std::string& line) {
-        for (auto pair : split(line, ';')) {
-          pair = trim(pair);
-          const std::size_t eq = pair.find('=');
-          if (eq != std::string_view::npos && pair.substr(0, eq) == source.name) ++n;
-        }
-      });
-      break;
-    case TokenSource::Kind::kQuery:
-      for (const auto pair : split(request.query, '&')) {
-        const std::size_t eq = pair.find('=');
-        if (pair.substr(0, eq) == source.name) ++n;
-      }
-      break;
-  }
-  return n;
-}
 
 // Runs one request through the pipeline. Synchronous stages run inline; a stage that must
 // wait (token introspection on a cache miss) suspends the evaluator, which then lives in
@@ -77,10 +18,12 @@ std::size_t occurrences(const TokenSource& source, const http::Request& request)
 class Evaluator final : public std::enable_shared_from_this<Evaluator> {
  public:
   Evaluator(const PolicySnapshot& snapshot, std::shared_ptr<const PolicySnapshot> keep_alive,
-            const http::Request& request, std::int64_t now, const Clients& clients, bool explain)
+            const http::Request& request, const identity::Credentials& credentials,
+            std::int64_t now, const Clients& clients, bool explain)
       : snapshot_(snapshot),
         keep_alive_(std::move(keep_alive)),
         request_(request),
+        credentials_(credentials),
         now_(now),
         clients_(clients),
         explain_(explain) {}
@@ -124,22 +67,25 @@ class Evaluator final : public std::enable_shared_from_this<Evaluator> {
  private:
   // ---- authenticate ------------------------------------------------------------------
   //
-  // Tries the route's providers in order; the first that finds a token decides unless its
-  // verdict says the token belongs to someone else (another issuer, an unknown key). When
-  // a route accepts several providers, the token's (unverified) `iss` picks the one whose
-  // issuer it names, so a token is never tried against every key set.
+  // Tries the route's providers in order; the first that finds a credential decides unless
+  // its verdict says the credential belongs to someone else (another issuer, an unknown
+  // key). When a route accepts several providers, a credential that names its issuer
+  // (unverified: a JWT's `iss`) goes to the provider of that issuer, so it is never tried
+  // against every key set. Each provider's kind is behind identity::Authenticator; a kind
+  // that must wait (introspection on a cache miss) suspends the evaluator.
   std::optional<Evaluation> authenticateFrom(std::size_t index) {
     const Route& route = *ev_.route;
     const bool by_issuer = route.providers.size() > 1;
     for (; index < route.providers.size(); ++index) {
       const identity::Provider& provider = *route.providers[index];
-      const std::string_view token = extractToken(provider, request_);
+      const std::string_view token = credentials_.at(index);
       if (token.empty()) continue;
       saw_token_ = true;
-      if (by_issuer && !provider.introspection()) {
+      const identity::Authenticator& kind = provider.authenticator();
+      if (by_issuer && kind.claimsIssuer()) {
         if (token.data() != peeked_token_.data() || token.size() != peeked_token_.size()) {
           peeked_token_ = token;
-          issuer_ = identity::peekIssuer(token, provider.policy().max_token_bytes);
+          issuer_ = kind.claimedIssuer(token);
         }
         if (issuer_ && *issuer_ != provider.policy().issuer && routeHasIssuer(route, *issuer_)) {
           // Another provider of this route owns the token; if that one does not find it
@@ -151,49 +97,20 @@ class Evaluator final : public std::enable_shared_from_this<Evaluator> {
           continue;
         }
       }
-      if (const identity::IntrospectionSpec* spec = provider.introspection()) {
-        const std::string key = sha256Hex(token);
-        if (auto cached = provider.introspectionCache().get(key, now_)) {
-          if (providerAnswered(provider, identity::identityFromIntrospection(
-                                             provider, std::move(cached), snapshot_.rbac, now_))) {
-            return afterAuthentication();
-          }
-          continue;
-        }
-        if (clients_.introspector == nullptr) {
-          if (providerAnswered(provider, fail(Reason::kProviderUnavailable,
-                                              "no introspection client in this context"))) {
-            return afterAuthentication();
-          }
-          continue;
-        }
-        clients_.introspector->introspect(
-            *spec, std::string(token),
-            [self = shared_from_this(), index, key](Introspector::Answer answer) {
-              self->resumeAfterIntrospection(index, key, std::move(answer));
-            });
-        return std::nullopt;
-      }
-      if (providerAnswered(provider, provider.authenticate(token, snapshot_.rbac, now_))) {
-        return afterAuthentication();
-      }
+      auto verdict = kind.authenticate(
+          token, identity::AuthContext{snapshot_.rbac, now_, clients_.introspector},
+          [self = shared_from_this(), index](identity::Authenticator::Verdict later) {
+            self->resumeAfterProvider(index, std::move(later));
+          });
+      if (!verdict) return std::nullopt;
+      if (providerAnswered(provider, std::move(*verdict))) return afterAuthentication();
     }
     return afterAuthentication();
   }
 
-  void resumeAfterIntrospection(std::size_t index, const std::string& key,
-                                Introspector::Answer answer) {
+  void resumeAfterProvider(std::size_t index, identity::Authenticator::Verdict verdict) {
     const identity::Provider& provider = *ev_.route->providers[index];
-    Result<identity::Identity> result = tl::unexpected(Error{});
-    if (!answer) {
-      result = tl::unexpected(std::move(answer.error()));
-    } else {
-      const auto& spec = *provider.introspection();
-      const std::int64_t ttl = identity::introspectionCacheSeconds(**answer, spec, now_);
-      result = identity::identityFromIntrospection(provider, *answer, snapshot_.rbac, now_);
-      if (result && ttl > 0) provider.introspectionCache().put(key, *answer, now_ + ttl);
-    }
-    std::optional<Evaluation> ev = providerAnswered(provider, std::move(result))
+    std::optional<Evaluation> ev = providerAnswered(provider, std::move(verdict))
                                        ? afterAuthentication()
                                        : authenticateFrom(index + 1);
     if (ev) done_(std::move(*ev));
@@ -408,6 +325,7 @@ class Evaluator final : public std::enable_shared_from_this<Evaluator> {
   const PolicySnapshot& snapshot_;
   const std::shared_ptr<const PolicySnapshot> keep_alive_;  // pinned while suspended
   const http::Request& request_;  // the front door keeps it alive until the evaluation is done
+  const identity::Credentials credentials_;  // views into request_, one per route provider
   const std::int64_t now_;
   const Clients clients_;
   const bool explain_;
@@ -422,45 +340,9 @@ class Evaluator final : public std::enable_shared_from_this<Evaluator> {
 
 }  // namespace
 
-std::string_view extractToken(const identity::Provider& provider, const http::Request& request) {
-  for (const TokenSource& source : provider.tokenFrom()) {
-    std::string_view token;
-    switch (source.kind) {
-      case TokenSource::Kind::kBearerHeader:
-        if (const auto* value = request.headers.find(source.name)) {
-          token = bearerToken(*value, source.name == "authorization");
-        }
-        break;
-      case TokenSource::Kind::kCookie:
-        token = cookieValue(request.headers, source.name);
-        break;
-      case TokenSource::Kind::kQuery:
-        token = queryValue(request.query, source.name);
-        break;
-    }
-    if (!token.empty()) return token;
-  }
-  return {};
-}
-
-std::string_view authenticatedToken(const Route& route, const http::Request& request,
-                                    const identity::Identity& identity) {
-  for (const auto* p : route.providers) {
-    if (p->name() == identity.provider) return extractToken(*p, request);
-  }
-  return {};
-}
-
 std::optional<std::string> repeatedInput(const Route& route, const http::Request& request) {
   for (const auto* p : route.providers) {
-    for (const TokenSource& source : p->tokenFrom()) {
-      if (occurrences(source, request) > 1) {
-        return std::string(source.kind == TokenSource::Kind::kBearerHeader ? "header "
-                           : source.kind == TokenSource::Kind::kCookie     ? "cookie "
-                                                                           : "query parameter ") +
-               source.name;
-      }
-    }
+    if (auto repeated = p->credentialSource().repeated(request)) return repeated;
   }
   for (const auto& name : route.cache_inputs.headers) {
     std::size_t n = 0;
@@ -473,12 +355,15 @@ std::optional<std::string> repeatedInput(const Route& route, const http::Request
 Evaluation evaluate(const PolicySnapshot& snapshot, const http::Request& request, std::int64_t now,
                     bool explain) {
   const Clients none;
-  auto evaluator = std::make_shared<Evaluator>(snapshot, nullptr, request, now, none, explain);
+  const Route* route = snapshot.findRoute(request);
+  const auto credentials = route != nullptr ? identity::Credentials::read(route->providers, request)
+                                            : identity::Credentials();
+  auto evaluator =
+      std::make_shared<Evaluator>(snapshot, nullptr, request, credentials, now, none, explain);
   // Without clients only a function can wait (a Lambda call): it answers on its own thread
   // within its timeout, and this thread waits for it.
   auto answered = std::make_shared<std::promise<Evaluation>>();
   auto later = answered->get_future();
-  const Route* route = snapshot.findRoute(request);
   if (auto why = refusedPathParams(route, request)) return evaluator->refuse(nullptr, *why);
   if (route != nullptr) {
     if (auto repeated = repeatedInput(*route, request)) {
@@ -496,16 +381,19 @@ std::optional<Evaluation> evaluate(std::shared_ptr<const PolicySnapshot> snapsho
                                    const http::Request& request, std::int64_t now,
                                    const Clients& clients, bool explain, EvaluationDone done) {
   const Route* route = snapshot->findRoute(request);
-  return evaluateRoute(std::move(snapshot), route, request, now, clients, explain, std::move(done));
+  const auto credentials = route != nullptr ? identity::Credentials::read(route->providers, request)
+                                            : identity::Credentials();
+  return evaluateRoute(std::move(snapshot), route, request, credentials, now, clients, explain,
+                       std::move(done));
 }
 
 std::optional<Evaluation> evaluateRoute(std::shared_ptr<const PolicySnapshot> snapshot,
                                         const Route* route, const http::Request& request,
-                                        std::int64_t now, const Clients& clients, bool explain,
-                                        EvaluationDone done) {
+                                        const identity::Credentials& credentials, std::int64_t now,
+                                        const Clients& clients, bool explain, EvaluationDone done) {
   const PolicySnapshot& ref = *snapshot;
-  auto evaluator =
-      std::make_shared<Evaluator>(ref, std::move(snapshot), request, now, clients, explain);
+  auto evaluator = std::make_shared<Evaluator>(ref, std::move(snapshot), request, credentials, now,
+                                               clients, explain);
   return evaluator->start(route, std::move(done));
 }
 

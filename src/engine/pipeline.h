@@ -15,6 +15,7 @@
 #include "common/result.h"
 #include "engine/decision.h"
 #include "engine/snapshot.h"
+#include "identity/credentials.h"
 #include "identity/identity.h"
 #include "identity/introspection.h"
 
@@ -27,16 +28,9 @@ struct StageNote {
   std::string detail;
 };
 
-// The seam for token introspection (RFC 7662): a per-worker client that calls the
-// provider's endpoint. `done` is called exactly once, never inline, on the calling
-// thread's event loop.
-class Introspector {
- public:
-  using Answer = Result<std::shared_ptr<const nlohmann::json>>;
-  virtual ~Introspector() = default;
-  virtual void introspect(const identity::IntrospectionSpec& spec, std::string token,
-                          std::function<void(Answer)> done) = 0;
-};
+// The token introspection client (RFC 7662) is identity's seam; the engine lends it to the
+// introspection kind of provider through Clients.
+using Introspector = identity::Introspector;
 
 // The I/O clients a worker lends the pipeline. Absent clients make the stages that need
 // them answer `provider_unavailable` (an error: the route's on_error decides).
@@ -63,16 +57,6 @@ struct Evaluation {
   std::optional<std::chrono::seconds> function_ttl;  // the lowest TTL a function asked for
 };
 
-// Finds the token a provider accepts in `request` (Authorization: Bearer, a cookie or a
-// query parameter, per the provider's `token_from`), or an empty view.
-std::string_view extractToken(const identity::Provider& provider, const http::Request& request);
-
-// The token that authenticated `identity` on `route` (the one its provider reads), or an
-// empty view: what `token_hash` revocation and the cache entry name, never merely the
-// first token any of the route's providers finds.
-std::string_view authenticatedToken(const Route& route, const http::Request& request,
-                                    const identity::Identity& identity);
-
 // Names an input of `route`'s decision that the request carries more than once — a
 // credential where one of the route's providers looks for it (an `Authorization` header, a
 // cookie, a query parameter), or a header the route's templates or functions read by name
@@ -94,11 +78,12 @@ std::optional<Evaluation> evaluate(std::shared_ptr<const PolicySnapshot> snapsho
                                    const Clients& clients, bool explain, EvaluationDone done);
 
 // The same for a caller that has already routed the request (`route` = the snapshot's
-// findRoute() result, null when nothing matched), so routing is done once per request.
+// findRoute() result, null when nothing matched) and read the credentials of the route's
+// providers (identity::Credentials::read()), so each is done once per request.
 std::optional<Evaluation> evaluateRoute(std::shared_ptr<const PolicySnapshot> snapshot,
                                         const Route* route, const http::Request& request,
-                                        std::int64_t now, const Clients& clients, bool explain,
-                                        EvaluationDone done);
+                                        const identity::Credentials& credentials, std::int64_t now,
+                                        const Clients& clients, bool explain, EvaluationDone done);
 
 // Why a request whose path has servlet `;parameters` is refused (400 bad_request) on the
 // route findRoute() gave it, or nullopt when it is not: a path without parameters, or a

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/strings.h"
 #include "identity/provider.h"
 #include "identity/rbac.h"
 
@@ -109,6 +110,51 @@ Result<Identity> identityFromIntrospection(const Provider& provider,
   identity.claims = std::move(answer);
   rbac.apply(identity);
   return identity;
+}
+
+namespace {
+
+class IntrospectionAuthenticator final : public Authenticator {
+ public:
+  explicit IntrospectionAuthenticator(const Provider& provider) : provider_(provider) {}
+
+  std::optional<Verdict> authenticate(std::string_view credential, const AuthContext& context,
+                                      Done done) const override {
+    std::string key = sha256Hex(credential);
+    if (auto cached = provider_.introspectionCache().get(key, context.now)) {
+      return identityFromIntrospection(provider_, std::move(cached), context.rbac, context.now);
+    }
+    if (context.introspector == nullptr) {
+      return fail(Reason::kProviderUnavailable, "no introspection client in this context");
+    }
+    // `this` and `rbac` belong to the snapshot, which whoever holds `done` keeps alive
+    // until it is called (the pipeline's evaluator pins it).
+    context.introspector->introspect(
+        *provider_.introspection(), std::string(credential),
+        [this, &rbac = context.rbac, now = context.now, key = std::move(key),
+         done = std::move(done)](Introspector::Answer answer) {
+          done(verdict(std::move(answer), key, rbac, now));
+        });
+    return std::nullopt;
+  }
+
+ private:
+  Verdict verdict(Introspector::Answer answer, const std::string& key, const Rbac& rbac,
+                  std::int64_t now) const {
+    if (!answer) return tl::unexpected(std::move(answer.error()));
+    const std::int64_t ttl = introspectionCacheSeconds(**answer, *provider_.introspection(), now);
+    Verdict result = identityFromIntrospection(provider_, *answer, rbac, now);
+    if (result && ttl > 0) provider_.introspectionCache().put(key, *answer, now + ttl);
+    return result;
+  }
+
+  const Provider& provider_;  // owns this authenticator
+};
+
+}  // namespace
+
+std::unique_ptr<const Authenticator> makeIntrospectionAuthenticator(const Provider& provider) {
+  return std::make_unique<IntrospectionAuthenticator>(provider);
 }
 
 }  // namespace portcullis::identity

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -12,6 +13,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "common/result.h"
+#include "identity/authenticator.h"
 #include "identity/identity.h"
 
 namespace portcullis::identity {
@@ -30,6 +32,17 @@ struct IntrospectionSpec {
   std::chrono::seconds cache_ttl{60};  // active answers are reused for min(exp - now, this)
   std::size_t max_bytes = 64 * 1024;
   std::size_t cache_entries = 100'000;
+};
+
+// The seam for token introspection (RFC 7662 §2.1): a per-worker client that calls the
+// provider's endpoint (net/introspector.h). `done` is called exactly once, never inline, on
+// the calling thread's event loop.
+class Introspector {
+ public:
+  using Answer = Result<std::shared_ptr<const nlohmann::json>>;
+  virtual ~Introspector() = default;
+  virtual void introspect(const IntrospectionSpec& spec, std::string token,
+                          std::function<void(Answer)> done) = 0;
 };
 
 // Active introspection answers by token hash (the token itself is never stored), bounded,
@@ -63,5 +76,11 @@ Result<Identity> identityFromIntrospection(const Provider& provider,
 // How long an active answer may be cached: min(exp - now, cache_ttl), 0 when not at all.
 std::int64_t introspectionCacheSeconds(const nlohmann::json& answer, const IntrospectionSpec& spec,
                                        std::int64_t now);
+
+// The introspection kind of `provider` (which owns it and has an introspection spec): an
+// answer cached for the token is used inline; otherwise the worker's Introspector is asked
+// (provider_unavailable without one) and the verdict comes later. Active answers are
+// cached for introspectionCacheSeconds().
+std::unique_ptr<const Authenticator> makeIntrospectionAuthenticator(const Provider& provider);
 
 }  // namespace portcullis::identity

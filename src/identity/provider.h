@@ -5,32 +5,31 @@
 #include <string>
 #include <vector>
 
+#include "common/http/request.h"
 #include "common/result.h"
+#include "identity/authenticator.h"
 #include "identity/identity.h"
 #include "identity/introspection.h"
-#include "identity/jwt.h"
+#include "identity/jwt/jwt.h"
 #include "identity/rbac.h"
 #include "identity/remote_keys.h"
+#include "identity/token_source.h"
 
 namespace portcullis::identity {
-
-// Where a provider looks for the credential in a request.
-struct TokenSource {
-  enum class Kind { kBearerHeader, kCookie, kQuery };
-  Kind kind = Kind::kBearerHeader;
-  std::string name;  // header name (lower case), cookie name or query parameter
-};
 
 struct ProviderOptions {
   std::vector<TokenSource> token_from;  // default: Authorization: Bearer
   std::vector<std::pair<std::string, ClaimPath>> claims_to_headers;  // header name → claim
+  // Where the credential is read when it is not `token_from` (tests count reads with it).
+  std::shared_ptr<const CredentialSource> credential_source;
 };
 
-// An identity provider (config `identity.NAME`): how to find and verify its tokens.
-// Built by the config compiler, then immutable. Its keys are either static (jwks_file,
-// hmac_secret) or remote (discovery, jwks_uri): a RemoteKeys shared across policy
-// versions and refreshed in the background. Readers load the key set once per
-// verification.
+// An identity provider (config `identity.NAME`): where its credential is and how it is
+// verified. Built by the config compiler, then immutable. Its kind is its Authenticator:
+// a JWT verified against keys that are either static (jwks_file, hmac_secret) or remote
+// (discovery, jwks_uri: a RemoteKeys shared across policy versions and refreshed in the
+// background; readers load the key set once per verification), or an opaque token sent to
+// an introspection endpoint (setIntrospection()).
 class Provider final {
  public:
   Provider(std::string name, VerifyPolicy policy, ProviderOptions options,
@@ -39,6 +38,11 @@ class Provider final {
   const std::string& name() const { return name_; }
   const VerifyPolicy& policy() const { return policy_; }
   const std::vector<TokenSource>& tokenFrom() const { return options_.token_from; }
+  // The credential this provider reads in `request` (empty when none): read it once per
+  // decision, through identity::Credentials, and pass the view on.
+  std::string_view credential(const http::Request& request) const { return source_->read(request); }
+  const CredentialSource& credentialSource() const { return *source_; }
+  const Authenticator& authenticator() const { return *authenticator_; }
   const std::vector<std::pair<std::string, ClaimPath>>& claimsToHeaders() const {
     return options_.claims_to_headers;
   }
@@ -48,8 +52,8 @@ class Provider final {
   }
   const RemoteKeys* remote() const { return remote_.get(); }
 
-  // Opaque-token providers (RFC 7662) have an introspection spec and a cache of answers;
-  // for them, authenticate() is not used: the pipeline calls the introspection client.
+  // Opaque-token providers (RFC 7662) have an introspection spec and a cache of answers,
+  // and an authenticator that calls the worker's introspection client.
   const IntrospectionSpec* introspection() const { return introspection_.get(); }
   IntrospectionCache& introspectionCache() const { return *introspection_cache_; }
   void setIntrospection(IntrospectionSpec spec);  // by the config compiler, before publishing
@@ -59,8 +63,11 @@ class Provider final {
     keys_.store(std::move(keys), std::memory_order_release);
   }
 
-  // Verifies `token` and builds the identity (claims, scopes, groups, roles via `rbac`).
-  Result<Identity> authenticate(std::string_view token, const Rbac& rbac, std::int64_t now) const;
+  // The JWT kind's verification: verifies `token` against the provider's keys and builds
+  // the identity (claims, scopes, groups, roles via `rbac`). A kid the keys lack wakes the
+  // refresher of remote keys.
+  Result<Identity> authenticateJwt(std::string_view token, const Rbac& rbac,
+                                   std::int64_t now) const;
 
  private:
   std::string name_;
@@ -70,6 +77,8 @@ class Provider final {
   std::shared_ptr<RemoteKeys> remote_;
   std::unique_ptr<const IntrospectionSpec> introspection_;
   std::unique_ptr<IntrospectionCache> introspection_cache_;
+  std::shared_ptr<const CredentialSource> source_;
+  std::unique_ptr<const Authenticator> authenticator_;
 };
 
 }  // namespace portcullis::identity

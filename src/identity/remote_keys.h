@@ -8,7 +8,7 @@
 #include <mutex>
 #include <string>
 
-#include "identity/jwk.h"
+#include "identity/jwt/jwk.h"
 
 namespace portcullis::identity {
 

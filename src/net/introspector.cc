@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/strings.h"
-#include "identity/base64url.h"
+#include "identity/jwt/base64url.h"
 #include "net/http_client.h"
 
 namespace portcullis::net {

@@ -20,9 +20,9 @@
 #include "frontends/spoe/agent.h"
 #include "frontends/spoe/codec.h"
 #include "frontends/spoe/haproxy_cache.h"
-#include "identity/base64url.h"
-#include "identity/jwk.h"
-#include "identity/jwt.h"
+#include "identity/jwt/base64url.h"
+#include "identity/jwt/jwk.h"
+#include "identity/jwt/jwt.h"
 #include "support/fixtures.h"
 #include "telemetry/metrics.h"
 

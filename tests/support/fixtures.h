@@ -11,8 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "config/compiler.h"
-#include "identity/jwk.h"
-#include "identity/jwt.h"
+#include "identity/jwt/jwk.h"
+#include "identity/jwt/jwt.h"
 #include "telemetry/metrics.h"
 
 namespace portcullis::testing {

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/strings.h"
-#include "identity/base64url.h"
+#include "identity/jwt/base64url.h"
 
 namespace portcullis::frontends::spoe {
 namespace {
@@ -211,7 +211,7 @@ std::optional<HaproxyCacheHint> haproxyCacheHint(const engine::Evaluation& ev,
   const std::string_view token = compactBearerToken(authorization);
   if (token.empty()) return std::nullopt;
   for (const identity::Provider* p : ev.route->providers) {
-    if (engine::extractToken(*p, request) != token) return std::nullopt;
+    if (p->credential(request) != token) return std::nullopt;
   }
   const nlohmann::json payload = payloadAsHaproxyReadsIt(token);
   if (payload.is_discarded()) return std::nullopt;

@@ -17,7 +17,7 @@
 #include "functions/lua/budget.h"
 #include "functions/lua/sandbox.h"
 #include "functions/lua/vm.h"
-#include "identity/base64url.h"
+#include "identity/jwt/base64url.h"
 
 namespace portcullis::functions::lua {
 namespace {

@@ -4,6 +4,7 @@
 
 #include <openssl/bn.h>
 
+#include <atomic>
 #include <deque>
 
 #include <gtest/gtest.h>
@@ -11,7 +12,7 @@
 
 #include "audit/audit.h"
 #include "common/strings.h"
-#include "identity/base64url.h"
+#include "identity/jwt/base64url.h"
 #include "support/fixtures.h"
 
 namespace portcullis::engine {
@@ -458,6 +459,170 @@ TEST_F(GatekeeperTest, RepeatedDecisionInputsAreRefusedBeforeTheCache) {
 
   // Offline evaluation (eval, test) refuses the same requests.
   EXPECT_EQ(evaluate(*snapshot_, twice, clock_.unixSeconds()).decision.reason, Reason::kBadRequest);
+}
+
+// ---- credentials: read once per decision, all of them in the cache key --------------------
+
+// Reads like `token_from` and counts the reads (from any thread).
+class CountingSource final : public identity::CredentialSource {
+ public:
+  explicit CountingSource(std::vector<identity::TokenSource> from) : inner_(std::move(from)) {}
+  std::string_view read(const http::Request& request) const override {
+    reads.fetch_add(1);
+    return inner_.read(request);
+  }
+  std::optional<std::string> repeated(const http::Request& request) const override {
+    return inner_.repeated(request);
+  }
+  mutable std::atomic<int> reads{0};
+
+ private:
+  identity::TokenSources inner_;
+};
+
+// A snapshot built by hand: one cached route, `two`, whose providers read different places
+// (`bearer`: Authorization; `cookie`: the session cookie), each through a CountingSource.
+class CredentialReadsTest : public ::testing::Test {
+ protected:
+  static constexpr const char* kSecret = "0123456789abcdef0123456789abcdef";
+
+  void SetUp() override {
+    auto snapshot = std::make_shared<PolicySnapshot>();
+    snapshot->version = "v1";
+    bearer_ = addProvider(*snapshot, "bearer", "iss-bearer",
+                          {identity::TokenSource::Kind::kBearerHeader, "authorization"});
+    cookie_ = addProvider(*snapshot, "cookie", "iss-cookie",
+                          {identity::TokenSource::Kind::kCookie, "session"});
+    Route route;
+    route.name = "two";
+    route.providers = {snapshot->providers[0].get(), snapshot->providers[1].get()};
+    route.cache_ttl = std::chrono::seconds(30);
+    snapshot->routes.push_back(std::move(route));
+    snapshot_ = snapshot;
+    gatekeeper_ = std::make_unique<Gatekeeper>(snapshot_, sink_, metrics_, clock_,
+                                               GatekeeperServices{&cache_, nullptr, &revocations_});
+  }
+
+  std::shared_ptr<CountingSource> addProvider(PolicySnapshot& snapshot, const std::string& name,
+                                              const std::string& issuer,
+                                              identity::TokenSource where) {
+    identity::VerifyPolicy policy;
+    policy.issuer = issuer;
+    policy.algorithms = {identity::Alg::kHS256};
+    identity::ProviderOptions options;
+    options.token_from = {where};
+    auto source = std::make_shared<CountingSource>(options.token_from);
+    options.credential_source = source;
+    auto keys = std::make_shared<const identity::KeySet>(
+        identity::KeySet::fromKeys({identity::Key::fromSecret(kSecret)}));
+    snapshot.providers.push_back(
+        std::make_unique<identity::Provider>(name, policy, std::move(options), std::move(keys)));
+    return source;
+  }
+
+  std::string token(const std::string& issuer, const std::string& sub) const {
+    const std::int64_t now = clock_.unixSeconds();
+    return *identity::signJwt({{"iss", issuer}, {"sub", sub}, {"exp", now + 3600}},
+                              identity::Key::fromSecret(kSecret), identity::Alg::kHS256);
+  }
+
+  http::Request request(const std::string& bearer, const std::string& session) const {
+    http::Request r;
+    r.method = "GET";
+    r.host = "api.example.com";
+    r.path = "/x";
+    r.client_ip = *IpAddress::parse("10.1.2.3");
+    if (!bearer.empty()) r.headers.add("Authorization", "Bearer " + bearer);
+    if (!session.empty()) r.headers.add("Cookie", "session=" + session);
+    return r;
+  }
+
+  CacheKey keyOf(const http::Request& r) const {
+    const Route& route = snapshot_->routes[0];
+    return cacheKey(*snapshot_, route, r, identity::Credentials::read(route.providers, r));
+  }
+
+  telemetry::Metrics metrics_;
+  CountingSink sink_;
+  FakeClock clock_;
+  LocalDecisionCache cache_{4096};
+  Revocations revocations_;
+  std::shared_ptr<CountingSource> bearer_;
+  std::shared_ptr<CountingSource> cookie_;
+  std::shared_ptr<const PolicySnapshot> snapshot_;
+  std::unique_ptr<Gatekeeper> gatekeeper_;
+};
+
+TEST_F(CredentialReadsTest, EachProviderReadsItsCredentialOncePerDecision) {
+  // Something revoked, so revocation hashes the credential on every allowed decision.
+  revocations_.revoke(Revocations::Kind::kSub, "nobody", clock_.unixSeconds() + 60,
+                      clock_.unixSeconds());
+  const std::string b = token("iss-bearer", "alice");
+  const std::string c = token("iss-cookie", "bob");
+
+  http::Request miss = request(b, c);
+  const auto first = gatekeeper_->decide(miss);  // miss: key, pipeline, revocation, entry
+  ASSERT_TRUE(first.decision.allow) << first.decision.detail;
+  EXPECT_EQ(first.cache, Evaluation::Cache::kMiss);
+  EXPECT_EQ(first.identity->provider, "bearer");
+  EXPECT_EQ(bearer_->reads.load(), 1);
+  EXPECT_EQ(cookie_->reads.load(), 1);
+
+  http::Request hit = request(b, c);
+  const auto second = gatekeeper_->decide(hit);  // hit: key, revocation
+  EXPECT_EQ(second.cache, Evaluation::Cache::kHit);
+  EXPECT_TRUE(second.decision.allow);
+  EXPECT_EQ(bearer_->reads.load(), 2);
+  EXPECT_EQ(cookie_->reads.load(), 2);
+
+  // Only the cookie: the second provider authenticates; still one read each.
+  http::Request cookie_only = request("", c);
+  const auto third = gatekeeper_->decide(cookie_only);
+  ASSERT_TRUE(third.decision.allow) << third.decision.detail;
+  EXPECT_EQ(third.identity->provider, "cookie");
+  EXPECT_EQ(bearer_->reads.load(), 3);
+  EXPECT_EQ(cookie_->reads.load(), 3);
+
+  // Offline evaluation reads once too.
+  evaluate(*snapshot_, request(b, c), clock_.unixSeconds());
+  EXPECT_EQ(bearer_->reads.load(), 4);
+  EXPECT_EQ(cookie_->reads.load(), 4);
+}
+
+TEST_F(CredentialReadsTest, TheCacheKeyCoversEveryCredentialTheRouteReads) {
+  const std::string b1 = token("iss-bearer", "alice");
+  const std::string b2 = token("iss-bearer", "mallory");
+  const std::string c1 = token("iss-cookie", "bob");
+  const std::string c2 = token("iss-cookie", "eve");
+  const CacheKey base = keyOf(request(b1, c1));
+  EXPECT_EQ(keyOf(request(b1, c1)), base);
+  EXPECT_NE(keyOf(request(b2, c1)), base) << "the first provider's credential changed";
+  EXPECT_NE(keyOf(request(b1, c2)), base) << "the second provider's credential changed";
+  EXPECT_NE(keyOf(request(b1, "")), base) << "the second provider's credential went away";
+  EXPECT_NE(keyOf(request("", c1)), base) << "the first provider's credential went away";
+  // The same bytes in the other place is another key too (fields are per provider).
+  EXPECT_NE(keyOf(request("", b1)), keyOf(request(b1, "")));
+
+  // And through the gatekeeper: a decision made for one pair is not served to another,
+  // although the bearer token (which authenticates) is the same.
+  http::Request first = request(b1, c1);
+  ASSERT_EQ(gatekeeper_->decide(first).cache, Evaluation::Cache::kMiss);
+  http::Request same = request(b1, c1);
+  EXPECT_EQ(gatekeeper_->decide(same).cache, Evaluation::Cache::kHit);
+  http::Request other_cookie = request(b1, c2);
+  EXPECT_EQ(gatekeeper_->decide(other_cookie).cache, Evaluation::Cache::kMiss);
+}
+
+TEST_F(CredentialReadsTest, TokenHashRevocationHashesTheCredentialThatAuthenticated) {
+  const std::string c = token("iss-cookie", "bob");
+  revocations_.revoke(Revocations::Kind::kTokenHash, identity::credentialHash(c),
+                      clock_.unixSeconds() + 60, clock_.unixSeconds());
+  // The bearer token authenticates: the revoked cookie credential is not the one in use.
+  http::Request both = request(token("iss-bearer", "alice"), c);
+  EXPECT_TRUE(gatekeeper_->decide(both).decision.allow);
+  // The cookie authenticates: revoked.
+  http::Request cookie_only = request("", c);
+  EXPECT_EQ(gatekeeper_->decide(cookie_only).decision.reason, Reason::kTokenRevoked);
 }
 
 }  // namespace

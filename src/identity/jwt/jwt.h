@@ -10,7 +10,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "common/result.h"
-#include "identity/jwk.h"
+#include "identity/jwt/jwk.h"
 
 namespace portcullis::identity {
 

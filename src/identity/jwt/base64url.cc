@@ -1,4 +1,4 @@
-#include "identity/base64url.h"
+#include "identity/jwt/base64url.h"
 
 #include <array>
 #include <cstdint>

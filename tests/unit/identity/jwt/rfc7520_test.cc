@@ -23,9 +23,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "identity/base64url.h"
-#include "identity/jwk.h"
-#include "identity/jwt.h"
+#include "identity/jwt/base64url.h"
+#include "identity/jwt/jwk.h"
+#include "identity/jwt/jwt.h"
 
 namespace portcullis::identity {
 namespace {

@@ -1,4 +1,4 @@
-#include "identity/jwt.h"
+#include "identity/jwt/jwt.h"
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -24,8 +24,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "identity/base64url.h"
-#include "identity/jwk.h"
+#include "identity/jwt/base64url.h"
+#include "identity/jwt/jwk.h"
 
 namespace portcullis::identity {
 namespace {

@@ -1,4 +1,4 @@
-#include "identity/jwk.h"
+#include "identity/jwt/jwk.h"
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -12,7 +12,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "identity/base64url.h"
+#include "identity/jwt/base64url.h"
 
 namespace portcullis::identity {
 namespace {
