@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -19,5 +20,16 @@ struct Rate {
   std::chrono::microseconds per{0};
 };
 std::optional<Rate> parseRate(std::string_view text);
+
+// A time in seconds as JSON carries it (a double, e.g. a token's `exp`), as an integer held
+// within +-2^62: casting a double outside the int64 range is undefined behaviour, and the
+// margin keeps `t - now` from overflowing. NaN (never produced by a JSON parser) is 0.
+inline std::int64_t jsonSeconds(double v) {
+  constexpr double kLimit = 4611686018427387904.0;  // 2^62
+  if (std::isnan(v)) return 0;
+  if (v >= kLimit) return static_cast<std::int64_t>(kLimit);
+  if (v <= -kLimit) return -static_cast<std::int64_t>(kLimit);
+  return static_cast<std::int64_t>(v);
+}
 
 }  // namespace portcullis

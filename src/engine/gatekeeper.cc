@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/strings.h"
+#include "common/units.h"
 #include "engine/challenge.h"
 #include "identity/jwt/jwt.h"
 #include "telemetry/metrics.h"
@@ -322,7 +323,7 @@ std::shared_ptr<const CachedDecision> Gatekeeper::toCacheEntry(
   if (ev.identity && ev.identity->claims) {  // never beyond the credential's own expiry
     const auto exp = ev.identity->claims->find("exp");
     if (exp != ev.identity->claims->end() && exp->is_number()) {
-      ttl = std::min<std::int64_t>(ttl, static_cast<std::int64_t>(exp->get<double>()) - now);
+      ttl = std::min<std::int64_t>(ttl, jsonSeconds(exp->get<double>()) - now);
     }
   }
   if (ttl <= 0) return nullptr;

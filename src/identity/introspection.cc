@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/strings.h"
+#include "common/units.h"
 #include "identity/provider.h"
 #include "identity/rbac.h"
 
@@ -41,7 +42,7 @@ namespace {
 std::optional<std::int64_t> numericMember(const nlohmann::json& answer, const char* name) {
   const auto it = answer.find(name);
   if (it == answer.end() || !it->is_number()) return std::nullopt;
-  return static_cast<std::int64_t>(it->get<double>());
+  return jsonSeconds(it->get<double>());
 }
 
 }  // namespace

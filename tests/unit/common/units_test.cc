@@ -47,5 +47,15 @@ TEST(ParseRateTest, CountPerUnit) {
   EXPECT_FALSE(parseRate("x/s").has_value());
 }
 
+TEST(JsonSecondsTest, HugeAndOddValuesStayInRange) {
+  EXPECT_EQ(jsonSeconds(1.9e9), 1'900'000'000);
+  EXPECT_EQ(jsonSeconds(1.5), 1);
+  EXPECT_EQ(jsonSeconds(-1.5), -1);
+  // A validly signed token may carry `exp: 1e300`: no undefined cast, no overflow of t - now.
+  EXPECT_EQ(jsonSeconds(1e300), std::int64_t{1} << 62);
+  EXPECT_EQ(jsonSeconds(-1e300), -(std::int64_t{1} << 62));
+  EXPECT_GT(jsonSeconds(1e300) - 2'000'000'000, 0);
+}
+
 }  // namespace
 }  // namespace portcullis
