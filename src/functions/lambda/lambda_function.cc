@@ -9,7 +9,7 @@
 
 #include "common/strings.h"
 #include "config/yaml_reader.h"
-#include "functions/lambda/runtime.h"
+#include "functions/lambda/metrics.h"
 #include "telemetry/metrics.h"
 
 namespace portcullis::functions::lambda {
@@ -285,7 +285,7 @@ LambdaFunction::LambdaFunction(Spec spec, LambdaOptions options, std::shared_ptr
     slots_ = std::make_shared<ClientSlots>(options_.max_in_flight_per_client);
   }
   telemetry::Metrics& metrics = metricsRegistry();
-  const std::string label = "function=\"" + telemetry::labelValue(name()) + "\"";
+  const std::string label = functionLabel(name());
   const std::string cache_help = "Lambda authorizer results served from the ttl cache, or not";
   cache_hits_ = &metrics.counter("portcullis_lambda_result_cache_total", cache_help,
                                  label + ",result=\"hit\"");

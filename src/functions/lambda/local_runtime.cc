@@ -41,13 +41,13 @@
 #include <list>
 #include <map>
 
-#include "telemetry/metrics.h"
 #include "common/strings.h"
 #include "config/yaml_reader.h"
 #include "functions/lambda/lambda_function.h"
+#include "functions/lambda/metrics.h"
 #include "functions/lambda/process_spawn.h"
-#include "functions/lambda/runtime.h"
 #include "functions/lambda/runtime_peer.h"
+#include "telemetry/metrics.h"
 
 extern char** environ;
 
@@ -110,36 +110,10 @@ bool validRequestId(std::string_view id) {
   });
 }
 
-// Per-function-name gauges, shared by every pool of that name (a reload that changes the
-// spec runs two for a moment): they live for the whole program, so the registry's read
-// callbacks always have something to read.
-struct GaugeCells {
-  std::atomic<std::int64_t> queued{0};
-  std::atomic<std::int64_t> processes{0};
-};
-
-std::shared_ptr<GaugeCells> gaugeCells(telemetry::Metrics& metrics, const std::string& function) {
-  static std::mutex mu;
-  static std::map<std::pair<const telemetry::Metrics*, std::string>, std::shared_ptr<GaugeCells>> cells;
-  const std::lock_guard lock(mu);
-  auto& slot = cells[{&metrics, function}];
-  if (!slot) {
-    slot = std::make_shared<GaugeCells>();
-    const std::string label = "function=\"" + telemetry::labelValue(function) + "\"";
-    metrics.gauge(
-        "portcullis_lambda_queue_length", "Invocations waiting for a lambda-local process",
-        [c = slot] { return static_cast<double>(c->queued.load()); }, label);
-    metrics.gauge(
-        "portcullis_lambda_processes", "lambda-local processes running (starting, idle or busy)",
-        [c = slot] { return static_cast<double>(c->processes.load()); }, label);
-  }
-  return slot;
-}
-
 struct PoolMetrics {
   explicit PoolMetrics(const std::string& function) {
     telemetry::Metrics& m = metricsRegistry();
-    const std::string label = "function=\"" + telemetry::labelValue(function) + "\"";
+    const std::string label = functionLabel(function);
     const auto outcome = [&](const char* name) {
       return &m.counter("portcullis_lambda_invocations_total",
                         "lambda-local invocations by outcome (ok, function_error, timeout, "
@@ -182,7 +156,10 @@ struct PoolMetrics {
     refused_other_process = refused("other_process");
     refused_unknown_peer = refused("unknown_peer");
     refused_concurrent_poll = refused("concurrent_poll");
-    cells = gaugeCells(m, function);
+    queued = gaugeCell(m, "portcullis_lambda_queue_length",
+                       "Invocations waiting for a lambda-local process", function);
+    processes = gaugeCell(m, "portcullis_lambda_processes",
+                          "lambda-local processes running (starting, idle or busy)", function);
   }
   telemetry::Counter* refusedFor(PeerVerdict verdict) const {
     switch (verdict) {
@@ -202,7 +179,8 @@ struct PoolMetrics {
   telemetry::Histogram* duration;
   telemetry::Counter *refused_other_user, *refused_other_process, *refused_unknown_peer,
       *refused_concurrent_poll;
-  std::shared_ptr<GaugeCells> cells;
+  // Per function name, program-long (metrics.h).
+  std::shared_ptr<std::atomic<std::int64_t>> queued, processes;
 };
 
 // One invocation, from the caller's call to its answer. Pool thread only.
@@ -276,7 +254,7 @@ struct LogLimiter {
 };
 
 bhttp::response<bhttp::string_body> jsonResponse(bhttp::status status, unsigned version,
-                                               bool keep_alive, std::string body) {
+                                                 bool keep_alive, std::string body) {
   bhttp::response<bhttp::string_body> res{status, version};
   res.set(bhttp::field::server, "portcullis-lambda-runtime");
   res.set(bhttp::field::content_type, "application/json");
@@ -329,7 +307,7 @@ class PoolCore final {
     inv->payload = std::move(payload);
     inv->done = std::move(done);
     inv->timeout = timeout;
-    metrics_.cells->queued.fetch_add(1);
+    metrics_.queued->fetch_add(1);
     if (stopping_) {
       complete(inv, InvokeResult::failure(Reason::kFunctionError, "the function is stopping"),
                metrics_.error);
@@ -385,7 +363,7 @@ class PoolCore final {
         }
         std::this_thread::sleep_for(1ms);
       }
-      metrics_.cells->processes.fetch_sub(1);
+      metrics_.processes->fetch_sub(1);
     }
     procs_.clear();
     io.stop();
@@ -429,7 +407,7 @@ class PoolCore final {
     const auto it = std::find(queue_.begin(), queue_.end(), inv);
     if (it != queue_.end()) queue_.erase(it);
     reserved.fetch_sub(1);
-    metrics_.cells->queued.fetch_sub(1);
+    metrics_.queued->fetch_sub(1);
   }
 
   void onDeadline(const std::shared_ptr<Invocation>& inv) {
@@ -613,7 +591,7 @@ class PoolCore final {
     proc->pid = pid;
     proc->spawned = Clock::now();
     proc->idle_since = proc->spawned;
-    metrics_.cells->processes.fetch_add(1);
+    metrics_.processes->fetch_add(1);
     procs_.push_back(proc);
 
     // glibc 2.36 declares pidfd_open without C linkage (sys/pidfd.h): the system call itself.
@@ -724,7 +702,7 @@ class PoolCore final {
       }
     }
     std::erase(procs_, proc);
-    metrics_.cells->processes.fetch_sub(1);
+    metrics_.processes->fetch_sub(1);
     dispatch();
   }
 
@@ -989,8 +967,8 @@ class PoolCore final {
 
   // POST …/invocation/{id}/response, …/invocation/{id}/error, …/init/error.
   std::pair<bhttp::status, std::string> handlePost(const std::shared_ptr<Proc>& proc,
-                                                  bhttp::request<bhttp::string_body>& req,
-                                                  std::string_view target) {
+                                                   bhttp::request<bhttp::string_body>& req,
+                                                   std::string_view target) {
     const std::string prefix(kApiPrefix);
     if (!target.starts_with(prefix)) {
       return {bhttp::status::not_found, errorBody("NotFound", "unknown path")};
@@ -1143,7 +1121,7 @@ class PoolCore final {
         if (!inv->answered) {
           inv->queued = true;
           reserved.fetch_add(1);
-          metrics_.cells->queued.fetch_add(1);
+          metrics_.queued->fetch_add(1);
           queue_.push_front(inv);
           dispatch();
         }
