@@ -1,7 +1,7 @@
 #include "functions/lambda/runtime.h"
 
 #include "config/functions.h"
-#include "functions/lambda/local_runtime.h"
+#include "functions/lambda/local/runtime.h"
 #include "functions/lambda/remote_config.h"
 
 namespace portcullis::functions::lambda {
