@@ -2,7 +2,7 @@
 
 #include "config/functions.h"
 #include "functions/lambda/local/runtime.h"
-#include "functions/lambda/remote_config.h"
+#include "functions/lambda/remote/config.h"
 
 namespace portcullis::functions::lambda {
 

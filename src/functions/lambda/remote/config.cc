@@ -1,4 +1,4 @@
-#include "functions/lambda/remote_config.h"
+#include "functions/lambda/remote/config.h"
 
 #include <fmt/format.h>
 

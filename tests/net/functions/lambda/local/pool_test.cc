@@ -24,7 +24,7 @@
 #include "engine/snapshot.h"
 #include "functions/lambda/apigw.h"
 #include "functions/lambda/lambda_function.h"
-#include "functions/lambda/local_runtime.h"
+#include "functions/lambda/local/pool.h"
 #include "functions/lambda/runtime.h"
 #include "support/function_calls.h"
 #include "telemetry/metrics.h"

@@ -34,7 +34,7 @@
 #include "engine/snapshot.h"
 #include "functions/lambda/apigw.h"
 #include "functions/lambda/lambda_function.h"
-#include "functions/lambda/remote_config.h"
+#include "functions/lambda/remote/config.h"
 #include "functions/lambda/remote_invoker.h"
 #include "functions/lambda/runtime.h"
 #include "support/function_calls.h"
