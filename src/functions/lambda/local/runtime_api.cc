@@ -452,7 +452,7 @@ asio::awaitable<bool> RuntimeApi::next(std::shared_ptr<Proc> proc,
   bhttp::response<bhttp::string_body> res{bhttp::status::ok, version};
   res.set(bhttp::field::server, "portcullis-lambda-runtime");
   res.set(bhttp::field::content_type, "application/json");
-  res.set("Lambda-Runtime-Aws-http::Request-Id", inv->id);
+  res.set("Lambda-Runtime-Aws-Request-Id", inv->id);
   const auto deadline_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                (std::chrono::system_clock::now() + inv->timeout).time_since_epoch())
                                .count();
