@@ -432,7 +432,6 @@ class PoolCore final : private RuntimeApiEvents {
   }
 
   void onAnswerLost(const std::shared_ptr<Proc>& proc, std::string message) override {
-    // Whatever it was answering, the answer is lost: say so now, not at the deadline.
     if (proc->state != Proc::State::kBusy || !proc->current) return;
     auto inv = std::move(proc->current);
     proc->timer.cancel();
