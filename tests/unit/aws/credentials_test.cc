@@ -5,9 +5,18 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <optional>
+#include <string_view>
 
 namespace portcullis::aws {
 namespace {
+
+// Why fromEnvironment() failed, or nullopt when it did not.
+std::optional<EnvironmentProblem> problem() {
+  const auto r = fromEnvironment();
+  if (r) return std::nullopt;
+  return r.error();
+}
 
 class EnvironmentCredentials : public ::testing::Test {
  protected:
@@ -21,11 +30,11 @@ class EnvironmentCredentials : public ::testing::Test {
 };
 
 TEST_F(EnvironmentCredentials, BothKeysAreNeeded) {
-  EXPECT_EQ(fromEnvironment().error(), EnvironmentProblem::kNotSet);
+  EXPECT_EQ(problem(), EnvironmentProblem::kNotSet);
   ::setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE", 1);
-  EXPECT_EQ(fromEnvironment().error(), EnvironmentProblem::kNotSet);
+  EXPECT_EQ(problem(), EnvironmentProblem::kNotSet);
   ::setenv("AWS_SECRET_ACCESS_KEY", "", 1);  // empty counts as unset
-  EXPECT_EQ(fromEnvironment().error(), EnvironmentProblem::kNotSet);
+  EXPECT_EQ(problem(), EnvironmentProblem::kNotSet);
   ::setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", 1);
   const auto creds = fromEnvironment();
   ASSERT_TRUE(creds.has_value());
@@ -46,11 +55,11 @@ TEST_F(EnvironmentCredentials, SessionTokenIsReadWhenSet) {
 TEST_F(EnvironmentCredentials, ValuesThatWouldSplitAHeaderAreRefused) {
   ::setenv("AWS_ACCESS_KEY_ID", "AKID\r\nX-Injected: 1", 1);
   ::setenv("AWS_SECRET_ACCESS_KEY", "secret with blanks is fine", 1);
-  EXPECT_EQ(fromEnvironment().error(), EnvironmentProblem::kBadAccessKeyId);
+  EXPECT_EQ(problem(), EnvironmentProblem::kBadAccessKeyId);
   ::setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE", 1);
   EXPECT_TRUE(fromEnvironment().has_value());
   ::setenv("AWS_SESSION_TOKEN", "tok en", 1);
-  EXPECT_EQ(fromEnvironment().error(), EnvironmentProblem::kBadSessionToken);
+  EXPECT_EQ(problem(), EnvironmentProblem::kBadSessionToken);
 }
 
 TEST(HeaderSafeToken, PrintableAsciiWithoutBlanks) {
