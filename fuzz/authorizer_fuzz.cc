@@ -1,4 +1,4 @@
-// libFuzzer target: a Lambda authorizer's answer (functions/aws/apigw.h) — what a function,
+// libFuzzer target: a Lambda authorizer's answer (functions/lambda/apigw.h) — what a function,
 // local or in AWS, sends back is not trusted.
 //   build-fuzz/fuzz/authorizer_fuzz CORPUS_DIR   (seeds: fuzz/corpus/authorizer)
 //
@@ -17,13 +17,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "functions/aws/apigw.h"
+#include "functions/lambda/apigw.h"
 
 namespace {
 
 using namespace portcullis;
-using functions::aws::AuthorizerResponse;
-using functions::aws::PayloadVersion;
+using functions::lambda::apigw::AuthorizerResponse;
+using functions::lambda::apigw::PayloadVersion;
 
 void check(bool ok, const char* what) {
   if (!ok) {
@@ -43,21 +43,21 @@ constexpr std::string_view kArns[] = {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view body(reinterpret_cast<const char*>(data), size);
   for (const auto version : {PayloadVersion::kV2, PayloadVersion::kV1}) {
-    const auto parsed = functions::aws::parseResponse(body, version);
+    const auto parsed = functions::lambda::apigw::parseResponse(body, version);
     if (!parsed) continue;
     const AuthorizerResponse& r = *parsed;
     if (version == PayloadVersion::kV1) {
       check(r.kind == AuthorizerResponse::Kind::kPolicy, "1.0 accepted a simple response");
     }
     for (const std::string_view arn : kArns) {
-      const auto answer = functions::aws::verdict(r, arn);
+      const auto answer = functions::lambda::apigw::verdict(r, arn);
       const bool allowed = answer.outcome == engine::Outcome::kAllow;
       if (r.kind == AuthorizerResponse::Kind::kSimple) {
         check(allowed == r.authorized, "a simple response decided against isAuthorized");
         continue;
       }
       check(r.policy != nullptr, "a policy response without its document");
-      const bool policy_allows = functions::aws::policyAllows(*r.policy, arn);
+      const bool policy_allows = functions::lambda::apigw::policyAllows(*r.policy, arn);
       check(allowed == policy_allows, "verdict and policyAllows disagree");
       if (allowed) {
         const std::string dump = r.policy->dump();

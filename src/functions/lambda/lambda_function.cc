@@ -7,10 +7,10 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "telemetry/metrics.h"
 #include "common/strings.h"
 #include "config/yaml_reader.h"
-#include "functions/lambda/runtime.h"
+#include "functions/lambda/metrics.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::functions::lambda {
 namespace {
@@ -55,7 +55,7 @@ std::optional<std::chrono::seconds> readTtl(config::Diagnostics& diag, const YAM
 }
 
 bool readApi(config::Diagnostics& diag, const YAML::Node& node, const std::string& what,
-             aws::ApiInfo& api) {
+             apigw::ApiInfo& api) {
   config::MapReader map(diag, node, what);
   if (!map.valid()) return false;
   bool ok = true;
@@ -117,7 +117,8 @@ std::optional<LambdaOptions> readLambdaOptions(config::FunctionSource& source) {
     if (!c) {
       ok = false;
     } else {
-      options.payload_version = *c == "1.0" ? aws::PayloadVersion::kV1 : aws::PayloadVersion::kV2;
+      options.payload_version =
+          *c == "1.0" ? apigw::PayloadVersion::kV1 : apigw::PayloadVersion::kV2;
     }
   }
 
@@ -135,7 +136,7 @@ std::optional<LambdaOptions> readLambdaOptions(config::FunctionSource& source) {
     }
   }
   for (std::size_t i = 0; i < sources.size(); ++i) {
-    auto parsed = aws::parseIdentitySource(sources[i]);
+    auto parsed = apigw::parseIdentitySource(sources[i]);
     if (!parsed) {
       const YAML::Node at = sources_node.IsSequence() ? sources_node[i] : sources_node;
       diag.error(
@@ -167,7 +168,7 @@ std::optional<LambdaOptions> readLambdaOptions(config::FunctionSource& source) {
     in.path = true;
     in.method = true;
     for (const auto& s : options.identity_sources) {
-      if (s.kind == aws::IdentitySource::Kind::kHeader) {
+      if (s.kind == apigw::IdentitySource::Kind::kHeader) {
         in.headers.push_back(s.name);
       } else {
         in.query = true;
@@ -187,7 +188,7 @@ class LambdaFunction::ResultCache {
   explicit ResultCache(std::size_t max_entries) : max_(std::max<std::size_t>(max_entries, 1)) {}
 
   struct Hit {
-    aws::AuthorizerResponse response;
+    apigw::AuthorizerResponse response;
     std::chrono::seconds remaining;
   };
 
@@ -204,7 +205,7 @@ class LambdaFunction::ResultCache {
                std::chrono::duration_cast<std::chrono::seconds>(it->second.expires - now)};
   }
 
-  void put(const std::string& key, aws::AuthorizerResponse response, Clock::time_point expires,
+  void put(const std::string& key, apigw::AuthorizerResponse response, Clock::time_point expires,
            Clock::time_point now) {
     const std::lock_guard lock(mu_);
     if (const auto it = entries_.find(key); it != entries_.end()) {
@@ -221,7 +222,7 @@ class LambdaFunction::ResultCache {
 
  private:
   struct Entry {
-    aws::AuthorizerResponse response;
+    apigw::AuthorizerResponse response;
     Clock::time_point expires;
     std::multimap<Clock::time_point, std::string>::iterator slot;
   };
@@ -284,7 +285,7 @@ LambdaFunction::LambdaFunction(Spec spec, LambdaOptions options, std::shared_ptr
     slots_ = std::make_shared<ClientSlots>(options_.max_in_flight_per_client);
   }
   telemetry::Metrics& metrics = metricsRegistry();
-  const std::string label = "function=\"" + telemetry::labelValue(name()) + "\"";
+  const std::string label = functionLabel(name());
   const std::string cache_help = "Lambda authorizer results served from the ttl cache, or not";
   cache_hits_ = &metrics.counter("portcullis_lambda_result_cache_total", cache_help,
                                  label + ",result=\"hit\"");
@@ -307,17 +308,17 @@ void LambdaFunction::prepare() const {
   invoker_->prepare();
 }
 
-engine::FunctionAnswer LambdaFunction::answer(const aws::AuthorizerResponse& response,
+engine::FunctionAnswer LambdaFunction::answer(const apigw::AuthorizerResponse& response,
                                               const std::string& route_arn,
                                               std::optional<std::chrono::seconds> ttl) const {
-  engine::FunctionAnswer a = aws::verdict(response, route_arn);
+  engine::FunctionAnswer a = apigw::verdict(response, route_arn);
   if (ttl) a.ttl = ttl;
   return a;
 }
 
 std::optional<engine::FunctionAnswer> LambdaFunction::call(const engine::FunctionCall& call,
                                                            engine::FunctionDone done) const {
-  auto values = aws::identityValues(call.request, options_.identity_sources);
+  auto values = apigw::identityValues(call.request, options_.identity_sources);
   if (!values) {
     unauthorized_->inc();
     engine::FunctionAnswer a;
@@ -326,7 +327,7 @@ std::optional<engine::FunctionAnswer> LambdaFunction::call(const engine::Functio
     a.reason = "identity_source_missing";
     return a;
   }
-  std::string arn = aws::routeArn(options_.api, call.request);
+  std::string arn = apigw::routeArn(options_.api, call.request);
   std::string key;
   if (cache_) {
     key = cacheKey(*values);
@@ -349,8 +350,8 @@ std::optional<engine::FunctionAnswer> LambdaFunction::call(const engine::Functio
           fmt::format("this client already has {} calls in flight", slots_->max()));
     }
   }
-  std::string event = aws::requestEvent(call, options_.api, options_.payload_version, *values,
-                                        call.request.request_id, unixMillis());
+  std::string event = apigw::requestEvent(call, options_.api, options_.payload_version, *values,
+                                          call.request.request_id, unixMillis());
 
   // Maps what the invoker reports to an answer (and keeps a good response for `ttl`).
   auto finish = [this, arn, key](InvokeResult r) -> engine::FunctionAnswer {
@@ -358,7 +359,7 @@ std::optional<engine::FunctionAnswer> LambdaFunction::call(const engine::Functio
     if (r.function_error) {
       return engine::FunctionAnswer::failure(Reason::kFunctionError, std::move(r.message));
     }
-    auto response = aws::parseResponse(r.body, options_.payload_version);
+    auto response = apigw::parseResponse(r.body, options_.payload_version);
     if (!response) {
       malformed_->inc();
       return engine::FunctionAnswer::failure(Reason::kFunctionError,

@@ -9,7 +9,7 @@
 
 #include "config/functions.h"
 #include "engine/function.h"
-#include "functions/aws/apigw.h"
+#include "functions/lambda/apigw.h"
 #include "functions/lambda/invoker.h"
 
 namespace portcullis::telemetry {
@@ -22,13 +22,13 @@ namespace portcullis::functions::lambda {
 // The keys every Lambda runtime shares (`lambda-local` and `lambda`): how the function is
 // called (API Gateway's authorizer contract) rather than where it runs.
 struct LambdaOptions {
-  aws::PayloadVersion payload_version = aws::PayloadVersion::kV2;  // `payload_version`
+  apigw::PayloadVersion payload_version = apigw::PayloadVersion::kV2;  // `payload_version`
   // `identity_source`: a request without one of them is denied 401 without an invocation.
-  std::vector<aws::IdentitySource> identity_sources;
+  std::vector<apigw::IdentitySource> identity_sources;
   // `ttl`: API Gateway's authorizer result TTL. Absent: answers are not cached here and do
   // not lower the route's cache TTL. 0: never cached (not even by the route).
   std::optional<std::chrono::seconds> ttl;
-  aws::ApiInfo api;  // `api`: the API the events claim to come from
+  apigw::ApiInfo api;  // `api`: the API the events claim to come from
   std::size_t max_cached_results = 10'000;
   // `max_in_flight_per_client`: calls one client (its identity's subject, else its
   // address) may have waiting on the function at once; more are refused with 429
@@ -67,7 +67,7 @@ class LambdaFunction final : public engine::Function {
   class ResultCache;
   class ClientSlots;
 
-  engine::FunctionAnswer answer(const aws::AuthorizerResponse& response,
+  engine::FunctionAnswer answer(const apigw::AuthorizerResponse& response,
                                 const std::string& route_arn,
                                 std::optional<std::chrono::seconds> ttl) const;
 

@@ -34,7 +34,7 @@
 #include <vector>
 
 #include "common/strings.h"
-#include "functions/lambda/runtime.h"
+#include "functions/lambda/metrics.h"
 #include "telemetry/metrics.h"
 
 namespace portcullis::functions::lambda {
@@ -154,34 +154,10 @@ std::string hostForUrl(const std::string& host) {
   return host.find(':') != std::string::npos ? "[" + host + "]" : host;
 }
 
-// Series per Lambda function (as configured), shared by every invoker of that name (a
-// reload that changes the options runs two for a moment). The gauge's cells live for the
-// whole program, so the registry's read callback always has something to read.
-struct GaugeCells {
-  std::atomic<std::int64_t> in_flight{0};
-};
-
-std::shared_ptr<GaugeCells> gaugeCells(telemetry::Metrics& metrics, const std::string& function) {
-  static std::mutex mu;
-  static std::map<std::pair<const telemetry::Metrics*, std::string>, std::shared_ptr<GaugeCells>>
-      cells;
-  const std::lock_guard lock(mu);
-  auto& slot = cells[{&metrics, function}];
-  if (!slot) {
-    slot = std::make_shared<GaugeCells>();
-    metrics.gauge(
-        "portcullis_lambda_remote_in_flight",
-        "Remote Lambda invocations accepted and not yet answered (waiting or on the wire)",
-        [c = slot] { return static_cast<double>(c->in_flight.load()); },
-        "function=\"" + telemetry::labelValue(function) + "\"");
-  }
-  return slot;
-}
-
 struct RemoteMetrics {
   explicit RemoteMetrics(const std::string& function) {
     telemetry::Metrics& m = metricsRegistry();
-    const std::string label = "function=\"" + telemetry::labelValue(function) + "\"";
+    const std::string label = functionLabel(function);
     const auto outcome = [&](const char* name) {
       return &m.counter("portcullis_lambda_remote_invocations_total",
                         "Remote Lambda invocations by outcome (ok, function_error, timeout, "
@@ -204,13 +180,16 @@ struct RemoteMetrics {
         "portcullis_lambda_remote_duration_seconds",
         "Remote Lambda invocations answered by the endpoint: accepted to answered",
         {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}, label);
-    cells = gaugeCells(m, function);
+    in_flight = gaugeCell(
+        m, "portcullis_lambda_remote_in_flight",
+        "Remote Lambda invocations accepted and not yet answered (waiting or on the wire)",
+        function);
   }
   telemetry::Counter *ok, *function_error, *timeout, *throttled, *refused, *error;
   telemetry::Counter* connections;
   telemetry::Counter* retries;
   telemetry::Histogram* duration;
-  std::shared_ptr<GaugeCells> cells;
+  std::shared_ptr<std::atomic<std::int64_t>> in_flight;  // per function name, program-long
 };
 
 using Request = bhttp::request<bhttp::string_body>;
@@ -339,7 +318,7 @@ class RemoteCore final : public std::enable_shared_from_this<RemoteCore> {
     refused.fetch_add(1);
     metrics_.refused->inc();
   }
-  void countAccepted() { metrics_.cells->in_flight.fetch_add(1); }
+  void countAccepted() { metrics_.in_flight->fetch_add(1); }
 
   // ---- entry points (I/O thread) ----
 
@@ -408,7 +387,7 @@ class RemoteCore final : public std::enable_shared_from_this<RemoteCore> {
     active_.erase(inv);
     if (inv->conn) inv->conn.reset();
     reserved.fetch_sub(1);
-    metrics_.cells->in_flight.fetch_sub(1);
+    metrics_.in_flight->fetch_sub(1);
     if (outcome != nullptr && !detached.load()) outcome->inc();
     if (!result.ok && !stopping_) noteFailure(result);
     InvokeDone done = std::move(inv->done);

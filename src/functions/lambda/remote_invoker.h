@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-#include "functions/aws/sigv4.h"
+#include "aws/sigv4.h"
 #include "functions/lambda/invoker.h"
 
 // `runtime: lambda`: an existing AWS Lambda authorizer called through the Lambda Invoke API

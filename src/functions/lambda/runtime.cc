@@ -1,18 +1,10 @@
 #include "functions/lambda/runtime.h"
 
-#include <atomic>
-
-#include "telemetry/metrics.h"
 #include "config/functions.h"
-#include "functions/lambda/local_runtime.h"
-#include "functions/lambda/remote_config.h"
+#include "functions/lambda/local/runtime.h"
+#include "functions/lambda/remote/config.h"
 
 namespace portcullis::functions::lambda {
-namespace {
-
-std::atomic<telemetry::Metrics*> attached{nullptr};
-
-}  // namespace
 
 void registerRuntimes() {
   config::registerFunctionRuntime(
@@ -20,16 +12,6 @@ void registerRuntimes() {
   // The AWS Lambda Invoke API, every request SigV4-signed (remote_invoker.h).
   config::registerFunctionRuntime(
       "lambda", [](config::FunctionSource& source) { return compileRemote(source); });
-}
-
-void attachMetrics(telemetry::Metrics& metrics) {
-  attached.store(&metrics);
-}
-
-telemetry::Metrics& metricsRegistry() {
-  if (telemetry::Metrics* m = attached.load()) return *m;
-  static telemetry::Metrics fallback;  // nothing attached (offline tools, tests): kept private
-  return fallback;
 }
 
 }  // namespace portcullis::functions::lambda

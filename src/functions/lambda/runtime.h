@@ -1,8 +1,7 @@
 #pragma once
 
-namespace portcullis::telemetry {
-class Metrics;
-}
+// The program also attaches its registry before the first compile: attachMetrics().
+#include "functions/lambda/metrics.h"  // IWYU pragma: export
 
 // The Lambda function runtimes, registered with the config compiler by the program (the
 // core library does not depend on the event loop; config/functions.h).
@@ -12,13 +11,5 @@ namespace portcullis::functions::lambda {
 // `lambda` (the AWS Invoke API, SigV4-signed), both behind the Invoker seam. Call once at
 // start-up, before any policy is compiled; idempotent.
 void registerRuntimes();
-
-// The registry Lambda runtimes declare their series in. `serve` should attach its own
-// registry before it compiles the first policy; series of functions compiled earlier stay
-// in the registry that was current then. Until something is attached, a private registry
-// collects them (nothing is exported). `metrics` must outlive every function compiled
-// while it is attached.
-void attachMetrics(telemetry::Metrics& metrics);
-telemetry::Metrics& metricsRegistry();
 
 }  // namespace portcullis::functions::lambda

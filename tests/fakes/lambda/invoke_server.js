@@ -5,7 +5,7 @@
 //        [--tls-cert CERT.pem --tls-key KEY.pem] [--region us-east-1]
 //        [--account 123456789012] [--credentials ID:SECRET[:SESSION_TOKEN]]...
 //        [--keep-alive-timeout MS] [--exit-with-parent]
-//   node tests/fakes/lambda/invoke_server.js --self-test tests/unit/functions/data/sigv4
+//   node tests/fakes/lambda/invoke_server.js --self-test tests/unit/aws/data/sigv4
 //
 // Listens on 127.0.0.1 only. Once listening it writes DIR/ready.json (atomically, via a
 // temp file and rename) as one line: {"port":N,"endpoint":"http://127.0.0.1:N","region":"…"}.
@@ -644,7 +644,7 @@ function main() {
 // ---- self-test: AWS's own SigV4 test suite ---------------------------------------------------
 
 // `--self-test DIR`: every case folder of AWS's SigV4 test suite in DIR (as kept in
-// tests/unit/functions/data/sigv4: CASE/CASE.req, .creq, .authz) through signatureFor(): the
+// tests/unit/aws/data/sigv4: CASE/CASE.req, .creq, .authz) through signatureFor(): the
 // canonical request must equal .creq and the signature the one in .authz. Exit 0 when all do.
 function selfTest(dir) {
   let passed = 0;

@@ -1,12 +1,12 @@
-#include "functions/lambda/remote_config.h"
+#include "functions/lambda/remote/config.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
-#include <cstdlib>
 #include <vector>
 
+#include "aws/credentials.h"
 #include "common/strings.h"
 #include "config/yaml_reader.h"
 #include "functions/lambda/lambda_function.h"
@@ -50,12 +50,6 @@ bool validPartition(std::string_view s) {
          });
 }
 
-// Access key ids and session tokens go into request headers: printable ASCII without blanks
-// (a CR or LF there would split the request).
-bool headerSafeToken(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) { return c > ' ' && c < 0x7f; });
-}
-
 // `name` or `name:qualifier`, the tail of every form.
 bool parseNameAndQualifier(const std::vector<std::string_view>& parts, std::size_t from,
                            FunctionRef& ref) {
@@ -67,12 +61,6 @@ bool parseNameAndQualifier(const std::vector<std::string_view>& parts, std::size
     ref.qualifier = std::string(parts[from + 1]);
   }
   return true;
-}
-
-std::optional<std::string> envValue(const char* name) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return std::nullopt;
-  return std::string(v);
 }
 
 // `credentials: {access_key_id, secret_access_key, session_token}`. Values are never quoted
@@ -98,7 +86,7 @@ bool readCredentials(config::Diagnostics& diag, const YAML::Node& node, const st
     } else if (s->empty()) {
       diag.error(v, name + " is empty");
       ok = false;
-    } else if (in_header && !headerSafeToken(*s)) {
+    } else if (in_header && !aws::headerSafeToken(*s)) {
       diag.error(v, name + " has blanks or control characters");
       ok = false;
     } else {
@@ -245,30 +233,24 @@ std::shared_ptr<const engine::Function> compileRemote(config::FunctionSource& so
 
   if (const auto v = map.get("credentials"); v.IsDefined()) {
     ok = readCredentials(diag, v, what + ".credentials", options.credentials) && ok;
+  } else if (auto env = aws::fromEnvironment()) {
+    options.credentials = std::move(*env);
   } else {
-    auto id = envValue("AWS_ACCESS_KEY_ID");
-    auto secret = envValue("AWS_SECRET_ACCESS_KEY");
-    if (!id || !secret) {
-      diag.error(entry,
-                 what +
-                     " has no 'credentials', and AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                     "are not both set in the environment");
-      ok = false;
-    } else if (!headerSafeToken(*id)) {
-      diag.error(entry, what + ": AWS_ACCESS_KEY_ID has blanks or control characters");
-      ok = false;
-    } else {
-      options.credentials.access_key_id = std::move(*id);
-      options.credentials.secret_access_key = std::move(*secret);
-      if (auto token = envValue("AWS_SESSION_TOKEN")) {
-        if (!headerSafeToken(*token)) {
-          diag.error(entry, what + ": AWS_SESSION_TOKEN has blanks or control characters");
-          ok = false;
-        } else {
-          options.credentials.session_token = std::move(*token);
-        }
-      }
+    switch (env.error()) {
+      case aws::EnvironmentProblem::kNotSet:
+        diag.error(entry,
+                   what +
+                       " has no 'credentials', and AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                       "are not both set in the environment");
+        break;
+      case aws::EnvironmentProblem::kBadAccessKeyId:
+        diag.error(entry, what + ": AWS_ACCESS_KEY_ID has blanks or control characters");
+        break;
+      case aws::EnvironmentProblem::kBadSessionToken:
+        diag.error(entry, what + ": AWS_SESSION_TOKEN has blanks or control characters");
+        break;
     }
+    ok = false;
   }
 
   if (auto n = config::readIntKey(diag, map, "connections", what, 1, 256, ok)) {

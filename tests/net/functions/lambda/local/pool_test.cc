@@ -22,9 +22,9 @@
 
 #include "config/compiler.h"
 #include "engine/snapshot.h"
-#include "functions/aws/apigw.h"
+#include "functions/lambda/apigw.h"
 #include "functions/lambda/lambda_function.h"
-#include "functions/lambda/local_runtime.h"
+#include "functions/lambda/local/pool.h"
 #include "functions/lambda/runtime.h"
 #include "support/function_calls.h"
 #include "telemetry/metrics.h"
@@ -84,7 +84,7 @@ LocalSpec bashSpec(const std::string& name, std::chrono::milliseconds timeout) {
 
 LambdaOptions defaultOptions() {
   LambdaOptions o;
-  o.identity_sources.push_back(*aws::parseIdentitySource("$request.header.Authorization"));
+  o.identity_sources.push_back(*apigw::parseIdentitySource("$request.header.Authorization"));
   return o;
 }
 

@@ -15,7 +15,7 @@
 #include "engine/pipeline.h"
 #include "engine/snapshot.h"
 #include "functions/lambda/lambda_function.h"
-#include "functions/lambda/local_runtime.h"
+#include "functions/lambda/local/pool.h"
 #include "functions/lambda/runtime.h"
 #include "telemetry/metrics.h"
 

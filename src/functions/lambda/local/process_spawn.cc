@@ -1,4 +1,4 @@
-#include "functions/lambda/process_spawn.h"
+#include "functions/lambda/local/process_spawn.h"
 
 #include <fcntl.h>
 #include <pthread.h>

@@ -1,4 +1,4 @@
-#include "functions/aws/sigv4.h"
+#include "aws/sigv4.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -11,7 +11,7 @@
 
 #include "common/strings.h"
 
-namespace portcullis::functions::aws {
+namespace portcullis::aws {
 
 namespace {
 
@@ -264,4 +264,4 @@ std::string amzDate(std::int64_t unix_seconds) {
   return std::string(buf.data());
 }
 
-}  // namespace portcullis::functions::aws
+}  // namespace portcullis::aws

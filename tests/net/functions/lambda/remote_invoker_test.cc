@@ -32,9 +32,9 @@
 
 #include "config/compiler.h"
 #include "engine/snapshot.h"
-#include "functions/aws/apigw.h"
+#include "functions/lambda/apigw.h"
 #include "functions/lambda/lambda_function.h"
-#include "functions/lambda/remote_config.h"
+#include "functions/lambda/remote/config.h"
 #include "functions/lambda/remote_invoker.h"
 #include "functions/lambda/runtime.h"
 #include "support/function_calls.h"
@@ -205,7 +205,7 @@ RemoteOptions optionsFor(const std::string& function, std::uint16_t port) {
 
 LambdaOptions defaultLambdaOptions() {
   LambdaOptions o;
-  o.identity_sources.push_back(*aws::parseIdentitySource("$request.header.Authorization"));
+  o.identity_sources.push_back(*apigw::parseIdentitySource("$request.header.Authorization"));
   return o;
 }
 
@@ -277,8 +277,8 @@ TEST(LambdaRemote, FakeVerifiesSignaturesLikeAwsTestSuite) {
   // The fake's SigV4 code is its own; AWS's published vectors keep it honest, so a request
   // it accepts is one AWS would accept.
   const std::string dir = makeTempDir();
-  const int rc = runAndWait(
-      {"node", kFake, "--self-test", kSrc + "/tests/unit/functions/data/sigv4"}, dir + "/out");
+  const int rc =
+      runAndWait({"node", kFake, "--self-test", kSrc + "/tests/unit/aws/data/sigv4"}, dir + "/out");
   EXPECT_EQ(rc, 0) << readFile(dir + "/out");
   EXPECT_TRUE(contains(readFile(dir + "/out"), " 0 failed")) << readFile(dir + "/out");
   std::filesystem::remove_all(dir);

@@ -1,4 +1,4 @@
-#include "functions/lambda/runtime_peer.h"
+#include "functions/lambda/local/runtime_peer.h"
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "aws/sigv4.h"
 #include "common/strings.h"
-#include "functions/aws/sigv4.h"
 
-namespace portcullis::functions::aws {
+namespace portcullis::aws {
 namespace {
 
 constexpr const char* kAccessKey = "AKIDEXAMPLE";
@@ -24,7 +24,7 @@ constexpr const char* kSuiteToken =
     "rypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/oLxBA==";
 
 std::filesystem::path suiteDir() {
-  return std::filesystem::path(PORTCULLIS_SOURCE_DIR) / "tests/unit/functions/data/sigv4";
+  return std::filesystem::path(PORTCULLIS_SOURCE_DIR) / "tests/unit/aws/data/sigv4";
 }
 
 std::string readFile(const std::filesystem::path& path) {
@@ -372,4 +372,4 @@ TEST(AwsSigV4, LambdaInvokeRequestIsSelfConsistent) {
 }
 
 }  // namespace
-}  // namespace portcullis::functions::aws
+}  // namespace portcullis::aws

@@ -9,7 +9,7 @@
 
 #include <gtest/gtest.h>
 
-#include "functions/lambda/runtime_peer.h"
+#include "functions/lambda/local/runtime_peer.h"
 
 namespace portcullis::functions::lambda {
 namespace {

@@ -1,4 +1,4 @@
-#include "functions/aws/apigw.h"
+#include "functions/lambda/apigw.h"
 
 #include <nlohmann/json.hpp>
 
@@ -10,7 +10,7 @@
 
 #include "common/strings.h"
 
-namespace portcullis::functions::aws {
+namespace portcullis::functions::lambda::apigw {
 
 namespace {
 
@@ -538,4 +538,4 @@ engine::FunctionAnswer verdict(const AuthorizerResponse& response, std::string_v
   return answer;
 }
 
-}  // namespace portcullis::functions::aws
+}  // namespace portcullis::functions::lambda::apigw

@@ -12,39 +12,14 @@
 #include <utility>
 #include <vector>
 
-#include "config/functions.h"
-#include "engine/function.h"
 #include "functions/lambda/invoker.h"
-#include "functions/lambda/process_spawn.h"
+#include "functions/lambda/local/config.h"
 
-// `runtime: lambda-local`: portcullis hosts the AWS Lambda Runtime API (2018-06-01) on
-// loopback and runs the function's processes itself, so a Lambda authorizer written for
-// API Gateway (a custom-runtime `bootstrap`, or a handler behind a runtime interface
-// client) runs unchanged on the gatekeeper's machine.
+// The pool scheduler of `runtime: lambda-local`: it queues invocations, hands them to
+// processes that wait for an event, enforces deadlines, and decides how many processes run
+// (the process supervisor, supervisor.h, starts and reaps them; the Runtime API,
+// runtime_api.h, talks to them).
 namespace portcullis::functions::lambda {
-
-// Everything that shapes a pool of processes. Two functions with equal specs (the same
-// entry across policy reloads) share one running pool.
-struct LocalSpec {
-  std::string function_name;
-  std::vector<std::string> command;  // command[0] resolved to a path when possible
-  std::string handler;               // `_HANDLER`; empty = not set
-  std::string task_root;             // `LAMBDA_TASK_ROOT` and the working directory
-  std::vector<std::pair<std::string, std::string>> env;  // extra variables, sorted by name
-  unsigned concurrency = 1;                              // most processes at once
-  unsigned min = 1;                                      // processes kept warm
-  std::size_t queue = 64;         // invocations waiting for a process; more are refused at once
-  std::uint64_t memory_mb = 128;  // reported, not enforced
-  std::chrono::milliseconds timeout{3000};
-  std::chrono::milliseconds init_timeout{10'000};  // spawn → first `next`
-  std::chrono::milliseconds idle_stop{60'000};     // an idle process above `min` is stopped
-  std::string region = "local";
-  std::string account_id = "000000000000";
-  std::string command_stamp;    // the program file's identity: a new build means a new pool
-  std::optional<RunAs> run_as;  // `user:`/`group:`; empty: portcullis' own user
-
-  std::string key() const;
-};
 
 // What a pool looks like right now (tests, diagnostics).
 struct PoolStatus {
@@ -106,10 +81,5 @@ class LocalPool final : public Invoker {
   std::once_flag started_;
   std::thread thread_;
 };
-
-// The `runtime: lambda-local` factory: reads `command`, `handler`, `task_root`, `env`,
-// `concurrency`, `min`, `queue`, `memory`, `init_timeout` and the keys every Lambda
-// runtime shares (lambda_function.h), and returns a function backed by the shared pool.
-std::shared_ptr<const engine::Function> compileLocal(config::FunctionSource& source);
 
 }  // namespace portcullis::functions::lambda

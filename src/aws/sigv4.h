@@ -6,19 +6,14 @@
 #include <utility>
 #include <vector>
 
+#include "aws/credentials.h"
+
 // AWS Signature Version 4 (AWS4-HMAC-SHA256, signature in the Authorization header) for the
 // requests portcullis sends to AWS APIs, such as Lambda Invoke. Pure: no I/O and no clock
 // (the caller passes the time), so the AWS test suite runs as plain unit tests. Canonical
 // URIs follow the rules for every service but S3 (dot segments removed, each segment
 // encoded again); S3 is not a target. docs/functions-lambda.md.
-namespace portcullis::functions::aws {
-
-// Long-term keys, or temporary ones from STS when `session_token` is not empty.
-struct Credentials {
-  std::string access_key_id;
-  std::string secret_access_key;
-  std::string session_token;
-};
+namespace portcullis::aws {
 
 // An HTTP request exactly as it will be sent.
 struct SignableRequest {
@@ -89,4 +84,4 @@ void sign(SignableRequest& request, const Credentials& credentials, std::string_
 // YYYYMMDDTHHMMSSZ (UTC) for Unix seconds, e.g. 1440938160 → "20150830T123600Z".
 std::string amzDate(std::int64_t unix_seconds);
 
-}  // namespace portcullis::functions::aws
+}  // namespace portcullis::aws

@@ -17,7 +17,7 @@
 // API Gateway's Lambda authorizer formats (HTTP API payload 2.0, REST API payload 1.0),
 // so that authorizers written for API Gateway run unchanged behind portcullis. Pure: no
 // I/O, no clock. docs/functions-lambda.md.
-namespace portcullis::functions::aws {
+namespace portcullis::functions::lambda::apigw {
 
 // The API the events claim to come from: it shapes the route ARN and requestContext.
 struct ApiInfo {
@@ -105,4 +105,4 @@ bool policyAllows(const nlohmann::json& policy_document, std::string_view route_
 // allowing policy response also sets `principalId` there unless its context already has one.
 engine::FunctionAnswer verdict(const AuthorizerResponse& response, std::string_view route_arn);
 
-}  // namespace portcullis::functions::aws
+}  // namespace portcullis::functions::lambda::apigw

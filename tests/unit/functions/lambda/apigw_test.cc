@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "engine/snapshot.h"
-#include "functions/aws/apigw.h"
+#include "functions/lambda/apigw.h"
 
-namespace portcullis::functions::aws {
+namespace portcullis::functions::lambda::apigw {
 namespace {
 
 using Json = nlohmann::json;
@@ -661,4 +661,4 @@ TEST(AwsApigw, EventRouteArnMatchesTheVerdictsResource) {
 }
 
 }  // namespace
-}  // namespace portcullis::functions::aws
+}  // namespace portcullis::functions::lambda::apigw
