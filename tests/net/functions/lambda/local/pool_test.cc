@@ -373,9 +373,11 @@ TEST(LambdaLocal, ProcessThatNeverPollsIsAFailedStart) {
   const std::string marker =
       std::filesystem::temp_directory_path() / ("portcullis-hang-" + std::to_string(::getpid()));
   std::filesystem::remove(marker);
-  auto spec = bashSpec("t-bash-hang", 400ms);
+  // Timeouts with room for a cold start on a busy machine: the second call spawns a new
+  // process and must be answered within the function's timeout.
+  auto spec = bashSpec("t-bash-hang", 3s);
   spec.env = {{"FAKE_HANG_ONCE", marker}};
-  spec.init_timeout = 300ms;
+  spec.init_timeout = 2s;
   Fixture fx(spec);
   ASSERT_TRUE(waitFor([&] { return std::filesystem::exists(marker); }));
   const pid_t first = fx.pool->status().pids.at(0);
@@ -384,7 +386,7 @@ TEST(LambdaLocal, ProcessThatNeverPollsIsAFailedStart) {
   ASSERT_TRUE(stuck.answered);
   EXPECT_EQ(stuck.answer.outcome, Outcome::kError);
   EXPECT_EQ(stuck.answer.error, Reason::kFunctionTimeout);
-  EXPECT_LE(stuck.elapsed, 10s) << "by the 400 ms timeout: the process never polls";
+  EXPECT_LE(stuck.elapsed, 30s) << "by the 3 s timeout: the process never polls";
   EXPECT_TRUE(waitFor([&] { return processGone(first); })) << "killed at init_timeout, reaped";
 
   auto next = callSync(*fx.function, makeRequest("allow"));
@@ -620,7 +622,7 @@ class LambdaLocalConfig : public ::testing::Test {
 
 TEST_F(LambdaLocalConfig, OneRunningPoolIsSharedAcrossReloadsOfAnEqualSpec) {
   const std::string entry = "  f:\n    runtime: lambda-local\n    command: [" + kBashFake +
-                            "]\n    concurrency: 2\n    timeout: 500ms\n";
+                            "]\n    concurrency: 2\n    timeout: 5s\n";
   auto a = load(entry);
   ASSERT_TRUE(a.snapshot) << errors(a);
   auto b = load(entry + "    # a comment changes the policy, not the function\n");
@@ -633,7 +635,7 @@ TEST_F(LambdaLocalConfig, OneRunningPoolIsSharedAcrossReloadsOfAnEqualSpec) {
   ASSERT_TRUE(fa && fb && fc);
   EXPECT_EQ(fa->invoker(), fb->invoker());
   EXPECT_NE(fa->invoker(), fc->invoker());
-  EXPECT_EQ(fa->spec().timeout, 500ms);
+  EXPECT_EQ(fa->spec().timeout, 5s);
 
   // Serve one request through the first snapshot, then drop it: the second keeps the
   // pool (and its process) running.
