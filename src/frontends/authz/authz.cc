@@ -8,8 +8,8 @@
 
 #include <array>
 
-#include "common/strings.h"
 #include "common/http/path.h"
+#include "common/strings.h"
 #include "engine/router.h"
 
 namespace portcullis::frontends {
@@ -144,8 +144,8 @@ std::string header(const http::Headers& headers, std::string_view name) {
 
 }  // namespace
 
-std::optional<http::Request> originalRequest(HttpIn& in, const engine::Settings::Authz& config,
-                                               std::string& why) {
+std::optional<http::Request> originalRequest(net::HttpIn& in, const engine::Settings::Authz& config,
+                                             std::string& why) {
   http::Request req;
   const http::Headers& h = in.headers;
   const auto style = effectiveStyle(h, config.style, why);
@@ -231,11 +231,11 @@ std::optional<http::Request> originalRequest(HttpIn& in, const engine::Settings:
   return req;
 }
 
-asio::awaitable<HttpOut> AuthzFrontend::handle(HttpIn& in) {
+asio::awaitable<net::HttpOut> AuthzFrontend::handle(net::HttpIn& in) {
   const auto snapshot = gatekeeper_.snapshot();
   std::string why;
   auto request = originalRequest(in, snapshot->settings.authz, why);
-  HttpOut out;
+  net::HttpOut out;
   if (!request) {
     http::Request bad;
     bad.listener = "authz";

@@ -4,20 +4,21 @@
 #include <string>
 
 #include "engine/gatekeeper.h"
-#include "frontends/http_server.h"
+#include "net/http/server.h"
 
 namespace portcullis::frontends {
 
 // The forward-auth front door (nginx auth_request, Traefik forwardAuth, Envoy ext_authz
 // HTTP service, Caddy forward_auth). Translates the auth request into the original
 // request's view, asks the gatekeeper, and answers 200 + identity headers, or the deny
-// status + WWW-Authenticate. No policy logic lives here (STYLE.md §2).
+// status + WWW-Authenticate. No policy logic lives here: front doors only translate
+// (docs/architecture.md).
 // One per worker: `clients` are that worker's (introspection, …).
 class AuthzFrontend final {
  public:
   AuthzFrontend(engine::Gatekeeper& gatekeeper, engine::Clients clients)
       : gatekeeper_(gatekeeper), clients_(clients) {}
-  asio::awaitable<HttpOut> handle(HttpIn& in);
+  asio::awaitable<net::HttpOut> handle(net::HttpIn& in);
 
  private:
   engine::Gatekeeper& gatekeeper_;
@@ -26,7 +27,7 @@ class AuthzFrontend final {
 
 // Rebuilds the original request from an auth request (exposed for unit tests).
 // Returns nullopt, with `why` set, when it cannot (the front door then answers 400).
-std::optional<http::Request> originalRequest(HttpIn& in, const engine::Settings::Authz& config,
-                                               std::string& why);
+std::optional<http::Request> originalRequest(net::HttpIn& in, const engine::Settings::Authz& config,
+                                             std::string& why);
 
 }  // namespace portcullis::frontends
