@@ -14,9 +14,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "engine/snapshot.h"
+#include "telemetry/metrics.h"
 
 namespace {
 

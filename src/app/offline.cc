@@ -11,17 +11,17 @@
 
 #include "app/commands.h"
 #include "audit/audit.h"
-#include "telemetry/metrics.h"
 #include "common/clock.h"
+#include "common/http/path.h"
 #include "common/strings.h"
 #include "common/units.h"
 #include "config/compiler.h"
 #include "config/yaml_reader.h"
 #include "engine/gatekeeper.h"
-#include "common/http/path.h"
 #include "engine/router.h"
 #include "identity/jwt.h"
 #include "net/jwks_service.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::app {
 namespace {
@@ -61,7 +61,7 @@ std::shared_ptr<const engine::PolicySnapshot> loadOrReport(const std::string& co
 
 // Builds a Request from a URL such as https://api.example.com/orders/7?x=1.
 std::optional<http::Request> requestFromUrl(const std::string& method, const std::string& url,
-                                              std::string& why) {
+                                            std::string& why) {
   http::Request req;
   const std::size_t scheme_end = url.find("://");
   if (scheme_end == std::string::npos) {

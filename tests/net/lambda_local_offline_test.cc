@@ -11,13 +11,13 @@
 #include <fstream>
 #include <string>
 
-#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "engine/pipeline.h"
 #include "engine/snapshot.h"
 #include "functions/lambda/lambda_function.h"
 #include "functions/lambda/local_runtime.h"
 #include "functions/lambda/runtime.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::functions::lambda {
 namespace {

@@ -20,7 +20,6 @@
 #include <future>
 #include <thread>
 
-#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "engine/snapshot.h"
 #include "functions/aws/apigw.h"
@@ -28,6 +27,7 @@
 #include "functions/lambda/local_runtime.h"
 #include "functions/lambda/runtime.h"
 #include "support/function_calls.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::functions::lambda {
 namespace {
@@ -105,8 +105,8 @@ struct Fixture {
 
 // The default request, with the fakes' `x-mode` header saying what the function should do.
 http::Request makeRequest(std::string mode, std::string path = "/orders/1",
-                            std::string method = "GET",
-                            std::string authorization = "Bearer token-1") {
+                          std::string method = "GET",
+                          std::string authorization = "Bearer token-1") {
   http::Request r =
       testing::functionRequest(std::move(path), std::move(method), std::move(authorization));
   if (!mode.empty()) r.headers.add("x-mode", mode);

@@ -30,7 +30,6 @@
 #include <sstream>
 #include <thread>
 
-#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "engine/snapshot.h"
 #include "functions/aws/apigw.h"
@@ -39,6 +38,7 @@
 #include "functions/lambda/remote_invoker.h"
 #include "functions/lambda/runtime.h"
 #include "support/function_calls.h"
+#include "telemetry/metrics.h"
 
 extern char** environ;
 
@@ -225,7 +225,7 @@ struct Fixture {
 };
 
 http::Request makeRequest(std::string path = "/orders/1", std::string method = "GET",
-                            std::string authorization = "Bearer token-1") {
+                          std::string authorization = "Bearer token-1") {
   return testing::functionRequest(std::move(path), std::move(method), std::move(authorization));
 }
 

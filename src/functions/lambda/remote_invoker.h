@@ -13,8 +13,8 @@
 
 // `runtime: lambda`: an existing AWS Lambda authorizer called through the Lambda Invoke API
 // (POST /2015-03-31/functions/{name}/invocations, RequestResponse), every request signed
-// with AWS Signature Version 4. The HTTP client is net/http's (pool.h); Asio stays in the
-// .cc files, out of the engine's way (docs/architecture.md).
+// with AWS Signature Version 4 over net/http's client (bounded_client.h). Asio stays in the
+// .cc files (docs/conventions.md §14).
 namespace portcullis::functions::lambda {
 
 // Where and how to invoke. Immutable once an invoker is built from it.
