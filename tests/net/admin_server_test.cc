@@ -29,6 +29,7 @@ namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using net::acceptLoop;
 using net::HttpHandler;
+using net::HttpIn;
 using net::HttpLimits;
 using net::HttpListenerState;
 using net::makeListenerState;

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include <boost/asio/awaitable.hpp>
+
 #include "engine/gatekeeper.h"
 #include "net/http/server.h"
 
@@ -15,6 +17,8 @@ class Metrics;
 }  // namespace portcullis::telemetry
 
 namespace portcullis::frontends {
+
+namespace asio = boost::asio;
 
 struct ReloadReport {
   bool ok = false;

@@ -3,10 +3,14 @@
 #include <optional>
 #include <string>
 
+#include <boost/asio/awaitable.hpp>
+
 #include "engine/gatekeeper.h"
 #include "net/http/server.h"
 
 namespace portcullis::frontends {
+
+namespace asio = boost::asio;
 
 // The forward-auth front door (nginx auth_request, Traefik forwardAuth, Envoy ext_authz
 // HTTP service, Caddy forward_auth). Translates the auth request into the original
