@@ -22,17 +22,17 @@
 
 #include "app/commands.h"
 #include "audit/audit.h"
-#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "engine/gatekeeper.h"
 #include "frontends/admin/admin.h"
 #include "frontends/authz/authz.h"
-#include "frontends/http_server.h"
 #include "frontends/spoe/agent.h"
 #include "functions/lambda/runtime.h"
+#include "net/http/server.h"
 #include "net/introspector.h"
 #include "net/jwks_service.h"
 #include "net/workers.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::app {
 namespace {
@@ -194,8 +194,8 @@ std::unique_ptr<audit::AuditSink> makeSink(const engine::Settings::Audit& config
   return std::make_unique<audit::StreamSink>(target, config.queue, config.block_timeout, metrics);
 }
 
-frontends::HttpLimits httpLimits(const engine::Settings::Limits& l) {
-  frontends::HttpLimits limits;
+net::HttpLimits httpLimits(const engine::Settings::Limits& l) {
+  net::HttpLimits limits;
   limits.max_header_bytes = l.max_header_bytes;
   limits.header_timeout = l.header_timeout;
   limits.idle_timeout = l.idle_timeout;
@@ -239,9 +239,9 @@ int runServe(const ServeOptions& options) {
   telemetry::Counter& cache_hits =
       metrics.counter("portcullis_cache_lookups_total", "Decision cache lookups", "result=\"hit\"");
   telemetry::Counter& cache_misses = metrics.counter("portcullis_cache_lookups_total",
-                                                 "Decision cache lookups", "result=\"miss\"");
+                                                     "Decision cache lookups", "result=\"miss\"");
   telemetry::Counter& cache_evictions = metrics.counter("portcullis_cache_evictions_total",
-                                                    "Decision cache entries evicted when full");
+                                                        "Decision cache entries evicted when full");
   engine::LocalDecisionCache cache(
       settings.cache_max_entries,
       engine::CacheStats{[&cache_hits] { cache_hits.inc(); },
@@ -284,12 +284,12 @@ int runServe(const ServeOptions& options) {
       std::cerr << "portcullis: authz: " << listeners.error().message << "\n";
       return kExitConfigError;
     }
-    auto state = frontends::makeListenerState("authz", httpLimits(settings.limits), metrics);
+    auto state = net::makeListenerState("authz", httpLimits(settings.limits), metrics);
     for (unsigned i = 0; i < listeners->acceptors.size(); ++i) {
       auto& a = listeners->acceptors[i];
-      auto handler = std::make_shared<const frontends::HttpHandler>(
-          [door = authz[i].get()](frontends::HttpIn& in) { return door->handle(in); });
-      asio::co_spawn(a->get_executor(), frontends::acceptLoop(*a, state, handler), asio::detached);
+      auto handler = std::make_shared<const net::HttpHandler>(
+          [door = authz[i].get()](net::HttpIn& in) { return door->handle(in); });
+      asio::co_spawn(a->get_executor(), net::acceptLoop(*a, state, handler), asio::detached);
       acceptors.push_back(std::move(a));
     }
     bound["authz"] =
@@ -372,13 +372,13 @@ int runServe(const ServeOptions& options) {
     };
     admin =
         std::make_unique<frontends::AdminFrontend>(gatekeeper, metrics, std::move(admin_options));
-    auto handler = std::make_shared<const frontends::HttpHandler>(
-        [&admin](frontends::HttpIn& in) { return admin->handle(in); });
-    frontends::HttpLimits limits = httpLimits(settings.limits);
+    auto handler = std::make_shared<const net::HttpHandler>(
+        [&admin](net::HttpIn& in) { return admin->handle(in); });
+    net::HttpLimits limits = httpLimits(settings.limits);
     limits.max_connections = 64;
-    auto state = frontends::makeListenerState("admin", limits, metrics);
+    auto state = net::makeListenerState("admin", limits, metrics);
     for (auto& a : listeners->acceptors) {
-      asio::co_spawn(a->get_executor(), frontends::acceptLoop(*a, state, handler), asio::detached);
+      asio::co_spawn(a->get_executor(), net::acceptLoop(*a, state, handler), asio::detached);
       acceptors.push_back(std::move(a));
     }
   }

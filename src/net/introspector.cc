@@ -7,7 +7,7 @@
 
 #include "common/strings.h"
 #include "identity/jwt/base64url.h"
-#include "net/http_client.h"
+#include "net/http/client.h"
 
 namespace portcullis::net {
 namespace {

@@ -11,9 +11,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
-#include "telemetry/metrics.h"
 #include "common/clock.h"
-#include "net/http_client.h"
+#include "net/http/client.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::net {
 

@@ -15,18 +15,24 @@
 #include <fstream>
 
 #include "audit/audit.h"
-#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "engine/revocations.h"
 #include "frontends/admin/admin.h"
-#include "frontends/http_server.h"
+#include "net/http/server.h"
 #include "net/workers.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::frontends {
 namespace {
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
+using net::acceptLoop;
+using net::HttpHandler;
+using net::HttpIn;
+using net::HttpLimits;
+using net::HttpListenerState;
+using net::makeListenerState;
 
 class NullSink final : public audit::AuditSink {
  public:

@@ -18,7 +18,7 @@
 #include "audit/audit.h"
 #include "config/compiler.h"
 #include "frontends/authz/authz.h"
-#include "frontends/http_server.h"
+#include "net/http/server.h"
 #include "net/workers.h"
 #include "telemetry/metrics.h"
 
@@ -27,6 +27,12 @@ namespace {
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
+using net::acceptLoop;
+using net::HttpHandler;
+using net::HttpIn;
+using net::HttpLimits;
+using net::HttpListenerState;
+using net::makeListenerState;
 
 class CountingSink final : public audit::AuditSink {
  public:
@@ -395,6 +401,8 @@ TEST(OriginalRequestTest, RepeatedSourceHeadersAreRefused) {
 
 namespace portcullis::frontends {
 namespace {
+
+using net::HttpIn;
 
 TEST(ClientIpTest, XRealIpIsIgnoredNextToXForwardedFor) {
   engine::Settings::Authz config;

@@ -18,16 +18,16 @@
 namespace portcullis::frontends {
 namespace {
 
-HttpOut json(int status, const nlohmann::json& body) {
-  HttpOut out;
+net::HttpOut json(int status, const nlohmann::json& body) {
+  net::HttpOut out;
   out.status = status;
   out.content_type = "application/json";
   out.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   return out;
 }
 
-HttpOut text(int status, std::string body) {
-  HttpOut out;
+net::HttpOut text(int status, std::string body) {
+  net::HttpOut out;
   out.status = status;
   out.body = std::move(body);
   return out;
@@ -107,13 +107,13 @@ AdminFrontend::AdminFrontend(engine::Gatekeeper& gatekeeper, telemetry::Metrics&
   stats_.not_simple = counter("not_simple");
 }
 
-std::optional<HttpOut> AdminFrontend::admit(const HttpIn& in, const std::string& path,
-                                            const engine::Settings::Admin& admin) {
+std::optional<net::HttpOut> AdminFrontend::admit(const net::HttpIn& in, const std::string& path,
+                                                 const engine::Settings::Admin& admin) {
   // Logged without the path, the Host or any credential: the peer and the reason only.
-  const auto refuse = [&](telemetry::Counter* counter, HttpOut out, std::string_view why) {
+  const auto refuse = [&](telemetry::Counter* counter, net::HttpOut out, std::string_view why) {
     counter->inc();
     spdlog::warn("admin: refused {} from {}: {}", in.method, in.peer.toString(), why);
-    return std::optional<HttpOut>(std::move(out));
+    return std::optional<net::HttpOut>(std::move(out));
   };
   // 1. Browsers. The admin API serves no pages, so no browser request to it is legitimate
   // except typing its address (Sec-Fetch-Site: none). A cross-site form or no-cors fetch
@@ -146,7 +146,7 @@ std::optional<HttpOut> AdminFrontend::admit(const HttpIn& in, const std::string&
   if (!open && (!admin.token.empty() || !options_.bound_to_loopback)) {
     const Credential credential = checkBearer(in.headers, admin.token);
     if (credential != Credential::kRight) {
-      HttpOut out = text(401, "send Authorization: Bearer <admin.token> (docs/admin.md)\n");
+      net::HttpOut out = text(401, "send Authorization: Bearer <admin.token> (docs/admin.md)\n");
       out.headers.emplace_back("WWW-Authenticate",
                                credential == Credential::kNone
                                    ? R"(Bearer realm="portcullis-admin")"
@@ -168,7 +168,7 @@ std::optional<HttpOut> AdminFrontend::admit(const HttpIn& in, const std::string&
   return std::nullopt;
 }
 
-asio::awaitable<HttpOut> AdminFrontend::handle(HttpIn& in) {
+asio::awaitable<net::HttpOut> AdminFrontend::handle(net::HttpIn& in) {
   const auto target = http::parseTarget(in.target);
   const std::string path = target ? target->path : std::string();
   {
@@ -193,7 +193,7 @@ asio::awaitable<HttpOut> AdminFrontend::handle(HttpIn& in) {
   if (path == "/readyz") co_return ready();
   if (path == "/status") co_return status();
   if (path == "/metrics") {
-    HttpOut out = text(200, metrics_.render());
+    net::HttpOut out = text(200, metrics_.render());
     out.content_type = "text/plain; version=0.0.4; charset=utf-8";
     co_return out;
   }
@@ -226,7 +226,7 @@ std::map<std::string, std::string> params(const std::string& query) {
 
 }  // namespace
 
-HttpOut AdminFrontend::purge(const std::string& query) {
+net::HttpOut AdminFrontend::purge(const std::string& query) {
   if (options_.cache == nullptr) return json(200, {{"purged", 0}, {"cache", "off"}});
   std::map<std::string, std::string> p;
   try {
@@ -244,7 +244,7 @@ HttpOut AdminFrontend::purge(const std::string& query) {
   return json(200, {{"purged", n}});
 }
 
-HttpOut AdminFrontend::revoke(const std::string& query) {
+net::HttpOut AdminFrontend::revoke(const std::string& query) {
   if (options_.revocations == nullptr) return text(501, "revocation is not available\n");
   std::map<std::string, std::string> p;
   try {
@@ -272,7 +272,7 @@ HttpOut AdminFrontend::revoke(const std::string& query) {
   return json(200, {{"revoked", revoked}, {"until", until}});
 }
 
-HttpOut AdminFrontend::ready() const {
+net::HttpOut AdminFrontend::ready() const {
   const auto snapshot = gatekeeper_.snapshot();
   nlohmann::json not_ready = nlohmann::json::array();
   for (const auto& p : snapshot->providers) {
@@ -285,7 +285,7 @@ HttpOut AdminFrontend::ready() const {
   return json(200, {{"ready", true}, {"policy_version", snapshot->version}});
 }
 
-HttpOut AdminFrontend::status() const {
+net::HttpOut AdminFrontend::status() const {
   const auto snapshot = gatekeeper_.snapshot();
   nlohmann::json routes = nlohmann::json::array();
   for (const auto& r : snapshot->routes)

@@ -6,8 +6,10 @@
 #include <string>
 #include <vector>
 
+#include <boost/asio/awaitable.hpp>
+
 #include "engine/gatekeeper.h"
-#include "frontends/http_server.h"
+#include "net/http/server.h"
 
 namespace portcullis::telemetry {
 class Counter;
@@ -15,6 +17,8 @@ class Metrics;
 }  // namespace portcullis::telemetry
 
 namespace portcullis::frontends {
+
+namespace asio = boost::asio;
 
 struct ReloadReport {
   bool ok = false;
@@ -39,7 +43,7 @@ class AdminFrontend final {
   };
   AdminFrontend(engine::Gatekeeper& gatekeeper, telemetry::Metrics& metrics, Options options);
 
-  asio::awaitable<HttpOut> handle(HttpIn& in);
+  asio::awaitable<net::HttpOut> handle(net::HttpIn& in);
 
  private:
   // Requests refused before any endpoint runs, by reason (portcullis_admin_refused_total).
@@ -52,13 +56,13 @@ class AdminFrontend final {
   // The checks of docs/admin.md, in order: browser, Host, token, POST header. Null when the
   // request may go on to its endpoint; otherwise the refusal (403 or 401), never quoting
   // the token. Pure: reads only the request, the admin settings and the options.
-  std::optional<HttpOut> admit(const HttpIn& in, const std::string& path,
-                               const engine::Settings::Admin& admin);
+  std::optional<net::HttpOut> admit(const net::HttpIn& in, const std::string& path,
+                                    const engine::Settings::Admin& admin);
 
-  HttpOut purge(const std::string& query);
-  HttpOut revoke(const std::string& query);
-  HttpOut status() const;
-  HttpOut ready() const;
+  net::HttpOut purge(const std::string& query);
+  net::HttpOut revoke(const std::string& query);
+  net::HttpOut status() const;
+  net::HttpOut ready() const;
 
   engine::Gatekeeper& gatekeeper_;
   telemetry::Metrics& metrics_;

@@ -145,7 +145,7 @@ std::string header(const http::Headers& headers, std::string_view name) {
 
 }  // namespace
 
-std::optional<http::Request> originalRequest(HttpIn& in, const engine::Settings::Authz& config,
+std::optional<http::Request> originalRequest(net::HttpIn& in, const engine::Settings::Authz& config,
                                              std::string& why) {
   http::Request req;
   const http::Headers& h = in.headers;
@@ -232,11 +232,11 @@ std::optional<http::Request> originalRequest(HttpIn& in, const engine::Settings:
   return req;
 }
 
-asio::awaitable<HttpOut> AuthzFrontend::handle(HttpIn& in) {
+asio::awaitable<net::HttpOut> AuthzFrontend::handle(net::HttpIn& in) {
   const auto snapshot = gatekeeper_.snapshot();
   std::string why;
   auto request = originalRequest(in, snapshot->settings.authz, why);
-  HttpOut out;
+  net::HttpOut out;
   if (!request) {
     out.status =
         refuseBadRequest(gatekeeper_, "authz", in.method, in.peer, in.headers, std::move(why))

@@ -3,10 +3,14 @@
 #include <optional>
 #include <string>
 
+#include <boost/asio/awaitable.hpp>
+
 #include "engine/gatekeeper.h"
-#include "frontends/http_server.h"
+#include "net/http/server.h"
 
 namespace portcullis::frontends {
+
+namespace asio = boost::asio;
 
 // The forward-auth front door (nginx auth_request, Traefik forwardAuth, Envoy ext_authz
 // HTTP service, Caddy forward_auth). Translates the auth request into the original
@@ -17,7 +21,7 @@ class AuthzFrontend final {
  public:
   AuthzFrontend(engine::Gatekeeper& gatekeeper, engine::Clients clients)
       : gatekeeper_(gatekeeper), clients_(clients) {}
-  asio::awaitable<HttpOut> handle(HttpIn& in);
+  asio::awaitable<net::HttpOut> handle(net::HttpIn& in);
 
  private:
   engine::Gatekeeper& gatekeeper_;
@@ -26,7 +30,7 @@ class AuthzFrontend final {
 
 // Rebuilds the original request from an auth request (exposed for unit tests).
 // Returns nullopt, with `why` set, when it cannot (the front door then answers 400).
-std::optional<http::Request> originalRequest(HttpIn& in, const engine::Settings::Authz& config,
+std::optional<http::Request> originalRequest(net::HttpIn& in, const engine::Settings::Authz& config,
                                              std::string& why);
 
 }  // namespace portcullis::frontends

@@ -13,7 +13,8 @@
 
 // `runtime: lambda`: an existing AWS Lambda authorizer called through the Lambda Invoke API
 // (POST /2015-03-31/functions/{name}/invocations, RequestResponse), every request signed
-// with AWS Signature Version 4. Asio stays in remote_invoker.cc (docs/conventions.md §14).
+// with AWS Signature Version 4 over net/http's client (bounded_client.h). Asio stays in the
+// .cc files (docs/conventions.md §14).
 namespace portcullis::functions::lambda {
 
 // Where and how to invoke. Immutable once an invoker is built from it.
@@ -61,11 +62,13 @@ class RemoteCore;
 // whole process, started on first use and stopped at exit; invoke() only counts and posts.
 // `done` is called on that thread, never inline, exactly once.
 //
-// Connections: HTTP/1.1 keep-alive, opened on demand up to `connections`, reused LIFO;
-// HTTPS verifies the peer against the system trust store and its name (SNI sent for host
-// names). A connection idle for more than 50 s is closed rather than reused. A request
-// that fails on a reused connection before any byte of an answer came back (the server
-// closed it while idle) is sent once more on a fresh connection.
+// Connections: the invoker's own net::BoundedClient (net/http/bounded_client.h; its cap and
+// counts are the function's, so invokers share no pool): HTTP/1.1 keep-alive, opened on
+// demand up to `connections`, reused LIFO; HTTPS verifies the peer against the system trust
+// store and its name (SNI sent for host names). A connection idle for more than 50 s is
+// closed rather than reused. A request that fails on a reused connection before any byte of
+// an answer came back (the server closed it while idle) is sent once more on a fresh
+// connection.
 //
 // Bounds: at most `connections + queue` invocations in flight; beyond that invoke() answers
 // function_overloaded at once. Each invocation has its own deadline (`timeout` from the

@@ -11,7 +11,7 @@
 #include "config/yaml_reader.h"
 #include "functions/lambda/lambda_function.h"
 #include "functions/lambda/remote_invoker.h"
-#include "net/http_client.h"
+#include "net/http/client.h"
 
 namespace portcullis::functions::lambda {
 namespace {

@@ -1,4 +1,4 @@
-#include "frontends/http_server.h"
+#include "net/http/server.h"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -12,7 +12,7 @@
 #include "net/workers.h"
 #include "telemetry/metrics.h"
 
-namespace portcullis::frontends {
+namespace portcullis::net {
 namespace {
 
 namespace beast = boost::beast;
@@ -55,13 +55,32 @@ asio::awaitable<void> writeAndClose(beast::tcp_stream& stream, HttpOut out,
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
 }
 
+// A connection its accept hook refused with an answer: its first request is read (bounded
+// like any other) and answered, then the connection is closed.
+asio::awaitable<void> answerRefused(tcp::socket socket, std::shared_ptr<HttpListenerState> state,
+                                    HttpOut answer) {
+  ConnectionSlot slot(*state);
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  bhttp::request_parser<bhttp::string_body> parser;
+  parser.header_limit(static_cast<std::uint32_t>(state->limits.max_header_bytes));
+  parser.body_limit(state->limits.max_body_bytes);
+  stream.expires_after(state->limits.header_timeout);
+  auto [read_ec, n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
+  (void)n;
+  if (!read_ec) co_await writeAndClose(stream, std::move(answer), state->limits.header_timeout);
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  stream.socket().close(ignored);
+}
+
 asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerState> state,
                               std::shared_ptr<const HttpHandler> handler) {
   ConnectionSlot slot(*state);
   beast::error_code ec;
   const auto remote = socket.remote_endpoint(ec);
   if (ec) co_return;
-  const IpAddress peer = net::toIpAddress(remote.address());
+  const IpAddress peer = toIpAddress(remote.address());
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer(8192);
   const HttpLimits& limits = state->limits;
@@ -125,11 +144,13 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerSt
 }  // namespace
 
 std::shared_ptr<HttpListenerState> makeListenerState(std::string name, HttpLimits limits,
-                                                     telemetry::Metrics& metrics) {
+                                                     telemetry::Metrics& metrics,
+                                                     AcceptHook accept_hook) {
   auto state = std::make_shared<HttpListenerState>();
   const std::string label = "listener=\"" + name + "\"";
   state->name = std::move(name);
   state->limits = limits;
+  state->accept_hook = std::move(accept_hook);
   state->accepted =
       &metrics.counter("portcullis_connections_accepted_total", "Connections accepted", label);
   state->rejected =
@@ -153,6 +174,37 @@ asio::awaitable<void> acceptLoop(tcp::acceptor& acceptor, std::shared_ptr<HttpLi
       co_await pause.async_wait(kNoThrow);
       continue;
     }
+    if (state->accept_hook) {
+      AcceptedSocket accepted;
+      accepted.native_handle = socket.native_handle();
+      accepted.local = socket.local_endpoint(ec);
+      if (!ec) accepted.remote = socket.remote_endpoint(ec);
+      AcceptDecision decision;
+      if (ec) {
+        decision.accept = false;  // reset before we looked: nothing to check, nobody to answer
+      } else {
+        decision = state->accept_hook(accepted);
+      }
+      if (!decision.accept) {
+        // An answer holds a connection slot (released when it is written), so refusals
+        // count against max_connections too; past it they are closed without a word.
+        const bool answer =
+            decision.answer && state->connections.fetch_add(1, std::memory_order_relaxed) <
+                                   state->limits.max_connections;
+        if (decision.answer && !answer) {
+          state->connections.fetch_sub(1, std::memory_order_relaxed);
+        }
+        if (answer) {
+          asio::co_spawn(acceptor.get_executor(),
+                         answerRefused(std::move(socket), state, std::move(*decision.answer)),
+                         asio::detached);
+        } else {
+          beast::error_code ignored;
+          socket.close(ignored);
+        }
+        continue;
+      }
+    }
     const auto open = state->connections.fetch_add(1, std::memory_order_relaxed) + 1;
     if (open > state->limits.max_connections) {
       state->connections.fetch_sub(1, std::memory_order_relaxed);
@@ -168,4 +220,4 @@ asio::awaitable<void> acceptLoop(tcp::acceptor& acceptor, std::shared_ptr<HttpLi
   }
 }
 
-}  // namespace portcullis::frontends
+}  // namespace portcullis::net

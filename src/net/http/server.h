@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,12 +21,12 @@ class Counter;
 class Metrics;
 }  // namespace portcullis::telemetry
 
-namespace portcullis::frontends {
+namespace portcullis::net {
 
 namespace asio = boost::asio;
 
 // One parsed HTTP/1.1 request, as the server hands it to a front door. Beast stays inside
-// http_server.cc (it costs seconds per translation unit).
+// server.cc (it costs seconds per translation unit).
 struct HttpIn {
   std::string method;
   std::string target;
@@ -53,10 +54,31 @@ struct HttpLimits {
   std::uint64_t max_connections = 10'000;
 };
 
+// A connection just accepted, before any byte of it is read.
+struct AcceptedSocket {
+  int native_handle = -1;  // for getsockopt (SO_PEERCRED) and the like; never closed by a hook
+  asio::ip::tcp::endpoint local;
+  asio::ip::tcp::endpoint remote;
+};
+
+// What an accept hook decided. A refused connection is not handed to the handler: it is
+// closed at once, or, with `answer`, after its first request is read (under the listener's
+// header limits and timeout) and answered with it.
+struct AcceptDecision {
+  bool accept = true;
+  std::optional<HttpOut> answer;
+};
+
+// Called on the acceptor's loop for every accepted connection, before the connection
+// limit is counted; it must not block. Checks of the peer (the Lambda Runtime API's
+// peer-uid check, for instance) belong here, so that no handler sees a refused peer.
+using AcceptHook = std::function<AcceptDecision(const AcceptedSocket&)>;
+
 // Shared by every worker's acceptor for one listener.
 struct HttpListenerState {
   std::string name;  // "authz", "admin"
   HttpLimits limits;
+  AcceptHook accept_hook;  // none = every connection is accepted
   std::atomic<std::uint64_t> connections{0};
   telemetry::Counter* accepted = nullptr;
   telemetry::Counter* rejected = nullptr;      // over max_connections
@@ -64,14 +86,16 @@ struct HttpListenerState {
 };
 
 std::shared_ptr<HttpListenerState> makeListenerState(std::string name, HttpLimits limits,
-                                                     telemetry::Metrics& metrics);
+                                                     telemetry::Metrics& metrics,
+                                                     AcceptHook accept_hook = nullptr);
 
 // Accepts connections until the acceptor is closed; one coroutine per connection owns its
-// socket. Keep-alive, bounded header size, header and idle timeouts (slow-loris clients
-// are closed), and a 400/431 then close for anything malformed.
-// `handler` belongs to the acceptor's worker (so it may hold per-worker clients).
+// socket. The listener's accept hook, if any, sees each connection first. Keep-alive, bounded
+// header size, header and idle timeouts (slow-loris clients are closed), and a 400/431 then close
+// for anything malformed. `handler` belongs to the acceptor's worker (so it may hold per-worker
+// clients).
 asio::awaitable<void> acceptLoop(asio::ip::tcp::acceptor& acceptor,
                                  std::shared_ptr<HttpListenerState> state,
                                  std::shared_ptr<const HttpHandler> handler);
 
-}  // namespace portcullis::frontends
+}  // namespace portcullis::net

@@ -11,6 +11,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "common/result.h"
+#include "net/http/pool.h"
 
 namespace portcullis::net {
 
@@ -35,16 +36,15 @@ struct HttpCall {
   std::string ca_file;                       // empty = the system's trust store
 };
 
-struct HttpReply {
-  int status = 0;
-  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
-  std::string body;
-  const std::string* header(std::string_view lower_name) const;
-};
+// The pool a call to `url` goes through: HTTPS sends the host as SNI and verifies the peer
+// against `ca_file` (or the system's trust store) and the host name.
+PoolKey poolKeyFor(const Url& url, const std::string& ca_file);
 
-// One HTTP/1.1 exchange over a fresh connection, HTTPS with certificate and host name
-// verification. Runs on the awaiting coroutine's executor; never throws. For calls made
-// rarely (discovery, JWKS); a pooled client comes with the first per-request caller.
+// One HTTP/1.1 exchange, HTTPS with certificate and host name verification, on a kept-alive
+// connection from the pool of the awaiting coroutine's event loop (HttpPool::of), or a new
+// one. A request that fails on a reused connection before any byte of an answer came back
+// (the server closed it while it was idle) is sent once more on a fresh connection, within
+// the same timeout. Never throws.
 asio::awaitable<Result<HttpReply>> httpCall(HttpCall call);
 
 // `max-age` from a Cache-Control header value, if present and sane.
