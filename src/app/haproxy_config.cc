@@ -9,13 +9,13 @@
 #include <fmt/format.h>
 
 #include "app/commands.h"
-#include "telemetry/metrics.h"
 #include "common/clock.h"
 #include "common/ip.h"
 #include "common/strings.h"
 #include "config/compiler.h"
 #include "frontends/spoe/agent.h"
 #include "frontends/spoe/haproxy_cache.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::app {
 namespace {
@@ -83,9 +83,11 @@ std::string hostCondition(const std::string& pattern) {
 
 }  // namespace
 
-int runHaproxyConfig(const HaproxyConfigOptions& options) {
+int runHaproxyConfig(const HaproxyConfigOptions& options,
+                     const config::FunctionRuntimes& runtimes) {
   telemetry::Metrics metrics;
-  auto loaded = config::loadPolicy(options.config, metrics, SystemClock().unixSeconds());
+  auto loaded =
+      config::loadPolicy(options.config, metrics, SystemClock().unixSeconds(), nullptr, &runtimes);
   for (const auto& e : loaded.errors)
     std::cerr << e.toString() << "\n";
   if (!loaded.snapshot) return kExitConfigError;

@@ -11,17 +11,18 @@
 
 #include "app/commands.h"
 #include "audit/audit.h"
-#include "telemetry/metrics.h"
 #include "common/clock.h"
+#include "common/http/path.h"
 #include "common/strings.h"
 #include "common/units.h"
 #include "config/compiler.h"
+#include "config/functions.h"
 #include "config/yaml_reader.h"
 #include "engine/gatekeeper.h"
-#include "common/http/path.h"
 #include "engine/router.h"
 #include "identity/jwt.h"
 #include "net/jwks_service.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::app {
 namespace {
@@ -38,10 +39,11 @@ class FixedClock final : public Clock {
 // Compiles the policy and, when providers fetch their keys from an IdP, fetches them once
 // (bounded) so offline decisions use the same keys a server would.
 std::shared_ptr<const engine::PolicySnapshot> loadOrReport(const std::string& config,
+                                                           const config::FunctionRuntimes& runtimes,
                                                            telemetry::Metrics& metrics) {
   boost::asio::io_context io(1);
   net::JwksService jwks(io, metrics);
-  auto loaded = config::loadPolicy(config, metrics, SystemClock().unixSeconds(), &jwks);
+  auto loaded = config::loadPolicy(config, metrics, SystemClock().unixSeconds(), &jwks, &runtimes);
   for (const auto& e : loaded.errors)
     std::cerr << e.toString() << "\n";
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -61,7 +63,7 @@ std::shared_ptr<const engine::PolicySnapshot> loadOrReport(const std::string& co
 
 // Builds a Request from a URL such as https://api.example.com/orders/7?x=1.
 std::optional<http::Request> requestFromUrl(const std::string& method, const std::string& url,
-                                              std::string& why) {
+                                            std::string& why) {
   http::Request req;
   const std::size_t scheme_end = url.find("://");
   if (scheme_end == std::string::npos) {
@@ -155,9 +157,10 @@ Result<std::string> mint(const std::string& key_file, const std::string& alg_nam
 
 }  // namespace
 
-int runCheck(const std::string& config) {
+int runCheck(const std::string& config, const config::FunctionRuntimes& runtimes) {
   telemetry::Metrics metrics;
-  auto loaded = config::loadPolicy(config, metrics, SystemClock().unixSeconds());
+  auto loaded =
+      config::loadPolicy(config, metrics, SystemClock().unixSeconds(), nullptr, &runtimes);
   for (const auto& e : loaded.errors)
     std::cerr << e.toString() << "\n";
   if (!loaded.errors.empty()) return kExitConfigError;
@@ -169,9 +172,9 @@ int runCheck(const std::string& config) {
   return kExitOk;
 }
 
-int runEval(const EvalOptions& options) {
+int runEval(const EvalOptions& options, const config::FunctionRuntimes& runtimes) {
   telemetry::Metrics metrics;
-  const auto snapshot = loadOrReport(options.config, metrics);
+  const auto snapshot = loadOrReport(options.config, runtimes, metrics);
   if (!snapshot) return kExitConfigError;
   std::string why;
   auto request = requestFromUrl(options.method, options.url, why);
@@ -240,9 +243,10 @@ int runToken(const TokenOptions& options) {
   return kExitOk;
 }
 
-int runTest(const std::string& config, const std::vector<std::string>& case_files) {
+int runTest(const std::string& config, const std::vector<std::string>& case_files,
+            const config::FunctionRuntimes& runtimes) {
   telemetry::Metrics metrics;
-  const auto snapshot = loadOrReport(config, metrics);
+  const auto snapshot = loadOrReport(config, runtimes, metrics);
   if (!snapshot) return kExitConfigError;
   const std::int64_t system_now = SystemClock().unixSeconds();
   int passed = 0;

@@ -22,8 +22,8 @@
 
 #include "app/commands.h"
 #include "audit/audit.h"
-#include "telemetry/metrics.h"
 #include "config/compiler.h"
+#include "config/functions.h"
 #include "engine/gatekeeper.h"
 #include "frontends/admin/admin.h"
 #include "frontends/authz/authz.h"
@@ -33,6 +33,7 @@
 #include "net/introspector.h"
 #include "net/jwks_service.h"
 #include "net/workers.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::app {
 namespace {
@@ -95,9 +96,11 @@ Result<std::unique_ptr<asio::local::stream_protocol::acceptor>> listenUnix(
 // Owns reloads. Runs only on the control thread, so reloads never overlap.
 class Reloader final {
  public:
-  Reloader(std::string config, engine::Gatekeeper& gatekeeper, telemetry::Metrics& metrics,
-           net::JwksService& jwks, engine::DecisionCache& cache)
+  Reloader(std::string config, const config::FunctionRuntimes& runtimes,
+           engine::Gatekeeper& gatekeeper, telemetry::Metrics& metrics, net::JwksService& jwks,
+           engine::DecisionCache& cache)
       : config_(std::move(config)),
+        runtimes_(runtimes),
         gatekeeper_(gatekeeper),
         metrics_(metrics),
         jwks_(jwks),
@@ -112,7 +115,7 @@ class Reloader final {
   frontends::ReloadReport reload(std::string_view trigger) {
     frontends::ReloadReport report;
     const auto current = gatekeeper_.snapshot();
-    auto result = config::loadPolicy(config_, metrics_, unixNow(), &jwks_);
+    auto result = config::loadPolicy(config_, metrics_, unixNow(), &jwks_, &runtimes_);
     watch(result.files);
     if (!result.errors.empty()) {
       jwks_.collect();  // key sets only the rejected policy asked for
@@ -178,6 +181,7 @@ class Reloader final {
   }
 
   std::string config_;
+  const config::FunctionRuntimes& runtimes_;
   engine::Gatekeeper& gatekeeper_;
   telemetry::Metrics& metrics_;
   net::JwksService& jwks_;
@@ -205,7 +209,7 @@ frontends::HttpLimits httpLimits(const engine::Settings::Limits& l) {
 
 }  // namespace
 
-int runServe(const ServeOptions& options) {
+int runServe(const ServeOptions& options, const config::FunctionRuntimes& runtimes) {
   spdlog::set_level(spdlog::level::from_str(options.log_level));
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -214,7 +218,7 @@ int runServe(const ServeOptions& options) {
   functions::lambda::attachMetrics(metrics);
   asio::io_context control(1);
   net::JwksService jwks(control, metrics);
-  auto loaded = config::loadPolicy(options.config, metrics, unixNow(), &jwks);
+  auto loaded = config::loadPolicy(options.config, metrics, unixNow(), &jwks, &runtimes);
   if (!loaded.errors.empty()) {
     for (const auto& e : loaded.errors)
       std::cerr << e.toString() << "\n";
@@ -239,9 +243,9 @@ int runServe(const ServeOptions& options) {
   telemetry::Counter& cache_hits =
       metrics.counter("portcullis_cache_lookups_total", "Decision cache lookups", "result=\"hit\"");
   telemetry::Counter& cache_misses = metrics.counter("portcullis_cache_lookups_total",
-                                                 "Decision cache lookups", "result=\"miss\"");
+                                                     "Decision cache lookups", "result=\"miss\"");
   telemetry::Counter& cache_evictions = metrics.counter("portcullis_cache_evictions_total",
-                                                    "Decision cache entries evicted when full");
+                                                        "Decision cache entries evicted when full");
   engine::LocalDecisionCache cache(
       settings.cache_max_entries,
       engine::CacheStats{[&cache_hits] { cache_hits.inc(); },
@@ -264,7 +268,7 @@ int runServe(const ServeOptions& options) {
   metrics.gauge("portcullis_policy_loaded_timestamp_seconds", "When the serving policy was loaded",
                 [&gatekeeper] { return static_cast<double>(gatekeeper.snapshot()->loaded_at); });
 
-  Reloader reloader(options.config, gatekeeper, metrics, jwks, cache);
+  Reloader reloader(options.config, runtimes, gatekeeper, metrics, jwks, cache);
   net::WorkerPool pool(settings.workers);
   nlohmann::json bound = nlohmann::json::object();
 

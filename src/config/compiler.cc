@@ -9,13 +9,13 @@
 
 #include <fmt/format.h>
 
-#include "telemetry/metrics.h"
 #include "common/strings.h"
 #include "common/units.h"
 #include "config/functions.h"
 #include "config/yaml_reader.h"
 #include "identity/jwk.h"
 #include "identity/remote_keys.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::config {
 namespace {
@@ -35,8 +35,12 @@ const std::vector<identity::Alg> kAsymmetricAlgs = {
 class Compiler final {
  public:
   Compiler(std::string path, telemetry::Metrics& metrics, std::int64_t now,
-           identity::KeyRegistry* registry)
-      : diag_(std::move(path)), metrics_(metrics), now_(now), registry_(registry) {}
+           identity::KeyRegistry* registry, const FunctionRuntimes& runtimes)
+      : diag_(std::move(path)),
+        metrics_(metrics),
+        now_(now),
+        registry_(registry),
+        runtimes_(runtimes) {}
 
   LoadResult run() {
     LoadResult result;
@@ -716,13 +720,22 @@ class Compiler final {
       source.spec.name = name;
       const auto runtime = map.get("runtime");
       if (!runtime.IsDefined()) {
-        diag_.error(it->second, what + " has no 'runtime' (lua, lambda-local or lambda)");
+        diag_.error(it->second, what + " has no 'runtime' (" + runtimes_.describe() + ")");
         continue;
       }
-      const auto kind =
-          readChoice(diag_, runtime, what + ".runtime", {"lua", "lambda-local", "lambda"});
-      if (!kind) continue;
-      source.spec.runtime = *kind;
+      const FunctionFactory* factory =
+          runtime.IsScalar() ? runtimes_.find(runtime.Scalar()) : nullptr;
+      if (factory == nullptr) {
+        if (runtimes_.empty() && runtime.IsScalar()) {
+          diag_.error(runtime, fmt::format("{}: runtime {} is not available in this program", what,
+                                           runtime.Scalar()));
+        } else {
+          diag_.error(runtime,
+                      fmt::format("{}.runtime must be one of: {}", what, runtimes_.list()));
+        }
+        continue;
+      }
+      source.spec.runtime = runtime.Scalar();
       if (const auto v = map.get("timeout"); v.IsDefined()) {
         if (auto d = readDuration(diag_, v, what + ".timeout")) {
           const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
@@ -746,12 +759,6 @@ class Compiler final {
       }
       if (const auto v = map.get("cache_key"); v.IsDefined()) {
         source.spec.cache_inputs = compileCacheKey(v, what);
-      }
-      const FunctionFactory* factory = functionRuntime(*kind);
-      if (factory == nullptr) {
-        diag_.error(runtime,
-                    fmt::format("{}: runtime {} is not available in this program", what, *kind));
-        continue;
       }
       auto function = (*factory)(source);
       if (function) {
@@ -1141,6 +1148,7 @@ class Compiler final {
   telemetry::Metrics& metrics_;
   std::int64_t now_;
   identity::KeyRegistry* registry_;
+  const FunctionRuntimes& runtimes_;
   std::shared_ptr<PolicySnapshot> snapshot_;
   YAML::Node admin_listener_;  // listeners.admin, for errors about its address
   std::set<std::string, std::less<>> failed_functions_;  // declared, but with errors
@@ -1149,9 +1157,10 @@ class Compiler final {
 }  // namespace
 
 LoadResult loadPolicy(const std::string& path, telemetry::Metrics& metrics, std::int64_t now_unix,
-                      identity::KeyRegistry* keys) {
+                      identity::KeyRegistry* keys, const FunctionRuntimes* runtimes) {
+  static const FunctionRuntimes kNone;
   try {
-    return Compiler(path, metrics, now_unix, keys).run();
+    return Compiler(path, metrics, now_unix, keys, runtimes != nullptr ? *runtimes : kNone).run();
   } catch (const std::exception& e) {
     LoadResult result;
     result.errors.push_back(ConfigError{path, 0, 0, std::string("internal error: ") + e.what()});

@@ -1,38 +1,39 @@
 #include "config/functions.h"
 
-#include <map>
-#include <mutex>
-
-#include "functions/lua/lua_function.h"
-
 namespace portcullis::config {
-namespace {
 
-struct Registry {
-  std::mutex mutex;
-  std::map<std::string, FunctionFactory, std::less<>> factories{
-      {"lua", [](FunctionSource& source) { return functions::lua::compile(source); }}};
-};
-
-Registry& registry() {
-  static Registry r;
-  return r;
+void FunctionRuntimes::add(std::string runtime, FunctionFactory factory) {
+  for (auto& [name, f] : runtimes_) {
+    if (name == runtime) {
+      f = std::move(factory);
+      return;
+    }
+  }
+  runtimes_.emplace_back(std::move(runtime), std::move(factory));
 }
 
-}  // namespace
-
-void registerFunctionRuntime(std::string runtime, FunctionFactory factory) {
-  Registry& r = registry();
-  const std::lock_guard lock(r.mutex);
-  r.factories[std::move(runtime)] = std::move(factory);
+const FunctionFactory* FunctionRuntimes::find(std::string_view runtime) const {
+  for (const auto& [name, f] : runtimes_) {
+    if (name == runtime) return &f;
+  }
+  return nullptr;
 }
 
-const FunctionFactory* functionRuntime(std::string_view runtime) {
-  Registry& r = registry();
-  const std::lock_guard lock(r.mutex);
-  const auto it = r.factories.find(runtime);
-  // Entries are never erased, so the pointer stays valid after the lock is released.
-  return it == r.factories.end() ? nullptr : &it->second;
+std::string FunctionRuntimes::describe() const {
+  if (runtimes_.empty()) return "none is available in this program";
+  std::string out;
+  for (std::size_t i = 0; i < runtimes_.size(); ++i) {
+    if (i > 0) out += i + 1 == runtimes_.size() ? " or " : ", ";
+    out += runtimes_[i].first;
+  }
+  return out;
+}
+
+std::string FunctionRuntimes::list() const {
+  std::string out;
+  for (const auto& [name, f] : runtimes_)
+    out += (out.empty() ? "" : ", ") + name;
+  return out;
 }
 
 }  // namespace portcullis::config

@@ -20,14 +20,15 @@
 #include <future>
 #include <thread>
 
-#include "telemetry/metrics.h"
 #include "config/compiler.h"
+#include "config/functions.h"
 #include "engine/snapshot.h"
 #include "functions/aws/apigw.h"
 #include "functions/lambda/lambda_function.h"
 #include "functions/lambda/local_runtime.h"
 #include "functions/lambda/runtime.h"
 #include "support/function_calls.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::functions::lambda {
 namespace {
@@ -105,8 +106,8 @@ struct Fixture {
 
 // The default request, with the fakes' `x-mode` header saying what the function should do.
 http::Request makeRequest(std::string mode, std::string path = "/orders/1",
-                            std::string method = "GET",
-                            std::string authorization = "Bearer token-1") {
+                          std::string method = "GET",
+                          std::string authorization = "Bearer token-1") {
   http::Request r =
       testing::functionRequest(std::move(path), std::move(method), std::move(authorization));
   if (!mode.empty()) r.headers.add("x-mode", mode);
@@ -592,7 +593,7 @@ TEST(LambdaLocal, DestroyingThePoolKillsAndReapsEveryProcess) {
 class LambdaLocalConfig : public ::testing::Test {
  protected:
   void SetUp() override {
-    registerRuntimes();
+    registerRuntimes(runtimes_);
     char tmpl[] = "/tmp/portcullis-lambda-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
   }
@@ -604,7 +605,7 @@ class LambdaLocalConfig : public ::testing::Test {
                         << functions
                         << "routes:\n  - name: r\n    match: { paths: [/x] }\n"
                            "    functions: [f]\ndefault: deny\n";
-    return config::loadPolicy(path, metrics_, 0);
+    return config::loadPolicy(path, metrics_, 0, nullptr, &runtimes_);
   }
 
   static std::string errors(const config::LoadResult& r) {
@@ -616,6 +617,7 @@ class LambdaLocalConfig : public ::testing::Test {
 
   std::string dir_;
   telemetry::Metrics metrics_;
+  config::FunctionRuntimes runtimes_;
 };
 
 TEST_F(LambdaLocalConfig, OneRunningPoolIsSharedAcrossReloadsOfAnEqualSpec) {

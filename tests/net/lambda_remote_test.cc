@@ -30,8 +30,8 @@
 #include <sstream>
 #include <thread>
 
-#include "telemetry/metrics.h"
 #include "config/compiler.h"
+#include "config/functions.h"
 #include "engine/snapshot.h"
 #include "functions/aws/apigw.h"
 #include "functions/lambda/lambda_function.h"
@@ -39,6 +39,7 @@
 #include "functions/lambda/remote_invoker.h"
 #include "functions/lambda/runtime.h"
 #include "support/function_calls.h"
+#include "telemetry/metrics.h"
 
 extern char** environ;
 
@@ -225,7 +226,7 @@ struct Fixture {
 };
 
 http::Request makeRequest(std::string path = "/orders/1", std::string method = "GET",
-                            std::string authorization = "Bearer token-1") {
+                          std::string authorization = "Bearer token-1") {
   return testing::functionRequest(std::move(path), std::move(method), std::move(authorization));
 }
 
@@ -858,7 +859,7 @@ TEST(LambdaRemoteConfig, FunctionReferences) {
 class LambdaRemoteConfigTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    registerRuntimes();
+    registerRuntimes(runtimes_);
     dir_ = makeTempDir();
     for (const char* name : {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}) {
       if (const char* v = std::getenv(name)) saved_.emplace_back(name, v);
@@ -881,7 +882,7 @@ class LambdaRemoteConfigTest : public ::testing::Test {
                         << functions
                         << "routes:\n  - name: r\n    match: { paths: [/x] }\n"
                            "    functions: [f]\ndefault: deny\n";
-    return config::loadPolicy(path, metrics_, 0);
+    return config::loadPolicy(path, metrics_, 0, nullptr, &runtimes_);
   }
 
   static std::string errors(const config::LoadResult& r) {
@@ -895,6 +896,7 @@ class LambdaRemoteConfigTest : public ::testing::Test {
 
   std::string dir_;
   telemetry::Metrics metrics_;
+  config::FunctionRuntimes runtimes_;
   std::vector<std::pair<std::string, std::string>> saved_;
 };
 

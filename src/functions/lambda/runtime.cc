@@ -2,10 +2,10 @@
 
 #include <atomic>
 
-#include "telemetry/metrics.h"
 #include "config/functions.h"
 #include "functions/lambda/local_runtime.h"
 #include "functions/lambda/remote_config.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::functions::lambda {
 namespace {
@@ -14,12 +14,10 @@ std::atomic<telemetry::Metrics*> attached{nullptr};
 
 }  // namespace
 
-void registerRuntimes() {
-  config::registerFunctionRuntime(
-      "lambda-local", [](config::FunctionSource& source) { return compileLocal(source); });
+void registerRuntimes(config::FunctionRuntimes& runtimes) {
+  runtimes.add("lambda-local", [](config::FunctionSource& source) { return compileLocal(source); });
   // The AWS Lambda Invoke API, every request SigV4-signed (remote_invoker.h).
-  config::registerFunctionRuntime(
-      "lambda", [](config::FunctionSource& source) { return compileRemote(source); });
+  runtimes.add("lambda", [](config::FunctionSource& source) { return compileRemote(source); });
 }
 
 void attachMetrics(telemetry::Metrics& metrics) {

@@ -3,15 +3,17 @@
 namespace portcullis::telemetry {
 class Metrics;
 }
+namespace portcullis::config {
+class FunctionRuntimes;
+}
 
-// The Lambda function runtimes, registered with the config compiler by the program (the
-// core library does not depend on the event loop; config/functions.h).
+// The Lambda function runtimes, registered by the program in the runtimes it compiles
+// policies with (the core library does not depend on the event loop; config/functions.h).
 namespace portcullis::functions::lambda {
 
-// Registers `lambda-local` (processes speaking the Lambda Runtime API, hosted here) and
-// `lambda` (the AWS Invoke API, SigV4-signed), both behind the Invoker seam. Call once at
-// start-up, before any policy is compiled; idempotent.
-void registerRuntimes();
+// Adds `lambda-local` (processes speaking the Lambda Runtime API, hosted here) and
+// `lambda` (the AWS Invoke API, SigV4-signed), both behind the Invoker seam, to `runtimes`.
+void registerRuntimes(config::FunctionRuntimes& runtimes);
 
 // The registry Lambda runtimes declare their series in. `serve` should attach its own
 // registry before it compiles the first policy; series of functions compiled earlier stay

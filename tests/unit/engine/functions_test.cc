@@ -66,16 +66,22 @@ class FakeFunction final : public Function {
   std::optional<int> ttl_;
 };
 
-void registerFake() {
-  config::registerFunctionRuntime("lambda", [](config::FunctionSource& source) {
-    std::string answer = "allow";
-    bool async = false;
-    std::optional<int> ttl;
-    if (auto v = source.map.get("answer"); v.IsDefined()) answer = v.Scalar();
-    if (auto v = source.map.get("async"); v.IsDefined()) async = v.as<bool>();
-    if (auto v = source.map.get("ttl"); v.IsDefined()) ttl = v.as<int>();
-    return std::make_shared<FakeFunction>(source.spec, answer, async, ttl);
-  });
+// Runtimes with the fake as `lambda`.
+const config::FunctionRuntimes& fakeRuntimes() {
+  static const config::FunctionRuntimes runtimes = [] {
+    config::FunctionRuntimes r;
+    r.add("lambda", [](config::FunctionSource& source) {
+      std::string answer = "allow";
+      bool async = false;
+      std::optional<int> ttl;
+      if (auto v = source.map.get("answer"); v.IsDefined()) answer = v.Scalar();
+      if (auto v = source.map.get("async"); v.IsDefined()) async = v.as<bool>();
+      if (auto v = source.map.get("ttl"); v.IsDefined()) ttl = v.as<int>();
+      return std::make_shared<FakeFunction>(source.spec, answer, async, ttl);
+    });
+    return r;
+  }();
+  return runtimes;
 }
 
 constexpr const char* kPolicy = R"(
@@ -150,8 +156,7 @@ routes:
 class FunctionsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    registerFake();
-    snapshot_ = compilePolicy(dir_, kPolicy, metrics_, now_);
+    snapshot_ = compilePolicy(dir_, kPolicy, metrics_, now_, fakeRuntimes());
     ASSERT_TRUE(snapshot_);
     token_ = mintToken({}, now_);
   }
@@ -293,7 +298,6 @@ TEST_F(FunctionsTest, FunctionTtlLowersTheCacheTtlAndCacheKeysFollowCacheKey) {
 }
 
 TEST(FunctionsConfigTest, UnknownFunctionsAndBadKeysAreLocatedErrors) {
-  registerFake();
   TempDir dir;
   const auto path = dir.write("policy.yaml", R"(version: 1
 functions:
@@ -307,7 +311,7 @@ routes:
     functions: [f, missing]
 )");
   telemetry::Metrics metrics;
-  const auto loaded = config::loadPolicy(path, metrics, 0);
+  const auto loaded = config::loadPolicy(path, metrics, 0, nullptr, &fakeRuntimes());
   EXPECT_FALSE(loaded.snapshot);
   std::string all;
   for (const auto& e : loaded.errors)
