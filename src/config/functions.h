@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -10,6 +11,10 @@
 #include <yaml-cpp/yaml.h>
 
 #include "engine/function.h"
+
+namespace portcullis::engine {
+struct PolicySnapshot;
+}
 
 namespace portcullis::config {
 
@@ -53,5 +58,12 @@ class FunctionRuntimes final {
  private:
   std::vector<std::pair<std::string, FunctionFactory>> runtimes_;
 };
+
+// `functions:`: each entry compiled by the runtime it names in `runtimes` into
+// `snapshot.functions`. Returns the names of entries that had errors (reported to `diag`),
+// so that routes naming them report nothing more.
+std::set<std::string, std::less<>> compileFunctions(Diagnostics& diag, const YAML::Node& node,
+                                                    const FunctionRuntimes& runtimes,
+                                                    engine::PolicySnapshot& snapshot);
 
 }  // namespace portcullis::config
