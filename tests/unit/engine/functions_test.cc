@@ -297,32 +297,6 @@ TEST_F(FunctionsTest, FunctionTtlLowersTheCacheTtlAndCacheKeysFollowCacheKey) {
   EXPECT_EQ(gatekeeper.decide(later).cache, Evaluation::Cache::kMiss);
 }
 
-TEST(FunctionsConfigTest, UnknownFunctionsAndBadKeysAreLocatedErrors) {
-  TempDir dir;
-  const auto path = dir.write("policy.yaml", R"(version: 1
-functions:
-  f: { runtime: lambda, cache_key: [header:x-a, nonsense] }
-  g: { runtime: cobol }
-  h: { timeout: 5ms }
-routes:
-  - name: r
-    match: { paths: [/r] }
-    allow: true
-    functions: [f, missing]
-)");
-  telemetry::Metrics metrics;
-  const auto loaded = config::loadPolicy(path, metrics, 0, nullptr, &fakeRuntimes());
-  EXPECT_FALSE(loaded.snapshot);
-  std::string all;
-  for (const auto& e : loaded.errors)
-    all += e.toString() + "\n";
-  EXPECT_NE(all.find("policy.yaml:3:"), std::string::npos) << all;
-  EXPECT_NE(all.find("'nonsense' is not one of"), std::string::npos) << all;
-  EXPECT_NE(all.find("functions.g.runtime"), std::string::npos) << all;
-  EXPECT_NE(all.find("functions.h has no 'runtime'"), std::string::npos) << all;
-  EXPECT_NE(all.find("unknown function 'missing'"), std::string::npos) << all;
-}
-
 }  // namespace
 }  // namespace portcullis::engine
 
