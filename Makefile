@@ -1,7 +1,7 @@
 # portcullis — the two set-up commands on a fresh Debian 12 machine:
 #   make run    install dependencies if missing, build, serve examples/quickstart.yaml
 #   make test   the same install and build, then every test (also under ASan+UBSan)
-.PHONY: all deps build build-asan build-tsan run test test-unit test-asan test-tsan test-integration bench format clean
+.PHONY: all deps check build build-asan build-tsan run test test-unit test-asan test-tsan test-integration bench format clean
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -51,6 +51,10 @@ test-tsan: build-tsan
 run: build
 	@scripts/run-quickstart $(BUILD)/portcullis
 
+# Layers, file and function sizes, design-document references (docs/conventions.md §15).
+check: deps
+	@scripts/check-source
+
 # Every test binary is built and run once: the unit and socket tests under ASan + UBSan
 # (build-asan), the function tests under TSan (build-tsan), the fuzzers with clang
 # (build-fuzz); the release tree builds only what the integration tests drive (the binary)
@@ -58,7 +62,7 @@ run: build
 # the release tree as well only compiled them twice (`make test-unit` still does, for a
 # quick run without sanitizers). Fuzzers and sanitizer runs first, the integration tests
 # last (their summary closes the output).
-test: deps $(BUILD)/build.ninja build-asan build-tsan
+test: deps check $(BUILD)/build.ninja build-asan build-tsan
 	cmake --build $(BUILD) -j $(JOBS) --target portcullis $(if $(filter OFF,$(BENCH)),,benchmarks)
 	$(MAKE) fuzz
 	@echo "== unit and socket tests under AddressSanitizer + UndefinedBehaviorSanitizer ($(ASAN_BUILD))"

@@ -20,7 +20,7 @@ class Metrics;
 
 namespace portcullis::audit {
 
-// Renders the audit event for one decision as a single JSON line (CONFIG.md "Audit event"),
+// Renders the audit event for one decision as a single JSON line (docs/configuration.md, "audit"),
 // newline included. Never includes the credential or any secret: only the outcome, the
 // reason code and operator detail, and who/what/where of the request.
 std::string auditLine(const http::Request& request, const engine::Evaluation& evaluation,

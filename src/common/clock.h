@@ -5,7 +5,7 @@
 
 namespace portcullis {
 
-// Wall-clock time, injectable so tests can move time (STYLE.md §9).
+// Wall-clock time, injectable so tests can move time (docs/conventions.md §9).
 class Clock {
  public:
   virtual ~Clock() = default;

@@ -9,7 +9,7 @@
 
 namespace portcullis {
 
-// Errors on the data plane are values (STYLE.md §6). `message` is for operators and the
+// Errors on the data plane are values (docs/conventions.md §6). `message` is for operators and the
 // audit log, never for clients, and never contains a token or a secret.
 struct Error {
   Reason code = Reason::kInternalError;

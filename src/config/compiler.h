@@ -34,7 +34,7 @@ struct LoadResult {
   std::vector<std::string> files;     // every file read, even when compilation failed
 };
 
-// Reads the YAML policy at `path` and compiles it into an immutable snapshot (CONFIG.md).
+// Reads the YAML policy at `path` and compiles it into an immutable snapshot (docs/configuration.md).
 // Every problem found is reported, one per entry, at its node; the snapshot is built only
 // when there are none. Route counters are registered in `metrics`. Providers with remote
 // keys (discovery, jwks_uri) take them from `keys`; without a registry (check, offline

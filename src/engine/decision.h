@@ -10,7 +10,7 @@
 
 namespace portcullis::engine {
 
-// A decision is tri-state (STYLE.md §7): an Error becomes allow or deny only through the
+// A decision is tri-state (docs/conventions.md §7): an Error becomes allow or deny only through the
 // route's `on_error`, which the pipeline applies before a front door sees the decision.
 enum class Outcome : std::uint8_t { kAllow, kDeny, kError };
 

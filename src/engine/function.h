@@ -17,7 +17,7 @@ namespace portcullis::engine {
 
 struct Route;
 
-// What a decision function sees (CONFIG.md "Functions"). Every reference stays valid until
+// What a decision function sees (docs/functions-lua.md, docs/functions-lambda.md). Every reference stays valid until
 // the function has answered.
 struct FunctionCall {
   const http::Request& request;

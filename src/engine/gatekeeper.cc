@@ -11,6 +11,7 @@
 
 #include "telemetry/metrics.h"
 #include "common/strings.h"
+#include "engine/challenge.h"
 #include "identity/jwt.h"
 
 namespace portcullis::engine {
@@ -212,9 +213,7 @@ void Gatekeeper::afterDecision(const http::Request& request, const Route* route,
                        "the credential was revoked (sub, jti or token)");
       if (ev.decision.allow) return;  // shadow mode
       ev.decision.response_headers.emplace_back(
-          "WWW-Authenticate",
-          "Bearer realm=\"portcullis\", error=\"invalid_token\", error_description=\"the token "
-          "has been revoked\"");
+          "WWW-Authenticate", *bearerChallenge(Reason::kTokenRevoked, route));
       return;
     }
   }

@@ -6,6 +6,7 @@
 
 #include "common/strings.h"
 #include "common/http/path.h"
+#include "engine/challenge.h"
 #include "identity/introspection.h"
 #include "identity/jwt.h"
 
@@ -68,16 +69,6 @@ std::size_t occurrences(const TokenSource& source, const http::Request& request)
       break;
   }
   return n;
-}
-
-std::string quoted(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out.push_back('\\');
-    out.push_back(c);
-  }
-  out.push_back('"');
-  return out;
 }
 
 // Runs one request through the pipeline. Synchronous stages run inline; a stage that must
@@ -344,20 +335,8 @@ class Evaluator final : public std::enable_shared_from_this<Evaluator> {
     const Route* route = ev_.route;
     d.expose_reason = route != nullptr && route->expose_reason;
 
-    if (info.kind == ReasonKind::kUnauthenticated) {
-      d.response_headers.emplace_back(
-          "WWW-Authenticate",
-          reason == Reason::kTokenMissing
-              ? std::string("Bearer realm=\"portcullis\"")
-              : "Bearer realm=\"portcullis\", error=\"invalid_token\", error_description=" +
-                    quoted(info.description));
-    } else if (reason == Reason::kScopeMissing && route != nullptr) {
-      std::string scopes;
-      for (const auto& s : route->require.scopes_all)
-        scopes += (scopes.empty() ? "" : " ") + s;
-      d.response_headers.emplace_back(
-          "WWW-Authenticate",
-          "Bearer realm=\"portcullis\", error=\"insufficient_scope\", scope=" + quoted(scopes));
+    if (auto challenge = bearerChallenge(reason, route)) {
+      d.response_headers.emplace_back("WWW-Authenticate", std::move(*challenge));
     }
     if (d.expose_reason) d.response_headers.emplace_back("X-Portcullis-Reason", info.name);
     if (overloaded || info.kind == ReasonKind::kLimited) {

@@ -83,7 +83,7 @@ std::optional<std::string> repeatedInput(const Route& route, const http::Request
 
 using EvaluationDone = std::function<void(Evaluation)>;
 
-// The decision pipeline (ARCHITECTURE.md): route → authenticate → require → decide. No I/O
+// The decision pipeline (docs/architecture.md): route → authenticate → require → decide. No I/O
 // of its own and no clock (`now` is Unix seconds); stages that wait go through `clients`.
 // Returns the evaluation when every stage completed inline (the common case: `done` is
 // then never called); otherwise returns nullopt and calls `done` exactly once, on the

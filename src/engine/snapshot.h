@@ -126,7 +126,7 @@ struct Settings {
   } watch;
 };
 
-// Everything a request needs from configuration, compiled once (ARCHITECTURE.md). Requests
+// Everything a request needs from configuration, compiled once (docs/architecture.md). Requests
 // pin the snapshot they start with (a shared_ptr), so a reload never changes a decision
 // half-way. Immutable once published.
 struct PolicySnapshot {

@@ -20,7 +20,7 @@ struct TemplateInput {
   const Context* ctx = nullptr;
 };
 
-// A compiled `${…}` template (CONFIG.md): `${claims.NAME}` (nested paths allowed),
+// A compiled `${…}` template (docs/configuration.md): `${claims.NAME}` (nested paths allowed),
 // `${identity.sub|iss|provider|scopes|groups|roles}`, `${ctx.NAME}`,
 // `${request.header.NAME}`, `${request.ip|method|host|path|query|client_cert_subject}`. `$${` is a
 // literal

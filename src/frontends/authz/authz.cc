@@ -9,6 +9,7 @@
 #include <array>
 
 #include "common/strings.h"
+#include "frontends/common.h"
 #include "common/http/path.h"
 #include "engine/router.h"
 
@@ -237,21 +238,13 @@ asio::awaitable<HttpOut> AuthzFrontend::handle(HttpIn& in) {
   auto request = originalRequest(in, snapshot->settings.authz, why);
   HttpOut out;
   if (!request) {
-    http::Request bad;
-    bad.listener = "authz";
-    bad.method = in.method;
-    bad.client_ip = in.peer;
-    if (const auto* id = in.headers.find("x-request-id")) {
-      bad.request_id = headerSafe(std::string_view(*id).substr(0, 128));
-    }
-    const auto ev = gatekeeper_.reject(bad, Reason::kBadRequest, why);
-    out.status = ev.decision.status;
+    out.status =
+        refuseBadRequest(gatekeeper_, "authz", in.method, in.peer, in.headers, std::move(why))
+            .evaluation.decision.status;
     co_return out;
   }
   request->listener = "authz";
-  if (const auto* id = request->headers.find("x-request-id")) {
-    request->request_id = headerSafe(std::string_view(*id).substr(0, 128));
-  }
+  request->request_id = callerRequestId(request->headers);
 
   // Most decisions complete inline. One that waits (an introspection call, or another
   // request's evaluation of the same cache key) resumes this coroutine through a timer

@@ -11,7 +11,7 @@ namespace portcullis::frontends {
 // The forward-auth front door (nginx auth_request, Traefik forwardAuth, Envoy ext_authz
 // HTTP service, Caddy forward_auth). Translates the auth request into the original
 // request's view, asks the gatekeeper, and answers 200 + identity headers, or the deny
-// status + WWW-Authenticate. No policy logic lives here (STYLE.md §2).
+// status + WWW-Authenticate. No policy logic lives here (docs/conventions.md §2).
 // One per worker: `clients` are that worker's (introspection, …).
 class AuthzFrontend final {
  public:

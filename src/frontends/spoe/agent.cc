@@ -24,6 +24,7 @@
 #include "common/strings.h"
 #include "common/http/path.h"
 #include "engine/router.h"
+#include "frontends/common.h"
 #include "frontends/spoe/haproxy_cache.h"
 
 namespace portcullis::frontends::spoe {
@@ -248,9 +249,7 @@ std::optional<http::Request> requestFromMessage(const Message& message, std::str
     if (const Value* dn = find(a, "ssl_dn")) req.client_cert_subject = headerSafe(stringOf(dn));
   }
   if (const auto* host = req.headers.find("host")) req.host = engine::normalizeHost(*host);
-  if (const auto* id = req.headers.find("x-request-id")) {
-    req.request_id = headerSafe(std::string_view(*id).substr(0, 128));
-  }
+  req.request_id = callerRequestId(req.headers);
   return req;
 }
 
@@ -294,6 +293,66 @@ struct InFlight {
   std::uint32_t count = 0;
   asio::steady_timer slot;
 };
+
+// The HAPROXY-HELLO handshake (SPOE.txt §3.2.4) in named steps, each refusing with the
+// AGENT-DISCONNECT status HAProxy expects for what is wrong.
+struct HelloRefusal {
+  Status status;
+  std::string_view message;
+};
+struct HelloAccepted {
+  std::uint32_t max_frame = 0;  // the smaller of ours and HAProxy's
+  std::string agent_hello;      // the AGENT-HELLO frame to send
+  bool healthcheck = false;     // HAProxy only checks the agent, then closes
+};
+
+std::optional<HelloRefusal> checkProtoVersion(const Frame& hello) {
+  const std::string* versions = findString(hello.kv, "supported-versions");
+  if (versions == nullptr) return HelloRefusal{Status::kNoVersion, "no supported-versions"};
+  for (auto v : split(*versions, ',')) {
+    if (trim(v).starts_with("2.")) return std::nullopt;
+  }
+  return HelloRefusal{Status::kBadVersion, "this agent speaks SPOP 2.0"};
+}
+
+std::variant<HelloRefusal, std::uint32_t> checkMaxFrameSize(const Frame& hello,
+                                                            std::uint32_t ours) {
+  const auto theirs = findUint(hello.kv, "max-frame-size");
+  if (!theirs) return HelloRefusal{Status::kNoFrameSize, "no max-frame-size"};
+  if (*theirs < 256) return HelloRefusal{Status::kBadFrameSize, "max-frame-size below 256"};
+  return static_cast<std::uint32_t>(std::min<std::uint64_t>(*theirs, ours));
+}
+
+// Pipelining only: ACKs always go back on the connection of their NOTIFY, which every
+// HAProxy version (including 3.1+'s rewritten SPOE) accepts. True when HAProxy offers it.
+std::variant<HelloRefusal, bool> checkCapabilities(const Frame& hello) {
+  const std::string* caps = findString(hello.kv, "capabilities");
+  if (caps == nullptr) return HelloRefusal{Status::kNoCapabilities, "no capabilities"};
+  return caps->find("pipelining") != std::string::npos;
+}
+
+std::string prepareAgentHello(std::uint32_t max_frame, bool pipelining) {
+  return encodeAgentHello("2.0", max_frame, pipelining ? "pipelining" : "");
+}
+
+std::variant<HelloRefusal, HelloAccepted> handleHello(const Frame& frame,
+                                                      std::uint32_t our_max_frame) {
+  if (frame.type != FrameType::kHaproxyHello) {
+    return HelloRefusal{Status::kInvalid, "the first frame must be HAPROXY-HELLO"};
+  }
+  if (auto refused = checkProtoVersion(frame)) return *refused;
+  const auto max_frame = checkMaxFrameSize(frame, our_max_frame);
+  if (auto* refused = std::get_if<HelloRefusal>(&max_frame)) return *refused;
+  const auto pipelining = checkCapabilities(frame);
+  if (auto* refused = std::get_if<HelloRefusal>(&pipelining)) return *refused;
+
+  HelloAccepted accepted;
+  accepted.max_frame = std::get<std::uint32_t>(max_frame);
+  accepted.agent_hello = prepareAgentHello(accepted.max_frame, std::get<bool>(pipelining));
+  const Value* hc = find(frame.kv, "healthcheck");
+  accepted.healthcheck = hc != nullptr && std::holds_alternative<bool>(*hc) && std::get<bool>(*hc);
+  return accepted;
+}
 
 template <class Socket>
 asio::awaitable<void> serveSpop(Socket socket, engine::Gatekeeper& gatekeeper,
@@ -350,50 +409,15 @@ asio::awaitable<void> serveSpop(Socket socket, engine::Gatekeeper& gatekeeper,
     }
     Frame& frame = std::get<Frame>(decoded);
     if (!hello_done) {
-      if (frame.type != FrameType::kHaproxyHello) {
-        sendDisconnect(*writer, stats, Status::kInvalid, "the first frame must be HAPROXY-HELLO");
+      auto answer = handleHello(frame, options.max_frame_size);
+      if (auto* refused = std::get_if<HelloRefusal>(&answer)) {
+        sendDisconnect(*writer, stats, refused->status, std::string(refused->message));
         break;
       }
-      const std::string* versions = findString(frame.kv, "supported-versions");
-      const auto their_max = findUint(frame.kv, "max-frame-size");
-      const std::string* caps = findString(frame.kv, "capabilities");
-      if (versions == nullptr) {
-        sendDisconnect(*writer, stats, Status::kNoVersion, "no supported-versions");
-        break;
-      }
-      bool v2 = false;
-      for (auto v : split(*versions, ',')) {
-        v = trim(v);
-        if (v.starts_with("2.")) v2 = true;
-      }
-      if (!v2) {
-        sendDisconnect(*writer, stats, Status::kBadVersion, "this agent speaks SPOP 2.0");
-        break;
-      }
-      if (!their_max) {
-        sendDisconnect(*writer, stats, Status::kNoFrameSize, "no max-frame-size");
-        break;
-      }
-      if (*their_max < 256) {
-        sendDisconnect(*writer, stats, Status::kBadFrameSize, "max-frame-size below 256");
-        break;
-      }
-      if (caps == nullptr) {
-        sendDisconnect(*writer, stats, Status::kNoCapabilities, "no capabilities");
-        break;
-      }
-      max_frame =
-          static_cast<std::uint32_t>(std::min<std::uint64_t>(*their_max, options.max_frame_size));
-      // Pipelining only: ACKs always go back on the connection of their NOTIFY, which
-      // every HAProxy version (including 3.1+'s rewritten SPOE) accepts.
-      const bool pipelining = caps->find("pipelining") != std::string::npos;
-      writer->send(encodeAgentHello("2.0", max_frame, pipelining ? "pipelining" : ""));
-      const Value* hc = find(frame.kv, "healthcheck");
-      if (hc != nullptr && std::holds_alternative<bool>(*hc) && std::get<bool>(*hc)) {
-        // A health check: answer and let HAProxy close.
-        continue;
-      }
-      hello_done = true;
+      const auto& accepted = std::get<HelloAccepted>(answer);
+      max_frame = accepted.max_frame;
+      writer->send(accepted.agent_hello);
+      hello_done = !accepted.healthcheck;  // a health check: answered; HAProxy closes
       continue;
     }
 
@@ -430,23 +454,22 @@ asio::awaitable<void> serveSpop(Socket socket, engine::Gatekeeper& gatekeeper,
     std::string why;
     auto request = requestFromMessage(*message, why);
     if (!request) {
-      http::Request bad;
-      bad.listener = "spoe";
-      bad.method = stringOf(find(message->args, "method"));
+      IpAddress client_ip;
       if (const Value* ip = find(message->args, "ip")) {
-        if (const auto* addr = std::get_if<IpAddress>(ip)) bad.client_ip = *addr;
+        if (const auto* addr = std::get_if<IpAddress>(ip)) client_ip = *addr;
       }
-      // Keep the caller's request id, so the refusal can be found in the audit log.
+      http::Headers headers;  // for the caller's request id, when they decode
       if (const Value* hv = find(message->args, "headers")) {
-        if (auto headers = decodeHeaders(stringOf(hv))) {
-          for (const auto& [n, v] : *headers) {
-            if (iequals(n, "x-request-id"))
-              bad.request_id = headerSafe(std::string_view(v).substr(0, 128));
-          }
+        if (auto fields = decodeHeaders(stringOf(hv))) {
+          for (const auto& [n, v] : *fields)
+            headers.add(n, v);
         }
       }
-      const auto ev = gatekeeper.reject(bad, Reason::kBadRequest, why);
-      writer->send(encodeAck(frame.stream_id, frame.frame_id, decisionVars(ev, bad)));
+      const Refusal refused =
+          refuseBadRequest(gatekeeper, "spoe", stringOf(find(message->args, "method")), client_ip,
+                           headers, std::move(why));
+      writer->send(encodeAck(frame.stream_id, frame.frame_id,
+                             decisionVars(refused.evaluation, refused.request)));
       continue;
     }
     const Value* hcache_arg = find(message->args, "hcache");

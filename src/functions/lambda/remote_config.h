@@ -9,7 +9,7 @@
 #include "engine/function.h"
 
 // The `runtime: lambda` entry of a policy: an existing AWS Lambda authorizer invoked through
-// the Invoke API (remote_invoker.h). No Asio here (STYLE.md §14).
+// the Invoke API (remote_invoker.h). No Asio here (docs/conventions.md §14).
 namespace portcullis::functions::lambda {
 
 // What a configured `function` names, as the Invoke API accepts it in its path: a name

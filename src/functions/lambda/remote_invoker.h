@@ -13,7 +13,7 @@
 
 // `runtime: lambda`: an existing AWS Lambda authorizer called through the Lambda Invoke API
 // (POST /2015-03-31/functions/{name}/invocations, RequestResponse), every request signed
-// with AWS Signature Version 4. Asio stays in remote_invoker.cc (STYLE.md §14).
+// with AWS Signature Version 4. Asio stays in remote_invoker.cc (docs/conventions.md §14).
 namespace portcullis::functions::lambda {
 
 // Where and how to invoke. Immutable once an invoker is built from it.

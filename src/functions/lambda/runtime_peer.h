@@ -8,7 +8,7 @@
 
 // Who is at the other end of a connection to a `lambda-local` Runtime API listener.
 //
-// Loopback is not private (THREATS.md): any local user can connect to 127.0.0.1. The
+// Loopback is not private (docs/security.md): any local user can connect to 127.0.0.1. The
 // Runtime API hands out events (Authorization headers, cookies) and takes decisions, so a
 // listener accepts only the function's own processes: the peer's socket must belong to the
 // uid the function runs as, and be held by a process of the function's process group.
