@@ -83,6 +83,8 @@ std::string hostCondition(const std::string& pattern) {
 
 // What the generated files depend on, worked out once from the policy and the options.
 struct Plan {
+  Plan(const HaproxyConfigOptions& o, const engine::PolicySnapshot& s) : options(o), snapshot(s) {}
+
   const HaproxyConfigOptions& options;
   const engine::PolicySnapshot& snapshot;
   std::string agent_address;  // in HAProxy's syntax
