@@ -47,7 +47,6 @@
 #include <nlohmann/json.hpp>
 
 #include "audit/audit.h"
-#include "telemetry/metrics.h"
 #include "common/clock.h"
 #include "config/compiler.h"
 #include "engine/decision_cache.h"
@@ -56,6 +55,7 @@
 #include "engine/revocations.h"
 #include "identity/jwk.h"
 #include "identity/jwt.h"
+#include "telemetry/metrics.h"
 
 namespace {
 

@@ -12,12 +12,12 @@
 #include <nlohmann/json.hpp>
 
 #include "audit/audit.h"
-#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "engine/pipeline.h"
 #include "identity/base64url.h"
 #include "identity/jwk.h"
 #include "identity/jwt.h"
+#include "telemetry/metrics.h"
 
 namespace {
 

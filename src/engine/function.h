@@ -8,8 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/decision.h"
 #include "common/http/request.h"
+#include "engine/decision.h"
 #include "engine/template.h"
 #include "identity/identity.h"
 
@@ -17,8 +17,8 @@ namespace portcullis::engine {
 
 struct Route;
 
-// What a decision function sees (docs/functions-lua.md, docs/functions-lambda.md). Every reference stays valid until
-// the function has answered.
+// What a decision function sees (docs/functions-lua.md, docs/functions-lambda.md). Every reference
+// stays valid until the function has answered.
 struct FunctionCall {
   const http::Request& request;
   const identity::Identity* identity;  // null on anonymous routes

@@ -73,7 +73,8 @@ class Gatekeeper final {
   bool rateLimited(const Route& route, const std::string& key, Evaluation& ev);
   CacheKey cacheKey(const PolicySnapshot& snapshot, const Route& route,
                     const http::Request& request) const;
-  std::shared_ptr<const CachedDecision> toCacheEntry(const Route& route, const http::Request& request,
+  std::shared_ptr<const CachedDecision> toCacheEntry(const Route& route,
+                                                     const http::Request& request,
                                                      const Evaluation& ev, std::int64_t now) const;
 
   std::atomic<std::shared_ptr<const PolicySnapshot>> snapshot_;

@@ -4,8 +4,8 @@
 
 #include <future>
 
-#include "common/strings.h"
 #include "common/http/path.h"
+#include "common/strings.h"
 #include "engine/challenge.h"
 #include "identity/introspection.h"
 #include "identity/jwt.h"
@@ -493,8 +493,8 @@ Evaluation evaluate(const PolicySnapshot& snapshot, const http::Request& request
 }
 
 std::optional<Evaluation> evaluate(std::shared_ptr<const PolicySnapshot> snapshot,
-                                   const http::Request& request, std::int64_t now, const Clients& clients,
-                                   bool explain, EvaluationDone done) {
+                                   const http::Request& request, std::int64_t now,
+                                   const Clients& clients, bool explain, EvaluationDone done) {
   const Route* route = snapshot->findRoute(request);
   return evaluateRoute(std::move(snapshot), route, request, now, clients, explain, std::move(done));
 }

@@ -11,9 +11,9 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "common/http/request.h"
 #include "common/result.h"
 #include "engine/decision.h"
-#include "common/http/request.h"
 #include "engine/snapshot.h"
 #include "identity/identity.h"
 #include "identity/introspection.h"
@@ -90,8 +90,8 @@ using EvaluationDone = std::function<void(Evaluation)>;
 // thread where the waiting client completes. `request` must outlive the evaluation; the
 // snapshot is pinned by the evaluation itself.
 std::optional<Evaluation> evaluate(std::shared_ptr<const PolicySnapshot> snapshot,
-                                   const http::Request& request, std::int64_t now, const Clients& clients,
-                                   bool explain, EvaluationDone done);
+                                   const http::Request& request, std::int64_t now,
+                                   const Clients& clients, bool explain, EvaluationDone done);
 
 // The same for a caller that has already routed the request (`route` = the snapshot's
 // findRoute() result, null when nothing matched), so routing is done once per request.

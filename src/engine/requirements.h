@@ -4,9 +4,9 @@
 #include <string>
 #include <vector>
 
+#include "common/http/request.h"
 #include "common/ip.h"
 #include "common/result.h"
-#include "common/http/request.h"
 #include "identity/identity.h"
 
 namespace portcullis::engine {
@@ -29,7 +29,8 @@ struct Requirements {
   // The first failed check as an Error (role_missing, scope_missing, claim_mismatch,
   // source_ip_denied), or nullopt when all pass. `identity` may be null only when
   // needsIdentity() is false.
-  std::optional<Error> check(const http::Request& request, const identity::Identity* identity) const;
+  std::optional<Error> check(const http::Request& request,
+                             const identity::Identity* identity) const;
 };
 
 }  // namespace portcullis::engine

@@ -5,8 +5,8 @@
 #include <string_view>
 #include <vector>
 
-#include "common/result.h"
 #include "common/http/request.h"
+#include "common/result.h"
 #include "identity/identity.h"
 
 namespace portcullis::engine {

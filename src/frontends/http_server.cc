@@ -9,8 +9,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
-#include "telemetry/metrics.h"
 #include "net/workers.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::frontends {
 namespace {

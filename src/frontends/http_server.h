@@ -12,8 +12,8 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
-#include "common/ip.h"
 #include "common/http/request.h"
+#include "common/ip.h"
 
 namespace portcullis::telemetry {
 class Counter;

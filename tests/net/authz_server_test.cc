@@ -16,11 +16,11 @@
 #include <thread>
 
 #include "audit/audit.h"
-#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "frontends/authz/authz.h"
 #include "frontends/http_server.h"
 #include "net/workers.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::frontends {
 namespace {

@@ -15,7 +15,6 @@
 #include <sstream>
 
 #include "audit/audit.h"
-#include "telemetry/metrics.h"
 #include "config/compiler.h"
 #include "engine/gatekeeper.h"
 #include "frontends/spoe/agent.h"
@@ -24,6 +23,7 @@
 #include "identity/base64url.h"
 #include "identity/jwk.h"
 #include "identity/jwt.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::frontends::spoe {
 namespace {
@@ -242,7 +242,7 @@ class HaproxyCacheTest : public ::testing::Test {
   }
 
   static http::Request request(const std::string& path,
-                                 std::vector<std::pair<std::string, std::string>> headers) {
+                               std::vector<std::pair<std::string, std::string>> headers) {
     http::Request req;
     req.method = "GET";
     req.scheme = "http";

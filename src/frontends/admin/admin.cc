@@ -9,11 +9,11 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
-#include "telemetry/metrics.h"
+#include "common/http/path.h"
 #include "common/ip.h"
 #include "common/strings.h"
 #include "common/units.h"
-#include "common/http/path.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::frontends {
 namespace {

@@ -8,10 +8,10 @@
 
 #include <array>
 
-#include "common/strings.h"
-#include "frontends/common.h"
 #include "common/http/path.h"
+#include "common/strings.h"
 #include "engine/router.h"
+#include "frontends/common.h"
 
 namespace portcullis::frontends {
 namespace {
@@ -146,7 +146,7 @@ std::string header(const http::Headers& headers, std::string_view name) {
 }  // namespace
 
 std::optional<http::Request> originalRequest(HttpIn& in, const engine::Settings::Authz& config,
-                                               std::string& why) {
+                                             std::string& why) {
   http::Request req;
   const http::Headers& h = in.headers;
   const auto style = effectiveStyle(h, config.style, why);

@@ -27,6 +27,6 @@ class AuthzFrontend final {
 // Rebuilds the original request from an auth request (exposed for unit tests).
 // Returns nullopt, with `why` set, when it cannot (the front door then answers 400).
 std::optional<http::Request> originalRequest(HttpIn& in, const engine::Settings::Authz& config,
-                                               std::string& why);
+                                             std::string& why);
 
 }  // namespace portcullis::frontends

@@ -20,12 +20,12 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
-#include "telemetry/metrics.h"
-#include "common/strings.h"
 #include "common/http/path.h"
+#include "common/strings.h"
 #include "engine/router.h"
 #include "frontends/common.h"
 #include "frontends/spoe/haproxy_cache.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::frontends::spoe {
 namespace {

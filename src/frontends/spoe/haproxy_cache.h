@@ -7,8 +7,8 @@
 #include <utility>
 #include <vector>
 
-#include "engine/pipeline.h"
 #include "common/http/request.h"
+#include "engine/pipeline.h"
 #include "engine/snapshot.h"
 
 // Decision caching inside HAProxy (`portcullis haproxy-config --haproxy-cache`). HAProxy

@@ -10,9 +10,9 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "common/http/request.h"
 #include "common/result.h"
 #include "engine/function.h"
-#include "common/http/request.h"
 
 // API Gateway's Lambda authorizer formats (HTTP API payload 2.0, REST API payload 1.0),
 // so that authorizers written for API Gateway run unchanged behind portcullis. Pure: no

@@ -41,13 +41,13 @@
 #include <list>
 #include <map>
 
-#include "telemetry/metrics.h"
 #include "common/strings.h"
 #include "config/yaml_reader.h"
 #include "functions/lambda/lambda_function.h"
 #include "functions/lambda/process_spawn.h"
 #include "functions/lambda/runtime.h"
 #include "functions/lambda/runtime_peer.h"
+#include "telemetry/metrics.h"
 
 extern char** environ;
 
@@ -120,7 +120,8 @@ struct GaugeCells {
 
 std::shared_ptr<GaugeCells> gaugeCells(telemetry::Metrics& metrics, const std::string& function) {
   static std::mutex mu;
-  static std::map<std::pair<const telemetry::Metrics*, std::string>, std::shared_ptr<GaugeCells>> cells;
+  static std::map<std::pair<const telemetry::Metrics*, std::string>, std::shared_ptr<GaugeCells>>
+      cells;
   const std::lock_guard lock(mu);
   auto& slot = cells[{&metrics, function}];
   if (!slot) {
@@ -276,7 +277,7 @@ struct LogLimiter {
 };
 
 bhttp::response<bhttp::string_body> jsonResponse(bhttp::status status, unsigned version,
-                                               bool keep_alive, std::string body) {
+                                                 bool keep_alive, std::string body) {
   bhttp::response<bhttp::string_body> res{status, version};
   res.set(bhttp::field::server, "portcullis-lambda-runtime");
   res.set(bhttp::field::content_type, "application/json");
@@ -989,8 +990,8 @@ class PoolCore final {
 
   // POST …/invocation/{id}/response, …/invocation/{id}/error, …/init/error.
   std::pair<bhttp::status, std::string> handlePost(const std::shared_ptr<Proc>& proc,
-                                                  bhttp::request<bhttp::string_body>& req,
-                                                  std::string_view target) {
+                                                   bhttp::request<bhttp::string_body>& req,
+                                                   std::string_view target) {
     const std::string prefix(kApiPrefix);
     if (!target.starts_with(prefix)) {
       return {bhttp::status::not_found, errorBody("NotFound", "unknown path")};
@@ -1119,7 +1120,7 @@ class PoolCore final {
     bhttp::response<bhttp::string_body> res{bhttp::status::ok, version};
     res.set(bhttp::field::server, "portcullis-lambda-runtime");
     res.set(bhttp::field::content_type, "application/json");
-    res.set("Lambda-Runtime-Aws-http::Request-Id", inv->id);
+    res.set("Lambda-Runtime-Aws-Request-Id", inv->id);
     const auto deadline_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(
             (std::chrono::system_clock::now() + inv->timeout).time_since_epoch())

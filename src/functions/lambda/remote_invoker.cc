@@ -33,9 +33,9 @@
 #include <thread>
 #include <vector>
 
-#include "telemetry/metrics.h"
 #include "common/strings.h"
 #include "functions/lambda/runtime.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::functions::lambda {
 
@@ -163,7 +163,8 @@ struct GaugeCells {
 
 std::shared_ptr<GaugeCells> gaugeCells(telemetry::Metrics& metrics, const std::string& function) {
   static std::mutex mu;
-  static std::map<std::pair<const telemetry::Metrics*, std::string>, std::shared_ptr<GaugeCells>> cells;
+  static std::map<std::pair<const telemetry::Metrics*, std::string>, std::shared_ptr<GaugeCells>>
+      cells;
   const std::lock_guard lock(mu);
   auto& slot = cells[{&metrics, function}];
   if (!slot) {
@@ -212,7 +213,7 @@ struct RemoteMetrics {
   std::shared_ptr<GaugeCells> cells;
 };
 
-using http::Request = bhttp::request<bhttp::string_body>;
+using Request = bhttp::request<bhttp::string_body>;
 using Response = bhttp::response<bhttp::string_body>;
 
 // One connection to the endpoint: plain TCP or TLS over TCP. I/O thread only.
@@ -277,7 +278,7 @@ struct Exchange {
 };
 
 template <typename Stream>
-asio::awaitable<Exchange> exchangeOn(Stream& stream, const http::Request& request) {
+asio::awaitable<Exchange> exchangeOn(Stream& stream, const Request& request) {
   Exchange out;
   if (auto [ec, n] = co_await bhttp::async_write(stream, request, kNoThrow); ec) {
     out.error = "write: " + ec.message();
@@ -506,7 +507,7 @@ class RemoteCore final : public std::enable_shared_from_this<RemoteCore> {
       self->dispatch();
       co_return;
     }
-    const http::Request request = self->buildRequest(inv);
+    const Request request = self->buildRequest(inv);
     const bool reused_conn = conn != nullptr;
     std::string error;
     if (!conn) {
@@ -580,7 +581,7 @@ class RemoteCore final : public std::enable_shared_from_this<RemoteCore> {
     dispatch();
   }
 
-  asio::awaitable<Exchange> send(Conn& conn, const http::Request& request, bool reused_conn) {
+  asio::awaitable<Exchange> send(Conn& conn, const Request& request, bool reused_conn) {
     requests.fetch_add(1);
     if (reused_conn) reused.fetch_add(1);
     if (conn.tls) co_return co_await exchangeOn(*conn.tls, request);
@@ -705,7 +706,7 @@ class RemoteCore final : public std::enable_shared_from_this<RemoteCore> {
 
   // POST /2015-03-31/functions/{function}/invocations[?Qualifier=…], signed for `lambda` in
   // the function's region at the current time. The payload moves into the request.
-  http::Request buildRequest(const std::shared_ptr<Invocation>& inv) {
+  Request buildRequest(const std::shared_ptr<Invocation>& inv) {
     aws::SignableRequest signable;
     signable.method = "POST";
     signable.path = options_.path();
@@ -720,7 +721,7 @@ class RemoteCore final : public std::enable_shared_from_this<RemoteCore> {
                                                 .count();
     aws::sign(signable, options_.credentials, options_.region, kService, aws::amzDate(now));
 
-    http::Request req{bhttp::verb::post,
+    Request req{bhttp::verb::post,
                 signable.query.empty() ? signable.path : signable.path + "?" + signable.query, 11};
     for (const auto& [name, value] : signable.headers)
       req.set(name, value);

@@ -17,7 +17,7 @@ using namespace std::chrono_literals;
 
 // GET https://api.example.com/orders/1 with `Authorization: Bearer token-1`, by default.
 inline http::Request functionRequest(std::string path = "/orders/1", std::string method = "GET",
-                                       std::string authorization = "Bearer token-1") {
+                                     std::string authorization = "Bearer token-1") {
   http::Request r;
   r.method = std::move(method);
   r.scheme = "https";

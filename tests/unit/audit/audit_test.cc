@@ -11,9 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include "audit/json_writer.h"
-#include "telemetry/metrics.h"
 #include "engine/gatekeeper.h"
 #include "support/fixtures.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::audit {
 namespace {
@@ -56,7 +56,7 @@ http::Request request(std::string token) {
 
 TEST(AuditTest, OneLinePerDecisionWithEveryContractField) {
   TempDir dir;
-  Metrics metrics;
+  telemetry::Metrics metrics;
   MemorySink sink;
   FixedClock clock;
   auto snapshot = portcullis::testing::compilePolicy(dir, kPolicy, metrics);
@@ -111,7 +111,7 @@ TEST(AuditTest, HostileRequestBytesStayOneValidJsonLine) {
 
 TEST(AuditTest, GatekeeperPublishSwapsPolicyForNewDecisionsOnly) {
   TempDir dir1, dir2;
-  Metrics metrics;
+  telemetry::Metrics metrics;
   MemorySink sink;
   FixedClock clock;
   auto deny_all = portcullis::testing::compilePolicy(dir1, "version: 1\nroutes: []\n", metrics);
@@ -128,7 +128,7 @@ TEST(AuditTest, GatekeeperPublishSwapsPolicyForNewDecisionsOnly) {
 
 TEST(StreamSinkTest, WritesEveryLineToAFileAndReopens) {
   TempDir dir;
-  Metrics metrics;
+  telemetry::Metrics metrics;
   const std::string path = dir.path() + "/audit.jsonl";
   {
     StreamSink sink(path, 1024, std::chrono::milliseconds(1000), metrics);
@@ -149,7 +149,7 @@ TEST(StreamSinkTest, WritesEveryLineToAFileAndReopens) {
 
 TEST(StreamSinkTest, FullQueueAppliesBoundedBackPressureThenCountsDrops) {
   TempDir dir;
-  Metrics metrics;
+  telemetry::Metrics metrics;
   // A FIFO with no reader blocks the writer thread once the pipe buffer fills, so the
   // queue (2 lines) fills and writers wait `block_timeout`, then drop and count.
   const std::string fifo = dir.path() + "/fifo";
@@ -226,7 +226,7 @@ namespace {
 TEST(StreamSinkTest, LinesThatCouldNotBeWrittenCountAsDropped) {
   ::signal(SIGPIPE, SIG_IGN);  // as `serve` does: a broken pipe is an error, not a kill
   TempDir dir;
-  Metrics metrics;
+  telemetry::Metrics metrics;
   const std::string fifo = dir.path() + "/fifo";
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);

@@ -160,8 +160,8 @@ class FunctionsTest : public ::testing::Test {
     ASSERT_TRUE(snapshot_);
     token_ = mintToken({}, now_);
   }
-  Request request(std::string path) {
-    Request r;
+  http::Request request(std::string path) {
+    http::Request r;
     r.method = "GET";
     r.host = "api.example.com";
     r.path = std::move(path);
@@ -185,7 +185,7 @@ class FunctionsTest : public ::testing::Test {
 };
 
 TEST_F(FunctionsTest, ContextFlowsToLaterFunctionsAndTemplates) {
-  const Request r = request("/chain");
+  const http::Request r = request("/chain");
   const auto ev = evaluate(*snapshot_, r, now_, true);
   ASSERT_TRUE(ev.decision.allow) << ev.decision.detail;
   EXPECT_EQ(header(ev.decision.upstream_headers, "X-Tenant"), "acme");
@@ -236,7 +236,7 @@ TEST_F(FunctionsTest, ErrorsGoThroughOnError) {
 }
 
 TEST_F(FunctionsTest, AsynchronousAnswersResumeThePipeline) {
-  const Request r = request("/async");
+  const http::Request r = request("/async");
   std::promise<Evaluation> promise;
   auto inline_result = evaluate(snapshot_, r, now_, Clients{}, false,
                                 [&](Evaluation ev) { promise.set_value(std::move(ev)); });
@@ -248,7 +248,7 @@ TEST_F(FunctionsTest, AsynchronousAnswersResumeThePipeline) {
   EXPECT_EQ(header(ev.decision.upstream_headers, "X-Tenant"), "acme");
   EXPECT_EQ(ev.functions.size(), 2u);
 
-  const Request r2 = request("/async-deny");
+  const http::Request r2 = request("/async-deny");
   std::promise<Evaluation> promise2;
   ASSERT_FALSE(evaluate(snapshot_, r2, now_, Clients{}, false,
                         [&](Evaluation e) { promise2.set_value(std::move(e)); }));
@@ -283,17 +283,17 @@ TEST_F(FunctionsTest, FunctionTtlLowersTheCacheTtlAndCacheKeysFollowCacheKey) {
   } clock(now_);
   LocalDecisionCache cache(1024);
   Gatekeeper gatekeeper(snapshot_, sink, metrics_, clock, GatekeeperServices{&cache});
-  Request r = request("/chain");
+  http::Request r = request("/chain");
   const auto first = gatekeeper.decide(r);
   ASSERT_TRUE(first.decision.allow);
   EXPECT_EQ(first.decision.ttl.count(), 2);  // ok2 asked for 2 s; the route says 30 s
-  Request again = request("/chain");
+  http::Request again = request("/chain");
   EXPECT_EQ(gatekeeper.decide(again).cache, Evaluation::Cache::kHit);
-  Request other = request("/chain");
+  http::Request other = request("/chain");
   other.headers.add("X-Extra", "1");  // every header is in the key
   EXPECT_EQ(gatekeeper.decide(other).cache, Evaluation::Cache::kMiss);
   clock.ms += 2000;
-  Request later = request("/chain");
+  http::Request later = request("/chain");
   EXPECT_EQ(gatekeeper.decide(later).cache, Evaluation::Cache::kMiss);
 }
 
@@ -331,7 +331,7 @@ TEST_F(FunctionsTest, PerClientLimitsAreNeverFailedOpenNorCached) {
   LocalDecisionCache cache(1024);
   const SystemClock clock;
   Gatekeeper gatekeeper(snapshot_, sink, metrics_, clock, GatekeeperServices{&cache});
-  Request r = request("/limited");
+  http::Request r = request("/limited");
   EXPECT_EQ(gatekeeper.decide(r).decision.status, 429);
   EXPECT_EQ(cache.size(), 0u) << "a per-client limit fixes itself: never cached";
 }

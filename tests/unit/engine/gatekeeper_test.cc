@@ -105,8 +105,8 @@ class GatekeeperTest : public ::testing::Test {
         snapshot_, sink_, metrics_, clock_, GatekeeperServices{&cache_, &limiter_, &revocations_});
     token_ = mintToken({{"scope", "read:orders"}, {"jti", "t-1"}}, clock_.unixSeconds());
   }
-  Request request(std::string path, const std::string& token) {
-    Request r;
+  http::Request request(std::string path, const std::string& token) {
+    http::Request r;
     r.method = "GET";
     r.host = "api.example.com";
     r.path = std::move(path);
@@ -115,7 +115,7 @@ class GatekeeperTest : public ::testing::Test {
     r.headers.add("X-Tenant", "acme");
     return r;
   }
-  Evaluation decide(Request r) { return gatekeeper_->decide(r); }
+  Evaluation decide(http::Request r) { return gatekeeper_->decide(r); }
 
   TempDir dir_;
   telemetry::Metrics metrics_;
@@ -185,7 +185,7 @@ TEST_F(GatekeeperTest, KeyRecipeCoversEveryInputTheRouteReads) {
   outside.client_ip = *IpAddress::parse("192.0.2.1");
   EXPECT_EQ(decide(outside).decision.reason, Reason::kSourceIpDenied) << "never the cached allow";
   auto tenant = request("/orders/1", token_);
-  tenant.headers = Headers();
+  tenant.headers = http::Headers();
   tenant.headers.add("Authorization", "Bearer " + token_);
   tenant.headers.add("X-Tenant", "globex");
   const auto t = decide(tenant);
@@ -323,7 +323,7 @@ TEST_F(GatekeeperTest, ConcurrentMissesShareOneEvaluation) {
   FakeIntrospector fake;
   Clients clients;
   clients.introspector = &fake;
-  std::vector<Request> requests;
+  std::vector<http::Request> requests;
   for (int i = 0; i < 100; ++i)
     requests.push_back(request("/opaque", "opaque-token"));
   int completed_later = 0;
@@ -405,7 +405,7 @@ TEST_F(GatekeeperTest, TokenHashRevocationSurvivesSignatureMalleability) {
 TEST_F(GatekeeperTest, TokenHashRevocationNamesTheCredentialThatAuthenticated) {
   const auto decoy = mintToken({{"sub", "bob"}}, clock_.unixSeconds());  // iss: demo's
   auto with_decoy = [&] {
-    Request r = request("/two", token_);
+    http::Request r = request("/two", token_);
     r.headers.add("Cookie", "session=" + decoy);
     return r;
   };
@@ -428,7 +428,7 @@ TEST_F(GatekeeperTest, TokenHashRevocationNamesTheCredentialThatAuthenticated) {
 // route reads by name, and a credential, must appear once.
 TEST_F(GatekeeperTest, RepeatedDecisionInputsAreRefusedBeforeTheCache) {
   ASSERT_TRUE(decide(request("/orders/1", token_)).decision.allow);
-  Request twice = request("/orders/1", token_);
+  http::Request twice = request("/orders/1", token_);
   twice.headers.add("X-Tenant", "globex");
   auto ev = decide(twice);
   EXPECT_FALSE(ev.decision.allow);
@@ -437,19 +437,19 @@ TEST_F(GatekeeperTest, RepeatedDecisionInputsAreRefusedBeforeTheCache) {
   EXPECT_NE(ev.decision.detail.find("x-tenant"), std::string::npos) << ev.decision.detail;
 
   // A second Authorization header: the proxy or the upstream may read the other one.
-  Request two_tokens = request("/orders/1", token_);
+  http::Request two_tokens = request("/orders/1", token_);
   two_tokens.headers.add("Authorization", "Bearer forged.x.y");
   ev = decide(two_tokens);
   EXPECT_EQ(ev.decision.reason, Reason::kBadRequest);
   EXPECT_NE(ev.decision.detail.find("authorization"), std::string::npos) << ev.decision.detail;
 
   // A cookie credential named twice, in one Cookie header or in two.
-  Request cookies = request("/two", "");
+  http::Request cookies = request("/two", "");
   cookies.headers.add("Cookie", "session=a; theme=dark; session=b");
   EXPECT_EQ(decide(cookies).decision.reason, Reason::kBadRequest);
 
   // A rate-limit key read from a header: two values must not buy a fresh bucket.
-  Request keyed = request("/by-key", "");
+  http::Request keyed = request("/by-key", "");
   keyed.headers.add("X-Api-Key", "k1");
   EXPECT_TRUE(decide(keyed).decision.allow);
   EXPECT_EQ(decide(keyed).decision.reason, Reason::kRateLimited);

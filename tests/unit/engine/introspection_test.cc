@@ -62,8 +62,8 @@ class IntrospectionTest : public ::testing::Test {
     ASSERT_TRUE(snapshot_);
     clients_.introspector = &fake_;
   }
-  Request request(const std::string& token) {
-    Request r;
+  http::Request request(const std::string& token) {
+    http::Request r;
     r.method = "GET";
     r.host = "api.example.com";
     r.path = "/orders/1";
@@ -79,7 +79,8 @@ class IntrospectionTest : public ::testing::Test {
     return std::make_shared<const nlohmann::json>(std::move(a));
   }
   // Runs one request to completion; the fake answers with `answer` if a call is made.
-  std::pair<Evaluation, bool> decide(const Request& r, std::optional<Introspector::Answer> answer) {
+  std::pair<Evaluation, bool> decide(const http::Request& r,
+                                     std::optional<Introspector::Answer> answer) {
     std::optional<Evaluation> later;
     auto now = evaluate(snapshot_, r, kNow, clients_, false,
                         [&later](Evaluation ev) { later = std::move(ev); });

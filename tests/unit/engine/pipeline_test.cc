@@ -62,8 +62,9 @@ class PipelineTest : public ::testing::Test {
  protected:
   void SetUp() override { snapshot_ = compilePolicy(dir_, kPolicy, metrics_); }
 
-  Request request(std::string path, std::string token = {}, std::string host = "api.example.com") {
-    Request r;
+  http::Request request(std::string path, std::string token = {},
+                        std::string host = "api.example.com") {
+    http::Request r;
     r.method = "GET";
     r.host = std::move(host);
     r.path = std::move(path);
@@ -71,7 +72,7 @@ class PipelineTest : public ::testing::Test {
     if (!token.empty()) r.headers.add("Authorization", "Bearer " + token);
     return r;
   }
-  Evaluation run(const Request& r) { return evaluate(*snapshot_, r, kNow, true); }
+  Evaluation run(const http::Request& r) { return evaluate(*snapshot_, r, kNow, true); }
   static std::string header(const Decision::HeaderList& list, std::string_view name) {
     for (const auto& [n, v] : list) {
       if (n == name) return v;
@@ -288,11 +289,11 @@ routes:
 )",
                                 metrics);
   ASSERT_TRUE(snapshot);
-  Request r;
+  http::Request r;
   r.method = "GET";
   r.path = "/r";
   const auto with = [&](std::int64_t iat) {
-    Request copy = r;
+    http::Request copy = r;
     copy.headers.add("Authorization",
                      "Bearer " + mintToken({{"iat", iat}, {"exp", kNow + 3600}}, kNow));
     return evaluate(*snapshot, copy, kNow);
@@ -301,7 +302,7 @@ routes:
   const auto old = with(kNow - 600);
   EXPECT_EQ(old.decision.reason, Reason::kTokenExpired);
   EXPECT_NE(old.decision.detail.find("max_age"), std::string::npos);
-  Request no_iat = r;
+  http::Request no_iat = r;
   no_iat.headers.add("Authorization", "Bearer " + mintToken({{"iat", nullptr}}, kNow));
   EXPECT_EQ(evaluate(*snapshot, no_iat, kNow).decision.reason, Reason::kClaimInvalid);
 }

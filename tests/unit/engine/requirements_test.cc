@@ -18,7 +18,7 @@ struct RequirementsFixture : ::testing::Test {
     const auto err = r.check(request, &id);
     return err ? err->code : Reason::kNone;
   }
-  Request request;
+  http::Request request;
   identity::Identity id;
 };
 

@@ -32,7 +32,7 @@ struct TemplateFixture : ::testing::Test {
     EXPECT_TRUE(t.has_value()) << text;
     return t ? t->render(TemplateInput{request, &id, &ctx}) : "";
   }
-  Request request;
+  http::Request request;
   identity::Identity id;
   Context ctx;
 };

@@ -7,7 +7,7 @@
 
 #include "common/strings.h"
 
-namespace portcullis::engine {
+namespace portcullis::http {
 namespace {
 
 std::string norm(std::string_view raw) {
@@ -238,4 +238,4 @@ TEST(NormalizePathTest, ANormalisedPathIsAFixedPoint) {
 }
 
 }  // namespace
-}  // namespace portcullis::engine
+}  // namespace portcullis::http
