@@ -15,7 +15,9 @@
 #include <sstream>
 
 #include "config/compiler.h"
+#include "config/functions.h"
 #include "engine/snapshot.h"
+#include "functions/lua/lua_function.h"
 #include "telemetry/metrics.h"
 
 namespace {
@@ -56,7 +58,10 @@ struct Fixture {
         << kExamples << "/tenant.lua, headers: [X-Support-Access] }\n"
         << "routes:\n  - name: r\n    match: { paths: [/r] }\n"
            "    functions: [trivial, tenant]\n";
-    auto loaded = config::loadPolicy((dir / "policy.yaml").string(), metrics, kNow);
+    config::FunctionRuntimes runtimes;
+    functions::lua::registerRuntime(runtimes);
+    auto loaded =
+        config::loadPolicy((dir / "policy.yaml").string(), metrics, kNow, nullptr, &runtimes);
     if (!loaded.snapshot) {
       for (const auto& e : loaded.errors)
         std::fprintf(stderr, "%s\n", e.toString().c_str());

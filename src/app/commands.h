@@ -5,6 +5,12 @@
 #include <string>
 #include <vector>
 
+namespace portcullis::config {
+class FunctionRuntimes;
+}
+
+// The subcommands. Those that compile a policy take the program's function runtimes
+// (app/runtimes.h).
 namespace portcullis::app {
 
 // Exit codes shared by every subcommand.
@@ -17,9 +23,9 @@ struct ServeOptions {
   std::string ready_file;  // written once every listener is bound: {"authz":"IP:PORT",…}
   std::string log_level = "info";
 };
-int runServe(const ServeOptions& options);
+int runServe(const ServeOptions& options, const config::FunctionRuntimes& runtimes);
 
-int runCheck(const std::string& config);
+int runCheck(const std::string& config, const config::FunctionRuntimes& runtimes);
 
 struct EvalOptions {
   std::string config;
@@ -30,9 +36,10 @@ struct EvalOptions {
   bool explain = false;
   std::optional<std::int64_t> now;  // Unix seconds; default: the clock
 };
-int runEval(const EvalOptions& options);
+int runEval(const EvalOptions& options, const config::FunctionRuntimes& runtimes);
 
-int runTest(const std::string& config, const std::vector<std::string>& case_files);
+int runTest(const std::string& config, const std::vector<std::string>& case_files,
+            const config::FunctionRuntimes& runtimes);
 
 struct TokenOptions {
   std::string key_file;
@@ -57,6 +64,6 @@ struct HaproxyConfigOptions {
   bool haproxy_cache = false;                  // cache allows in a stick table (--haproxy-cache)
   std::uint64_t haproxy_cache_size = 100'000;  // stick-table entries
 };
-int runHaproxyConfig(const HaproxyConfigOptions& options);
+int runHaproxyConfig(const HaproxyConfigOptions& options, const config::FunctionRuntimes& runtimes);
 
 }  // namespace portcullis::app

@@ -9,13 +9,13 @@
 #include <fmt/format.h>
 
 #include "app/commands.h"
-#include "telemetry/metrics.h"
 #include "common/clock.h"
 #include "common/ip.h"
 #include "common/strings.h"
 #include "config/compiler.h"
 #include "frontends/spoe/agent.h"
 #include "frontends/spoe/haproxy_cache.h"
+#include "telemetry/metrics.h"
 
 namespace portcullis::app {
 namespace {
@@ -81,32 +81,26 @@ std::string hostCondition(const std::string& pattern) {
          " } !{ var(txn.pc_route_host) -m str " + either(suffix) + " }";
 }
 
-}  // namespace
+// What the generated files depend on, worked out once from the policy and the options.
+struct Plan {
+  Plan(const HaproxyConfigOptions& o, const engine::PolicySnapshot& s) : options(o), snapshot(s) {}
 
-int runHaproxyConfig(const HaproxyConfigOptions& options) {
-  telemetry::Metrics metrics;
-  auto loaded = config::loadPolicy(options.config, metrics, SystemClock().unixSeconds());
-  for (const auto& e : loaded.errors)
-    std::cerr << e.toString() << "\n";
-  if (!loaded.snapshot) return kExitConfigError;
-  const auto& snapshot = *loaded.snapshot;
-  const std::string agent =
-      !options.agent.empty() ? options.agent : snapshot.settings.listeners.spoe;
-  const auto agent_socket = parseUnixAddress(agent);
-  if (agent.empty() || (!parseHostPort(agent) && !agent_socket)) {
-    std::cerr << "haproxy-config: set listeners.spoe in the policy or pass --agent IP:PORT or "
-                 "--agent unix:/path\n";
-    return kExitConfigError;
-  }
-  // HAProxy's address syntax: `unix@/path` for a unix socket.
-  const std::string agent_address = agent_socket ? "unix@" + cfgWord(*agent_socket) : agent;
-  const bool v3 = options.haproxy_version.starts_with("3.");
-  const std::string spoe_path =
-      options.out_dir.empty()
-          ? "/etc/haproxy/portcullis-spoe.conf"
-          : std::filesystem::absolute(options.out_dir + "/portcullis-spoe.conf").string();
-
+  const HaproxyConfigOptions& options;
+  const engine::PolicySnapshot& snapshot;
+  std::string agent_address;  // in HAProxy's syntax
+  std::string spoe_path;      // where haproxy.cfg finds the SPOE file
+  bool v3 = false;            // HAProxy 3.1+: `mode spop`
   // Every header a route may inject upstream: stripped from clients, set from the agent.
+  std::set<std::string> headers;
+  // --haproxy-cache: the header profiles HAProxy can rebuild on a hit (none: no caching),
+  // and the longest TTL (the table's `expire`, and the most a stored entry may claim).
+  std::vector<frontends::spoe::HeaderProfile> profiles;
+  std::int64_t max_ttl = 0;
+  bool hcache() const { return !profiles.empty(); }
+};
+
+// Every header a route may inject upstream.
+std::set<std::string> injectedHeaders(const engine::PolicySnapshot& snapshot) {
   std::set<std::string> headers;
   for (const auto& route : snapshot.routes) {
     for (const auto* p : route.providers) {
@@ -120,99 +114,89 @@ int runHaproxyConfig(const HaproxyConfigOptions& options) {
         headers.insert(h);
     }
   }
+  return headers;
+}
 
-  // --haproxy-cache: the header profiles HAProxy can rebuild on a hit, and the longest TTL
-  // (the table's `expire`, and the most a stored entry may claim).
-  std::vector<frontends::spoe::HeaderProfile> profiles;
-  std::int64_t max_ttl = 0;
-  if (options.haproxy_cache) {
-    if (options.haproxy_cache_size == 0) {
-      std::cerr << "haproxy-config: --haproxy-cache-size must be at least 1\n";
-      return kExitConfigError;
-    }
-    profiles = frontends::spoe::headerProfiles(snapshot);
-    for (const auto& route : snapshot.routes) {
-      if (frontends::spoe::routeCacheableInHaproxy(route)) {
-        max_ttl = std::max<std::int64_t>(max_ttl, route.cache_ttl.count());
-      }
-    }
-    for (std::size_t i = 0; i < profiles.size(); ++i) {
-      for (std::size_t j = 0; j < i; ++j) {
-        if (profiles[i].id == profiles[j].id) {  // distinct header sets, one id: refuse
-          std::cerr << "haproxy-config: --haproxy-cache: two header profiles share the id "
-                    << profiles[i].id << "; rename a header in claims_to_headers\n";
-          return kExitConfigError;
-        }
-      }
-    }
-    if (profiles.empty()) {
-      std::cerr << "haproxy-config: --haproxy-cache: no route can be cached by HAProxy (it "
-                   "needs `cache`, bearer tokens, no rate_limit, functions or templated "
-                   "headers); the agent is asked about every request\n";
+// --haproxy-cache: the header profiles and the longest TTL. False when the cache cannot be
+// generated (reported on stderr).
+bool planCache(Plan& plan) {
+  const auto& options = plan.options;
+  const auto& snapshot = plan.snapshot;
+  if (options.haproxy_cache_size == 0) {
+    std::cerr << "haproxy-config: --haproxy-cache-size must be at least 1\n";
+    return false;
+  }
+  auto& profiles = plan.profiles;
+  profiles = frontends::spoe::headerProfiles(snapshot);
+  for (const auto& route : snapshot.routes) {
+    if (frontends::spoe::routeCacheableInHaproxy(route)) {
+      plan.max_ttl = std::max<std::int64_t>(plan.max_ttl, route.cache_ttl.count());
     }
   }
-  const bool hcache = !profiles.empty();
+  for (std::size_t i = 0; i < profiles.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      if (profiles[i].id == profiles[j].id) {  // distinct header sets, one id: refuse
+        std::cerr << "haproxy-config: --haproxy-cache: two header profiles share the id "
+                  << profiles[i].id << "; rename a header in claims_to_headers\n";
+        return false;
+      }
+    }
+  }
+  if (profiles.empty()) {
+    std::cerr << "haproxy-config: --haproxy-cache: no route can be cached by HAProxy (it "
+                 "needs `cache`, bearer tokens, no rate_limit, functions or templated "
+                 "headers); the agent is asked about every request\n";
+  }
+  return true;
+}
+
+// With --haproxy-cache: the stick-table lookup that answers cached allows without asking
+// the agent.
+void writeCacheLookup(std::ostream& cfg, const Plan& plan) {
+  const auto& profiles = plan.profiles;
   const std::string hit = "!{ var(txn.pc_hit) -m found }";
-  const std::string ttl_range = "1:" + std::to_string(max_ttl);
+  const std::string ttl_range = "1:" + std::to_string(plan.max_ttl);
+  std::string ids;
+  for (const auto& p : profiles)
+    ids += " " + std::to_string(p.id);
+  const std::string keyed = "{ var(txn.pc_tok) -m found }";
+  cfg << "    # --haproxy-cache: allows are kept in the stick table portcullis-decisions,\n"
+         "    # keyed by sha256(sha256(method) sha256(Host) sha256(URL) token): fixed-length\n"
+         "    # fields, so no two requests share a key. Only requests with one Host, one\n"
+         "    # `Authorization: Bearer <JWS>` and a canonical path are keyed. gpt0 is the\n"
+         "    # absolute expiry (Unix seconds; `expire` restarts on every touch), gpt1 the\n"
+         "    # header profile that a hit rebuilds from the token's payload.\n"
+         "    acl pc_path_unsafe path_sub % // /./ /../ \\\\ ; \\#\n"
+         "    acl pc_path_unsafe path_end /. /..\n"
+         "    acl pc_path_unsafe path_reg [.](/|$)\n"
+         "    acl pc_bearer req.fhdr(authorization) -m reg -i "
+         "^bearer\\ [a-z0-9_-]+\\.[a-z0-9_-]+\\.[a-z0-9_-]+$\n"
+         "    http-request set-var(txn.pc_now) date\n"
+         "    http-request set-var(txn.pc_tok) http_auth_bearer if pc_bearer "
+         "{ req.fhdr_cnt(authorization) eq 1 } { req.fhdr_cnt(host) eq 1 } !pc_path_unsafe\n"
+      << "    http-request set-var(txn.pc_host) req.fhdr(host),sha2(256),hex if " << keyed << "\n"
+      << "    http-request set-var(txn.pc_url) url,sha2(256),hex if " << keyed << "\n"
+      << "    http-request set-var(txn.pc_key) method,sha2(256),hex,concat(\" \",txn.pc_host),"
+         "concat(\" \",txn.pc_url),concat(\" \",txn.pc_tok),sha2(256) if "
+      << keyed << " { var(txn.pc_host) -m found } { var(txn.pc_url) -m found }\n"
+      << "    http-request set-var(txn.pc_left) "
+         "var(txn.pc_key),table_gpt(0,portcullis-decisions),"
+         "sub(txn.pc_now) if { var(txn.pc_key) -m found }\n"
+         "    http-request set-var(txn.pc_prof) "
+         "var(txn.pc_key),table_gpt(1,portcullis-decisions) "
+         "if { var(txn.pc_key) -m found }\n"
+      << "    http-request set-var(txn.pc_hit) bool(1) if { var(txn.pc_left) -m int " << ttl_range
+      << " } { var(txn.pc_prof) -m int" << ids << " }\n"
+      << "    http-request send-spoe-group portcullis portcullis-check if " << hit << "\n";
+}
 
-  std::ostringstream cfg;
-  cfg << "# Generated by `portcullis haproxy-config -c " << options.config << "` for HAProxy "
-      << options.haproxy_version << ".\n"
-      << (hcache ? "# The SPOE filter asks portcullis (message " +
-                       std::string(frontends::spoe::kMessageName) +
-                       ") about every request\n# that HAProxy has no cached allow for, and these "
-                       "rules enforce the answer. Fail closed:\n# no answer, no access.\n\n"
-                 : "# The SPOE filter asks portcullis about every request (message " +
-                       std::string(frontends::spoe::kMessageName) +
-                       ")\n# and these rules enforce the answer. Fail closed: no answer, no "
-                       "access.\n\n");
-  cfg << "global\n    log stdout format raw local0 notice\n\n";
-  cfg << "defaults\n    mode http\n    log global\n    option httplog\n"
-      << "    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\n";
-  cfg << "frontend portcullis-protected\n    bind " << options.bind << "\n"
-      << "    filter spoe engine portcullis config " << spoe_path << "\n";
-  cfg << "    # Identity headers are set by portcullis only: drop any a client sent.\n";
-  for (const auto& h : headers)
-    cfg << "    http-request del-header " << h << "\n";
-
-  if (hcache) {
-    std::string ids;
-    for (const auto& p : profiles)
-      ids += " " + std::to_string(p.id);
-    const std::string keyed = "{ var(txn.pc_tok) -m found }";
-    cfg << "    # --haproxy-cache: allows are kept in the stick table portcullis-decisions,\n"
-           "    # keyed by sha256(sha256(method) sha256(Host) sha256(URL) token): fixed-length\n"
-           "    # fields, so no two requests share a key. Only requests with one Host, one\n"
-           "    # `Authorization: Bearer <JWS>` and a canonical path are keyed. gpt0 is the\n"
-           "    # absolute expiry (Unix seconds; `expire` restarts on every touch), gpt1 the\n"
-           "    # header profile that a hit rebuilds from the token's payload.\n"
-           "    acl pc_path_unsafe path_sub % // /./ /../ \\\\ ; \\#\n"
-           "    acl pc_path_unsafe path_end /. /..\n"
-           "    acl pc_path_unsafe path_reg [.](/|$)\n"
-           "    acl pc_bearer req.fhdr(authorization) -m reg -i "
-           "^bearer\\ [a-z0-9_-]+\\.[a-z0-9_-]+\\.[a-z0-9_-]+$\n"
-           "    http-request set-var(txn.pc_now) date\n"
-           "    http-request set-var(txn.pc_tok) http_auth_bearer if pc_bearer "
-           "{ req.fhdr_cnt(authorization) eq 1 } { req.fhdr_cnt(host) eq 1 } !pc_path_unsafe\n"
-        << "    http-request set-var(txn.pc_host) req.fhdr(host),sha2(256),hex if " << keyed << "\n"
-        << "    http-request set-var(txn.pc_url) url,sha2(256),hex if " << keyed << "\n"
-        << "    http-request set-var(txn.pc_key) method,sha2(256),hex,concat(\" \",txn.pc_host),"
-           "concat(\" \",txn.pc_url),concat(\" \",txn.pc_tok),sha2(256) if "
-        << keyed << " { var(txn.pc_host) -m found } { var(txn.pc_url) -m found }\n"
-        << "    http-request set-var(txn.pc_left) "
-           "var(txn.pc_key),table_gpt(0,portcullis-decisions),"
-           "sub(txn.pc_now) if { var(txn.pc_key) -m found }\n"
-           "    http-request set-var(txn.pc_prof) "
-           "var(txn.pc_key),table_gpt(1,portcullis-decisions) "
-           "if { var(txn.pc_key) -m found }\n"
-        << "    http-request set-var(txn.pc_hit) bool(1) if { var(txn.pc_left) -m int " << ttl_range
-        << " } { var(txn.pc_prof) -m int" << ids << " }\n"
-        << "    http-request send-spoe-group portcullis portcullis-check if " << hit << "\n";
-  }
-
-  // No answer from the agent: HAProxy routes the request itself, as the router does (the
-  // first route whose hosts, paths and methods match, in order), and lets it through only
-  // when that route is open. Routes after the last open one cannot change the outcome.
+// No answer from the agent: HAProxy routes the request itself, as the router does (the
+// first route whose hosts, paths and methods match, in order), and lets it through only
+// when that route is open. Routes after the last open one cannot change the outcome.
+void writeFallbackRoutes(std::ostream& cfg, const Plan& plan) {
+  const auto& snapshot = plan.snapshot;
+  const bool hcache = plan.hcache();
+  const std::string hit = "!{ var(txn.pc_hit) -m found }";
   const auto open = [](const engine::Route& r) { return r.fail_open && r.allow; };
   std::size_t routes_to_copy = 0;
   std::string open_ids;
@@ -285,6 +269,12 @@ int runHaproxyConfig(const HaproxyConfigOptions& options) {
     cfg << "    http-request deny deny_status 503 if " << no_answer
         << " !{ var(txn.pc_route) -m int" << open_ids << " }\n";
   }
+}
+
+// The agent's answer, enforced: refusals with their status and headers, then the headers
+// it sets upstream.
+void writeEnforcement(std::ostream& cfg, const Plan& plan) {
+  const std::string var = "var(txn.portcullis.";
   cfg << "    http-request return status 401 content-type text/plain string \"unauthorized\" "
          "hdr WWW-Authenticate \"%["
       << var << "www_authenticate)]\" if { " << var << "allow) -m int 0 } { " << var
@@ -305,46 +295,84 @@ int runHaproxyConfig(const HaproxyConfigOptions& options) {
       << "status) -m int 429 }\n";
   cfg << "    http-request deny deny_status 503 if { " << var << "allow) -m found } !{ " << var
       << "allow) -m int 1 }\n";
-  for (const auto& h : headers) {
+  for (const auto& h : plan.headers) {
     const std::string v = frontends::spoe::headerVarName(h);
     cfg << "    http-request set-header " << h << " \"%[" << var << v << ")]\" if { " << var << v
         << ") -m found }\n";
   }
   cfg << "    http-request set-header X-Request-Id \"%[" << var << "request_id)]\" if { " << var
       << "request_id) -m found }\n";
-  if (hcache) {
-    const std::string store =
-        "pc_store { " + var + "allow) -m int 1 } { var(txn.pc_key) -m found }";
-    const std::string on_hit = "{ var(txn.pc_hit) -m found }";
-    cfg << "    # --haproxy-cache: store an allow the agent marked cacheable (sticky counter 2,\n"
-           "    # profile before expiry); on a hit, set the identity headers from the token.\n"
-        << "    acl pc_store " << var << "hcache_ttl) -m int " << ttl_range << "\n"
-        << "    http-request track-sc2 var(txn.pc_key) table portcullis-decisions if " << store
-        << "\n"
-        << "    http-request sc-set-gpt(1,2) " << var << "hcache_profile) if " << store << "\n"
-        << "    http-request sc-set-gpt(0,2) var(txn.pc_now),add(txn.portcullis.hcache_ttl) if "
-        << store << "\n";
-    for (const auto& p : profiles) {
-      for (const auto& [header, path] : p.headers) {
-        cfg << "    http-request set-header " << header << " "
-            << (path.empty() ? "\"\""
-                             : "\"%[var(txn.pc_tok),jwt_payload_query('\\" + path + "')]\"")
-            << " if " << on_hit << " { var(txn.pc_prof) -m int " << p.id << " }\n";
-      }
+}
+
+// With --haproxy-cache: storing the allows the agent marked cacheable, and answering hits.
+void writeCacheStore(std::ostream& cfg, const Plan& plan) {
+  const auto& profiles = plan.profiles;
+  const std::string var = "var(txn.portcullis.";
+  const std::string ttl_range = "1:" + std::to_string(plan.max_ttl);
+  const std::string store = "pc_store { " + var + "allow) -m int 1 } { var(txn.pc_key) -m found }";
+  const std::string on_hit = "{ var(txn.pc_hit) -m found }";
+  cfg << "    # --haproxy-cache: store an allow the agent marked cacheable (sticky counter 2,\n"
+         "    # profile before expiry); on a hit, set the identity headers from the token.\n"
+      << "    acl pc_store " << var << "hcache_ttl) -m int " << ttl_range << "\n"
+      << "    http-request track-sc2 var(txn.pc_key) table portcullis-decisions if " << store
+      << "\n"
+      << "    http-request sc-set-gpt(1,2) " << var << "hcache_profile) if " << store << "\n"
+      << "    http-request sc-set-gpt(0,2) var(txn.pc_now),add(txn.portcullis.hcache_ttl) if "
+      << store << "\n";
+  for (const auto& p : profiles) {
+    for (const auto& [header, path] : p.headers) {
+      cfg << "    http-request set-header " << header << " "
+          << (path.empty() ? "\"\"" : "\"%[var(txn.pc_tok),jwt_payload_query('\\" + path + "')]\"")
+          << " if " << on_hit << " { var(txn.pc_prof) -m int " << p.id << " }\n";
     }
-    cfg << "    http-request set-header X-Request-Id \"%[uuid]\" if " << on_hit
-        << " !{ req.fhdr_cnt(x-request-id) gt 0 }\n";
   }
+  cfg << "    http-request set-header X-Request-Id \"%[uuid]\" if " << on_hit
+      << " !{ req.fhdr_cnt(x-request-id) gt 0 }\n";
+}
+
+// haproxy.cfg: the protected frontend and its backends.
+std::string haproxyCfg(const Plan& plan) {
+  const auto& options = plan.options;
+  const bool hcache = plan.hcache();
+  std::ostringstream cfg;
+  cfg << "# Generated by `portcullis haproxy-config -c " << options.config << "` for HAProxy "
+      << options.haproxy_version << ".\n"
+      << (hcache ? "# The SPOE filter asks portcullis (message " +
+                       std::string(frontends::spoe::kMessageName) +
+                       ") about every request\n# that HAProxy has no cached allow for, and these "
+                       "rules enforce the answer. Fail closed:\n# no answer, no access.\n\n"
+                 : "# The SPOE filter asks portcullis about every request (message " +
+                       std::string(frontends::spoe::kMessageName) +
+                       ")\n# and these rules enforce the answer. Fail closed: no answer, no "
+                       "access.\n\n");
+  cfg << "global\n    log stdout format raw local0 notice\n\n";
+  cfg << "defaults\n    mode http\n    log global\n    option httplog\n"
+      << "    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\n";
+  cfg << "frontend portcullis-protected\n    bind " << options.bind << "\n"
+      << "    filter spoe engine portcullis config " << plan.spoe_path << "\n";
+  cfg << "    # Identity headers are set by portcullis only: drop any a client sent.\n";
+  for (const auto& h : plan.headers)
+    cfg << "    http-request del-header " << h << "\n";
+  if (hcache) writeCacheLookup(cfg, plan);
+  writeFallbackRoutes(cfg, plan);
+  writeEnforcement(cfg, plan);
+  if (hcache) writeCacheStore(cfg, plan);
   cfg << "    default_backend portcullis-upstream\n\n";
   cfg << "backend portcullis-upstream\n    server app " << options.upstream << "\n\n";
   if (hcache) {
     cfg << "backend portcullis-decisions\n    stick-table type binary len 32 size "
-        << options.haproxy_cache_size << " expire " << max_ttl << "s store gpt(2)\n\n";
+        << options.haproxy_cache_size << " expire " << plan.max_ttl << "s store gpt(2)\n\n";
   }
-  cfg << "backend portcullis-agents\n    mode " << (v3 ? "spop" : "tcp") << "\n"
-      << (v3 ? "" : "    option spop-check\n") << "    timeout connect 2s\n    timeout server 3m\n"
-      << "    server portcullis " << agent_address << " check inter 2s fall 2 rise 1\n";
+  cfg << "backend portcullis-agents\n    mode " << (plan.v3 ? "spop" : "tcp") << "\n"
+      << (plan.v3 ? "" : "    option spop-check\n")
+      << "    timeout connect 2s\n    timeout server 3m\n"
+      << "    server portcullis " << plan.agent_address << " check inter 2s fall 2 rise 1\n";
+  return cfg.str();
+}
 
+// The SPOE file that `filter spoe engine portcullis` reads.
+std::string spoeConf(const Plan& plan) {
+  const bool hcache = plan.hcache();
   std::ostringstream spoe;
   spoe << "# Generated by `portcullis haproxy-config`: the SPOE engine of the frontend's\n"
        << "# `filter spoe engine portcullis` line.\n"
@@ -354,13 +382,13 @@ int runHaproxyConfig(const HaproxyConfigOptions& options) {
                   : "    messages " + std::string(frontends::spoe::kMessageName) + "\n")
        << "    option var-prefix portcullis\n"
        << "    option set-on-error error\n"
-       << (v3 ? "" : "    option pipelining\n    no option async\n")
+       << (plan.v3 ? "" : "    option pipelining\n    no option async\n")
        << "    timeout hello 2s\n    timeout idle 2m\n    timeout processing 1s\n"
        << "    use-backend portcullis-agents\n"
        << "    register-var-names allow status reason request_id sub cache_ttl www_authenticate "
           "retry_after"
        << (hcache ? " hcache_ttl hcache_profile" : "");
-  for (const auto& h : headers)
+  for (const auto& h : plan.headers)
     spoe << " " << frontends::spoe::headerVarName(h);
   spoe << "\n    log global\n\n"
        << "spoe-message " << frontends::spoe::kMessageName << "\n"
@@ -372,15 +400,48 @@ int runHaproxyConfig(const HaproxyConfigOptions& options) {
   } else {
     spoe << "    event on-frontend-http-request\n";
   }
+  return spoe.str();
+}
 
+}  // namespace
+
+int runHaproxyConfig(const HaproxyConfigOptions& options,
+                     const config::FunctionRuntimes& runtimes) {
+  telemetry::Metrics metrics;
+  auto loaded =
+      config::loadPolicy(options.config, metrics, SystemClock().unixSeconds(), nullptr, &runtimes);
+  for (const auto& e : loaded.errors)
+    std::cerr << e.toString() << "\n";
+  if (!loaded.snapshot) return kExitConfigError;
+  const auto& snapshot = *loaded.snapshot;
+  const std::string agent =
+      !options.agent.empty() ? options.agent : snapshot.settings.listeners.spoe;
+  const auto agent_socket = parseUnixAddress(agent);
+  if (agent.empty() || (!parseHostPort(agent) && !agent_socket)) {
+    std::cerr << "haproxy-config: set listeners.spoe in the policy or pass --agent IP:PORT or "
+                 "--agent unix:/path\n";
+    return kExitConfigError;
+  }
+  Plan plan{options, snapshot};
+  // HAProxy's address syntax: `unix@/path` for a unix socket.
+  plan.agent_address = agent_socket ? "unix@" + cfgWord(*agent_socket) : agent;
+  plan.v3 = options.haproxy_version.starts_with("3.");
+  plan.spoe_path =
+      options.out_dir.empty()
+          ? "/etc/haproxy/portcullis-spoe.conf"
+          : std::filesystem::absolute(options.out_dir + "/portcullis-spoe.conf").string();
+  plan.headers = injectedHeaders(snapshot);
+  if (options.haproxy_cache && !planCache(plan)) return kExitConfigError;
+  const std::string cfg = haproxyCfg(plan);
+  const std::string spoe = spoeConf(plan);
   if (options.out_dir.empty()) {
-    std::cout << cfg.str() << "\n# ---- " << spoe_path << " ----\n" << spoe.str();
+    std::cout << cfg << "\n# ---- " << plan.spoe_path << " ----\n" << spoe;
     return kExitOk;
   }
   std::filesystem::create_directories(options.out_dir);
-  std::ofstream(options.out_dir + "/haproxy.cfg") << cfg.str();
-  std::ofstream(options.out_dir + "/portcullis-spoe.conf") << spoe.str();
-  std::cerr << "wrote " << options.out_dir << "/haproxy.cfg and " << spoe_path << "\n";
+  std::ofstream(options.out_dir + "/haproxy.cfg") << cfg;
+  std::ofstream(options.out_dir + "/portcullis-spoe.conf") << spoe;
+  std::cerr << "wrote " << options.out_dir << "/haproxy.cfg and " << plan.spoe_path << "\n";
   return kExitOk;
 }
 

@@ -6,14 +6,14 @@
 #include <spdlog/spdlog.h>
 
 #include "app/commands.h"
-#include "functions/lambda/runtime.h"
+#include "app/runtimes.h"
 
 int main(int argc, char** argv) {
   using namespace portcullis::app;
   // Operational logs go to stderr for every subcommand; stdout carries results and audit.
   spdlog::set_default_logger(spdlog::stderr_color_mt("portcullis"));
-  // `runtime: lambda-local` and `lambda` for every command that compiles a policy.
-  portcullis::functions::lambda::registerRuntimes();
+  // One set of function runtimes for every command that compiles a policy.
+  const portcullis::config::FunctionRuntimes runtimes = functionRuntimes();
   CLI::App cli{"portcullis: an identity-aware gatekeeper for the HTTP edge"};
   cli.require_subcommand(1);
   cli.set_version_flag("--version", PORTCULLIS_VERSION);
@@ -86,12 +86,12 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : kExitConfigError;
   }
 
-  if (*serve_cmd) return runServe(serve);
-  if (*check_cmd) return runCheck(check_config);
-  if (*eval_cmd) return runEval(eval);
-  if (*test_cmd) return runTest(test_config, test_files);
+  if (*serve_cmd) return runServe(serve, runtimes);
+  if (*check_cmd) return runCheck(check_config, runtimes);
+  if (*eval_cmd) return runEval(eval, runtimes);
+  if (*test_cmd) return runTest(test_config, test_files, runtimes);
   if (*token_cmd) return runToken(token);
-  if (*haproxy_cmd) return runHaproxyConfig(haproxy);
+  if (*haproxy_cmd) return runHaproxyConfig(haproxy, runtimes);
   std::cout << "portcullis " << PORTCULLIS_VERSION << "\n";
   return kExitOk;
 }

@@ -16,6 +16,7 @@
 #include "common/strings.h"
 #include "common/units.h"
 #include "config/compiler.h"
+#include "config/functions.h"
 #include "config/yaml_reader.h"
 #include "engine/gatekeeper.h"
 #include "engine/router.h"
@@ -38,10 +39,11 @@ class FixedClock final : public Clock {
 // Compiles the policy and, when providers fetch their keys from an IdP, fetches them once
 // (bounded) so offline decisions use the same keys a server would.
 std::shared_ptr<const engine::PolicySnapshot> loadOrReport(const std::string& config,
+                                                           const config::FunctionRuntimes& runtimes,
                                                            telemetry::Metrics& metrics) {
   boost::asio::io_context io(1);
   net::JwksService jwks(io, metrics);
-  auto loaded = config::loadPolicy(config, metrics, SystemClock().unixSeconds(), &jwks);
+  auto loaded = config::loadPolicy(config, metrics, SystemClock().unixSeconds(), &jwks, &runtimes);
   for (const auto& e : loaded.errors)
     std::cerr << e.toString() << "\n";
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -153,11 +155,164 @@ Result<std::string> mint(const std::string& key_file, const std::string& alg_nam
   return identity::signJwt(claims, *key, *alg);
 }
 
+// A test file's `tokens`: each minted with its key file, lifetime and claims at `now`.
+std::map<std::string, std::string> mintTokens(config::Diagnostics& diag, const YAML::Node& t,
+                                              std::int64_t now) {
+  std::map<std::string, std::string> tokens;
+  config::MapReader all(diag, t, "tokens");
+  for (auto it = t.begin(); all.valid() && it != t.end(); ++it) {
+    const std::string name = it->first.Scalar();
+    all.get(name);
+    config::MapReader tok(diag, it->second, "token " + name);
+    const auto key = config::readString(diag, tok.get("key"), "token key");
+    nlohmann::json claims = nlohmann::json::object();
+    if (const auto c = tok.get("claims"); c.IsDefined()) {
+      config::MapReader cm(diag, c, "token claims");
+      for (auto ci = c.begin(); cm.valid() && ci != c.end(); ++ci) {
+        cm.get(ci->first.Scalar());
+        if (ci->second.IsSequence()) {
+          auto list = config::readStringList(diag, ci->second, "claim");
+          if (list) claims[ci->first.Scalar()] = *list;
+        } else if (auto v = config::readString(diag, ci->second, "claim")) {
+          auto parsed = nlohmann::json::parse(*v, nullptr, false);
+          claims[ci->first.Scalar()] =
+              parsed.is_discarded() || parsed.is_string() ? nlohmann::json(*v) : parsed;
+        }
+      }
+    }
+    std::int64_t ttl = 3600;
+    if (const auto t2 = tok.get("ttl"); t2.IsDefined()) {
+      const auto s = t2.IsScalar() ? signedSeconds(t2.Scalar()) : std::nullopt;
+      if (!s) diag.error(t2, "ttl must be a duration such as 1h or -10m");
+      ttl = s.value_or(ttl);
+    }
+    if (!claims.contains("iat")) claims["iat"] = now;
+    if (!claims.contains("exp")) claims["exp"] = now + ttl;
+    if (!key) continue;
+    auto minted = mint(diag.resolvePath(*key), "", claims);
+    if (!minted) {
+      diag.error(tok.get("key"), minted.error().message);
+      continue;
+    }
+    tokens[name] = *minted;
+  }
+  return tokens;
+}
+
+// What a decision differs in from a case's `expect`, one line per difference.
+std::vector<std::string> differences(config::Diagnostics& diag, config::MapReader& ex,
+                                     const engine::Evaluation& ev) {
+  const auto& d = ev.decision;
+  std::vector<std::string> diffs;
+  if (const auto s = ex.get("status"); s.IsDefined()) {
+    const auto want = config::readInt(diag, s, "status", 100, 599);
+    if (want && *want != d.status)
+      diffs.push_back(fmt::format("status: expected {}, got {}", *want, d.status));
+  }
+  if (const auto r = ex.get("reason"); r.IsDefined()) {
+    const auto want = config::readString(diag, r, "reason");
+    if (want && *want != d.reasonCode()) {
+      diffs.push_back(fmt::format("reason: expected {}, got {}", *want, d.reasonCode()));
+    }
+  }
+  if (const auto r = ex.get("route"); r.IsDefined()) {
+    const auto want = config::readString(diag, r, "route");
+    const std::string got = ev.route ? ev.route->name : "";
+    if (want && *want != got)
+      diffs.push_back(fmt::format("route: expected {}, got {}", *want, got));
+  }
+  if (const auto h = ex.get("headers"); h.IsDefined()) {
+    config::MapReader hm(diag, h, "expected headers");
+    for (auto it = h.begin(); hm.valid() && it != h.end(); ++it) {
+      const std::string hn = it->first.Scalar();
+      hm.get(hn);
+      const auto want = config::readString(diag, it->second, "header value");
+      std::optional<std::string> got;
+      for (const auto* list : {&d.upstream_headers, &d.response_headers}) {
+        for (const auto& [n, v] : *list) {
+          if (!got && iequals(n, hn)) got = v;
+        }
+      }
+      if (want && got != want) {
+        diffs.push_back(fmt::format("header {}: expected '{}', got {}", hn, *want,
+                                    got ? "'" + *got + "'" : std::string("none")));
+      }
+    }
+  }
+  return diffs;
+}
+
+// How one case went: decided and compared; skipped (its request is wrong, reported); or
+// the file's remaining cases are not run (an error was reported).
+enum class CaseResult : std::uint8_t { kPassed, kFailed, kSkipped, kStop };
+
+CaseResult runCase(config::Diagnostics& diag, const YAML::Node& item,
+                   const std::map<std::string, std::string>& tokens, std::int64_t now,
+                   const engine::PolicySnapshot& snapshot) {
+  config::MapReader tc(diag, item, "test case");
+  const std::string name = config::readString(diag, tc.get("name"), "case name").value_or("?");
+  config::MapReader rq(diag, tc.get("request"), "request");
+  config::MapReader ex(diag, tc.get("expect"), "expect");
+  const std::string method =
+      rq.get("method").IsDefined()
+          ? config::readString(diag, rq.get("method"), "method").value_or("GET")
+          : "GET";
+  const std::string url = config::readString(diag, rq.get("url"), "url").value_or("");
+  std::string why;
+  auto req = requestFromUrl(method, url, why);
+  if (!req) {
+    diag.error(rq.get("url"), why);
+    return CaseResult::kSkipped;
+  }
+  if (const auto t = rq.get("token"); t.IsDefined()) {
+    const auto tname = config::readString(diag, t, "token");
+    if (tname && tokens.count(*tname) == 0) {
+      diag.error(t, "unknown token '" + *tname + "'");
+      return CaseResult::kSkipped;
+    }
+    if (tname) req->headers.add("Authorization", "Bearer " + tokens.at(*tname));
+  }
+  if (const auto h = rq.get("headers"); h.IsDefined()) {
+    config::MapReader hm(diag, h, "headers");
+    for (auto it = h.begin(); hm.valid() && it != h.end(); ++it) {
+      hm.get(it->first.Scalar());
+      if (auto v = config::readString(diag, it->second, "header"))
+        req->headers.add(it->first.Scalar(), *v);
+    }
+  }
+  req->client_ip =
+      IpAddress::parse(rq.get("source_ip").IsDefined()
+                           ? config::readString(diag, rq.get("source_ip"), "source_ip").value_or("")
+                           : "127.0.0.1")
+          .value_or(IpAddress::v4(0x7f000001));
+  req->listener = "test";
+  if (!diag.ok()) return CaseResult::kStop;
+
+  std::int64_t case_now = now;  // a case may decide at another time (office hours)
+  if (const auto n = tc.get("now"); n.IsDefined()) case_now = readTime(diag, n).value_or(now);
+  if (!diag.ok()) return CaseResult::kStop;
+
+  const auto ev = engine::evaluate(snapshot, *req, case_now, true);
+  const auto& d = ev.decision;
+  const std::vector<std::string> diffs = differences(diag, ex, ev);
+  if (diffs.empty()) {
+    std::cout << "PASS " << name << "\n";
+    return CaseResult::kPassed;
+  }
+  std::cout << "FAIL " << name << "\n";
+  for (const auto& line : diffs)
+    std::cout << "     " << line << "\n";
+  std::cout << "     decided: " << (d.allow ? "allow" : "deny") << " " << d.status << " "
+            << d.reasonCode() << (d.detail.empty() ? "" : " — " + d.detail) << "\n";
+  return CaseResult::kFailed;
+}
+
 }  // namespace
 
-int runCheck(const std::string& config) {
+int runCheck(const std::string& config, const config::FunctionRuntimes& runtimes) {
   telemetry::Metrics metrics;
-  auto loaded = config::loadPolicy(config, metrics, SystemClock().unixSeconds());
+  auto loaded =
+      config::loadPolicy(config, metrics, SystemClock().unixSeconds(), nullptr, &runtimes);
   for (const auto& e : loaded.errors)
     std::cerr << e.toString() << "\n";
   if (!loaded.errors.empty()) return kExitConfigError;
@@ -169,9 +324,9 @@ int runCheck(const std::string& config) {
   return kExitOk;
 }
 
-int runEval(const EvalOptions& options) {
+int runEval(const EvalOptions& options, const config::FunctionRuntimes& runtimes) {
   telemetry::Metrics metrics;
-  const auto snapshot = loadOrReport(options.config, metrics);
+  const auto snapshot = loadOrReport(options.config, runtimes, metrics);
   if (!snapshot) return kExitConfigError;
   std::string why;
   auto request = requestFromUrl(options.method, options.url, why);
@@ -240,9 +395,10 @@ int runToken(const TokenOptions& options) {
   return kExitOk;
 }
 
-int runTest(const std::string& config, const std::vector<std::string>& case_files) {
+int runTest(const std::string& config, const std::vector<std::string>& case_files,
+            const config::FunctionRuntimes& runtimes) {
   telemetry::Metrics metrics;
-  const auto snapshot = loadOrReport(config, metrics);
+  const auto snapshot = loadOrReport(config, runtimes, metrics);
   if (!snapshot) return kExitConfigError;
   const std::int64_t system_now = SystemClock().unixSeconds();
   int passed = 0;
@@ -266,45 +422,7 @@ int runTest(const std::string& config, const std::vector<std::string>& case_file
       config::MapReader top(diag, root, "the test file");
       // `now`: the clock of the file's tokens and cases (functions see it as time.now()).
       if (const auto n = top.get("now"); n.IsDefined()) now = readTime(diag, n).value_or(now);
-      if (const auto t = top.get("tokens"); t.IsDefined()) {
-        config::MapReader all(diag, t, "tokens");
-        for (auto it = t.begin(); all.valid() && it != t.end(); ++it) {
-          const std::string name = it->first.Scalar();
-          all.get(name);
-          config::MapReader tok(diag, it->second, "token " + name);
-          const auto key = config::readString(diag, tok.get("key"), "token key");
-          nlohmann::json claims = nlohmann::json::object();
-          if (const auto c = tok.get("claims"); c.IsDefined()) {
-            config::MapReader cm(diag, c, "token claims");
-            for (auto ci = c.begin(); cm.valid() && ci != c.end(); ++ci) {
-              cm.get(ci->first.Scalar());
-              if (ci->second.IsSequence()) {
-                auto list = config::readStringList(diag, ci->second, "claim");
-                if (list) claims[ci->first.Scalar()] = *list;
-              } else if (auto v = config::readString(diag, ci->second, "claim")) {
-                auto parsed = nlohmann::json::parse(*v, nullptr, false);
-                claims[ci->first.Scalar()] =
-                    parsed.is_discarded() || parsed.is_string() ? nlohmann::json(*v) : parsed;
-              }
-            }
-          }
-          std::int64_t ttl = 3600;
-          if (const auto t2 = tok.get("ttl"); t2.IsDefined()) {
-            const auto s = t2.IsScalar() ? signedSeconds(t2.Scalar()) : std::nullopt;
-            if (!s) diag.error(t2, "ttl must be a duration such as 1h or -10m");
-            ttl = s.value_or(ttl);
-          }
-          if (!claims.contains("iat")) claims["iat"] = now;
-          if (!claims.contains("exp")) claims["exp"] = now + ttl;
-          if (!key) continue;
-          auto minted = mint(diag.resolvePath(*key), "", claims);
-          if (!minted) {
-            diag.error(tok.get("key"), minted.error().message);
-            continue;
-          }
-          tokens[name] = *minted;
-        }
-      }
+      if (const auto t = top.get("tokens"); t.IsDefined()) tokens = mintTokens(diag, t, now);
       if (const auto c = top.get("cases"); c.IsSequence()) {
         for (const auto& item : c)
           cases.push_back(item);
@@ -315,99 +433,10 @@ int runTest(const std::string& config, const std::vector<std::string>& case_file
 
     for (const auto& item : cases) {
       if (!diag.ok()) break;
-      config::MapReader tc(diag, item, "test case");
-      const std::string name = config::readString(diag, tc.get("name"), "case name").value_or("?");
-      config::MapReader rq(diag, tc.get("request"), "request");
-      config::MapReader ex(diag, tc.get("expect"), "expect");
-      const std::string method =
-          rq.get("method").IsDefined()
-              ? config::readString(diag, rq.get("method"), "method").value_or("GET")
-              : "GET";
-      const std::string url = config::readString(diag, rq.get("url"), "url").value_or("");
-      std::string why;
-      auto req = requestFromUrl(method, url, why);
-      if (!req) {
-        diag.error(rq.get("url"), why);
-        continue;
-      }
-      if (const auto t = rq.get("token"); t.IsDefined()) {
-        const auto tname = config::readString(diag, t, "token");
-        if (tname && tokens.count(*tname) == 0) {
-          diag.error(t, "unknown token '" + *tname + "'");
-          continue;
-        }
-        if (tname) req->headers.add("Authorization", "Bearer " + tokens[*tname]);
-      }
-      if (const auto h = rq.get("headers"); h.IsDefined()) {
-        config::MapReader hm(diag, h, "headers");
-        for (auto it = h.begin(); hm.valid() && it != h.end(); ++it) {
-          hm.get(it->first.Scalar());
-          if (auto v = config::readString(diag, it->second, "header"))
-            req->headers.add(it->first.Scalar(), *v);
-        }
-      }
-      req->client_ip =
-          IpAddress::parse(
-              rq.get("source_ip").IsDefined()
-                  ? config::readString(diag, rq.get("source_ip"), "source_ip").value_or("")
-                  : "127.0.0.1")
-              .value_or(IpAddress::v4(0x7f000001));
-      req->listener = "test";
-      if (!diag.ok()) break;
-
-      std::int64_t case_now = now;  // a case may decide at another time (office hours)
-      if (const auto n = tc.get("now"); n.IsDefined()) case_now = readTime(diag, n).value_or(now);
-      if (!diag.ok()) break;
-
-      const auto ev = engine::evaluate(*snapshot, *req, case_now, true);
-      const auto& d = ev.decision;
-      std::vector<std::string> diffs;
-      if (const auto s = ex.get("status"); s.IsDefined()) {
-        const auto want = config::readInt(diag, s, "status", 100, 599);
-        if (want && *want != d.status)
-          diffs.push_back(fmt::format("status: expected {}, got {}", *want, d.status));
-      }
-      if (const auto r = ex.get("reason"); r.IsDefined()) {
-        const auto want = config::readString(diag, r, "reason");
-        if (want && *want != d.reasonCode()) {
-          diffs.push_back(fmt::format("reason: expected {}, got {}", *want, d.reasonCode()));
-        }
-      }
-      if (const auto r = ex.get("route"); r.IsDefined()) {
-        const auto want = config::readString(diag, r, "route");
-        const std::string got = ev.route ? ev.route->name : "";
-        if (want && *want != got)
-          diffs.push_back(fmt::format("route: expected {}, got {}", *want, got));
-      }
-      if (const auto h = ex.get("headers"); h.IsDefined()) {
-        config::MapReader hm(diag, h, "expected headers");
-        for (auto it = h.begin(); hm.valid() && it != h.end(); ++it) {
-          const std::string hn = it->first.Scalar();
-          hm.get(hn);
-          const auto want = config::readString(diag, it->second, "header value");
-          std::optional<std::string> got;
-          for (const auto* list : {&d.upstream_headers, &d.response_headers}) {
-            for (const auto& [n, v] : *list) {
-              if (!got && iequals(n, hn)) got = v;
-            }
-          }
-          if (want && got != want) {
-            diffs.push_back(fmt::format("header {}: expected '{}', got {}", hn, *want,
-                                        got ? "'" + *got + "'" : std::string("none")));
-          }
-        }
-      }
-      if (diffs.empty()) {
-        ++passed;
-        std::cout << "PASS " << name << "\n";
-      } else {
-        ++failed;
-        std::cout << "FAIL " << name << "\n";
-        for (const auto& line : diffs)
-          std::cout << "     " << line << "\n";
-        std::cout << "     decided: " << (d.allow ? "allow" : "deny") << " " << d.status << " "
-                  << d.reasonCode() << (d.detail.empty() ? "" : " — " + d.detail) << "\n";
-      }
+      const CaseResult result = runCase(diag, item, tokens, now, *snapshot);
+      if (result == CaseResult::kSkipped) continue;
+      if (result == CaseResult::kStop) break;
+      ++(result == CaseResult::kPassed ? passed : failed);
     }
     for (const auto& e : diag.errors())
       std::cerr << e.toString() << "\n";

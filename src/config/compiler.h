@@ -16,6 +16,8 @@ class KeyRegistry;
 
 namespace portcullis::config {
 
+class FunctionRuntimes;
+
 // A problem in a config file, located at the YAML node it is about.
 struct ConfigError {
   std::string file;
@@ -34,10 +36,12 @@ struct LoadResult {
 
 // Reads the YAML policy at `path` and compiles it into an immutable snapshot
 // (docs/configuration.md). Every problem found is reported, one per entry, at its node; the
-// snapshot is built only when there are none. Route counters are registered in `metrics`. Providers
-// with remote keys (discovery, jwks_uri) take them from `keys`; without a registry (check, offline
-// tools) such providers simply have no keys. Never throws.
+// snapshot is built only when there are none. Route counters are registered in `metrics`.
+// Providers with remote keys (discovery, jwks_uri) take them from `keys`; without a
+// registry (check, offline tools) such providers simply have no keys. `functions:` entries
+// name runtimes of `runtimes`; without any, every such entry is an error. Never throws.
 LoadResult loadPolicy(const std::string& path, telemetry::Metrics& metrics, std::int64_t now_unix,
-                      identity::KeyRegistry* keys = nullptr);
+                      identity::KeyRegistry* keys = nullptr,
+                      const FunctionRuntimes* runtimes = nullptr);
 
 }  // namespace portcullis::config

@@ -280,4 +280,37 @@ std::optional<std::string> readChoice(Diagnostics& diag, const YAML::Node& node,
   return std::nullopt;
 }
 
+void readMillis(Diagnostics& diag, MapReader& map, std::string_view key, std::string_view what,
+                std::chrono::milliseconds& out) {
+  if (const auto v = map.get(key); v.IsDefined()) {
+    if (auto d = readDuration(diag, v, what)) {
+      out = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+    }
+  }
+}
+
+std::vector<Cidr> readNetworks(Diagnostics& diag, const YAML::Node& node, std::string_view what) {
+  std::vector<Cidr> out;
+  const auto list = readStringList(diag, node, what);
+  if (!list) return out;
+  for (std::size_t i = 0; i < list->size(); ++i) {
+    const auto& text = (*list)[i];
+    if (auto cidr = Cidr::parse(text)) {
+      out.push_back(*cidr);
+    } else {
+      diag.error(node.IsSequence() ? node[i] : node,
+                 fmt::format("{}: '{}' is not an address or CIDR network", what, text));
+    }
+  }
+  return out;
+}
+
+bool validHeaderName(std::string_view name) {
+  if (name.empty()) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  });
+}
+
 }  // namespace portcullis::config

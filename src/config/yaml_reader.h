@@ -12,9 +12,13 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "common/ip.h"
 #include "config/compiler.h"
 
 namespace portcullis::config {
+
+// The message of a key the schema knows but this version does not implement yet.
+inline constexpr std::string_view kLaterIssue = "planned for a later release; remove it for now";
 
 // Shared state of one compilation: the file, the errors found so far, the files read and
 // the bytes that make up the content hash. Exceptions never leave the config compiler;
@@ -108,5 +112,12 @@ std::optional<std::vector<std::string>> readStringList(Diagnostics& diag, const 
 std::optional<std::string> readChoice(Diagnostics& diag, const YAML::Node& node,
                                       std::string_view what,
                                       std::initializer_list<std::string_view> choices);
+// Key `key` of `map` as a duration, into `out` (whole milliseconds) when present and valid.
+void readMillis(Diagnostics& diag, MapReader& map, std::string_view key, std::string_view what,
+                std::chrono::milliseconds& out);
+// An address or CIDR network, or a list of them; each bad entry is reported at its node.
+std::vector<Cidr> readNetworks(Diagnostics& diag, const YAML::Node& node, std::string_view what);
+// True for an HTTP field name (RFC 9110 token characters, not empty).
+bool validHeaderName(std::string_view name);
 
 }  // namespace portcullis::config

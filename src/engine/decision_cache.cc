@@ -2,7 +2,25 @@
 
 #include <algorithm>
 
+#include "telemetry/metrics.h"
+
 namespace portcullis::engine {
+
+CacheStats cacheStats(telemetry::Metrics& metrics) {
+  telemetry::Counter& hits =
+      metrics.counter("portcullis_cache_lookups_total", "Decision cache lookups", "result=\"hit\"");
+  telemetry::Counter& misses = metrics.counter("portcullis_cache_lookups_total",
+                                               "Decision cache lookups", "result=\"miss\"");
+  telemetry::Counter& evictions = metrics.counter("portcullis_cache_evictions_total",
+                                                  "Decision cache entries evicted when full");
+  return CacheStats{[&hits] { hits.inc(); }, [&misses] { misses.inc(); },
+                    [&evictions] { evictions.inc(); }};
+}
+
+void exportCacheSize(telemetry::Metrics& metrics, const DecisionCache& cache) {
+  metrics.gauge("portcullis_cache_entries", "Decisions in the cache",
+                [&cache] { return static_cast<double>(cache.size()); });
+}
 
 LocalDecisionCache::LocalDecisionCache(std::size_t max_entries, CacheStats stats)
     : per_shard_(std::max<std::size_t>(1, max_entries / kShards)),

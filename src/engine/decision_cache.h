@@ -10,6 +10,10 @@
 
 #include "engine/decision.h"
 
+namespace portcullis::telemetry {
+class Metrics;
+}
+
 namespace portcullis::engine {
 
 // 128 bits of SHA-256 over the key recipe's inputs: collisions are not a practical concern,
@@ -49,6 +53,14 @@ class DecisionCache {
 struct CacheStats {
   std::function<void()> hit, miss, eviction;  // counters; may be empty
 };
+
+// The cache's own series, declared here so that every program that builds a cache exports
+// the same ones. The counters portcullis_cache_lookups_total{result="hit"|"miss"} and
+// portcullis_cache_evictions_total, registered in `metrics` (which must outlive the stats).
+CacheStats cacheStats(telemetry::Metrics& metrics);
+// The gauge portcullis_cache_entries, read from `cache` whenever `metrics` is rendered:
+// `cache` must outlive every render.
+void exportCacheSize(telemetry::Metrics& metrics, const DecisionCache& cache);
 
 class LocalDecisionCache final : public DecisionCache {
  public:

@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "config/compiler.h"
+#include "config/functions.h"
+#include "functions/lua/lua_function.h"
 #include "identity/jwt/jwk.h"
 #include "identity/jwt/jwt.h"
 #include "telemetry/metrics.h"
@@ -75,18 +77,27 @@ inline std::string mintToken(nlohmann::json claims, std::int64_t now) {
   return *identity::signJwt(base, demoRsaKey(), identity::Alg::kRS256);
 }
 
+// The runtimes the core library has (`lua`), for tests that compile policies with functions.
+inline const config::FunctionRuntimes& coreRuntimes() {
+  static const config::FunctionRuntimes runtimes = [] {
+    config::FunctionRuntimes r;
+    functions::lua::registerRuntime(r);
+    return r;
+  }();
+  return runtimes;
+}
+
 // Compiles a policy given as YAML text (written to a temp dir; `${KEYS}` is replaced by the
-// absolute path of examples/keys). Fails the test on config errors.
-inline std::shared_ptr<const engine::PolicySnapshot> compilePolicy(const TempDir& dir,
-                                                                   std::string yaml,
-                                                                   telemetry::Metrics& metrics,
-                                                                   std::int64_t now = 0) {
+// absolute path of examples/keys) with `runtimes`. Fails the test on config errors.
+inline std::shared_ptr<const engine::PolicySnapshot> compilePolicy(
+    const TempDir& dir, std::string yaml, telemetry::Metrics& metrics, std::int64_t now = 0,
+    const config::FunctionRuntimes& runtimes = coreRuntimes()) {
   const std::string keys = sourcePath("examples/keys");
   for (std::size_t pos; (pos = yaml.find("${KEYS}")) != std::string::npos;) {
     yaml.replace(pos, 7, keys);
   }
   const auto path = dir.write("policy.yaml", yaml);
-  auto loaded = config::loadPolicy(path, metrics, now);
+  auto loaded = config::loadPolicy(path, metrics, now, nullptr, &runtimes);
   for (const auto& e : loaded.errors)
     ADD_FAILURE() << e.toString();
   return loaded.snapshot;

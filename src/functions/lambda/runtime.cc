@@ -6,12 +6,10 @@
 
 namespace portcullis::functions::lambda {
 
-void registerRuntimes() {
-  config::registerFunctionRuntime(
-      "lambda-local", [](config::FunctionSource& source) { return compileLocal(source); });
+void registerRuntimes(config::FunctionRuntimes& runtimes) {
+  runtimes.add("lambda-local", [](config::FunctionSource& source) { return compileLocal(source); });
   // The AWS Lambda Invoke API, every request SigV4-signed (remote_invoker.h).
-  config::registerFunctionRuntime(
-      "lambda", [](config::FunctionSource& source) { return compileRemote(source); });
+  runtimes.add("lambda", [](config::FunctionSource& source) { return compileRemote(source); });
 }
 
 }  // namespace portcullis::functions::lambda

@@ -256,4 +256,8 @@ std::shared_ptr<const engine::Function> compile(config::FunctionSource& source) 
   return std::make_shared<LuaFunction>(source.spec, std::move(program), std::move(*vm));
 }
 
+void registerRuntime(config::FunctionRuntimes& runtimes) {
+  runtimes.add("lua", [](config::FunctionSource& source) { return compile(source); });
+}
+
 }  // namespace portcullis::functions::lua

@@ -13,4 +13,7 @@ namespace portcullis::functions::lua {
 // calling thread (docs/functions-lua.md).
 std::shared_ptr<const engine::Function> compile(config::FunctionSource& source);
 
+// Adds `lua` (the factory above) to `runtimes`.
+void registerRuntime(config::FunctionRuntimes& runtimes);
+
 }  // namespace portcullis::functions::lua

@@ -5,6 +5,8 @@
 #include <atomic>
 #include <thread>
 
+#include "telemetry/metrics.h"
+
 namespace portcullis::engine {
 namespace {
 
@@ -32,6 +34,34 @@ TEST(LocalDecisionCacheTest, HitUntilExpiry) {
   EXPECT_EQ(hits, 1);
   EXPECT_EQ(misses, 2);
   EXPECT_EQ(cache.size(), 0u);  // the expired entry was freed on lookup
+}
+
+// The series /metrics has always shown for the cache: names, help texts and labels.
+TEST(LocalDecisionCacheTest, DeclaresItsOwnSeries) {
+  telemetry::Metrics metrics;
+  LocalDecisionCache cache(128, cacheStats(metrics));
+  exportCacheSize(metrics, cache);
+  const auto k = [](std::uint64_t n) { return CacheKey{0, n}; };  // one shard: 2 slots
+  cache.put(k(1), entry("r", "a", 1000));
+  cache.put(k(2), entry("r", "b", 1000));
+  cache.put(k(3), entry("r", "c", 1000));  // evicts one
+  EXPECT_NE(cache.get(k(3), 0), nullptr);
+  EXPECT_EQ(cache.get(k(9), 0), nullptr);
+  EXPECT_EQ(cache.get(k(8), 0), nullptr);
+  const std::string text = metrics.render();
+  for (const char* line : {
+           "# HELP portcullis_cache_lookups_total Decision cache lookups\n",
+           "# TYPE portcullis_cache_lookups_total counter\n",
+           "portcullis_cache_lookups_total{result=\"hit\"} 1\n",
+           "portcullis_cache_lookups_total{result=\"miss\"} 2\n",
+           "# HELP portcullis_cache_evictions_total Decision cache entries evicted when full\n",
+           "portcullis_cache_evictions_total 1\n",
+           "# HELP portcullis_cache_entries Decisions in the cache\n",
+           "# TYPE portcullis_cache_entries gauge\n",
+           "portcullis_cache_entries 2\n",
+       }) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << " not in:\n" << text;
+  }
 }
 
 TEST(LocalDecisionCacheTest, ClockEvictsUnreferencedEntriesFirst) {

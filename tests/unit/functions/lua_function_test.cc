@@ -35,7 +35,8 @@ class LuaTest : public ::testing::Test {
                              keys +
                              "routes:\n  - name: r\n    match: { paths: [/r] }\n"
                              "    functions: [f]\n";
-    return config::loadPolicy(dir_.write("policy.yaml", yaml), metrics_, kNow);
+    return config::loadPolicy(dir_.write("policy.yaml", yaml), metrics_, kNow, nullptr,
+                              &portcullis::testing::coreRuntimes());
   }
 
   const engine::Function& compile(const std::string& code, const std::string& keys = "") {

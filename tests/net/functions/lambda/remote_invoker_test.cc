@@ -31,6 +31,7 @@
 #include <thread>
 
 #include "config/compiler.h"
+#include "config/functions.h"
 #include "engine/snapshot.h"
 #include "functions/lambda/apigw.h"
 #include "functions/lambda/lambda_function.h"
@@ -858,7 +859,7 @@ TEST(LambdaRemoteConfig, FunctionReferences) {
 class LambdaRemoteConfigTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    registerRuntimes();
+    registerRuntimes(runtimes_);
     dir_ = makeTempDir();
     for (const char* name : {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}) {
       if (const char* v = std::getenv(name)) saved_.emplace_back(name, v);
@@ -881,7 +882,7 @@ class LambdaRemoteConfigTest : public ::testing::Test {
                         << functions
                         << "routes:\n  - name: r\n    match: { paths: [/x] }\n"
                            "    functions: [f]\ndefault: deny\n";
-    return config::loadPolicy(path, metrics_, 0);
+    return config::loadPolicy(path, metrics_, 0, nullptr, &runtimes_);
   }
 
   static std::string errors(const config::LoadResult& r) {
@@ -895,6 +896,7 @@ class LambdaRemoteConfigTest : public ::testing::Test {
 
   std::string dir_;
   telemetry::Metrics metrics_;
+  config::FunctionRuntimes runtimes_;
   std::vector<std::pair<std::string, std::string>> saved_;
 };
 

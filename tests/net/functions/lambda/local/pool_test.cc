@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "config/compiler.h"
+#include "config/functions.h"
 #include "engine/snapshot.h"
 #include "functions/lambda/apigw.h"
 #include "functions/lambda/lambda_function.h"
@@ -594,7 +595,7 @@ TEST(LambdaLocal, DestroyingThePoolKillsAndReapsEveryProcess) {
 class LambdaLocalConfig : public ::testing::Test {
  protected:
   void SetUp() override {
-    registerRuntimes();
+    registerRuntimes(runtimes_);
     char tmpl[] = "/tmp/portcullis-lambda-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
   }
@@ -606,7 +607,7 @@ class LambdaLocalConfig : public ::testing::Test {
                         << functions
                         << "routes:\n  - name: r\n    match: { paths: [/x] }\n"
                            "    functions: [f]\ndefault: deny\n";
-    return config::loadPolicy(path, metrics_, 0);
+    return config::loadPolicy(path, metrics_, 0, nullptr, &runtimes_);
   }
 
   static std::string errors(const config::LoadResult& r) {
@@ -618,6 +619,7 @@ class LambdaLocalConfig : public ::testing::Test {
 
   std::string dir_;
   telemetry::Metrics metrics_;
+  config::FunctionRuntimes runtimes_;
 };
 
 TEST_F(LambdaLocalConfig, OneRunningPoolIsSharedAcrossReloadsOfAnEqualSpec) {

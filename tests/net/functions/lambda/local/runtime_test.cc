@@ -12,6 +12,7 @@
 #include <string>
 
 #include "config/compiler.h"
+#include "config/functions.h"
 #include "engine/pipeline.h"
 #include "engine/snapshot.h"
 #include "functions/lambda/lambda_function.h"
@@ -27,7 +28,7 @@ const std::string kSrc = PORTCULLIS_SOURCE_DIR;
 class LambdaLocalOffline : public ::testing::Test {
  protected:
   void SetUp() override {
-    registerRuntimes();
+    registerRuntimes(runtimes_);
     char tmpl[] = "/tmp/portcullis-lambda-offline-XXXXXX";
     dir_ = ::mkdtemp(tmpl);
     std::filesystem::create_directory_symlink(kSrc + "/tests/fakes/lambda", dir_ + "/fakes");
@@ -81,11 +82,12 @@ class LambdaLocalOffline : public ::testing::Test {
 
   std::string dir_;
   telemetry::Metrics metrics_;
+  config::FunctionRuntimes runtimes_;
 };
 
 TEST_F(LambdaLocalOffline, SynchronousEvaluateWaitsForTheFunctionsAnswer) {
   writePolicy(kSrc + "/tests/fakes/lambda/bash/bootstrap");
-  auto loaded = config::loadPolicy(dir_ + "/p.yaml", metrics_, 0);
+  auto loaded = config::loadPolicy(dir_ + "/p.yaml", metrics_, 0, nullptr, &runtimes_);
   ASSERT_TRUE(loaded.snapshot) << errors(loaded);
   // No prepare(): as in `eval`, the first call starts the process (a cold start).
   const http::Request r = request();
@@ -103,7 +105,7 @@ TEST_F(LambdaLocalOffline, RelativePathsStayRightAfterTheProcessChangesDirectory
   // then relative to the working directory too, unless they are made absolute.
   const auto cwd = std::filesystem::current_path();
   std::filesystem::current_path(dir_);
-  auto loaded = config::loadPolicy("p.yaml", metrics_, 0);
+  auto loaded = config::loadPolicy("p.yaml", metrics_, 0, nullptr, &runtimes_);
   std::filesystem::current_path(cwd);
   ASSERT_TRUE(loaded.snapshot) << errors(loaded);
 
