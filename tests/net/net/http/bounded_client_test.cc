@@ -26,11 +26,13 @@ class BoundedClientTest : public ::testing::Test {
   BoundedClientTest() : work_(asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
   ~BoundedClientTest() override {
     client_.reset();
-    work_.reset();
-    // Let the shutdown run, then stop (idle sweeps would keep the loop alive).
+    // Let the shutdown run (posted before `drained`), then stop (idle sweeps would keep the
+    // loop alive). The work guard goes only after `drained` ran: released first, a loop with
+    // nothing left to do returns from run() before `drained` is posted, and the wait hangs.
     std::promise<void> drained;
     asio::post(io_, [&] { drained.set_value(); });
-    drained.get_future().wait();
+    drained.get_future().wait_for(std::chrono::seconds(30));
+    work_.reset();
     io_.stop();
     thread_.join();
   }
