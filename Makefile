@@ -68,37 +68,47 @@ check: deps
 # The ASan tree is the biggest build and its tests the longest, so it compiles at full
 # priority and the other builds yield to it (nice); each pipeline's tests then run while
 # the others still compile. On 2 cores this takes a fresh clone from ~21 to ~17 minutes,
-# and every test runs on a busy machine, which it must survive anyway. Each output line
-# is printed whole (--output-sync=line); failures name their pipeline's tree.
+# and every test runs on a busy machine, which it must survive anyway.
 NICE_INTEGRATION ?= nice -n 5
 NICE_OTHERS      ?= nice -n 10
 test: deps check
-	@$(MAKE) --no-print-directory -j 4 --output-sync=line \
-	  pipeline-asan pipeline-integration pipeline-tsan pipeline-fuzz
+	@$(MAKE) --no-print-directory -j 4 pipeline-asan pipeline-integration pipeline-tsan pipeline-fuzz
 	@echo "== make test: every pipeline passed"
 
+# Each pipeline's output streams as it comes, every line tagged with its pipeline
+# (`| tag NAME`); pipefail keeps the status of the command, not of the tagging.
+pipeline-%: SHELL := /bin/bash
+pipeline-%: .SHELLFLAGS := -o pipefail -c
+tag = sed -u 's/^/[$(1)] /'
+
 pipeline-asan: $(ASAN_BUILD)/build.ninja
-	cmake --build $(ASAN_BUILD) -j $(JOBS) --target portcullis_unit_tests portcullis_net_tests
-	@echo "== [asan] unit and socket tests under AddressSanitizer + UndefinedBehaviorSanitizer"
+	cmake --build $(ASAN_BUILD) -j $(JOBS) --target portcullis_unit_tests portcullis_net_tests \
+	  2>&1 | $(call tag,asan)
+	@echo "[asan] == unit and socket tests under AddressSanitizer + UndefinedBehaviorSanitizer"
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2 -L unit
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2 -L unit \
+	  2>&1 | $(call tag,asan)
 
 pipeline-integration: $(BUILD)/build.ninja
 	$(NICE_INTEGRATION) cmake --build $(BUILD) -j $(JOBS) --target portcullis \
-	  $(if $(filter OFF,$(BENCH)),,benchmarks)
-	@echo "== [integration] real nginx, HAProxy, Node fakes"
-	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 300 -L integration
+	  $(if $(filter OFF,$(BENCH)),,benchmarks) 2>&1 | $(call tag,integration)
+	@echo "[integration] == real nginx, HAProxy, Node fakes"
+	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 300 -L integration \
+	  2>&1 | $(call tag,integration)
 
 pipeline-tsan: $(TSAN_BUILD)/build.ninja
-	$(NICE_OTHERS) cmake --build $(TSAN_BUILD) -j $(JOBS) --target portcullis_tsan_tests
-	@echo "== [tsan] function tests under ThreadSanitizer"
+	$(NICE_OTHERS) cmake --build $(TSAN_BUILD) -j $(JOBS) --target portcullis_tsan_tests \
+	  2>&1 | $(call tag,tsan)
+	@echo "[tsan] == function tests under ThreadSanitizer"
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-	  ctest --output-on-failure -j 2 -L tsan
+	  ctest --output-on-failure -j 2 -L tsan 2>&1 | $(call tag,tsan)
 
 pipeline-fuzz: $(FUZZ_BUILD)/build.ninja
-	$(NICE_OTHERS) cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZERS:%=%_fuzz)
-	@echo "== [fuzz] $(FUZZ_SECONDS) s per target"
-	@$(NICE_OTHERS) scripts/run-fuzzers $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZERS)
+	$(NICE_OTHERS) cmake --build $(FUZZ_BUILD) -j $(JOBS) --target $(FUZZERS:%=%_fuzz) \
+	  2>&1 | $(call tag,fuzz)
+	@echo "[fuzz] == $(FUZZ_SECONDS) s per target"
+	$(NICE_OTHERS) scripts/run-fuzzers $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZERS) \
+	  2>&1 | $(call tag,fuzz)
 
 # libFuzzer targets (fuzz/), built with clang in their own directory. Each fuzzer runs for
 # FUZZ_SECONDS on a copy of its seed corpus under $(FUZZ_BUILD)/corpus (so the checkout stays
