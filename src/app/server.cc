@@ -13,8 +13,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include "net/http/server.h"
 #include "frontends/spoe/agent.h"
+#include "net/http/server.h"
 #include "net/jwks_service.h"
 #include "telemetry/metrics.h"
 
@@ -92,8 +92,7 @@ bool Server::listenAuthz() {
         return [this, state](Listeners::Tcp::acceptor& a, unsigned worker) {
           auto handler = std::make_shared<const net::HttpHandler>(
               [door = authz_[worker].get()](net::HttpIn& in) { return door->handle(in); });
-          asio::co_spawn(a.get_executor(), net::acceptLoop(a, state, handler),
-                         asio::detached);
+          asio::co_spawn(a.get_executor(), net::acceptLoop(a, state, handler), asio::detached);
         };
       });
 }
@@ -164,8 +163,7 @@ bool Server::listenAdmin() {
         limits.max_connections = 64;
         auto state = net::makeListenerState("admin", limits, metrics_);
         return [handler, state](Listeners::Tcp::acceptor& a, unsigned) {
-          asio::co_spawn(a.get_executor(), net::acceptLoop(a, state, handler),
-                         asio::detached);
+          asio::co_spawn(a.get_executor(), net::acceptLoop(a, state, handler), asio::detached);
         };
       });
 }

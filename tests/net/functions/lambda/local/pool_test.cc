@@ -387,7 +387,8 @@ TEST(LambdaLocal, ProcessThatNeverPollsIsAFailedStart) {
   ASSERT_TRUE(stuck.answered);
   EXPECT_EQ(stuck.answer.outcome, Outcome::kError);
   EXPECT_EQ(stuck.answer.error, Reason::kFunctionTimeout);
-  EXPECT_LE(stuck.elapsed, 20s) << "by the 2 s timeout: the process never polls";
+  // A bound on a hang, not a speed figure: 30x the 2 s timeout.
+  EXPECT_LE(stuck.elapsed, 60s) << "the process never polls: the call must still end";
   EXPECT_TRUE(waitFor([&] { return processGone(first); })) << "killed at init_timeout, reaped";
 
   auto next = callSync(*fx.function, makeRequest("allow"));
