@@ -1,8 +1,8 @@
 # portcullis — the two set-up commands on a fresh Debian 12 machine:
 #   make run    install dependencies if missing, build, serve examples/quickstart.yaml
-#   make test   the same install and build, then every test (also under ASan+UBSan)
+#   make test   the same install and build, then every test, under ASan+UBSan and TSan
 .PHONY: all deps check build build-asan build-tsan run test test-unit test-asan test-tsan test-integration bench format clean \
-  pipeline-asan pipeline-tsan pipeline-fuzz pipeline-integration
+  pipeline-asan pipeline-tsan pipeline-fuzz pipeline-integration asan-tree
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -35,7 +35,7 @@ $(ASAN_BUILD)/build.ninja: CMakeLists.txt | deps
 	  -DPORTCULLIS_BUILD_BENCH=OFF $(CMAKE_ARGS)
 
 build-asan: deps $(ASAN_BUILD)/build.ninja
-	cmake --build $(ASAN_BUILD) -j $(JOBS) --target portcullis_unit_tests portcullis_net_tests
+	cmake --build $(ASAN_BUILD) -j $(JOBS) --target portcullis portcullis_unit_tests portcullis_net_tests
 
 # Debug (-O0): the function tests take seconds either way, and -O0 compiles the core in
 # about half the time -O2 does.
@@ -58,19 +58,21 @@ run: build
 check: deps
 	@scripts/check-source
 
-# Every test binary is built and run once, in four pipelines that `make test` runs at once,
-# each building its own tree and then running its tests:
+# Every test binary is built and run once, in four pipelines that `make test` runs at once:
 #   asan         unit and socket tests under ASan + UBSan (build-asan)
-#   integration  the release binary and the micro-benchmarks (so they keep compiling),
-#                then the integration tests against real nginx and HAProxy (build)
-#   tsan         the function tests under TSan (build-tsan)
+#   integration  the integration tests against real nginx, HAProxy and the Node fakes,
+#                driving the same ASan + UBSan build of the binary (build-asan)
+#   tsan         the function tests under TSan, and the micro-benchmarks compiled so they
+#                keep compiling (build-tsan)
 #   fuzz         the libFuzzer targets, FUZZ_SECONDS each (build-fuzz, clang)
-# The ASan tree is the biggest build and its tests the longest, so it compiles at full
-# priority and the other builds yield to it (nice); each pipeline's tests then run while
-# the others still compile. On 2 cores this takes a fresh clone from ~21 to ~17 minutes,
-# and every test runs on a busy machine, which it must survive anyway.
-NICE_INTEGRATION ?= nice -n 5
-NICE_OTHERS      ?= nice -n 10
+# There is no release tree in `make test`: every source is compiled once with GCC (ASan,
+# -O0), the core again under TSan and with clang; the tests of the binary gain the
+# sanitizers. The ASan tree is the biggest build, so it compiles at full priority and the
+# other builds yield to it (nice); each pipeline's tests then run while the others still
+# compile, so every test runs on a busy machine, which it must survive anyway.
+NICE_OTHERS ?= nice -n 10
+ASAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 test: deps check
 	@$(MAKE) --no-print-directory -j 4 pipeline-asan pipeline-integration pipeline-tsan pipeline-fuzz
 	@echo "== make test: every pipeline passed"
@@ -79,26 +81,28 @@ test: deps check
 # (`| tag NAME`); pipefail keeps the status of the command, not of the tagging.
 pipeline-%: SHELL := /bin/bash
 pipeline-%: .SHELLFLAGS := -o pipefail -c
+asan-tree: SHELL := /bin/bash
+asan-tree: .SHELLFLAGS := -o pipefail -c
 tag = sed -u 's/^/[$(1)] /'
 
-pipeline-asan: $(ASAN_BUILD)/build.ninja
-	cmake --build $(ASAN_BUILD) -j $(JOBS) --target portcullis_unit_tests portcullis_net_tests \
-	  2>&1 | $(call tag,asan)
+.PHONY: asan-tree
+asan-tree: $(ASAN_BUILD)/build.ninja
+	cmake --build $(ASAN_BUILD) -j $(JOBS) \
+	  --target portcullis portcullis_unit_tests portcullis_net_tests 2>&1 | $(call tag,asan)
+
+pipeline-asan: asan-tree
 	@echo "[asan] == unit and socket tests under AddressSanitizer + UndefinedBehaviorSanitizer"
-	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j 2 -L unit \
+	cd $(ASAN_BUILD) && $(ASAN_ENV) ctest --output-on-failure -j 2 -L unit \
 	  2>&1 | $(call tag,asan)
 
-pipeline-integration: $(BUILD)/build.ninja
-	$(NICE_INTEGRATION) cmake --build $(BUILD) -j $(JOBS) --target portcullis \
-	  $(if $(filter OFF,$(BENCH)),,benchmarks) 2>&1 | $(call tag,integration)
-	@echo "[integration] == real nginx, HAProxy, Node fakes"
-	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 300 -L integration \
-	  2>&1 | $(call tag,integration)
+pipeline-integration: asan-tree
+	@echo "[integration] == real nginx, HAProxy, Node fakes; the binary under ASan + UBSan"
+	cd $(ASAN_BUILD) && $(ASAN_ENV) ctest --output-on-failure -j 2 --timeout 300 \
+	  -L integration 2>&1 | $(call tag,integration)
 
 pipeline-tsan: $(TSAN_BUILD)/build.ninja
 	$(NICE_OTHERS) cmake --build $(TSAN_BUILD) -j $(JOBS) --target portcullis_tsan_tests \
-	  2>&1 | $(call tag,tsan)
+	  $(if $(filter OFF,$(BENCH)),,benchmarks) 2>&1 | $(call tag,tsan)
 	@echo "[tsan] == function tests under ThreadSanitizer"
 	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	  ctest --output-on-failure -j 2 -L tsan 2>&1 | $(call tag,tsan)

@@ -32,8 +32,8 @@
 #   4. portcullis_lambda_* series on the admin listener's /metrics agree with the above
 #   5. 10 000 invocations at concurrency 4 of an uncached route (Node, concurrency 4,
 #      min 4): all 200, 10 000 more invocations counted, and afterwards the same file
-#      descriptors count in /proc/PID/fd, the same child processes (the warm pool's four,
-#      no restarts), no zombies
+#      descriptors count in /proc/PID/fd, no process started (the warm pool's four are the
+#      same; another function's idle extra may have stopped), no zombies
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init "$@" 90
 
@@ -404,15 +404,18 @@ assert_contains "$warm" '"status":{"200":200}' "warm-up: 200 × 200"
 sleep 0.3
 fds0=$(fd_count)
 kids0=$(children_of "$PC_PID" | tr '\n' ' ')
-desc0=$(descendants_of "$PC_PID" | wc -l)
+desc0=$(descendants_of "$PC_PID" | tr '\n' ' ')
 ok0=$(inv node-load ok)
 load_kids=0
+load_pids0=""
 for c in $kids0; do
-  grep -qz '^AWS_LAMBDA_FUNCTION_NAME=node-load$' "/proc/$c/environ" 2>/dev/null &&
+  if grep -qz '^AWS_LAMBDA_FUNCTION_NAME=node-load$' "/proc/$c/environ" 2>/dev/null; then
     load_kids=$((load_kids + 1))
+    load_pids0+="$c "
+  fi
 done
 assert_eq 4 "$load_kids" "node-load: its four warm processes among portcullis' children"
-log "before: $fds0 descriptors, children [$kids0], $desc0 descendants"
+log "before: $fds0 descriptors, children [$kids0], $(wc -w <<<"$desc0") descendants"
 
 result=$(timeout 75 "${LOAD[@]}" 10000 4 "${LOAD_HEADERS[@]}") || fail "load.js failed: $result"
 log "load.js: $result"
@@ -427,10 +430,19 @@ if ! wait_fds_at_most "$fds0" 5; then
   ls -l "/proc/$PC_PID/fd" >&2 || true
   fail "portcullis holds $(fd_count) descriptors after 10 000 invocations, $fds0 before"
 fi
+# No process started during the load, and node-load's four are the same. Another
+# function's process beyond its `min` may have been stopped for idling 60 s (on a slow
+# machine the load itself takes that long), so the others are checked as a subset.
 kids1=$(children_of "$PC_PID" | tr '\n' ' ')
-desc1=$(descendants_of "$PC_PID" | wc -l)
-assert_eq "$kids0" "$kids1" "portcullis' child processes before and after the load"
-assert_eq "$desc0" "$desc1" "portcullis' descendant processes before and after the load"
+for c in $kids1; do
+  [[ " $kids0 " == *" $c "* ]] || fail "process $c started during the load (before: [$kids0])"
+done
+for c in $load_pids0; do
+  [[ " $kids1 " == *" $c "* ]] || fail "node-load process $c is gone after the load"
+done
+for c in $(descendants_of "$PC_PID"); do
+  [[ " $desc0 " == *" $c "* ]] || fail "descendant $c appeared during the load (before: [$desc0])"
+done
 assert_eq 0 "$(zombies)" "zombie processes under portcullis"
 log "5. after 10 000 invocations: $(fd_count) descriptors (before: $fds0), same children, no zombies"
 

@@ -91,6 +91,17 @@ lib_cleanup() {
   set +e
   trap - EXIT INT TERM
   lib_stop_all
+  # Under make test the binary is the ASan + UBSan build: a report in any started
+  # process's stderr fails the test, whatever it asserted.
+  local report
+  report=$(grep -s -l -E 'ERROR: (Address|Leak)Sanitizer|runtime error:' "${TEST_TMP:-/nonexistent}"/*.err)
+  if [[ -n $report ]]; then
+    for f in $report; do
+      echo "[$TEST_NAME] sanitizer report in $f:" >&2
+      sed -n '1,60p' "$f" >&2
+    done
+    [[ $rc != 0 ]] || rc=1
+  fi
   if [[ -n ${LIB_WATCHDOG_PID:-} ]]; then
     kill -TERM "$LIB_WATCHDOG_PID" 2>/dev/null
     wait "$LIB_WATCHDOG_PID" 2>/dev/null
