@@ -97,7 +97,7 @@ pipeline-asan: asan-tree
 
 pipeline-integration: asan-tree
 	@echo "[integration] == real nginx, HAProxy, Node fakes; the binary under ASan + UBSan"
-	cd $(ASAN_BUILD) && $(ASAN_ENV) ctest --output-on-failure -j 2 --timeout 300 \
+	cd $(ASAN_BUILD) && $(ASAN_ENV) ctest --output-on-failure -j 2 --timeout 600 \
 	  -L integration 2>&1 | $(call tag,integration)
 
 pipeline-tsan: $(TSAN_BUILD)/build.ninja

@@ -22,7 +22,7 @@
 #   - a token that expires soon (leeway 0s) is not served from the cache once expired
 #   - `portcullis eval` prints the route's cache settings and key recipe
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-lib_init "$@" 60
+lib_init "$@"
 
 JWKS="$SRC/examples/keys/demo-jwks.json"
 POLICY="$TEST_TMP/policy.yaml"

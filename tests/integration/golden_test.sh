@@ -10,7 +10,7 @@
 #   bash tests/integration/golden_test.sh PORTCULLIS_BINARY SOURCE_DIR
 #   GOLDEN_UPDATE=1 bash …   rewrites expected.txt (review the diff: it is a behaviour change)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-lib_init "$@" 60
+lib_init "$@"
 
 command -v node >/dev/null || fail "node is not installed (Debian: nodejs)"
 GOLDEN="$SRC/tests/integration/golden"

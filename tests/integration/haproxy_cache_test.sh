@@ -22,7 +22,7 @@
 # answer from it is never stored by HAProxy (the agent does not know its remaining life):
 # every scenario therefore uses a token of its own, so that its first request is evaluated.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-lib_init "$1" "$2" 120
+lib_init "$1" "$2"
 
 command -v haproxy >/dev/null || fail "haproxy is not installed (Debian: haproxy)"
 command -v sha256sum >/dev/null || fail "sha256sum is not installed (Debian: coreutils)"

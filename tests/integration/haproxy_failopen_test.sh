@@ -12,7 +12,7 @@
 # the rows that are not, and those must be denied even when the router picks an open route.
 # The SPOE backend points at a port where nothing listens; nginx is the application.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-lib_init "$1" "$2" 120
+lib_init "$1" "$2"
 
 command -v haproxy >/dev/null || fail "haproxy is not installed (Debian: haproxy)"
 command -v nginx >/dev/null || fail "nginx is not installed (Debian: nginx-light)"

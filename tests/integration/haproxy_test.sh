@@ -14,7 +14,7 @@
 # Last, TLS client certificates: a TLS bind of its own, where only a verified certificate's
 # subject (ssl_c_s_dn, with ssl_c_verify 0) becomes ${request.client_cert_subject}.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-lib_init "$1" "$2" 90
+lib_init "$1" "$2"
 
 command -v haproxy >/dev/null || fail "haproxy is not installed (Debian: haproxy)"
 command -v nginx >/dev/null || fail "nginx is not installed (Debian: nginx-light)"

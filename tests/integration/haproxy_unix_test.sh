@@ -6,7 +6,7 @@
 #
 #   bash tests/integration/haproxy_unix_test.sh PORTCULLIS_BINARY SOURCE_DIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-lib_init "$1" "$2" 90
+lib_init "$1" "$2"
 
 command -v haproxy >/dev/null || fail "haproxy is not installed (Debian: haproxy)"
 command -v nginx >/dev/null || fail "nginx is not installed (Debian: nginx-light)"

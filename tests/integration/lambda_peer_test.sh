@@ -20,7 +20,7 @@
 #      (exit 2, FILE:LINE:COL: … needs portcullis to run as root) and accepts
 #      `user: nobody` (its own account: nothing to switch)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-lib_init "$@" 90
+lib_init "$@"
 
 [[ $(id -u) == 0 ]] || fail "this test runs as root (it switches to nobody with setpriv)"
 command -v setpriv >/dev/null || fail "setpriv is not installed (Debian: util-linux)"

@@ -12,7 +12,7 @@
 #
 #   bash tests/integration/lua_test.sh PORTCULLIS_BINARY SOURCE_DIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-lib_init "$@" 120
+lib_init "$@"
 
 JWKS="$SRC/examples/keys/demo-jwks.json"
 POLICY="$TEST_TMP/policy.yaml"

@@ -26,7 +26,7 @@
 # and three portcullis instances: `main` (web, rot, tls, tls_uri: all must load), `broken`
 # (providers that must not load) and `late`.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-lib_init "$@" 90
+lib_init "$@"
 
 command -v node >/dev/null || fail "node is not installed (the fake IdP needs Node.js >= 20)"
 command -v openssl >/dev/null || fail "openssl is not installed"

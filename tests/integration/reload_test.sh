@@ -162,8 +162,8 @@ sleep 0.5   # let the load run on the initial policy first
 # ---- (a) the watched file changes -------------------------------------------------------
 ok0=$(reloads ok)
 write_policy true true
-wait_decision /flag 200 5
-wait_counter ok "$ok0" 5
+wait_decision /flag 200 30
+wait_counter ok "$ok0" 30
 assert_contains "$(<"$TEST_TMP/portcullis.err")" "reload (file change): now serving policy" "(a) log"
 log "(a) file edit: /flag now 200, reloads ok $(reloads ok)"
 
@@ -171,7 +171,7 @@ log "(a) file edit: /flag now 200, reloads ok $(reloads ok)"
 err0=$(reloads error)
 version_a=$(policy_version)
 write_broken_policy true
-wait_counter error "$err0" 5
+wait_counter error "$err0" 30
 decide /flag
 assert_status 200 "(a') after a broken file was watched: still the old policy"
 assert_eq "$version_a" "$(policy_version)" "(a') policy_version after a rejected file"
@@ -182,7 +182,7 @@ log "(a') broken file rejected by the watcher, reloads error $(reloads error)"
 # are applied by their own trigger only.
 ok0=$(reloads ok)
 write_policy true false
-wait_counter ok "$ok0" 5
+wait_counter ok "$ok0" 30
 ok0=$(reloads ok)
 write_policy false false
 sleep 0.6
@@ -192,8 +192,8 @@ assert_eq "$ok0" "$(reloads ok)" "watch disabled: reloads ok"
 
 # ---- (b) SIGHUP -------------------------------------------------------------------------
 kill -HUP "${PID_OF[portcullis]}"
-wait_decision /flag 403 5
-wait_counter ok "$ok0" 5
+wait_decision /flag 403 30
+wait_counter ok "$ok0" 30
 assert_contains "$(<"$TEST_TMP/portcullis.err")" "reload (SIGHUP): now serving policy" "(b) log"
 wait_audit "\"request_id\":\"$PROBE_ID\""
 assert_audit reason route_denied "(b) /flag after SIGHUP"
@@ -264,7 +264,7 @@ assert_eq "$((err0 + 1))" "$(reloads error)" "(d) reloads error after POST /relo
 decide /flag
 assert_status 200 "(d) /flag after a rejected reload: the old policy"
 kill -HUP "${PID_OF[portcullis]}"
-wait_counter error "$((err0 + 1))" 5
+wait_counter error "$((err0 + 1))" 30
 decide /flag
 assert_status 200 "(d) /flag after a rejected SIGHUP reload"
 assert_eq "$ok0" "$(reloads ok)" "(d) reloads ok after rejected reloads"
