@@ -60,7 +60,7 @@ check_out=$("$PORTCULLIS" check -c "$config" 2>&1) || fail "portcullis check fai
 start_portcullis portcullis "$config"
 [[ $(json_string_field "$TEST_TMP/portcullis.ready.json" spoe) == "127.0.0.1:$SPOE_PORT" ]] ||
   fail "the ready file names no spoe listener on :$SPOE_PORT: $(cat "$TEST_TMP/portcullis.ready.json")"
-wait_http "http://$ADMIN/readyz" 10 portcullis
+wait_http "http://$ADMIN/readyz" 30 portcullis
 
 start_echo_upstream
 
@@ -315,7 +315,6 @@ NO_SCOPE=$(mint_token --sub alice --aud orders-api --scope 'write:orders')
 assert_eq 0 "$(table_used)" "entries in portcullis-decisions before any request"
 
 # ---- (a) 20 GETs, one token: one NOTIFY, the same headers on the miss and the hits -------------
-at_second_start
 mark_agent
 path_lines0=$(audit_count '"path":"/orders/7"')
 hap_lines0=$(grep -c 'GET /orders/7 HTTP/1.1' "$HAP_LOG" || true)
@@ -328,8 +327,9 @@ for i in $(seq 1 20); do
   a_args+=(-H "X-Request-Id: hc-a-$i" -H "Authorization: Bearer $TOK_A"
            -o "$TEST_TMP/a-$i.body" -D "$TEST_TMP/a-$i.headers" -w '%{http_code}\n' "$HAP/orders/7")
 done
+at_second_start  # the window opens now, with everything slow done before it
 a_codes=$("${CURL[@]}" "${a_args[@]}" 2>"$TEST_TMP/a.curl.err") || true
-past $((SEC + 2)) && fail "(a) 20 requests from one curl took more than 2 s: too slow for the 3 s TTL"
+past $((SEC + 2)).8 && fail "(a) 20 requests from one curl took more than 2.8 s: too slow for the 3 s TTL"
 i=0
 while read -r code; do
   i=$((i + 1))
