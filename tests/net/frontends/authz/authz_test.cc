@@ -480,16 +480,5 @@ TEST(ClientIpTest, MalformedForwardedForFromATrustedHopIsRefused) {
   EXPECT_FALSE(originalRequest(in, config, why).has_value());
 }
 
-TEST(ListenTest, AFixedPortHeldByAnotherSocketIsRefused) {
-  net::WorkerPool pool(1);
-  auto first = net::listenOnAll(pool, *parseHostPort("127.0.0.1:0"), 1);
-  ASSERT_TRUE(first);
-  HostPort same = *parseHostPort("127.0.0.1:0");
-  same.port = first->endpoint.port();
-  const auto second = net::listenOnAll(pool, same, 1);
-  ASSERT_FALSE(second.has_value());
-  EXPECT_NE(second.error().message.find("already in use"), std::string::npos);
-}
-
 }  // namespace
 }  // namespace portcullis::frontends
