@@ -33,6 +33,7 @@
 #include "identity/jwt/jwt.h"
 #include "net/workers.h"
 #include "support/fixtures.h"
+#include "support/loopback_client.h"
 #include "support/spoe_frames.h"
 #include "telemetry/metrics.h"
 
@@ -316,14 +317,7 @@ class Peer final {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
   }
-  bool send(std::string_view data) {
-    while (!data.empty()) {
-      const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-  }
+  bool send(std::string_view data) { return testing::sendAll(fd_, data); }
   // Like send(), but gives up (false) when the socket takes nothing for `deadline`.
   bool sendWithin(std::string_view data, std::chrono::milliseconds deadline) {
     while (!data.empty()) {
@@ -357,15 +351,7 @@ class Peer final {
   // True when the agent closed the connection within `deadline` (frames before the close
   // are skipped).
   bool closedByAgent(std::chrono::milliseconds deadline = 2s) {
-    const auto until = std::chrono::steady_clock::now() + deadline;
-    while (std::chrono::steady_clock::now() < until) {
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 20) <= 0) continue;
-      char chunk[4096];
-      const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-      if (n <= 0) return true;
-    }
-    return false;
+    return testing::closedByServer(fd_, deadline);
   }
   // Nothing arrives within `window` (and the connection stays open).
   bool quietFor(std::chrono::milliseconds window) {
