@@ -3,15 +3,11 @@
 // reach the handler. Per-listener settings: the Server header, body limit, "100 Continue",
 // the answers to unreadable requests, no series of its own; a handler may close after its
 // answer or not answer; closeSessions() ends every connection, a waiting handler's too.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -20,9 +16,8 @@
 #include <string>
 #include <thread>
 
-#include "common/ip.h"
 #include "net/http/server.h"
-#include "net/workers.h"
+#include "support/http_listener.h"
 #include "telemetry/metrics.h"
 
 namespace portcullis::net {
@@ -31,17 +26,11 @@ namespace {
 using namespace std::chrono_literals;
 
 // One worker serving a fixed answer (or `handle`'s) on an ephemeral loopback port, behind
-// `hook`; `configure` adjusts the listener before it starts.
+// `hook`; `configure` adjusts the listener before it starts (support/http_listener.h).
 class HttpServerTest : public ::testing::Test {
  protected:
-  void start(AcceptHook hook, const std::function<void(HttpListenerState&)>& configure = {},
+  void start(AcceptHook hook, std::function<void(HttpListenerState&)> configure = {},
              HttpHandler handle = {}) {
-    state_ = makeListenerState("test", HttpLimits{}, metrics_, std::move(hook));
-    if (configure) configure(*state_);
-    auto listeners = listenOnAll(pool_, *parseHostPort("127.0.0.1:0"), 1);
-    ASSERT_TRUE(listeners);
-    port_ = listeners->endpoint.port();
-    acceptor_ = std::move(listeners->acceptors[0]);
     if (!handle) {
       handle = [](HttpIn& in) -> asio::awaitable<HttpOut> {
         HttpOut out;
@@ -49,33 +38,23 @@ class HttpServerTest : public ::testing::Test {
         co_return out;
       };
     }
-    auto handler = std::make_shared<const HttpHandler>(
+    listener_.start(
+        "test", HttpLimits{}, metrics_,
         [this, handle = std::move(handle)](HttpIn& in) -> asio::awaitable<HttpOut> {
           handled_.fetch_add(1);
           co_return co_await handle(in);
-        });
-    asio::co_spawn(pool_.context(0), acceptLoop(*acceptor_, state_, handler), asio::detached);
-    pool_.start();
+        },
+        std::move(hook), std::move(configure));
   }
 
-  int connect() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port_);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    return fd;
-  }
+  HttpListenerState& state() { return listener_.state(); }
+  int connect() { return listener_.connect(); }
+  static void send(int fd, const std::string& bytes) { testing::sendAll(fd, bytes); }
 
-  static void send(int fd, const std::string& bytes) {
-    (void)::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-  }
-
-  // Reads until `until` is in what came, the server closes, or 10 s pass (a hang bound).
+  // Reads until `until` is in what came, the server closes, or the hang bound passes.
   static std::string receive(int fd, const std::string& until = {}) {
     std::string buf;
-    const auto give_up = std::chrono::steady_clock::now() + 10s;
+    const auto give_up = std::chrono::steady_clock::now() + testing::kSocketHangBound;
     while (std::chrono::steady_clock::now() < give_up &&
            (until.empty() || buf.find(until) == std::string::npos)) {
       pollfd p{fd, POLLIN, 0};
@@ -88,9 +67,9 @@ class HttpServerTest : public ::testing::Test {
     return buf;
   }
 
-  // True once `done` holds, false after 10 s (a hang bound).
+  // True once `done` holds, false after the hang bound.
   static bool waitFor(const std::function<bool()>& done) {
-    const auto give_up = std::chrono::steady_clock::now() + 10s;
+    const auto give_up = std::chrono::steady_clock::now() + testing::kSocketHangBound;
     while (!done()) {
       if (std::chrono::steady_clock::now() > give_up) return false;
       std::this_thread::sleep_for(5ms);
@@ -106,47 +85,16 @@ class HttpServerTest : public ::testing::Test {
     ::close(fd);
     return answer;
   }
-  void TearDown() override {
-    pool_.stop();
-    pool_.join();
-  }
 
-  // Connects, sends one request (Connection: close) and reads until the server closes.
+  // GET / (Connection: close) on a connection of its own.
   std::string call(std::uint16_t* local_port = nullptr) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port_);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    if (local_port != nullptr) {
-      sockaddr_in mine{};
-      socklen_t len = sizeof mine;
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&mine), &len);
-      *local_port = ntohs(mine.sin_port);
-    }
-    const std::string request = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    (void)::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
-    std::string buf;
-    const auto until = std::chrono::steady_clock::now() + 10s;
-    while (std::chrono::steady_clock::now() < until) {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
-      char chunk[4096];
-      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-      if (n <= 0) break;
-      buf.append(chunk, static_cast<std::size_t>(n));
-    }
-    ::close(fd);
-    return buf;
+    return listener_.roundTrip("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                               local_port);
   }
 
   telemetry::Metrics metrics_;
-  WorkerPool pool_{1};
-  std::shared_ptr<HttpListenerState> state_;
-  std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
-  std::uint16_t port_ = 0;
   std::atomic<int> handled_{0};
+  testing::HttpListener listener_;  // last: stops before what its handler uses goes
 };
 
 TEST_F(HttpServerTest, WithoutAHookEveryConnectionReachesTheHandler) {
@@ -171,7 +119,7 @@ TEST_F(HttpServerTest, TheHookSeesTheSocketAndItsEndpointsBeforeAnyByte) {
   const std::string answer = call(&mine);
   EXPECT_TRUE(answer.starts_with("HTTP/1.1 200 ")) << answer;
   EXPECT_EQ(seen_remote_port.load(), mine);
-  EXPECT_EQ(seen_local_port.load(), port_);
+  EXPECT_EQ(seen_local_port.load(), listener_.port());
   EXPECT_TRUE(had_handle.load());
   EXPECT_EQ(handled_.load(), 1);
 }
@@ -184,7 +132,7 @@ TEST_F(HttpServerTest, ARefusedConnectionIsClosedWithoutAWord) {
   });
   EXPECT_EQ(call(), "");
   EXPECT_EQ(handled_.load(), 0);
-  EXPECT_EQ(state_->connections.load(), 0u);
+  EXPECT_EQ(state().connections.load(), 0u);
 }
 
 TEST_F(HttpServerTest, ARefusedConnectionMayBeAnswered) {
@@ -320,15 +268,15 @@ TEST_F(HttpServerTest, ClosingTheSessionsEndsEveryConnectionAWaitingHandlersToo)
   const int polling = connect();
   send(polling, "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n");
   ASSERT_TRUE(waitFor([&] { return waiting.load() == 1; }));
-  EXPECT_EQ(state_->connections.load(), 2u);
+  EXPECT_EQ(state().connections.load(), 2u);
 
-  closeSessions(*state_);
+  closeSessions(state());
   EXPECT_EQ(receive(idle), "");
   EXPECT_EQ(receive(polling), "");
   ::close(idle);
   ::close(polling);
   EXPECT_TRUE(waitFor([&] { return woke.load() == 1; }));
-  EXPECT_TRUE(waitFor([&] { return state_->connections.load() == 0; }));
+  EXPECT_TRUE(waitFor([&] { return state().connections.load() == 0; }));
   // The listener still accepts: only its connections were closed.
   EXPECT_TRUE(call().starts_with("HTTP/1.1 200 "));
 }

@@ -33,6 +33,7 @@
 #include "identity/jwt/jwt.h"
 #include "net/workers.h"
 #include "support/fixtures.h"
+#include "support/loopback_client.h"
 #include "support/spoe_frames.h"
 #include "telemetry/metrics.h"
 
@@ -316,14 +317,7 @@ class Peer final {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
   }
-  bool send(std::string_view data) {
-    while (!data.empty()) {
-      const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-  }
+  bool send(std::string_view data) { return testing::sendAll(fd_, data); }
   // Like send(), but gives up (false) when the socket takes nothing for `deadline`.
   bool sendWithin(std::string_view data, std::chrono::milliseconds deadline) {
     while (!data.empty()) {
@@ -358,15 +352,7 @@ class Peer final {
   // True when the agent closed the connection within `deadline` (frames before the close
   // are skipped).
   bool closedByAgent(std::chrono::milliseconds deadline = 2s) {
-    const auto until = std::chrono::steady_clock::now() + deadline;
-    while (std::chrono::steady_clock::now() < until) {
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 20) <= 0) continue;
-      char chunk[4096];
-      const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-      if (n <= 0) return true;
-    }
-    return false;
+    return testing::closedByServer(fd_, deadline);
   }
   // Nothing arrives within `window` (and the connection stays open).
   bool quietFor(std::chrono::milliseconds window) {
@@ -1091,6 +1077,52 @@ TEST_F(SpoeAgentBounds, PeerThatNeverReadsIsClosedAtTheQueueBound) {
   const auto ack = other->readAck();
   ASSERT_TRUE(ack) << "other connections keep working";
   EXPECT_EQ(ack->int32("allow"), 1);
+}
+
+// ---- requests from messages ---------------------------------------------------------------
+
+Message tlsMessage(std::vector<KeyValue> extra) {
+  Message m;
+  m.name = std::string(kMessageName);
+  m.args = {{"method", Value{std::string("GET")}}, {"path", Value{std::string("/x")}}};
+  for (auto& kv : extra)
+    m.args.push_back(std::move(kv));
+  return m;
+}
+
+TEST(AgentClientCertificate, SubjectOnlyFromAVerifiedTlsConnection) {
+  const auto subject = [](std::vector<KeyValue> args) {
+    std::string why;
+    const auto req = requestFromMessage(tlsMessage(std::move(args)), why);
+    EXPECT_TRUE(req) << why;
+    return req ? req->client_cert_subject : std::string("<no request>");
+  };
+  const Value dn{std::string("/C=DE/O=Acme/CN=partner-1")};
+  EXPECT_EQ(subject({{"ssl", Value{true}}, {"ssl_dn", dn}, {"ssl_verify", Value{std::int64_t{0}}}}),
+            "/C=DE/O=Acme/CN=partner-1");
+  EXPECT_EQ(subject({{"ssl", Value{true}}, {"ssl_dn", dn}, {"ssl_verify", Value{std::int32_t{0}}}}),
+            "/C=DE/O=Acme/CN=partner-1");
+  // crt-ignore-err / ca-ignore-err: HAProxy let an unverified certificate through.
+  EXPECT_EQ(
+      subject({{"ssl", Value{true}}, {"ssl_dn", dn}, {"ssl_verify", Value{std::int64_t{10}}}}), "");
+  EXPECT_EQ(subject({{"ssl", Value{true}}, {"ssl_dn", dn}}), "") << "no ssl_verify";
+  EXPECT_EQ(subject({{"ssl", Value{true}}, {"ssl_dn", dn}, {"ssl_verify", Value{}}}), "");
+  EXPECT_EQ(
+      subject({{"ssl", Value{true}}, {"ssl_dn", dn}, {"ssl_verify", Value{std::string("0")}}}), "")
+      << "not an integer";
+  EXPECT_EQ(
+      subject({{"ssl", Value{false}}, {"ssl_dn", dn}, {"ssl_verify", Value{std::int64_t{0}}}}), "")
+      << "not TLS";
+  EXPECT_EQ(
+      subject({{"ssl", Value{true}}, {"ssl_dn", Value{}}, {"ssl_verify", Value{std::int64_t{0}}}}),
+      "")
+      << "no client certificate";
+  EXPECT_EQ(subject({{"ssl", Value{true}},
+                     {"ssl_dn", Value{std::string("CN=a\r\nX-Evil: 1")}},
+                     {"ssl_verify", Value{std::int64_t{0}}}})
+                .find('\n'),
+            std::string::npos)
+      << "control characters never reach a header";
 }
 
 }  // namespace
