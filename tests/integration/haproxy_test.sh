@@ -305,9 +305,11 @@ log "rate limit: 12 parallel requests to /search → ${n200}×200, ${n429}×429"
 # One 429 looked at closely: 8 more requests at once (the bucket refills 5/s, so on a busy
 # machine sequential requests could all be allowed), each with its own id and files.
 RID=""
-for ((round = 0; round < 5 && -z $RID; round++)); do
+for round in 0 1 2 3 4; do
+  [[ -z $RID ]] || break
   {
     for k in $(seq 1 8); do
+      ((k == 1)) || echo 'next'  # headers apply per group: one group per request
       echo "url = \"$HAP/search\""
       echo "header = \"X-Request-Id: hx-429-$round-$k\""
       echo "output = \"$TEST_TMP/r429-$round-$k.body\""

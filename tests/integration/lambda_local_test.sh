@@ -242,11 +242,11 @@ wait_fds_at_most() {
 gone() { [[ ! -e /proc/$1 ]]; }  # exited and reaped (a zombie still has its /proc entry)
 
 # Every always-on pool has polled `next` once before anything is measured.
-wait_metric 'portcullis_lambda_cold_start_seconds_count{function="bash-example"}' 30
-wait_metric 'portcullis_lambda_cold_start_seconds_count{function="node-example"}' 30
-wait_metric 'portcullis_lambda_cold_start_seconds_count{function="node-faults"}' 30
-wait_metric 'portcullis_lambda_cold_start_seconds_count{function="bash-faults"}' 30
-wait_metric 'portcullis_lambda_cold_start_seconds_count{function="node-load"}' 30
+wait_metric 'portcullis_lambda_cold_start_seconds_count{function="bash-example"}' 1 30
+wait_metric 'portcullis_lambda_cold_start_seconds_count{function="node-example"}' 1 30
+wait_metric 'portcullis_lambda_cold_start_seconds_count{function="node-faults"}' 1 30
+wait_metric 'portcullis_lambda_cold_start_seconds_count{function="bash-faults"}' 1 30
+wait_metric 'portcullis_lambda_cold_start_seconds_count{function="node-load"}' 1 30
 assert_eq 0 "$(procs bash-hang)" "bash-hang (min: 0) runs no process before its first request"
 log "pools warm: cold starts bash $(m 'portcullis_lambda_cold_start_seconds_sum{function="bash-example"}')s," \
   "node $(m 'portcullis_lambda_cold_start_seconds_sum{function="node-example"}')s"
