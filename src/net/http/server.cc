@@ -147,18 +147,11 @@ std::shared_ptr<HttpListenerState> makeListenerState(std::string name, HttpLimit
                                                      telemetry::Metrics& metrics,
                                                      AcceptHook accept_hook) {
   auto state = std::make_shared<HttpListenerState>();
-  const std::string label = "listener=\"" + name + "\"";
+  PORTCULLIS_STAT_REGISTER(PORTCULLIS_HTTP_LISTENER_STATS, *state,
+                           telemetry::StatScope(metrics, "listener=\"" + name + "\""));
   state->name = std::move(name);
   state->limits = limits;
   state->accept_hook = std::move(accept_hook);
-  state->accepted =
-      &metrics.counter("portcullis_connections_accepted_total", "Connections accepted", label);
-  state->rejected =
-      &metrics.counter("portcullis_connections_rejected_total",
-                       "Connections closed at once: over limits.max_connections", label);
-  state->bad_requests = &metrics.counter(
-      "portcullis_http_bad_requests_total",
-      "Requests that were malformed, too large or too slow; their connection was closed", label);
   return state;
 }
 

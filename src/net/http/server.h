@@ -15,11 +15,7 @@
 
 #include "common/http/request.h"
 #include "common/ip.h"
-
-namespace portcullis::telemetry {
-class Counter;
-class Metrics;
-}  // namespace portcullis::telemetry
+#include "telemetry/stats.h"
 
 namespace portcullis::net {
 
@@ -74,15 +70,21 @@ struct AcceptDecision {
 // peer-uid check, for instance) belong here, so that no handler sees a refused peer.
 using AcceptHook = std::function<AcceptDecision(const AcceptedSocket&)>;
 
+// Every series of an HTTP listener (docs/conventions.md §11), labelled listener="NAME".
+#define PORTCULLIS_HTTP_LISTENER_STATS(COUNTER, HISTOGRAM, GAUGE)                        \
+  COUNTER(accepted, "portcullis_connections_accepted_total", "Connections accepted", "") \
+  COUNTER(rejected, "portcullis_connections_rejected_total",                             \
+          "Connections closed at once: over limits.max_connections", "")                 \
+  COUNTER(bad_requests, "portcullis_http_bad_requests_total",                            \
+          "Requests that were malformed, too large or too slow; their connection was closed", "")
+
 // Shared by every worker's acceptor for one listener.
 struct HttpListenerState {
   std::string name;  // "authz", "admin"
   HttpLimits limits;
   AcceptHook accept_hook;  // none = every connection is accepted
   std::atomic<std::uint64_t> connections{0};
-  telemetry::Counter* accepted = nullptr;
-  telemetry::Counter* rejected = nullptr;      // over max_connections
-  telemetry::Counter* bad_requests = nullptr;  // malformed, too large, timed out
+  PORTCULLIS_STAT_FIELDS(PORTCULLIS_HTTP_LISTENER_STATS)
 };
 
 std::shared_ptr<HttpListenerState> makeListenerState(std::string name, HttpLimits limits,
