@@ -58,6 +58,18 @@ std::string headerSafe(std::string_view s) {
   return out;
 }
 
+std::string printable(std::string_view text, std::size_t max_chars) {
+  std::string out;
+  const std::size_t n = std::min(text.size(), max_chars);
+  out.reserve(n + 3);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    out.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?');
+  }
+  if (text.size() > n) out += "...";
+  return out;
+}
+
 std::string sha256Hex(std::string_view data) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
   unsigned int len = 0;

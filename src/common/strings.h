@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -20,6 +21,10 @@ std::vector<std::string_view> split(std::string_view s, char sep);
 // other control characters) with a space, so attacker-chosen claim values cannot inject
 // headers upstream.
 std::string headerSafe(std::string_view s);
+// Attacker-controlled text (a kid, an alg, a curve name) made safe for an operator's log
+// line or error message: printable ASCII kept, every other byte '?', at most `max_chars`
+// of it, then "..." when cut.
+std::string printable(std::string_view text, std::size_t max_chars = 64);
 // The value of one hexadecimal digit (either case), or -1.
 int hexDigit(char c);
 // RFC 3986 unreserved: A-Z a-z 0-9 '-' '.' '_' '~'.

@@ -60,7 +60,7 @@ check_out=$("$PORTCULLIS" check -c "$config" 2>&1) || fail "portcullis check fai
 start_portcullis portcullis "$config"
 [[ $(json_string_field "$TEST_TMP/portcullis.ready.json" spoe) == "127.0.0.1:$SPOE_PORT" ]] ||
   fail "the ready file names no spoe listener on :$SPOE_PORT: $(cat "$TEST_TMP/portcullis.ready.json")"
-wait_http "http://$ADMIN/readyz" 10 portcullis
+wait_http "http://$ADMIN/readyz" 30 portcullis
 
 start_echo_upstream
 
@@ -315,7 +315,6 @@ NO_SCOPE=$(mint_token --sub alice --aud orders-api --scope 'write:orders')
 assert_eq 0 "$(table_used)" "entries in portcullis-decisions before any request"
 
 # ---- (a) 20 GETs, one token: one NOTIFY, the same headers on the miss and the hits -------------
-at_second_start
 mark_agent
 path_lines0=$(audit_count '"path":"/orders/7"')
 hap_lines0=$(grep -c 'GET /orders/7 HTTP/1.1' "$HAP_LOG" || true)
@@ -328,8 +327,9 @@ for i in $(seq 1 20); do
   a_args+=(-H "X-Request-Id: hc-a-$i" -H "Authorization: Bearer $TOK_A"
            -o "$TEST_TMP/a-$i.body" -D "$TEST_TMP/a-$i.headers" -w '%{http_code}\n' "$HAP/orders/7")
 done
+at_second_start  # the window opens now, with everything slow done before it
 a_codes=$("${CURL[@]}" "${a_args[@]}" 2>"$TEST_TMP/a.curl.err") || true
-past $((SEC + 2)) && fail "(a) 20 requests from one curl took more than 2 s: too slow for the 3 s TTL"
+past $((SEC + 2)).8 && fail "(a) 20 requests from one curl took more than 2.8 s: too slow for the 3 s TTL"
 i=0
 while read -r code; do
   i=$((i + 1))
@@ -620,20 +620,34 @@ new_expiry=$(entry_gpt "$key_e" 0)
 ((new_expiry > expiry)) || fail "(e) the entry was not stored again after the expiry (gpt0 $new_expiry)"
 
 # ---- (g) a token expiring before the route TTL: cached until exp, then refused ------------------
-at_second_start
-S=$SEC
-SHORT=$(mint_token --sub carol --aud orders-api --scope read:orders --iat "$S" --exp $((S + 2)))
+# The token is minted first, for a window that starts three seconds later (S), so however
+# long minting takes on a busy machine, the first request goes out at S with 2 s of the
+# token left (less than the route's 3 s TTL: the entry must be clamped to exp). Minting that
+# overran the window (a very busy machine) picks a new window.
+for attempt in 1 2 3 4 5; do
+  at_second_start
+  T=$SEC
+  S=$((T + 3))
+  SHORT=$(mint_token --sub carol --aud orders-api --scope read:orders --iat "$T" --exp $((S + 2)))
+  past "$S.3" || break
+  log "(g) minting overran the window (busy machine): another one"
+  ((attempt < 5)) || fail "(g) five windows of 3 s passed while minting one token"
+done
+sleep_until "$S.05"
 mark_agent
 go hc-g-0 -H "Authorization: Bearer $SHORT" /orders/12
 assert_status 200 "(g) token expiring in 2 s"
 assert_contains "$HTTP_BODY" $'user=carol\n' "(g) token expiring in 2 s"
 key_g=$(entry_gpt "$(entry_key GET /orders/12 "$SHORT")" 0)
 assert_eq $((S + 2)) "$key_g" "(g) gpt0 = the token's exp (the route's 3 s TTL clamped)"
+g_hits=0
 for k in 1 2; do
   sleep_until "$(awk -v s="$S" -v k="$k" 'BEGIN { printf "%.2f", s + 0.05 + 0.6 * k }')"
+  past "$((S + 1)).5" && break  # too close to exp on a busy machine: gpt0 and (late) prove it
   go "hc-g-$k" -H "Authorization: Bearer $SHORT" /orders/12
   assert_status 200 "(g) before exp, request $k"
   assert_contains "$HTTP_BODY" $'user=carol\n' "(g) before exp, request $k"
+  g_hits=$((g_hits + 1))
 done
 agent_delta
 assert_eq 1 "$DELTA" "(g) NOTIFY frames before exp"
@@ -642,7 +656,8 @@ go hc-g-late -H "Authorization: Bearer $SHORT" /orders/12
 assert_status 401 "(g) after the token's exp: refused by the agent, not served from HAProxy's cache"
 assert_contains "$(header WWW-Authenticate)" 'error="invalid_token"' "(g) after exp"
 assert_not_forwarded "(g) after exp"
-agent_saw "(g) token expiring in 2 s, 4 requests" 2 hc-g-
+log "(g) $g_hits of 2 requests before exp were answered from HAProxy's cache"
+agent_saw "(g) token expiring in 2 s, $((g_hits + 2)) requests" 2 hc-g-
 wait_audit '"request_id":"hc-g-late"'
 assert_audit reason token_expired
 assert_audit status 401

@@ -45,7 +45,7 @@ YAML
 }
 write_config s3cret
 start_portcullis portcullis "$TEST_TMP/portcullis.yaml"
-wait_http "http://$ADMIN/readyz" 10 portcullis
+wait_http "http://$ADMIN/readyz" 30 portcullis
 
 ask() {  # ask TOKEN [REQUEST-ID]
   http -H "X-Original-URI: /orders/1" -H "Authorization: Bearer $1" -H "X-Request-Id: ${2:-r$RANDOM}" "http://$AUTHZ/"

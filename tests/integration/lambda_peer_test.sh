@@ -78,7 +78,7 @@ EOF
 
 check_out=$("$PORTCULLIS" check -c "$POLICY" 2>&1) || fail "portcullis check failed: $check_out"
 start_portcullis portcullis "$POLICY"
-wait_http "http://$ADMIN/readyz" 10 portcullis
+wait_http "http://$ADMIN/readyz" 30 portcullis
 M="http://$ADMIN/metrics"
 m() { metric "$M" "$1"; }
 refused() { m "portcullis_lambda_runtime_api_refused_total{function=\"$1\",reason=\"$2\"}"; }

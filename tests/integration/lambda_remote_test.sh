@@ -122,7 +122,7 @@ assert_match "$(cat "$TEST_TMP/check-nocreds.out")" \
   "portcullis\\.yaml:[0-9]+:[0-9]+: functions\\.from-env has no 'credentials'" "missing credentials"
 
 start_portcullis portcullis "$TEST_TMP/portcullis.yaml"
-wait_http "http://$ADMIN/readyz" 10 portcullis
+wait_http "http://$ADMIN/readyz" 30 portcullis
 
 ask() {  # ask PATH REQUEST-ID [curl args…]
   local path=$1 rid=$2

@@ -288,7 +288,7 @@ wait_for_file() {
 
 # wait_http URL [SECONDS=10] [NAME]: until URL answers with any HTTP status.
 wait_http() {
-  local url=$1 secs=${2:-10} name=${3:-} i code
+  local url=$1 secs=${2:-30} name=${3:-} i code
   for ((i = 0; i < secs * 10; i++)); do
     code=$(curl -s --noproxy '*' --max-time 1 -o /dev/null -w '%{http_code}' "$url" 2>/dev/null) || true
     [[ $code != 000 && -n $code ]] && return 0
@@ -466,7 +466,7 @@ audit_last() {
 # wait_audit PATTERN [SECONDS=5] [FILE]: the audit sink writes asynchronously; wait until a
 # line containing PATTERN is there and put the last such line in AUDIT_LINE.
 wait_audit() {
-  local pattern=$1 secs=${2:-5} file=${3:-$AUDIT_FILE} i
+  local pattern=$1 secs=${2:-30} file=${3:-$AUDIT_FILE} i
   for ((i = 0; i < secs * 20; i++)); do
     AUDIT_LINE=$(audit_last "$pattern" "$file")
     [[ -n $AUDIT_LINE ]] && return 0

@@ -29,7 +29,7 @@ check_out=$("$PORTCULLIS" check -c "$config" 2>&1) || fail "portcullis check fai
 
 start_portcullis portcullis "$config"
 AUTHZ_PORT=${AUTHZ##*:}
-wait_http "http://$ADMIN/readyz" 10 portcullis
+wait_http "http://$ADMIN/readyz" 30 portcullis
 
 # ---- nginx: the example template, started in the foreground by this test ----------------
 render_nginx() {

@@ -54,7 +54,7 @@ audit: { sink: "file:$AUDIT_FILE" }
 YAML
 start_portcullis portcullis "$config"
 AUTHZ_PORT=${AUTHZ##*:}
-wait_http "http://$ADMIN/readyz" 10 portcullis
+wait_http "http://$ADMIN/readyz" 30 portcullis
 
 # ---- nginx: the edge (auth_request) and the application, in one process -------------------
 render_nginx() {

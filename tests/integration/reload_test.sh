@@ -67,7 +67,7 @@ printf '%s\n' "$ADMIN_TOKEN" >"$TOKEN_FILE"
 # ---- start ------------------------------------------------------------------------------
 write_policy false true
 start_portcullis portcullis "$POLICY"
-wait_http "http://$ADMIN/readyz" 10 portcullis
+wait_http "http://$ADMIN/readyz" 30 portcullis
 
 PROBES=0
 # decide PATH: one request to the authz endpoint (nginx style); HTTP_STATUS, PROBE_ID.

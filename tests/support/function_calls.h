@@ -71,13 +71,14 @@ inline PendingCall startCall(const engine::Function& f, http::Request request) {
   return c;
 }
 
-inline Called finishCall(PendingCall& c, std::chrono::milliseconds wait = 10s) {
+// The waits bound a hang (a call that never answers), with room for a busy machine.
+inline Called finishCall(PendingCall& c, std::chrono::milliseconds wait = 60s) {
   if (c.future.wait_for(wait) != std::future_status::ready) return {};
   return c.future.get();
 }
 
 inline Called callSync(const engine::Function& f, http::Request request,
-                       std::chrono::milliseconds wait = 10s) {
+                       std::chrono::milliseconds wait = 60s) {
   auto c = startCall(f, std::move(request));
   return finishCall(c, wait);
 }

@@ -27,6 +27,12 @@ std::string functionLabel(const std::string& function) {
   return "function=\"" + telemetry::labelValue(function) + "\"";
 }
 
+std::string seriesLabels(const std::string& function, const char* label, const char* value) {
+  std::string labels = functionLabel(function);
+  if (label != nullptr) labels += std::string(",") + label + "=\"" + value + "\"";
+  return labels;
+}
+
 std::shared_ptr<std::atomic<std::int64_t>> gaugeCell(telemetry::Metrics& metrics,
                                                      const std::string& name,
                                                      const std::string& help,

@@ -11,7 +11,7 @@
 #include <mutex>
 
 #include "common/strings.h"
-#include "functions/lambda/metrics.h"
+#include "functions/lambda/remote/invoker_metrics.h"
 #include "net/http/bounded_client.h"
 #include "net/http/io_thread.h"
 #include "telemetry/metrics.h"
@@ -86,44 +86,6 @@ net::PoolKey poolKey(const RemoteOptions& o) {
   }
   return key;
 }
-
-struct RemoteMetrics {
-  explicit RemoteMetrics(const std::string& function) {
-    telemetry::Metrics& m = metricsRegistry();
-    const std::string label = functionLabel(function);
-    const auto outcome = [&](const char* name) {
-      return &m.counter("portcullis_lambda_remote_invocations_total",
-                        "Remote Lambda invocations by outcome (ok, function_error, timeout, "
-                        "throttled, refused, error)",
-                        label + ",outcome=\"" + name + "\"");
-    };
-    ok = outcome("ok");
-    function_error = outcome("function_error");
-    timeout = outcome("timeout");
-    throttled = outcome("throttled");
-    refused = outcome("refused");
-    error = outcome("error");
-    connections = &m.counter("portcullis_lambda_remote_connections_total",
-                             "Connections opened to the Lambda endpoint (TCP, and TLS)", label);
-    retries = &m.counter(
-        "portcullis_lambda_remote_retries_total",
-        "Requests sent again on a fresh connection after a kept-alive one failed unanswered",
-        label);
-    duration = &m.histogram(
-        "portcullis_lambda_remote_duration_seconds",
-        "Remote Lambda invocations answered by the endpoint: accepted to answered",
-        {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}, label);
-    in_flight = gaugeCell(
-        m, "portcullis_lambda_remote_in_flight",
-        "Remote Lambda invocations accepted and not yet answered (waiting or on the wire)",
-        function);
-  }
-  telemetry::Counter *ok, *function_error, *timeout, *throttled, *refused, *error;
-  telemetry::Counter* connections;
-  telemetry::Counter* retries;
-  telemetry::Histogram* duration;
-  std::shared_ptr<std::atomic<std::int64_t>> in_flight;  // per function name, program-long
-};
 
 }  // namespace
 

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/strings.h"
 #include "identity/jwt/base64url.h"
 
 namespace portcullis::identity {
@@ -26,7 +27,6 @@ constexpr std::size_t kMinRsaBits = 2048;
 // Bounds the cost of one verification: the work grows with the square of the modulus.
 constexpr std::size_t kMaxRsaBits = 8192;
 constexpr std::size_t kMaxRsaExponentBytes = 8;
-constexpr std::size_t kMaxKidInMessage = 64;
 
 struct AlgEntry {
   std::string_view name;
@@ -118,18 +118,6 @@ class SecretBytes {
 tl::unexpected<Error> jwkError(std::string message) {
   ERR_clear_error();
   return fail(Reason::kInternalError, "JWK: " + std::move(message));
-}
-
-std::string printable(std::string_view text) {
-  std::string out;
-  const std::size_t n = std::min(text.size(), kMaxKidInMessage);
-  out.reserve(n + 3);
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    out.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?');
-  }
-  if (text.size() > n) out += "...";
-  return out;
 }
 
 // Present and a string: the string; absent: nullptr; present with another type: an error.

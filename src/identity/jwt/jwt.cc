@@ -23,20 +23,6 @@ using Json = nlohmann::json;
 // and it bounds the recursion of whatever later walks the claims. The token's own size
 // limit (VerifyPolicy::max_token_bytes) already bounds the text.
 constexpr json::StrictLimits kTokenJson{.max_depth = 32};
-constexpr std::size_t kMaxTextInMessage = 64;
-
-// Attacker-controlled text (kid, alg) made safe for an operator's log line.
-std::string printable(std::string_view text) {
-  std::string out;
-  const std::size_t n = std::min(text.size(), kMaxTextInMessage);
-  out.reserve(n + 3);
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    out.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?');
-  }
-  if (text.size() > n) out += "...";
-  return out;
-}
 
 std::string describeKey(const Key& key) {
   return key.kid().empty() ? std::string("without kid") : "kid=" + printable(key.kid());

@@ -56,6 +56,14 @@ std::string Url::toString() const {
   return fmt::format("{}://{}{}{}:{}{}", scheme, v6 ? "[" : "", host, v6 ? "]" : "", port, target);
 }
 
+std::string Url::hostHeader() const {
+  const bool v6 = host.find(':') != std::string::npos;
+  const bool default_port = (scheme == "https" && port == 443) || (scheme == "http" && port == 80);
+  std::string out = v6 ? "[" + host + "]" : host;
+  if (!default_port) out += ":" + std::to_string(port);
+  return out;
+}
+
 std::optional<std::chrono::seconds> cacheMaxAge(std::string_view cache_control) {
   for (auto directive : split(cache_control, ',')) {
     directive = trim(directive);
@@ -93,11 +101,8 @@ asio::awaitable<Result<HttpReply>> httpCall(HttpCall call) {
   HttpRequest request;
   request.method = call.method;
   request.target = call.url.target;
-  const bool default_port = (call.url.scheme == "https" && call.url.port == 443) ||
-                            (call.url.scheme == "http" && call.url.port == 80);
   request.headers.reserve(call.headers.size() + 2);
-  request.headers.emplace_back(
-      "Host", default_port ? call.url.host : call.url.host + ":" + std::to_string(call.url.port));
+  request.headers.emplace_back("Host", call.url.hostHeader());
   request.headers.emplace_back("User-Agent", "portcullis/" PORTCULLIS_VERSION);
   for (auto& header : call.headers)
     request.headers.push_back(std::move(header));

@@ -24,6 +24,9 @@ struct Url {
   std::string target;  // path and query, starts with '/'
   static std::optional<Url> parse(std::string_view text);
   std::string toString() const;
+  // The Host header's value (RFC 9110 §7.2): an IPv6 literal in brackets, the port only
+  // when it is not the scheme's default.
+  std::string hostHeader() const;
 };
 
 struct HttpCall {

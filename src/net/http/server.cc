@@ -1,9 +1,12 @@
 #include "net/http/server.h"
 
+#include <poll.h>
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
@@ -13,11 +16,36 @@
 #include "telemetry/metrics.h"
 
 namespace portcullis::net {
-namespace {
 
 namespace beast = boost::beast;
 namespace bhttp = beast::http;
 using asio::ip::tcp;
+
+// Keeps a connection in its listener's registry (for closeSessions) while its session
+// lives, and ends its handle with it: a handler may keep the handle longer.
+class HttpSessionRegistration final {
+ public:
+  HttpSessionRegistration(HttpListenerState& state, std::shared_ptr<HttpSession> connection)
+      : state_(state), connection_(std::move(connection)) {
+    const std::lock_guard lock(state_.sessions_mutex);
+    entry_ = state_.sessions.insert(state_.sessions.end(), connection_);
+  }
+  ~HttpSessionRegistration() {
+    connection_->socket_ = nullptr;
+    const std::lock_guard lock(state_.sessions_mutex);
+    state_.sessions.erase(entry_);
+  }
+  HttpSessionRegistration(const HttpSessionRegistration&) = delete;
+  HttpSessionRegistration& operator=(const HttpSessionRegistration&) = delete;
+
+ private:
+  HttpListenerState& state_;
+  std::shared_ptr<HttpSession> connection_;
+  std::list<std::weak_ptr<HttpSession>>::iterator entry_;
+};
+
+namespace {
+
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
 // Decrements the listener's connection count when the connection ends, however it ends.
@@ -27,51 +55,132 @@ struct ConnectionSlot {
   HttpListenerState& state;
 };
 
-bhttp::response<bhttp::string_body> toResponse(HttpOut&& out, unsigned version, bool keep_alive) {
+// The same for a refusal being answered.
+struct RefusalSlot {
+  explicit RefusalSlot(std::shared_ptr<std::atomic<std::uint64_t>> c) : count(std::move(c)) {}
+  ~RefusalSlot() { count->fetch_sub(1, std::memory_order_relaxed); }
+  std::shared_ptr<std::atomic<std::uint64_t>> count;
+};
+
+void expireAfter(beast::tcp_stream& stream, std::chrono::milliseconds timeout) {
+  if (timeout == kNoTimeout) {
+    stream.expires_never();
+  } else {
+    stream.expires_after(timeout);
+  }
+}
+
+std::chrono::milliseconds writeTimeout(const HttpLimits& limits) {
+  return limits.write_timeout.value_or(limits.header_timeout);
+}
+
+bhttp::response<bhttp::string_body> toResponse(HttpOut&& out, const std::string& server,
+                                               unsigned version, bool keep_alive) {
   bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(out.status), version};
-  res.set(bhttp::field::server, "portcullis");
+  res.set(bhttp::field::server, server);
   for (auto& [name, value] : out.headers)
     res.insert(name, value);
-  if (!out.body.empty()) res.set(bhttp::field::content_type, out.content_type);
+  if (!out.body.empty() && !out.content_type.empty()) {
+    res.set(bhttp::field::content_type, out.content_type);
+  }
   res.body() = std::move(out.body);
   res.keep_alive(keep_alive);
   res.prepare_payload();
   return res;
 }
 
-HttpOut errorOut(int status, std::string body) {
+HttpOut plainError(HttpReadError why) {
   HttpOut out;
-  out.status = status;
-  out.body = std::move(body);
+  switch (why) {
+    case HttpReadError::kHeaderTooLarge:
+      out.status = 431;
+      out.body = "request header fields too large\n";
+      break;
+    case HttpReadError::kBodyTooLarge:
+      out.status = 413;
+      out.body = "payload too large\n";
+      break;
+    case HttpReadError::kMalformed:
+      out.status = 400;
+      out.body = "bad request\n";
+      break;
+  }
   return out;
 }
 
-asio::awaitable<void> writeAndClose(beast::tcp_stream& stream, HttpOut out,
-                                    std::chrono::milliseconds timeout) {
-  auto res = toResponse(std::move(out), 11, false);
-  stream.expires_after(timeout);
-  co_await bhttp::async_write(stream, res, kNoThrow);
+// Writes `out` as HTTP/1.1 with Connection: close and ends the sending side; true when it
+// was written.
+asio::awaitable<bool> writeAndClose(beast::tcp_stream& stream, HttpOut out,
+                                    const std::string& server, std::chrono::milliseconds timeout) {
+  auto res = toResponse(std::move(out), server, 11, false);
+  expireAfter(stream, timeout);
+  auto [write_ec, written] = co_await bhttp::async_write(stream, res, kNoThrow);
+  (void)written;
   beast::error_code ec;
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  co_return !write_ec;
 }
 
-// A connection its accept hook refused with an answer: its first request is read (bounded
-// like any other) and answered, then the connection is closed.
+// A connection its accept hook refused with an answer: its first request is read under the
+// refusal bounds and answered, then the connection is closed. The request is read first:
+// closing on unread bytes would reset the connection before the client sees the answer.
 asio::awaitable<void> answerRefused(tcp::socket socket, std::shared_ptr<HttpListenerState> state,
                                     HttpOut answer) {
-  ConnectionSlot slot(*state);
+  const RefusalSlot slot(state->refusing);
+  const HttpLimits& limits = state->limits;
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   bhttp::request_parser<bhttp::string_body> parser;
-  parser.header_limit(static_cast<std::uint32_t>(state->limits.max_header_bytes));
-  parser.body_limit(state->limits.max_body_bytes);
-  stream.expires_after(state->limits.header_timeout);
+  parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
+  parser.body_limit(limits.refusal_max_body_bytes);
+  expireAfter(stream, limits.refusal_timeout);
   auto [read_ec, n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
   (void)n;
-  if (!read_ec) co_await writeAndClose(stream, std::move(answer), state->limits.header_timeout);
+  if (!read_ec) {
+    auto res = toResponse(std::move(answer), state->server_header, parser.get().version(), false);
+    expireAfter(stream, limits.refusal_timeout);
+    auto [write_ec, written] = co_await bhttp::async_write(stream, res, kNoThrow);
+    (void)write_ec;
+    (void)written;
+  }
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
   stream.socket().close(ignored);
+}
+
+// A request that failed so: the client is slow or gone, or the connection was closed here
+// (closeSessions), or a "100 Continue" could not be written. Nothing to answer.
+bool endsQuietly(const beast::error_code& ec) {
+  return ec == beast::error::timeout || ec == bhttp::error::end_of_stream ||
+         ec == asio::error::eof || ec == asio::error::connection_reset ||
+         ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor ||
+         ec == asio::error::broken_pipe;
+}
+
+// Reads one request: its header, then (after a "100 Continue" when the listener answers
+// those) its body.
+asio::awaitable<beast::error_code> readRequest(beast::tcp_stream& stream,
+                                               beast::flat_buffer& buffer,
+                                               bhttp::request_parser<bhttp::string_body>& parser,
+                                               const HttpListenerState& state) {
+  const HttpLimits& limits = state.limits;
+  parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
+  parser.body_limit(limits.max_body_bytes);
+  expireAfter(stream, limits.header_timeout);
+  auto [read_ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kNoThrow);
+  (void)n;
+  if (read_ec || parser.is_done()) co_return read_ec;
+  if (state.answer_continue && beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
+    bhttp::response<bhttp::empty_body> go{bhttp::status::continue_, parser.get().version()};
+    expireAfter(stream, writeTimeout(limits));
+    auto [write_ec, written] = co_await bhttp::async_write(stream, go, kNoThrow);
+    (void)written;
+    if (write_ec) co_return write_ec;
+    expireAfter(stream, limits.header_timeout);
+  }
+  auto [body_ec, m] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
+  (void)m;
+  co_return body_ec;
 }
 
 asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerState> state,
@@ -82,40 +191,33 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerSt
   if (ec) co_return;
   const IpAddress peer = toIpAddress(remote.address());
   beast::tcp_stream stream(std::move(socket));
-  beast::flat_buffer buffer(8192);
+  auto connection = std::make_shared<HttpSession>(stream.socket());
+  const HttpSessionRegistration registration(*state, connection);
   const HttpLimits& limits = state->limits;
+  beast::flat_buffer buffer(limits.max_buffer_bytes);
 
   for (;;) {
     if (buffer.size() == 0) {
       // Keep-alive: wait for the first byte of the next request under the idle timeout.
-      stream.expires_after(limits.idle_timeout);
+      expireAfter(stream, limits.idle_timeout);
       auto [read_ec, n] = co_await stream.async_read_some(buffer.prepare(4096), kNoThrow);
       if (read_ec) co_return;  // closed, reset or idle: nothing to answer
       buffer.commit(n);
     }
 
     bhttp::request_parser<bhttp::string_body> parser;
-    parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
-    parser.body_limit(limits.max_body_bytes);
-    stream.expires_after(limits.header_timeout);
-    auto [read_ec, n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
-    (void)n;
+    const auto read_ec = co_await readRequest(stream, buffer, parser, *state);
     if (read_ec) {
       if (state->bad_requests != nullptr) state->bad_requests->inc();
-      if (read_ec == beast::error::timeout || read_ec == bhttp::error::end_of_stream ||
-          read_ec == asio::error::eof || read_ec == asio::error::connection_reset) {
-        co_return;  // slow or gone: close without a word
+      if (endsQuietly(read_ec)) co_return;
+      const HttpReadError why = read_ec == bhttp::error::header_limit
+                                    ? HttpReadError::kHeaderTooLarge
+                                : read_ec == bhttp::error::body_limit ? HttpReadError::kBodyTooLarge
+                                                                      : HttpReadError::kMalformed;
+      HttpOut out = state->read_error_answer ? state->read_error_answer(why) : plainError(why);
+      if (out.then != HttpOut::Then::kNoAnswer) {
+        co_await writeAndClose(stream, std::move(out), state->server_header, writeTimeout(limits));
       }
-      const bool too_large = read_ec == bhttp::error::header_limit;
-      const bool body_too_large = read_ec == bhttp::error::body_limit;
-      co_await writeAndClose(stream,
-                             errorOut(too_large        ? 431
-                                      : body_too_large ? 413
-                                                       : 400,
-                                      too_large        ? "request header fields too large\n"
-                                      : body_too_large ? "payload too large\n"
-                                                       : "bad request\n"),
-                             limits.header_timeout);
       co_return;
     }
 
@@ -126,13 +228,24 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerSt
     in.peer = peer;
     for (const auto& field : req)
       in.headers.add(field.name_string(), field.value());
+    in.body = std::move(req.body());
+    in.connection = connection;
 
     HttpOut out = co_await (*handler)(in);
+    if (out.then == HttpOut::Then::kNoAnswer) co_return;
+    auto on_written = std::move(out.on_written);
+    if (out.then == HttpOut::Then::kClose) {
+      const bool written = co_await writeAndClose(stream, std::move(out), state->server_header,
+                                                  writeTimeout(limits));
+      if (on_written) on_written(written);
+      co_return;
+    }
     const bool keep_alive = req.keep_alive();
-    auto res = toResponse(std::move(out), req.version(), keep_alive);
-    stream.expires_after(limits.header_timeout);
+    auto res = toResponse(std::move(out), state->server_header, req.version(), keep_alive);
+    expireAfter(stream, writeTimeout(limits));
     auto [write_ec, written] = co_await bhttp::async_write(stream, res, kNoThrow);
     (void)written;
+    if (on_written) on_written(!write_ec);
     if (write_ec) co_return;
     if (!keep_alive) {
       stream.socket().shutdown(tcp::socket::shutdown_send, ec);
@@ -141,17 +254,95 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerSt
   }
 }
 
+// What the listener's accept hook says about a connection just accepted.
+AcceptDecision askHook(const HttpListenerState& state, tcp::socket& socket) {
+  AcceptedSocket accepted;
+  accepted.native_handle = socket.native_handle();
+  beast::error_code ec;
+  accepted.local = socket.local_endpoint(ec);
+  if (!ec) accepted.remote = socket.remote_endpoint(ec);
+  if (ec) {
+    accepted = AcceptedSocket{};  // reset before we looked
+    accepted.native_handle = socket.native_handle();
+    accepted.endpoints_known = false;
+  }
+  return state.accept_hook(accepted);
+}
+
+// A refused connection: answered when the hook gave an answer and fewer than max_refusing
+// are being answered (a refusal holds no connection slot: refused peers cannot crowd out
+// accepted ones), else closed without a word.
+void refuse(const asio::any_io_executor& executor, tcp::socket socket,
+            const std::shared_ptr<HttpListenerState>& state, AcceptDecision decision) {
+  auto& refusing = *state->refusing;
+  const bool answer = decision.answer &&
+                      refusing.fetch_add(1, std::memory_order_relaxed) < state->limits.max_refusing;
+  if (decision.answer && !answer) refusing.fetch_sub(1, std::memory_order_relaxed);
+  if (answer) {
+    asio::co_spawn(executor, answerRefused(std::move(socket), state, std::move(*decision.answer)),
+                   asio::detached);
+  } else {
+    beast::error_code ignored;
+    socket.close(ignored);
+  }
+}
+
 }  // namespace
+
+HttpSession::HttpSession(tcp::socket& socket)
+    : socket_(&socket), executor_(socket.get_executor()) {}
+
+bool HttpSession::waiting() const {
+  if (socket_ == nullptr || !socket_->is_open()) return false;
+  pollfd p{};
+  p.fd = socket_->native_handle();
+  p.events = POLLIN | POLLRDHUP;
+  return ::poll(&p, 1, 0) == 0;
+}
+
+asio::awaitable<void> HttpSession::readable() {
+  if (socket_ == nullptr) co_return;
+  auto [ec] = co_await socket_->async_wait(tcp::socket::wait_read, kNoThrow);
+  (void)ec;
+}
+
+void HttpSession::close() {
+  if (socket_ == nullptr) return;
+  beast::error_code ignored;
+  socket_->shutdown(tcp::socket::shutdown_both, ignored);
+  socket_->close(ignored);
+}
+
+void closeSessions(HttpListenerState& state) {
+  std::vector<std::shared_ptr<HttpSession>> live;
+  {
+    const std::lock_guard lock(state.sessions_mutex);
+    for (const auto& weak : state.sessions) {
+      if (auto connection = weak.lock()) live.push_back(std::move(connection));
+    }
+  }
+  for (auto& connection : live) {
+    const auto executor = connection->executor_;
+    asio::dispatch(executor, [connection = std::move(connection)] { connection->close(); });
+  }
+}
+
+std::shared_ptr<HttpListenerState> makeListenerState(std::string name, HttpLimits limits,
+                                                     AcceptHook accept_hook) {
+  auto state = std::make_shared<HttpListenerState>();
+  state->name = std::move(name);
+  state->limits = limits;
+  state->accept_hook = std::move(accept_hook);
+  return state;
+}
 
 std::shared_ptr<HttpListenerState> makeListenerState(std::string name, HttpLimits limits,
                                                      telemetry::Metrics& metrics,
                                                      AcceptHook accept_hook) {
-  auto state = std::make_shared<HttpListenerState>();
+  const std::string label = "listener=\"" + name + "\"";
+  auto state = makeListenerState(std::move(name), limits, std::move(accept_hook));
   PORTCULLIS_STAT_REGISTER(PORTCULLIS_HTTP_LISTENER_STATS, *state,
-                           telemetry::StatScope(metrics, "listener=\"" + name + "\""));
-  state->name = std::move(name);
-  state->limits = limits;
-  state->accept_hook = std::move(accept_hook);
+                           telemetry::StatScope(metrics, label));
   return state;
 }
 
@@ -168,33 +359,9 @@ asio::awaitable<void> acceptLoop(tcp::acceptor& acceptor, std::shared_ptr<HttpLi
       continue;
     }
     if (state->accept_hook) {
-      AcceptedSocket accepted;
-      accepted.native_handle = socket.native_handle();
-      accepted.local = socket.local_endpoint(ec);
-      if (!ec) accepted.remote = socket.remote_endpoint(ec);
-      AcceptDecision decision;
-      if (ec) {
-        decision.accept = false;  // reset before we looked: nothing to check, nobody to answer
-      } else {
-        decision = state->accept_hook(accepted);
-      }
+      AcceptDecision decision = askHook(*state, socket);
       if (!decision.accept) {
-        // An answer holds a connection slot (released when it is written), so refusals
-        // count against max_connections too; past it they are closed without a word.
-        const bool answer =
-            decision.answer && state->connections.fetch_add(1, std::memory_order_relaxed) <
-                                   state->limits.max_connections;
-        if (decision.answer && !answer) {
-          state->connections.fetch_sub(1, std::memory_order_relaxed);
-        }
-        if (answer) {
-          asio::co_spawn(acceptor.get_executor(),
-                         answerRefused(std::move(socket), state, std::move(*decision.answer)),
-                         asio::detached);
-        } else {
-          beast::error_code ignored;
-          socket.close(ignored);
-        }
+        refuse(acceptor.get_executor(), std::move(socket), state, std::move(decision));
         continue;
       }
     }

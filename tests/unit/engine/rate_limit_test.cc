@@ -62,21 +62,18 @@ TEST(LocalRateLimiterTest, StateIsBoundedAndIdleKeysGoFirst) {
 namespace portcullis::engine {
 namespace {
 
-TEST(LocalRateLimiterTest, NewKeysStayCheapWhenFull) {
+// A full table of counting keys refuses every new key and counts it. What a new key costs
+// then (O(1) amortised: no scan per key) is a speed, measured by ratelimit/new_keys_full in
+// bench/engine/cache_bench.cc, not asserted here.
+TEST(LocalRateLimiterTest, NewKeysAreRefusedAndCountedWhenFull) {
   LocalRateLimiter limiter(32 * 1024);
   const RateLimit limit{1, std::chrono::minutes(1), 1};  // nobody goes idle within the test
-  const auto start = std::chrono::steady_clock::now();
   int refused = 0;
-  for (int i = 0; i < 200'000; ++i)
+  for (int i = 0; i < 100'000; ++i)
     refused += limiter.check("client" + std::to_string(i), limit, 1'000'000).allowed ? 0 : 1;
-  const auto elapsed = std::chrono::steady_clock::now() - start;
   EXPECT_LE(limiter.size(), 32u * 1024u);
-  EXPECT_GT(refused, 0);
+  EXPECT_GE(refused, 100'000 - 32 * 1024);
   EXPECT_EQ(static_cast<std::uint64_t>(refused), limiter.tableFull());
-  // A bound that proves a property, not a speed: O(n) per new key would take minutes here
-  // (200 k keys × 32 k entries); O(1) amortised takes a fraction of a second, even under
-  // sanitizers on a busy machine.
-  EXPECT_LT(elapsed, std::chrono::seconds(30));
 }
 
 // The review's finding: a full table dropped its oldest key, so flooding new keys reset an

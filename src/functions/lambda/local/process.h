@@ -7,12 +7,10 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "functions/lambda/invoker.h"
 
@@ -36,7 +34,15 @@ struct Invocation {
   bool answered = false;               // `done` was called
 };
 
-struct RuntimeConn;  // one connection to the Runtime API (runtime_api.h)
+}  // namespace portcullis::functions::lambda
+
+namespace portcullis::net {
+struct HttpListenerState;  // net/http/server.h
+}  // namespace portcullis::net
+
+namespace portcullis::functions::lambda {
+
+struct RuntimeConn;  // a connection waiting in `invocation/next` (runtime_api.cc)
 
 // One process of the pool and its private Runtime API listener.
 struct Proc {
@@ -50,15 +56,10 @@ struct Proc {
   boost::asio::posix::stream_descriptor pidfd;
   boost::asio::steady_timer timer;  // init deadline (kStarting) or invocation deadline (kBusy)
   PoolClock::time_point spawned, idle_since, handed;
-  std::shared_ptr<Invocation> current;  // kBusy
-  std::shared_ptr<RuntimeConn> poller;  // the connection waiting in `next`, if any
-  std::vector<std::weak_ptr<RuntimeConn>> conns;
+  std::shared_ptr<Invocation> current;               // kBusy
+  std::shared_ptr<net::HttpListenerState> listener;  // the Runtime API's, on `acceptor`
+  std::shared_ptr<RuntimeConn> poller;               // the connection waiting in `next`, if any
   bool reaped = false;
-
-  std::size_t liveConnections() {
-    std::erase_if(conns, [](const std::weak_ptr<RuntimeConn>& c) { return c.expired(); });
-    return conns.size();
-  }
 };
 
 }  // namespace portcullis::functions::lambda

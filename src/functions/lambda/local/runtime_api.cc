@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -14,39 +13,33 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <limits>
 
-#include "common/strings.h"
 #include "telemetry/metrics.h"
 
 namespace portcullis::functions::lambda {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = beast::http;
 using asio::ip::tcp;
 using Clock = PoolClock;
 using namespace std::chrono_literals;
 using namespace asio::experimental::awaitable_operators;
 
-// One connection from a process to its Runtime API listener.
+// A connection waiting in `invocation/next` (Proc::poller).
 struct RuntimeConn {
-  explicit RuntimeConn(tcp::socket socket)
-      : stream(std::move(socket)), wake(stream.get_executor()) {}
-  beast::tcp_stream stream;
-  asio::steady_timer wake;  // a `next` long-poll sleeps on it; cancelled to hand over an event
+  RuntimeConn(std::shared_ptr<net::HttpSession> c, asio::io_context& io)
+      : connection(std::move(c)), wake(io) {}
+  std::shared_ptr<net::HttpSession> connection;
+  asio::steady_timer wake;  // the long poll sleeps on it; cancelled to hand over an event
   std::shared_ptr<Invocation> assigned;
 
   void close() {
-    beast::error_code ec;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream.socket().close(ec);
+    connection->close();
     wake.cancel();
   }
 };
@@ -55,16 +48,35 @@ namespace {
 
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::string_view kApiPrefix = "/2018-06-01/runtime/";
+constexpr std::string_view kServer = "portcullis-lambda-runtime";
 // Lambda accepts 6 MB responses; an authorizer's answer is a few hundred bytes, so a much
 // lower bound keeps a misbehaving function from holding megabytes per connection.
 constexpr std::size_t kMaxBody = 1024 * 1024;
 constexpr std::size_t kMaxHeader = 16 * 1024;
-constexpr std::size_t kMaxConnectionsPerProcess = 8;
+constexpr std::uint64_t kMaxConnectionsPerProcess = 8;
 constexpr auto kWriteTimeout = 5s;
 // Refused Runtime API connections: answered at most this many at once (the others are
 // closed unanswered), logged at most once per interval with a count of the others.
-constexpr std::size_t kMaxRefusing = 16;
+constexpr std::uint64_t kMaxRefusing = 16;
 constexpr auto kRefusalLogInterval = 5s;
+
+// A runtime's connection waits without a bound between its requests (while its function
+// runs) and inside one (a long poll): its process is killed at its deadline, which ends the
+// connection. A refused peer gets kWriteTimeout to send its request and read the answer.
+net::HttpLimits runtimeApiLimits() {
+  net::HttpLimits limits;
+  limits.max_header_bytes = kMaxHeader;
+  limits.max_body_bytes = kMaxBody;
+  limits.header_timeout = net::kNoTimeout;
+  limits.idle_timeout = net::kNoTimeout;
+  limits.write_timeout = kWriteTimeout;
+  limits.max_connections = kMaxConnectionsPerProcess;
+  limits.max_buffer_bytes = std::numeric_limits<std::size_t>::max();
+  limits.refusal_max_body_bytes = 64 * 1024;
+  limits.refusal_timeout = kWriteTimeout;
+  limits.max_refusing = kMaxRefusing;
+  return limits;
+}
 
 // Error types come from the function: keep them short and printable (they reach the log
 // and the audit line).
@@ -85,17 +97,6 @@ bool validRequestId(std::string_view id) {
   });
 }
 
-bhttp::response<bhttp::string_body> jsonResponse(bhttp::status status, unsigned version,
-                                                 bool keep_alive, std::string body) {
-  bhttp::response<bhttp::string_body> res{status, version};
-  res.set(bhttp::field::server, "portcullis-lambda-runtime");
-  res.set(bhttp::field::content_type, "application/json");
-  res.body() = std::move(body);
-  res.keep_alive(keep_alive);
-  res.prepare_payload();
-  return res;
-}
-
 std::string errorBody(std::string_view type, std::string_view message) {
   nlohmann::json j{{"errorType", type}, {"errorMessage", message}};
   return j.dump();
@@ -113,26 +114,39 @@ std::string traceId() {
                      r[2]);
 }
 
-// True while a waiting `next` still waits: its connection is open and the runtime sent
-// nothing more on it (anything readable means it gave up on that request).
-bool stillPolling(RuntimeConn& conn) {
-  pollfd p{};
-  p.fd = conn.stream.socket().native_handle();
-  p.events = POLLIN | POLLRDHUP;
-  return conn.stream.socket().is_open() && ::poll(&p, 1, 0) == 0;
+net::HttpOut jsonOut(int status, std::string body) {
+  net::HttpOut out;
+  out.status = status;
+  out.content_type = "application/json";
+  out.body = std::move(body);
+  return out;
+}
+
+net::HttpOut noAnswer() {
+  net::HttpOut out;
+  out.then = net::HttpOut::Then::kNoAnswer;
+  return out;
 }
 
 // The error type a runtime reported: the Lambda-Runtime-Function-Error-Type header, else
 // the body's `errorType`.
-std::string errorType(const bhttp::request<bhttp::string_body>& req) {
-  if (const auto it = req.find("Lambda-Runtime-Function-Error-Type"); it != req.end()) {
-    return cleanErrorType(it->value());
+std::string errorType(const net::HttpIn& in) {
+  if (const std::string* type = in.headers.find("Lambda-Runtime-Function-Error-Type")) {
+    return cleanErrorType(*type);
   }
-  const auto j = nlohmann::json::parse(req.body(), nullptr, false);
+  const auto j = nlohmann::json::parse(in.body, nullptr, false);
   if (j.is_object() && j.contains("errorType") && j["errorType"].is_string()) {
     return cleanErrorType(j["errorType"].get<std::string>());
   }
   return "unknown";
+}
+
+// Accepts and serves one process' connections until its acceptor is closed; holds the
+// process (its acceptor) meanwhile.
+asio::awaitable<void> serveProcess(std::shared_ptr<Proc> proc,
+                                   std::shared_ptr<net::HttpListenerState> listener,
+                                   std::shared_ptr<const net::HttpHandler> handler) {
+  co_await net::acceptLoop(proc->acceptor, std::move(listener), std::move(handler));
 }
 
 }  // namespace
@@ -145,10 +159,11 @@ RuntimeApi::RuntimeApi(asio::io_context& io, const LocalSpec& spec, const PoolMe
       events_(events),
       arn_(fmt::format("arn:aws:lambda:{}:{}:function:{}", spec.region, spec.account_id,
                        spec.function_name)),
-      function_uid_(spec.run_as ? spec.run_as->uid : ::geteuid()) {}
+      function_uid_(spec.run_as ? spec.run_as->uid : ::geteuid()),
+      refusing_(std::make_shared<std::atomic<std::uint64_t>>(0)) {}
 
 std::optional<unsigned short> RuntimeApi::listen(Proc& proc) {
-  beast::error_code ec;
+  boost::system::error_code ec;
   const tcp::endpoint any(asio::ip::make_address_v4("127.0.0.1"), 0);
   proc.acceptor.open(any.protocol(), ec);
   if (!ec) proc.acceptor.bind(any, ec);
@@ -162,17 +177,29 @@ std::optional<unsigned short> RuntimeApi::listen(Proc& proc) {
   return proc.acceptor.local_endpoint().port();
 }
 
+// The listener's settings point at the process weakly: the process holds its listener.
 void RuntimeApi::start(const std::shared_ptr<Proc>& proc) {
-  asio::co_spawn(io_, acceptLoop(proc), asio::detached);
+  const std::weak_ptr<Proc> weak = proc;
+  auto listener = net::makeListenerState(
+      fmt::format("lambda {}: Runtime API", spec_.function_name), runtimeApiLimits(),
+      [this, weak](const net::AcceptedSocket& socket) { return admit(weak.lock(), socket); });
+  listener->server_header = kServer;
+  listener->answer_continue = true;  // curl asks before it sends a body over 1 KiB
+  listener->refusing = refusing_;
+  listener->read_error_answer = [this, weak](net::HttpReadError why) {
+    return readError(weak.lock(), why);
+  };
+  proc->listener = listener;
+  auto handler = std::make_shared<const net::HttpHandler>(
+      [this, proc](net::HttpIn& in) { return handle(proc, in); });
+  asio::co_spawn(io_, serveProcess(proc, std::move(listener), std::move(handler)), asio::detached);
 }
 
 void RuntimeApi::close(Proc& proc) {
-  beast::error_code ec;
+  boost::system::error_code ec;
   proc.acceptor.close(ec);
-  proc.poller.reset();
-  for (auto& weak : proc.conns) {
-    if (auto conn = weak.lock()) conn->close();
-  }
+  if (auto poller = std::move(proc.poller)) poller->wake.cancel();
+  if (proc.listener) net::closeSessions(*proc.listener);
 }
 
 void RuntimeApi::handOver(Proc& proc, const std::shared_ptr<Invocation>& inv) {
@@ -181,32 +208,33 @@ void RuntimeApi::handOver(Proc& proc, const std::shared_ptr<Invocation>& inv) {
   conn->wake.cancel();
 }
 
-asio::awaitable<void> RuntimeApi::acceptLoop(std::shared_ptr<Proc> proc) {
-  for (;;) {
-    auto [ec, socket] = co_await proc->acceptor.async_accept(kNoThrow);
-    if (proc->state == Proc::State::kStopping) co_return;
-    if (ec) {
-      if (ec == asio::error::operation_aborted || !proc->acceptor.is_open()) co_return;
-      asio::steady_timer pause(io_, 50ms);  // EMFILE and friends: breathe, then go on
-      co_await pause.async_wait(kNoThrow);
-      continue;
-    }
-    if (const PeerCheck peer = checkPeer(*proc, socket); peer.verdict != PeerVerdict::kAccepted) {
-      refuse(*proc, std::move(socket), peer);
-      continue;
-    }
-    if (proc->liveConnections() >= kMaxConnectionsPerProcess) {
-      beast::error_code ignored;
-      socket.close(ignored);
-      continue;
-    }
-    ::fcntl(socket.native_handle(), F_SETFD, FD_CLOEXEC);
-    beast::error_code ignored;
-    socket.set_option(tcp::no_delay(true), ignored);
-    auto conn = std::make_shared<RuntimeConn>(std::move(socket));
-    proc->conns.push_back(conn);
-    asio::co_spawn(io_, serve(proc, conn), asio::detached);
+// The accept hook. Counts and logs a refused peer, and has it answered 403 (the server
+// bounds those answers: past kMaxRefusing at once, connections are closed unanswered).
+net::AcceptDecision RuntimeApi::admit(const std::shared_ptr<Proc>& proc,
+                                      const net::AcceptedSocket& socket) {
+  net::AcceptDecision decision;
+  if (!proc || proc->state == Proc::State::kStopping) {
+    decision.accept = false;
+    return decision;
   }
+  // Asio accepts without SOCK_CLOEXEC: no process spawned later may inherit a connection.
+  ::fcntl(socket.native_handle, F_SETFD, FD_CLOEXEC);
+  const PeerCheck peer = checkPeer(*proc, socket);
+  if (peer.verdict == PeerVerdict::kAccepted) return decision;
+  metrics_.refusedFor(peer.verdict)->inc();
+  const bool known = socket.endpoints_known;
+  logRefusal(fmt::format(
+      "refused a Runtime API connection to process {} from {}:{} (uid {}{}): "
+      "{}",
+      proc->pid, known ? socket.remote.address().to_string() : "?",
+      known ? socket.remote.port() : 0,
+      peer.uid == static_cast<uid_t>(-1) ? std::string("unknown") : std::to_string(peer.uid),
+      peer.pid > 0 ? fmt::format(", pid {}", peer.pid) : std::string(),
+      peerVerdictName(peer.verdict)));
+  decision.accept = false;
+  decision.answer = jsonOut(
+      403, errorBody("AccessDenied", "this Runtime API serves only its function's own processes"));
+  return decision;
 }
 
 // Who connected: only the process, or another of its group, running as the function's
@@ -214,38 +242,15 @@ asio::awaitable<void> RuntimeApi::acceptLoop(std::shared_ptr<Proc> proc) {
 // AWS_LAMBDA_RUNTIME_API (`127.0.0.1:PORT/SECRET`) was not used: the variable is
 // `host:port` by contract, and runtimes that parse it as such (Java's and Rust's runtime
 // clients) would break; the kernel's answer about the peer needs nothing from the runtime.
-PeerCheck RuntimeApi::checkPeer(const Proc& proc, const tcp::socket& socket) const {
-  beast::error_code ec_local;
-  beast::error_code ec_remote;
-  const auto local = socket.local_endpoint(ec_local);
-  const auto remote = socket.remote_endpoint(ec_remote);
-  if (ec_local || ec_remote || !local.address().is_v4() || !remote.address().is_v4()) {
+PeerCheck RuntimeApi::checkPeer(const Proc& proc, const net::AcceptedSocket& socket) const {
+  const auto& local = socket.local;
+  const auto& remote = socket.remote;
+  if (!socket.endpoints_known || !local.address().is_v4() || !remote.address().is_v4()) {
     return PeerCheck{};  // kUnknownPeer
   }
   return checkRuntimePeer(htonl(local.address().to_v4().to_uint()), local.port(),
                           htonl(remote.address().to_v4().to_uint()), remote.port(), function_uid_,
                           proc.pid);
-}
-
-// Counts and logs a refused peer, and answers it 403 (bounded: past kMaxRefusing at once,
-// connections are closed unanswered).
-void RuntimeApi::refuse(const Proc& proc, tcp::socket socket, const PeerCheck& peer) {
-  metrics_.refusedFor(peer.verdict)->inc();
-  beast::error_code ec;
-  const auto remote = socket.remote_endpoint(ec);
-  logRefusal(fmt::format(
-      "refused a Runtime API connection to process {} from {}:{} (uid {}{}): "
-      "{}",
-      proc.pid, ec ? "?" : remote.address().to_string(), ec ? 0 : remote.port(),
-      peer.uid == static_cast<uid_t>(-1) ? std::string("unknown") : std::to_string(peer.uid),
-      peer.pid > 0 ? fmt::format(", pid {}", peer.pid) : std::string(),
-      peerVerdictName(peer.verdict)));
-  if (refusing_ >= kMaxRefusing) {
-    socket.close(ec);
-    return;
-  }
-  ::fcntl(socket.native_handle(), F_SETFD, FD_CLOEXEC);
-  asio::co_spawn(io_, answerRefused(std::move(socket)), asio::detached);
 }
 
 // At most one line per kRefusalLogInterval, with how many were not logged since: a local
@@ -265,225 +270,134 @@ void RuntimeApi::logRefusal(const std::string& what) {
   refusals_unlogged_ = 0;
 }
 
-asio::awaitable<void> RuntimeApi::answerRefused(tcp::socket socket) {
-  ++refusing_;
-  beast::tcp_stream stream(std::move(socket));
-  beast::flat_buffer buffer;
-  bhttp::request_parser<bhttp::string_body> parser;
-  parser.header_limit(static_cast<std::uint32_t>(kMaxHeader));
-  parser.body_limit(64 * 1024);
-  // Read the request first: closing on unread bytes would reset the connection before
-  // the client sees the answer.
-  stream.expires_after(kWriteTimeout);
-  auto [read_ec, n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
-  (void)n;
-  if (!read_ec) {
-    auto res = jsonResponse(
-        bhttp::status::forbidden, parser.get().version(), false,
-        errorBody("AccessDenied", "this Runtime API serves only its function's own processes"));
-    stream.expires_after(kWriteTimeout);
-    auto [write_ec, w] = co_await bhttp::async_write(stream, res, kNoThrow);
-    (void)write_ec;
-    (void)w;
+// A request of the process that could not be read.
+net::HttpOut RuntimeApi::readError(const std::shared_ptr<Proc>& proc, net::HttpReadError why) {
+  if (!proc || proc->state == Proc::State::kStopping) return noAnswer();
+  switch (why) {
+    case net::HttpReadError::kBodyTooLarge:
+      // Whatever it was answering, the answer is lost: say so now, not at the deadline.
+      events_.onAnswerLost(proc,
+                           fmt::format("the function's answer is larger than {} bytes", kMaxBody));
+      return jsonOut(413, errorBody("RequestEntityTooLarge",
+                                    fmt::format("bodies are limited to {} bytes", kMaxBody)));
+    case net::HttpReadError::kHeaderTooLarge:
+      return jsonOut(431, errorBody("HeadersTooLarge", "request headers too large"));
+    case net::HttpReadError::kMalformed:
+      break;
   }
-  beast::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  stream.socket().close(ignored);
-  --refusing_;
+  return jsonOut(400, errorBody("InvalidRequest", "malformed HTTP request"));
 }
 
-asio::awaitable<void> RuntimeApi::serve(std::shared_ptr<Proc> proc,
-                                        std::shared_ptr<RuntimeConn> conn) {
-  beast::flat_buffer buffer;
-  for (;;) {
-    bhttp::request_parser<bhttp::string_body> parser;
-    parser.header_limit(static_cast<std::uint32_t>(kMaxHeader));
-    parser.body_limit(kMaxBody);
-    conn->stream.expires_never();
-    auto [read_ec, n] = co_await bhttp::async_read_header(conn->stream, buffer, parser, kNoThrow);
-    (void)n;
-    if (!read_ec && !parser.is_done()) {
-      // curl asks before it sends a body over 1 KiB; without an answer it waits a second.
-      if (beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
-        bhttp::response<bhttp::empty_body> go{bhttp::status::continue_, parser.get().version()};
-        conn->stream.expires_after(kWriteTimeout);
-        auto [write_ec, w] = co_await bhttp::async_write(conn->stream, go, kNoThrow);
-        (void)w;
-        if (write_ec) break;
-        conn->stream.expires_never();
-      }
-      auto [body_ec, m] = co_await bhttp::async_read(conn->stream, buffer, parser, kNoThrow);
-      (void)m;
-      read_ec = body_ec;
-    }
-    if (proc->state == Proc::State::kStopping) break;
-    if (read_ec) {
-      if (read_ec == bhttp::error::body_limit) {
-        // Whatever it was answering, the answer is lost: say so now, not at the deadline.
-        events_.onAnswerLost(
-            proc, fmt::format("the function's answer is larger than {} bytes", kMaxBody));
-        co_await writeAndClose(conn, bhttp::status::payload_too_large,
-                               errorBody("RequestEntityTooLarge",
-                                         fmt::format("bodies are limited to {} bytes", kMaxBody)));
-      } else if (read_ec == bhttp::error::header_limit) {
-        co_await writeAndClose(conn, bhttp::status::request_header_fields_too_large,
-                               errorBody("HeadersTooLarge", "request headers too large"));
-      } else if (read_ec != bhttp::error::end_of_stream && read_ec != asio::error::eof &&
-                 read_ec != asio::error::operation_aborted &&
-                 read_ec != asio::error::connection_reset && read_ec != beast::error::timeout) {
-        co_await writeAndClose(conn, bhttp::status::bad_request,
-                               errorBody("InvalidRequest", "malformed HTTP request"));
-      }
-      break;
-    }
-    auto& req = parser.get();
-    const bool keep_alive = req.keep_alive();
-    std::string_view target = req.target();
-    if (const auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
-
-    if (target == std::string(kApiPrefix) + "invocation/next") {
-      if (req.method() != bhttp::verb::get) {
-        if (!co_await write(conn, bhttp::status::method_not_allowed, req.version(), keep_alive,
-                            errorBody("MethodNotAllowed", "use GET")))
-          break;
-        continue;
-      }
-      if (!co_await next(proc, conn, req.version(), keep_alive)) break;
-      continue;
-    }
-
-    auto [status, body] = handlePost(proc, req, target);
-    if (!co_await write(conn, status, req.version(), keep_alive, std::move(body))) break;
-    if (!keep_alive) break;
+asio::awaitable<net::HttpOut> RuntimeApi::handle(std::shared_ptr<Proc> proc, net::HttpIn& in) {
+  if (proc->state == Proc::State::kStopping) co_return noAnswer();
+  std::string_view target = in.target;
+  if (const auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
+  if (target == std::string(kApiPrefix) + "invocation/next") {
+    if (in.method != "GET") co_return jsonOut(405, errorBody("MethodNotAllowed", "use GET"));
+    co_return co_await next(std::move(proc), in);
   }
-  if (proc->poller == conn) proc->poller.reset();
-  conn->close();
+  co_return handlePost(proc, in, target);
 }
 
 // POST …/invocation/{id}/response, …/invocation/{id}/error, …/init/error.
-std::pair<bhttp::status, std::string> RuntimeApi::handlePost(
-    const std::shared_ptr<Proc>& proc, bhttp::request<bhttp::string_body>& req,
-    std::string_view target) {
+net::HttpOut RuntimeApi::handlePost(const std::shared_ptr<Proc>& proc, net::HttpIn& in,
+                                    std::string_view target) {
   const std::string prefix(kApiPrefix);
   if (!target.starts_with(prefix)) {
-    return {bhttp::status::not_found, errorBody("NotFound", "unknown path")};
+    return jsonOut(404, errorBody("NotFound", "unknown path"));
   }
   const std::string_view rest = target.substr(prefix.size());
-  const bool is_post = req.method() == bhttp::verb::post;
+  const bool is_post = in.method == "POST";
 
   if (rest == "init/error") {
-    if (!is_post)
-      return {bhttp::status::method_not_allowed, errorBody("MethodNotAllowed", "use POST")};
+    if (!is_post) return jsonOut(405, errorBody("MethodNotAllowed", "use POST"));
     if (proc->state != Proc::State::kStarting) {
-      return {bhttp::status::forbidden,
-              errorBody("InvalidStateTransition", "init/error after the process initialised")};
+      return jsonOut(
+          403, errorBody("InvalidStateTransition", "init/error after the process initialised"));
     }
     spdlog::warn("lambda {}: process {} reported an init error ({})", spec_.function_name,
-                 proc->pid, errorType(req));
+                 proc->pid, errorType(in));
     events_.onInitError(proc);
-    return {bhttp::status::accepted, R"({"status":"OK"})"};
+    return jsonOut(202, R"({"status":"OK"})");
   }
 
   constexpr std::string_view kInvocation = "invocation/";
   if (!rest.starts_with(kInvocation)) {
-    return {bhttp::status::not_found, errorBody("NotFound", "unknown path")};
+    return jsonOut(404, errorBody("NotFound", "unknown path"));
   }
   const std::string_view tail = rest.substr(kInvocation.size());
   const auto slash = tail.find('/');
   if (slash == std::string_view::npos) {
-    return {bhttp::status::not_found, errorBody("NotFound", "unknown path")};
+    return jsonOut(404, errorBody("NotFound", "unknown path"));
   }
   const std::string_view id = tail.substr(0, slash);
   const std::string_view verb = tail.substr(slash + 1);
   if (verb != "response" && verb != "error") {
-    return {bhttp::status::not_found, errorBody("NotFound", "unknown path")};
+    return jsonOut(404, errorBody("NotFound", "unknown path"));
   }
-  if (!is_post)
-    return {bhttp::status::method_not_allowed, errorBody("MethodNotAllowed", "use POST")};
+  if (!is_post) return jsonOut(405, errorBody("MethodNotAllowed", "use POST"));
   if (!validRequestId(id) || !proc->current || proc->current->id != id ||
       proc->state != Proc::State::kBusy) {
-    return {bhttp::status::bad_request,
-            errorBody("InvalidRequestID", "no invocation with this id is running here")};
+    return jsonOut(400,
+                   errorBody("InvalidRequestID", "no invocation with this id is running here"));
   }
 
   InvokeResult result;
   result.ok = true;
-  result.body = std::move(req.body());
+  result.body = std::move(in.body);
   if (verb == "error") {
     result.function_error = true;
-    result.message = "the function reported an error (" + errorType(req) + ")";
+    result.message = "the function reported an error (" + errorType(in) + ")";
   }
   events_.onAnswer(proc, std::move(result));
-  return {bhttp::status::accepted, R"({"status":"OK"})"};
+  return jsonOut(202, R"({"status":"OK"})");
 }
 
 // GET …/invocation/next: a long poll. The process is ready; it gets the next event when
-// there is one. Returns false when the connection is done.
-asio::awaitable<bool> RuntimeApi::next(std::shared_ptr<Proc> proc,
-                                       std::shared_ptr<RuntimeConn> conn, unsigned version,
-                                       bool keep_alive) {
-  if (proc->poller && proc->poller != conn && stillPolling(*proc->poller)) {
+// there is one.
+asio::awaitable<net::HttpOut> RuntimeApi::next(std::shared_ptr<Proc> proc, net::HttpIn& in) {
+  if (proc->poller && proc->poller->connection != in.connection &&
+      proc->poller->connection->waiting()) {
     // One poll per process: a second one is refused, never swapped in for the first
     // (which would hand it the next event).
     metrics_.refused_concurrent_poll->inc();
     logRefusal(fmt::format("refused a second concurrent invocation/next of process {}", proc->pid));
-    co_await writeAndClose(
-        conn, bhttp::status::conflict,
-        errorBody("ConcurrentPoll", "another invocation/next of this process is waiting"));
-    co_return false;
+    auto out = jsonOut(
+        409, errorBody("ConcurrentPoll", "another invocation/next of this process is waiting"));
+    out.then = net::HttpOut::Then::kClose;
+    co_return out;
   }
-  if (!events_.onNext(proc)) co_return false;
+  if (!events_.onNext(proc)) co_return noAnswer();
   // A poll that is no longer waiting (its connection closed, or it sent more) gives way.
-  if (proc->poller && proc->poller != conn) proc->poller->close();
+  if (proc->poller && proc->poller->connection != in.connection) proc->poller->close();
+  auto conn = std::make_shared<RuntimeConn>(in.connection, io_);
   proc->poller = conn;
-  conn->assigned.reset();
   events_.onPolling();
   if (!conn->assigned) {
     // Sleep until an event is handed over, or the process goes away (its connection
     // closes: anything readable while polling means it gave up on this request).
     conn->wake.expires_at(Clock::time_point::max());
-    co_await (conn->wake.async_wait(kNoThrow) ||
-              conn->stream.socket().async_wait(tcp::socket::wait_read, kNoThrow));
+    co_await (conn->wake.async_wait(kNoThrow) || conn->connection->readable());
   }
   if (proc->poller == conn) proc->poller.reset();
   auto inv = std::move(conn->assigned);
-  if (!inv || proc->state == Proc::State::kStopping) co_return false;
+  if (!inv || proc->state == Proc::State::kStopping) co_return noAnswer();
 
-  bhttp::response<bhttp::string_body> res{bhttp::status::ok, version};
-  res.set(bhttp::field::server, "portcullis-lambda-runtime");
-  res.set(bhttp::field::content_type, "application/json");
-  res.set("Lambda-Runtime-Aws-Request-Id", inv->id);
   const auto deadline_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                (std::chrono::system_clock::now() + inv->timeout).time_since_epoch())
                                .count();
-  res.set("Lambda-Runtime-Deadline-Ms", std::to_string(deadline_ms));
-  res.set("Lambda-Runtime-Invoked-Function-Arn", arn_);
-  res.set("Lambda-Runtime-Trace-Id", traceId());
-  res.body() = inv->payload;  // kept until answered: a failed write puts it back in line
-  res.keep_alive(keep_alive);
-  res.prepare_payload();
-  conn->stream.expires_after(kWriteTimeout);
-  auto [ec, written] = co_await bhttp::async_write(conn->stream, res, kNoThrow);
-  (void)written;
-  if (ec) {
-    events_.onNotDelivered(proc, inv);  // the process never saw the event
-    co_return false;
-  }
-  co_return keep_alive;
-}
-
-asio::awaitable<bool> RuntimeApi::write(std::shared_ptr<RuntimeConn> conn, bhttp::status status,
-                                        unsigned version, bool keep_alive, std::string body) {
-  auto res = jsonResponse(status, version, keep_alive, std::move(body));
-  conn->stream.expires_after(kWriteTimeout);
-  auto [ec, n] = co_await bhttp::async_write(conn->stream, res, kNoThrow);
-  (void)n;
-  co_return !ec && keep_alive;
-}
-
-asio::awaitable<void> RuntimeApi::writeAndClose(std::shared_ptr<RuntimeConn> conn,
-                                                bhttp::status status, std::string body) {
-  co_await write(conn, status, 11, false, std::move(body));
+  net::HttpOut out;
+  out.content_type.clear();  // in its place among the headers
+  out.headers = {{"Content-Type", "application/json"},
+                 {"Lambda-Runtime-Aws-Request-Id", inv->id},
+                 {"Lambda-Runtime-Deadline-Ms", std::to_string(deadline_ms)},
+                 {"Lambda-Runtime-Invoked-Function-Arn", arn_},
+                 {"Lambda-Runtime-Trace-Id", traceId()}};
+  out.body = inv->payload;  // kept until answered: a failed write puts it back in line
+  out.on_written = [this, proc, inv](bool written) {
+    if (!written) events_.onNotDelivered(proc, inv);  // the process never saw the event
+  };
+  co_return out;
 }
 
 }  // namespace portcullis::functions::lambda

@@ -4,30 +4,28 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/http/message.hpp>
-#include <boost/beast/http/status.hpp>
-#include <boost/beast/http/string_body.hpp>
 
-#include <cstddef>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <utility>
 
 #include "functions/lambda/invoker.h"
 #include "functions/lambda/local/config.h"
 #include "functions/lambda/local/pool_metrics.h"
 #include "functions/lambda/local/process.h"
 #include "functions/lambda/local/runtime_peer.h"
+#include "net/http/server.h"
 
 // The AWS Lambda Runtime API (2018-06-01) of a `lambda-local` pool: one loopback listener
 // per process (AWS_LAMBDA_RUNTIME_API), serving `invocation/next` (a long poll),
 // `invocation/{id}/response`, `invocation/{id}/error` and `init/error` to that process
-// only. It speaks HTTP and checks peers; what an answer or a poll means for the pool is the
-// scheduler's business (pool.h), told through RuntimeApiEvents. Pool thread only.
+// only. Each listener is one of net/http/server.h's, run on the pool's loop: this file holds
+// the peer check (its accept hook), the routes and their answers; what an answer or a poll
+// means for the pool is the scheduler's business (pool.h), told through RuntimeApiEvents.
+// Pool thread only.
 namespace portcullis::functions::lambda {
 
 // What the Runtime API reports to the scheduler that owns the processes. Each call runs
@@ -75,25 +73,14 @@ class RuntimeApi final {
   void handOver(Proc& proc, const std::shared_ptr<Invocation>& inv);
 
  private:
-  using Request = boost::beast::http::request<boost::beast::http::string_body>;
-  using Tcp = boost::asio::ip::tcp;
-
-  boost::asio::awaitable<void> acceptLoop(std::shared_ptr<Proc> proc);
-  PeerCheck checkPeer(const Proc& proc, const Tcp::socket& socket) const;
-  void refuse(const Proc& proc, Tcp::socket socket, const PeerCheck& peer);
+  net::AcceptDecision admit(const std::shared_ptr<Proc>& proc, const net::AcceptedSocket& socket);
+  PeerCheck checkPeer(const Proc& proc, const net::AcceptedSocket& socket) const;
   void logRefusal(const std::string& what);
-  boost::asio::awaitable<void> answerRefused(Tcp::socket socket);
-  boost::asio::awaitable<void> serve(std::shared_ptr<Proc> proc, std::shared_ptr<RuntimeConn> conn);
-  std::pair<boost::beast::http::status, std::string> handlePost(const std::shared_ptr<Proc>& proc,
-                                                                Request& req,
-                                                                std::string_view target);
-  boost::asio::awaitable<bool> next(std::shared_ptr<Proc> proc, std::shared_ptr<RuntimeConn> conn,
-                                    unsigned version, bool keep_alive);
-  boost::asio::awaitable<bool> write(std::shared_ptr<RuntimeConn> conn,
-                                     boost::beast::http::status status, unsigned version,
-                                     bool keep_alive, std::string body);
-  boost::asio::awaitable<void> writeAndClose(std::shared_ptr<RuntimeConn> conn,
-                                             boost::beast::http::status status, std::string body);
+  net::HttpOut readError(const std::shared_ptr<Proc>& proc, net::HttpReadError why);
+  boost::asio::awaitable<net::HttpOut> handle(std::shared_ptr<Proc> proc, net::HttpIn& in);
+  net::HttpOut handlePost(const std::shared_ptr<Proc>& proc, net::HttpIn& in,
+                          std::string_view target);
+  boost::asio::awaitable<net::HttpOut> next(std::shared_ptr<Proc> proc, net::HttpIn& in);
 
   boost::asio::io_context& io_;
   const LocalSpec& spec_;
@@ -101,7 +88,8 @@ class RuntimeApi final {
   RuntimeApiEvents& events_;
   std::string arn_;           // Lambda-Runtime-Invoked-Function-Arn
   const uid_t function_uid_;  // the uid a Runtime API peer must have
-  std::size_t refusing_ = 0;  // refused connections being answered
+  // Refused connections being answered, of every process' listener together.
+  std::shared_ptr<std::atomic<std::uint64_t>> refusing_;
   bool refusal_logged_once_ = false;
   PoolClock::time_point refusal_logged_at_{};
   std::uint64_t refusals_unlogged_ = 0;

@@ -115,6 +115,14 @@ TEST_F(HttpClientTest, ErrorsKeepTheirWording) {
             "connect 127.0.0.1:" + std::to_string(port) + ": Connection refused");
 }
 
+TEST(HttpUrl, HostHeaderBracketsAnIpv6LiteralAndOmitsTheDefaultPort) {
+  EXPECT_EQ(Url::parse("http://[::1]:8080/x")->hostHeader(), "[::1]:8080");
+  EXPECT_EQ(Url::parse("https://[2001:db8::1]/x")->hostHeader(), "[2001:db8::1]");
+  EXPECT_EQ(Url::parse("https://idp.example.com/x")->hostHeader(), "idp.example.com");
+  EXPECT_EQ(Url::parse("http://idp.example.com:443/x")->hostHeader(), "idp.example.com:443");
+  EXPECT_EQ(Url::parse("http://127.0.0.1:80/x")->hostHeader(), "127.0.0.1");
+}
+
 TEST(HttpPoolKey, PoolsAreKeyedBySchemeHostPortSniAndTrust) {
   asio::io_context io;
   PoolKey base{"https", "example.com", 443, "example.com", "", true};

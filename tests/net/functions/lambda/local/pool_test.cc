@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -404,16 +405,20 @@ TEST(LambdaLocal, ProcessThatNeverPollsIsAFailedStart) {
 TEST(LambdaLocal, InitErrorIsAFailedStartWithBackoff) {
   auto spec = bashSpec("t-bash-init-error", 300ms);
   spec.env = {{"FAKE_INIT_ERROR", "1"}};
+  const auto t0 = std::chrono::steady_clock::now();
   Fixture fx(spec);
   auto a = callSync(*fx.function, makeRequest("allow"));
   EXPECT_EQ(a.answer.outcome, Outcome::kError);
   EXPECT_EQ(a.answer.error, Reason::kFunctionTimeout);
-  EXPECT_LE(a.elapsed, 10s) << "by the 300 ms timeout: no process ever comes up";
-  // 100, 200, 400 ms… between attempts: a few restarts in a second, not hundreds.
-  std::this_thread::sleep_for(1s);
+  EXPECT_LE(a.elapsed, 30s) << "by the 300 ms timeout (a hang bound): no process ever comes up";
+  // The pool keeps trying, with 100, 200, 400 ms… between attempts: in `secs` seconds at
+  // most about log2(secs / 0.1 + 1) attempts, however slow each spawn is; without a backoff
+  // it would be hundreds.
+  EXPECT_TRUE(waitFor([&] { return fx.pool->status().restarts >= 2; }, 60s));
+  std::this_thread::sleep_for(500ms);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const auto restarts = fx.pool->status().restarts;
-  EXPECT_GE(restarts, 2u);
-  EXPECT_LE(restarts, 6u);
+  EXPECT_LE(restarts, static_cast<std::uint64_t>(std::log2(secs / 0.1 + 1)) + 2) << secs << " s";
 }
 
 TEST(LambdaLocal, FullQueueIsOverloadedAtOnce) {

@@ -33,6 +33,7 @@
 #include "identity/jwt/jwt.h"
 #include "net/workers.h"
 #include "support/fixtures.h"
+#include "support/loopback_client.h"
 #include "support/spoe_frames.h"
 #include "telemetry/metrics.h"
 
@@ -316,14 +317,7 @@ class Peer final {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
   }
-  bool send(std::string_view data) {
-    while (!data.empty()) {
-      const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-  }
+  bool send(std::string_view data) { return testing::sendAll(fd_, data); }
   // Like send(), but gives up (false) when the socket takes nothing for `deadline`.
   bool sendWithin(std::string_view data, std::chrono::milliseconds deadline) {
     while (!data.empty()) {
@@ -337,8 +331,9 @@ class Peer final {
     }
     return true;
   }
-  // The next frame's body (without its length), or nullopt on close/timeout.
-  std::optional<std::string> readFrame(std::chrono::milliseconds deadline = 3s) {
+  // The next frame's body (without its length), or nullopt on close or timeout (the
+  // default deadline bounds a hang, with room for a busy machine).
+  std::optional<std::string> readFrame(std::chrono::milliseconds deadline = 30s) {
     const auto until = std::chrono::steady_clock::now() + deadline;
     for (;;) {
       if (buf_.size() >= 4) {
@@ -357,15 +352,7 @@ class Peer final {
   // True when the agent closed the connection within `deadline` (frames before the close
   // are skipped).
   bool closedByAgent(std::chrono::milliseconds deadline = 2s) {
-    const auto until = std::chrono::steady_clock::now() + deadline;
-    while (std::chrono::steady_clock::now() < until) {
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, 20) <= 0) continue;
-      char chunk[4096];
-      const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-      if (n <= 0) return true;
-    }
-    return false;
+    return testing::closedByServer(fd_, deadline);
   }
   // Nothing arrives within `window` (and the connection stays open).
   bool quietFor(std::chrono::milliseconds window) {
@@ -394,7 +381,7 @@ class Peer final {
     EXPECT_EQ(f.frame_id, 0u);
     return f.kv;
   }
-  std::optional<Ack> readAck(std::chrono::milliseconds deadline = 3s) {
+  std::optional<Ack> readAck(std::chrono::milliseconds deadline = 30s) {
     const auto body = readFrame(deadline);
     if (!body) return std::nullopt;
     auto ack = parseAck(*body);
@@ -781,7 +768,7 @@ TEST_F(SpoeAgent, DisconnectNeverInterleavesWithPendingAcks) {
   long status = -1;
   std::string first_broken;
   for (;;) {
-    const auto body = peer->readFrame(3s);
+    const auto body = peer->readFrame(30s);
     if (!body) break;
     auto decoded = decodeFrame(bytesOf(*body));
     const Frame* f = std::get_if<Frame>(&decoded);
@@ -996,7 +983,7 @@ class SpoeAgentBounds : public SpoeAgent {
   // Until the agent counts `n` open connections (a closed one is counted out when the
   // agent sees its end).
   bool waitOpen(std::uint64_t n) {
-    for (int i = 0; i < 300 && stats_.open->load() != n; ++i)
+    for (int i = 0; i < 3000 && stats_.open->load() != n; ++i)
       std::this_thread::sleep_for(10ms);
     return stats_.open->load() == n;
   }
@@ -1074,21 +1061,68 @@ TEST_F(SpoeAgentBounds, PeerThatNeverReadsIsClosedAtTheQueueBound) {
   for (int i = 0; i < 100; ++i)
     batch += frame;
   // Bounded: at most 2000 batches (200000 NOTIFYs, ~30 MB of ACKs), or until the agent
-  // has closed the connection and sending fails.
+  // has closed the connection and sending fails. A send that makes no progress for 60 s
+  // also ends it (a hang bound: a busy machine's agent is slow, not stopped).
   bool send_failed = false;
   for (int i = 0; i < 2000 && stats_.overflowed->value() == 0; ++i) {
-    if (!flood.sendWithin(batch, 5s)) {
+    if (!flood.sendWithin(batch, 60s)) {
       send_failed = true;
       break;
     }
   }
   EXPECT_EQ(stats_.overflowed->value(), 1u) << "the agent kept queueing ACKs nobody reads";
-  EXPECT_TRUE(send_failed || flood.closedByAgent(5s));
+  EXPECT_TRUE(send_failed || flood.closedByAgent(30s));
   ASSERT_TRUE(waitOpen(1)) << "the flooding connection is still open";
   ASSERT_TRUE(other->send(notify(3, 3, withToken(mintToken({{"scope", "read:orders"}})))));
   const auto ack = other->readAck();
   ASSERT_TRUE(ack) << "other connections keep working";
   EXPECT_EQ(ack->int32("allow"), 1);
+}
+
+// ---- requests from messages ---------------------------------------------------------------
+
+Message tlsMessage(std::vector<KeyValue> extra) {
+  Message m;
+  m.name = std::string(kMessageName);
+  m.args = {{"method", Value{std::string("GET")}}, {"path", Value{std::string("/x")}}};
+  for (auto& kv : extra)
+    m.args.push_back(std::move(kv));
+  return m;
+}
+
+TEST(AgentClientCertificate, SubjectOnlyFromAVerifiedTlsConnection) {
+  const auto subject = [](std::vector<KeyValue> args) {
+    std::string why;
+    const auto req = requestFromMessage(tlsMessage(std::move(args)), why);
+    EXPECT_TRUE(req) << why;
+    return req ? req->client_cert_subject : std::string("<no request>");
+  };
+  const Value dn{std::string("/C=DE/O=Acme/CN=partner-1")};
+  EXPECT_EQ(subject({{"ssl", Value{true}}, {"ssl_dn", dn}, {"ssl_verify", Value{std::int64_t{0}}}}),
+            "/C=DE/O=Acme/CN=partner-1");
+  EXPECT_EQ(subject({{"ssl", Value{true}}, {"ssl_dn", dn}, {"ssl_verify", Value{std::int32_t{0}}}}),
+            "/C=DE/O=Acme/CN=partner-1");
+  // crt-ignore-err / ca-ignore-err: HAProxy let an unverified certificate through.
+  EXPECT_EQ(
+      subject({{"ssl", Value{true}}, {"ssl_dn", dn}, {"ssl_verify", Value{std::int64_t{10}}}}), "");
+  EXPECT_EQ(subject({{"ssl", Value{true}}, {"ssl_dn", dn}}), "") << "no ssl_verify";
+  EXPECT_EQ(subject({{"ssl", Value{true}}, {"ssl_dn", dn}, {"ssl_verify", Value{}}}), "");
+  EXPECT_EQ(
+      subject({{"ssl", Value{true}}, {"ssl_dn", dn}, {"ssl_verify", Value{std::string("0")}}}), "")
+      << "not an integer";
+  EXPECT_EQ(
+      subject({{"ssl", Value{false}}, {"ssl_dn", dn}, {"ssl_verify", Value{std::int64_t{0}}}}), "")
+      << "not TLS";
+  EXPECT_EQ(
+      subject({{"ssl", Value{true}}, {"ssl_dn", Value{}}, {"ssl_verify", Value{std::int64_t{0}}}}),
+      "")
+      << "no client certificate";
+  EXPECT_EQ(subject({{"ssl", Value{true}},
+                     {"ssl_dn", Value{std::string("CN=a\r\nX-Evil: 1")}},
+                     {"ssl_verify", Value{std::int64_t{0}}}})
+                .find('\n'),
+            std::string::npos)
+      << "control characters never reach a header";
 }
 
 }  // namespace

@@ -1,14 +1,8 @@
 // The forward-auth front door over real sockets: request reconstruction, keep-alive, and
 // hostile clients (garbage, huge headers, slow-loris, connection floods).
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 
 #include <chrono>
 #include <filesystem>
@@ -19,20 +13,18 @@
 #include "config/compiler.h"
 #include "frontends/authz/authz.h"
 #include "net/http/server.h"
-#include "net/workers.h"
+#include "support/http_listener.h"
 #include "telemetry/metrics.h"
 
 namespace portcullis::frontends {
 namespace {
 
-namespace asio = boost::asio;
 using namespace std::chrono_literals;
-using net::acceptLoop;
-using net::HttpHandler;
 using net::HttpIn;
 using net::HttpLimits;
-using net::HttpListenerState;
-using net::makeListenerState;
+using testing::closedByServer;
+using testing::readResponse;
+using testing::sendAll;
 
 class CountingSink final : public audit::AuditSink {
  public:
@@ -82,80 +74,16 @@ class AuthzServer : public ::testing::Test {
     limits.header_timeout = 300ms;
     limits.idle_timeout = 2s;
     limits.max_connections = 16;
-    state_ = makeListenerState("authz", limits, metrics_);
-    auto listeners = net::listenOnAll(pool_, *parseHostPort("127.0.0.1:0"), 1);
-    ASSERT_TRUE(listeners);
-    port_ = listeners->endpoint.port();
-    acceptor_ = std::move(listeners->acceptors[0]);
-    auto handler =
-        std::make_shared<const HttpHandler>([this](HttpIn& in) { return authz_->handle(in); });
-    asio::co_spawn(pool_.context(0), acceptLoop(*acceptor_, state_, handler), asio::detached);
-    pool_.start();
+    ASSERT_NO_FATAL_FAILURE(listener_.start("authz", limits, metrics_,
+                                            [this](HttpIn& in) { return authz_->handle(in); }));
   }
   void TearDown() override {
-    pool_.stop();
-    pool_.join();
+    listener_.stop();
     std::filesystem::remove_all(dir_);
   }
 
-  int connectClient() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port_);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    return fd;
-  }
-  static bool sendAll(int fd, std::string_view data) {
-    while (!data.empty()) {
-      const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
-  }
-  // Reads one response (headers + Content-Length body), or what arrived before close or
-  // the deadline.
-  static std::string readResponse(int fd, std::chrono::milliseconds deadline = 3s) {
-    std::string buf;
-    const auto until = std::chrono::steady_clock::now() + deadline;
-    while (std::chrono::steady_clock::now() < until) {
-      const auto header_end = buf.find("\r\n\r\n");
-      if (header_end != std::string::npos) {
-        std::size_t length = 0;
-        const auto cl = buf.find("Content-Length: ");
-        if (cl != std::string::npos && cl < header_end) length = std::stoul(buf.substr(cl + 16));
-        if (buf.size() >= header_end + 4 + length) return buf.substr(0, header_end + 4 + length);
-      }
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
-      char chunk[4096];
-      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-      if (n <= 0) break;
-      buf.append(chunk, static_cast<std::size_t>(n));
-    }
-    return buf;
-  }
-  // True when the server closed the connection (EOF or reset) within `deadline`.
-  static bool closedByServer(int fd, std::chrono::milliseconds deadline) {
-    const auto until = std::chrono::steady_clock::now() + deadline;
-    while (std::chrono::steady_clock::now() < until) {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 20) <= 0) continue;
-      char chunk[4096];
-      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-      if (n <= 0) return true;
-    }
-    return false;
-  }
-  std::string roundTrip(const std::string& request) {
-    const int fd = connectClient();
-    sendAll(fd, request);
-    auto res = readResponse(fd);
-    ::close(fd);
-    return res;
-  }
+  int connectClient() { return listener_.connect(); }
+  std::string roundTrip(const std::string& request) { return listener_.roundTrip(request); }
   static std::string get(std::string_view uri, std::string extra = {}) {
     return "GET /auth HTTP/1.1\r\nHost: gate\r\nX-Original-URI: " + std::string(uri) +
            "\r\nX-Original-Method: GET\r\n" + extra + "\r\n";
@@ -167,10 +95,7 @@ class AuthzServer : public ::testing::Test {
   SystemClock clock_;
   std::unique_ptr<engine::Gatekeeper> gatekeeper_;
   std::unique_ptr<AuthzFrontend> authz_;
-  std::shared_ptr<HttpListenerState> state_;
-  net::WorkerPool pool_{1};
-  std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
-  std::uint16_t port_ = 0;
+  testing::HttpListener listener_;
 };
 
 TEST_F(AuthzServer, AllowsAndDeniesOverKeepAlive) {
@@ -478,17 +403,6 @@ TEST(ClientIpTest, MalformedForwardedForFromATrustedHopIsRefused) {
   in.headers.add("X-Real-IP", "198.51.100.7");
   in.headers.add("X-Real-IP", "10.0.0.1");
   EXPECT_FALSE(originalRequest(in, config, why).has_value());
-}
-
-TEST(ListenTest, AFixedPortHeldByAnotherSocketIsRefused) {
-  net::WorkerPool pool(1);
-  auto first = net::listenOnAll(pool, *parseHostPort("127.0.0.1:0"), 1);
-  ASSERT_TRUE(first);
-  HostPort same = *parseHostPort("127.0.0.1:0");
-  same.port = first->endpoint.port();
-  const auto second = net::listenOnAll(pool, same, 1);
-  ASSERT_FALSE(second.has_value());
-  EXPECT_NE(second.error().message.find("already in use"), std::string::npos);
 }
 
 }  // namespace

@@ -1,16 +1,8 @@
 // The admin front door over real sockets: bearer-token authentication, and the defences
 // against browsers (cross-site simple POSTs, DNS rebinding) that docs/admin.md describes.
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <gtest/gtest.h>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 
 #include <atomic>
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 
@@ -19,20 +11,15 @@
 #include "engine/revocations.h"
 #include "frontends/admin/admin.h"
 #include "net/http/server.h"
-#include "net/workers.h"
+#include "support/http_listener.h"
 #include "telemetry/metrics.h"
 
 namespace portcullis::frontends {
 namespace {
 
 namespace asio = boost::asio;
-using namespace std::chrono_literals;
-using net::acceptLoop;
-using net::HttpHandler;
 using net::HttpIn;
 using net::HttpLimits;
-using net::HttpListenerState;
-using net::makeListenerState;
 
 class NullSink final : public audit::AuditSink {
  public:
@@ -64,19 +51,11 @@ class AdminServer : public ::testing::Test {
       co_return ReloadReport{true, false, "v1", {}};
     };
     admin_ = std::make_unique<AdminFrontend>(*gatekeeper_, metrics_, std::move(options));
-    state_ = makeListenerState("admin", HttpLimits{}, metrics_);
-    auto listeners = net::listenOnAll(pool_, *parseHostPort("127.0.0.1:0"), 1);
-    ASSERT_TRUE(listeners);
-    port_ = listeners->endpoint.port();
-    acceptor_ = std::move(listeners->acceptors[0]);
-    auto handler =
-        std::make_shared<const HttpHandler>([this](HttpIn& in) { return admin_->handle(in); });
-    asio::co_spawn(pool_.context(0), acceptLoop(*acceptor_, state_, handler), asio::detached);
-    pool_.start();
+    ASSERT_NO_FATAL_FAILURE(listener_.start("admin", HttpLimits{}, metrics_,
+                                            [this](HttpIn& in) { return admin_->handle(in); }));
   }
   void TearDown() override {
-    pool_.stop();
-    pool_.join();
+    listener_.stop();
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
@@ -88,30 +67,7 @@ class AdminServer : public ::testing::Test {
                           headers;
     if (method == "POST") request += "Content-Length: 0\r\n";
     request += "\r\n";
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port_);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    std::string_view data = request;
-    while (!data.empty()) {
-      const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-      if (n <= 0) break;
-      data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    std::string buf;
-    const auto until = std::chrono::steady_clock::now() + 10s;
-    while (std::chrono::steady_clock::now() < until) {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
-      char chunk[4096];
-      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-      if (n <= 0) break;
-      buf.append(chunk, static_cast<std::size_t>(n));
-    }
-    ::close(fd);
-    return buf;
+    return listener_.roundTrip(request);
   }
   static std::string bearer(std::string_view token = kToken) {
     return "Authorization: Bearer " + std::string(token) + "\r\n";
@@ -132,10 +88,7 @@ class AdminServer : public ::testing::Test {
   std::atomic<int> reloads_{0};
   std::unique_ptr<engine::Gatekeeper> gatekeeper_;
   std::unique_ptr<AdminFrontend> admin_;
-  std::shared_ptr<HttpListenerState> state_;
-  net::WorkerPool pool_{1};
-  std::unique_ptr<asio::ip::tcp::acceptor> acceptor_;
-  std::uint16_t port_ = 0;
+  testing::HttpListener listener_;
 };
 
 const std::string kWithToken = std::string("admin:\n  token: ") + kToken + "\n";

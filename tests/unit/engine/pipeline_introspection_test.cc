@@ -150,26 +150,5 @@ TEST_F(IntrospectionTest, WithoutAClientTheProviderIsUnavailable) {
   EXPECT_EQ(ev.decision.reason, Reason::kProviderUnavailable);
 }
 
-TEST_F(IntrospectionTest, CacheLifetimeIsTheShorterOfExpAndCacheTtl) {
-  const auto& spec = *snapshot_->provider("opaque")->introspection();
-  EXPECT_EQ(identity::introspectionCacheSeconds(nlohmann::json{{"exp", kNow + 600}}, spec, kNow),
-            60);
-  EXPECT_EQ(identity::introspectionCacheSeconds(nlohmann::json{{"exp", kNow + 5}}, spec, kNow), 5);
-  EXPECT_EQ(identity::introspectionCacheSeconds(nlohmann::json{{"exp", kNow - 5}}, spec, kNow), 0);
-  EXPECT_EQ(identity::introspectionCacheSeconds(nlohmann::json::object(), spec, kNow), 60);
-}
-
-TEST(IntrospectionCacheTest, BoundedAndExpiring) {
-  identity::IntrospectionCache cache(2);
-  auto answer = std::make_shared<const nlohmann::json>(nlohmann::json{{"active", true}});
-  cache.put("a", answer, 100);
-  cache.put("b", answer, 100);
-  cache.put("c", answer, 100);  // evicts "a", the oldest
-  EXPECT_EQ(cache.size(), 2u);
-  EXPECT_EQ(cache.get("a", 50), nullptr);
-  EXPECT_NE(cache.get("c", 50), nullptr);
-  EXPECT_EQ(cache.get("c", 100), nullptr);  // expired
-}
-
 }  // namespace
 }  // namespace portcullis::engine

@@ -586,49 +586,5 @@ TEST_F(HaproxyCacheTest, AgentSetsTheHintVariablesOnlyWhenHaproxyMayCache) {
   EXPECT_NE(varOf(hit_vars, "hdr_x_user"), nullptr);
 }
 
-Message tlsMessage(std::vector<KeyValue> extra) {
-  Message m;
-  m.name = std::string(kMessageName);
-  m.args = {{"method", Value{std::string("GET")}}, {"path", Value{std::string("/x")}}};
-  for (auto& kv : extra)
-    m.args.push_back(std::move(kv));
-  return m;
-}
-
-TEST(AgentClientCertificate, SubjectOnlyFromAVerifiedTlsConnection) {
-  const auto subject = [](std::vector<KeyValue> args) {
-    std::string why;
-    const auto req = requestFromMessage(tlsMessage(std::move(args)), why);
-    EXPECT_TRUE(req) << why;
-    return req ? req->client_cert_subject : std::string("<no request>");
-  };
-  const Value dn{std::string("/C=DE/O=Acme/CN=partner-1")};
-  EXPECT_EQ(subject({{"ssl", Value{true}}, {"ssl_dn", dn}, {"ssl_verify", Value{std::int64_t{0}}}}),
-            "/C=DE/O=Acme/CN=partner-1");
-  EXPECT_EQ(subject({{"ssl", Value{true}}, {"ssl_dn", dn}, {"ssl_verify", Value{std::int32_t{0}}}}),
-            "/C=DE/O=Acme/CN=partner-1");
-  // crt-ignore-err / ca-ignore-err: HAProxy let an unverified certificate through.
-  EXPECT_EQ(
-      subject({{"ssl", Value{true}}, {"ssl_dn", dn}, {"ssl_verify", Value{std::int64_t{10}}}}), "");
-  EXPECT_EQ(subject({{"ssl", Value{true}}, {"ssl_dn", dn}}), "") << "no ssl_verify";
-  EXPECT_EQ(subject({{"ssl", Value{true}}, {"ssl_dn", dn}, {"ssl_verify", Value{}}}), "");
-  EXPECT_EQ(
-      subject({{"ssl", Value{true}}, {"ssl_dn", dn}, {"ssl_verify", Value{std::string("0")}}}), "")
-      << "not an integer";
-  EXPECT_EQ(
-      subject({{"ssl", Value{false}}, {"ssl_dn", dn}, {"ssl_verify", Value{std::int64_t{0}}}}), "")
-      << "not TLS";
-  EXPECT_EQ(
-      subject({{"ssl", Value{true}}, {"ssl_dn", Value{}}, {"ssl_verify", Value{std::int64_t{0}}}}),
-      "")
-      << "no client certificate";
-  EXPECT_EQ(subject({{"ssl", Value{true}},
-                     {"ssl_dn", Value{std::string("CN=a\r\nX-Evil: 1")}},
-                     {"ssl_verify", Value{std::int64_t{0}}}})
-                .find('\n'),
-            std::string::npos)
-      << "control characters never reach a header";
-}
-
 }  // namespace
 }  // namespace portcullis::frontends::spoe
