@@ -60,17 +60,10 @@ Server::Server(const ServeOptions& options, const config::FunctionRuntimes& runt
       reloader_(options.config, runtimes, gatekeeper_, metrics, jwks, cache_),
       pool_(policy->settings.workers),
       listeners_(pool_) {
-  engine::exportCacheSize(metrics, cache_);
-  metrics.gauge("portcullis_rate_limit_keys", "Keys with rate-limit state",
-                [this] { return static_cast<double>(limiter_.size()); });
-  metrics.gauge("portcullis_rate_limit_table_full_total",
-                "New rate-limit keys refused (429) because limits.rate_limit_keys were all "
-                "still counting",
-                [this] { return static_cast<double>(limiter_.tableFull()); });
-  metrics.gauge("portcullis_revocations", "Active revocations",
-                [this] { return static_cast<double>(revocations_.size()); });
-  metrics.gauge("portcullis_policy_loaded_timestamp_seconds", "When the serving policy was loaded",
-                [this] { return static_cast<double>(gatekeeper_.snapshot()->loaded_at); });
+  engine::exportCacheGauges(metrics, cache_);
+  engine::exportRateLimitGauges(metrics, limiter_);
+  engine::exportRevocationGauges(metrics, revocations_);
+  engine::exportGatekeeperGauges(metrics, gatekeeper_);
   for (unsigned i = 0; i < pool_.size(); ++i) {
     introspectors_.push_back(std::make_unique<net::HttpIntrospector>(pool_.context(i)));
     engine::Clients clients;

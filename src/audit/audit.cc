@@ -84,12 +84,8 @@ StreamSink::StreamSink(std::string target, std::size_t max_queue,
                        std::chrono::milliseconds block_timeout, telemetry::Metrics& metrics)
     : target_(std::move(target)),
       max_queue_(max_queue == 0 ? 1 : max_queue),
-      block_timeout_(block_timeout),
-      lines_(metrics.counter("portcullis_audit_lines_total", "Audit lines written")),
-      dropped_(metrics.counter("portcullis_audit_dropped_total",
-                               "Audit lines dropped because the sink could not keep up")),
-      write_errors_(metrics.counter("portcullis_audit_write_errors_total",
-                                    "Failed writes to the audit sink")) {
+      block_timeout_(block_timeout) {
+  PORTCULLIS_STAT_REGISTER(PORTCULLIS_AUDIT_STATS, stats_, telemetry::StatScope(metrics));
   openTarget();
   thread_ = std::thread([this] { run(); });
 }
@@ -123,7 +119,7 @@ void StreamSink::write(std::string line) {
   std::unique_lock lock(mu_);
   if (queue_.size() >= max_queue_ &&
       !has_room_.wait_for(lock, block_timeout_, [&] { return queue_.size() < max_queue_; })) {
-    dropped_.inc();
+    stats_.dropped->inc();
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                          std::chrono::steady_clock::now().time_since_epoch())
                          .count();
@@ -133,7 +129,7 @@ void StreamSink::write(std::string line) {
       spdlog::warn(
           "audit: sink {} is not keeping up; dropped lines are counted in "
           "portcullis_audit_dropped_total (now {})",
-          target_, dropped_.value());
+          target_, stats_.dropped->value());
     }
     return;
   }
@@ -186,7 +182,7 @@ void StreamSink::run() {
       const ssize_t n = ::write(fd_, buffer.data() + off, buffer.size() - off);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        write_errors_.inc();
+        stats_.write_errors->inc();
         failed = true;
         break;
       }
@@ -201,10 +197,10 @@ void StreamSink::run() {
         bytes += line.size();
         ++written_lines;
       }
-      lines_.inc(written_lines);
-      dropped_.inc(batch.size() - written_lines);
+      stats_.lines->inc(written_lines);
+      stats_.dropped->inc(batch.size() - written_lines);
     } else {
-      lines_.inc(batch.size());
+      stats_.lines->inc(batch.size());
     }
     const std::size_t count = batch.size();
     batch.clear();

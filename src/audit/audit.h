@@ -12,11 +12,7 @@
 
 #include "engine/decision_log.h"
 #include "engine/pipeline.h"
-
-namespace portcullis::telemetry {
-class Counter;
-class Metrics;
-}  // namespace portcullis::telemetry
+#include "telemetry/stats.h"
 
 namespace portcullis::audit {
 
@@ -50,6 +46,18 @@ class NullSink final : public AuditSink {
   bool enabled() const override { return false; }
 };
 
+// Every series of the stream sink (docs/conventions.md §11).
+#define PORTCULLIS_AUDIT_STATS(COUNTER, HISTOGRAM, GAUGE)                                         \
+  COUNTER(lines, "portcullis_audit_lines_total", "Audit lines written", "")                       \
+  COUNTER(dropped, "portcullis_audit_dropped_total",                                              \
+          "Audit lines dropped because the sink could not keep up", "")                           \
+  COUNTER(write_errors, "portcullis_audit_write_errors_total", "Failed writes to the audit sink", \
+          "")
+
+struct AuditStats {
+  PORTCULLIS_STAT_FIELDS(PORTCULLIS_AUDIT_STATS)
+};
+
 // Writes lines to stdout or a file from a background thread, so a slow disk never stalls a
 // worker for long: workers append to a bounded queue; when it is full a worker waits up to
 // `block_timeout` for room (back-pressure), and past that the line is dropped, counted in
@@ -74,9 +82,7 @@ class StreamSink final : public AuditSink {
   const std::string target_;
   const std::size_t max_queue_;
   const std::chrono::milliseconds block_timeout_;
-  telemetry::Counter& lines_;
-  telemetry::Counter& dropped_;
-  telemetry::Counter& write_errors_;
+  AuditStats stats_;
 
   std::mutex mu_;
   std::condition_variable has_work_;

@@ -95,7 +95,7 @@ class Compiler final {
         snapshot_->default_allow = *v == "allow";
       }
     }
-    snapshot_->default_stats = routeStats(metrics_, "(default)");
+    snapshot_->default_stats = engine::routeStats(metrics_, "(default)");
     compileCacheSettings(diag_, top.get("cache"), snapshot_->settings);
     top.unsupported({"upstreams", "redis"}, kLaterIssue);
   }

@@ -10,7 +10,6 @@
 #include "common/strings.h"
 #include "common/units.h"
 #include "config/yaml_reader.h"
-#include "telemetry/metrics.h"
 
 namespace portcullis::config {
 namespace {
@@ -41,7 +40,7 @@ class RouteCompiler final {
         diag_.error(node[i], fmt::format("duplicate route name '{}'", route.name));
         continue;
       }
-      route.stats = routeStats(metrics_, route.name);
+      route.stats = engine::routeStats(metrics_, route.name);
       snapshot_->routes.push_back(std::move(route));
     }
   }
@@ -360,15 +359,6 @@ class RouteCompiler final {
 };
 
 }  // namespace
-
-engine::RouteStats routeStats(telemetry::Metrics& metrics, const std::string& route) {
-  const std::string help = "Decisions by route and outcome";
-  const std::string r = "route=\"" + telemetry::labelValue(route) + "\"";
-  return engine::RouteStats{
-      &metrics.counter("portcullis_decisions_total", help, r + ",outcome=\"allow\""),
-      &metrics.counter("portcullis_decisions_total", help, r + ",outcome=\"deny\""),
-      &metrics.counter("portcullis_decisions_total", help, r + ",outcome=\"error\"")};
-}
 
 void compileRoutes(Diagnostics& diag, const YAML::Node& node, const YAML::Node& root,
                    const std::set<std::string, std::less<>>& failed_functions,

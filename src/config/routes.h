@@ -23,7 +23,4 @@ void compileRoutes(Diagnostics& diag, const YAML::Node& node, const YAML::Node& 
                    const std::set<std::string, std::less<>>& failed_functions,
                    telemetry::Metrics& metrics, engine::PolicySnapshot& snapshot);
 
-// The decision counters of `route` (`(default)` for the default decision).
-engine::RouteStats routeStats(telemetry::Metrics& metrics, const std::string& route);
-
 }  // namespace portcullis::config

@@ -7,19 +7,14 @@
 namespace portcullis::engine {
 
 CacheStats cacheStats(telemetry::Metrics& metrics) {
-  telemetry::Counter& hits =
-      metrics.counter("portcullis_cache_lookups_total", "Decision cache lookups", "result=\"hit\"");
-  telemetry::Counter& misses = metrics.counter("portcullis_cache_lookups_total",
-                                               "Decision cache lookups", "result=\"miss\"");
-  telemetry::Counter& evictions = metrics.counter("portcullis_cache_evictions_total",
-                                                  "Decision cache entries evicted when full");
-  return CacheStats{[&hits] { hits.inc(); }, [&misses] { misses.inc(); },
-                    [&evictions] { evictions.inc(); }};
+  CacheStats stats;
+  PORTCULLIS_STAT_REGISTER(PORTCULLIS_DECISION_CACHE_STATS, stats, telemetry::StatScope(metrics));
+  return stats;
 }
 
-void exportCacheSize(telemetry::Metrics& metrics, const DecisionCache& cache) {
-  metrics.gauge("portcullis_cache_entries", "Decisions in the cache",
-                [&cache] { return static_cast<double>(cache.size()); });
+void exportCacheGauges(telemetry::Metrics& metrics, const DecisionCache& cache) {
+  PORTCULLIS_STAT_EXPORT_GAUGES(PORTCULLIS_DECISION_CACHE_STATS, cache,
+                                telemetry::StatScope(metrics));
 }
 
 LocalDecisionCache::LocalDecisionCache(std::size_t max_entries, CacheStats stats)
@@ -38,14 +33,14 @@ std::shared_ptr<const CachedDecision> LocalDecisionCache::get(const CacheKey& ke
       if (slot.value->expires_at > now) {
         slot.referenced = true;
         auto value = slot.value;
-        if (stats_.hit) stats_.hit();
+        if (stats_.hits != nullptr) stats_.hits->inc();
         return value;
       }
       slot.value.reset();  // expired: free the slot now
       shard.index.erase(it);
     }
   }
-  if (stats_.miss) stats_.miss();
+  if (stats_.misses != nullptr) stats_.misses->inc();
   return nullptr;
 }
 
@@ -73,7 +68,7 @@ void LocalDecisionCache::put(const CacheKey& key, std::shared_ptr<const CachedDe
         continue;
       }
       shard.index.erase(slot.key);
-      if (stats_.eviction) stats_.eviction();
+      if (stats_.evictions != nullptr) stats_.evictions->inc();
       break;
     }
   }

@@ -9,10 +9,7 @@
 #include <vector>
 
 #include "engine/decision.h"
-
-namespace portcullis::telemetry {
-class Metrics;
-}
+#include "telemetry/stats.h"
 
 namespace portcullis::engine {
 
@@ -50,17 +47,25 @@ class DecisionCache {
   virtual std::size_t size() const = 0;
 };
 
+// Every series of the decision cache (docs/conventions.md §11): lookups by result, entries
+// evicted to make room, and the entries held.
+#define PORTCULLIS_DECISION_CACHE_STATS(COUNTER, HISTOGRAM, GAUGE)                               \
+  COUNTER(hits, "portcullis_cache_lookups_total", "Decision cache lookups", "result=\"hit\"")    \
+  COUNTER(misses, "portcullis_cache_lookups_total", "Decision cache lookups", "result=\"miss\"") \
+  COUNTER(evictions, "portcullis_cache_evictions_total",                                         \
+          "Decision cache entries evicted when full", "")                                        \
+  GAUGE(size, "portcullis_cache_entries", "Decisions in the cache", "")
+
 struct CacheStats {
-  std::function<void()> hit, miss, eviction;  // counters; may be empty
+  PORTCULLIS_STAT_FIELDS(PORTCULLIS_DECISION_CACHE_STATS)  // null = not counted
 };
 
-// The cache's own series, declared here so that every program that builds a cache exports
-// the same ones. The counters portcullis_cache_lookups_total{result="hit"|"miss"} and
-// portcullis_cache_evictions_total, registered in `metrics` (which must outlive the stats).
+// The cache's counters, registered in `metrics` (which must outlive the stats). Declared here
+// so that every program that builds a cache exports the same ones.
 CacheStats cacheStats(telemetry::Metrics& metrics);
-// The gauge portcullis_cache_entries, read from `cache` whenever `metrics` is rendered:
-// `cache` must outlive every render.
-void exportCacheSize(telemetry::Metrics& metrics, const DecisionCache& cache);
+// The cache's gauges, read from `cache` whenever `metrics` is rendered: `cache` must outlive
+// every render.
+void exportCacheGauges(telemetry::Metrics& metrics, const DecisionCache& cache);
 
 class LocalDecisionCache final : public DecisionCache {
  public:

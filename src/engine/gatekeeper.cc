@@ -76,14 +76,14 @@ void denyUnlessShadow(const Route* route, Evaluation& ev, Reason reason, std::st
 
 Gatekeeper::Gatekeeper(std::shared_ptr<const PolicySnapshot> initial, DecisionLog& log,
                        telemetry::Metrics& metrics, const Clock& clock, Services services)
-    : snapshot_(std::move(initial)),
-      log_(log),
-      clock_(clock),
-      latency_(metrics.histogram("portcullis_decision_duration_seconds",
-                                 "Time to reach a decision, from request view to decision",
-                                 {0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001,
-                                  0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1})),
-      services_(services) {}
+    : snapshot_(std::move(initial)), log_(log), clock_(clock), services_(services) {
+  PORTCULLIS_STAT_REGISTER(PORTCULLIS_GATEKEEPER_STATS, stats_, telemetry::StatScope(metrics));
+}
+
+void exportGatekeeperGauges(telemetry::Metrics& metrics, const Gatekeeper& gatekeeper) {
+  PORTCULLIS_STAT_EXPORT_GAUGES(PORTCULLIS_GATEKEEPER_STATS, gatekeeper,
+                                telemetry::StatScope(metrics));
+}
 
 Evaluation Gatekeeper::decide(http::Request& request, bool explain) {
   return *decide(request, Clients{}, explain, [](Evaluation) {});
@@ -364,7 +364,7 @@ void Gatekeeper::finish(const http::Request& request, const Evaluation& ev,
 
   const auto elapsed = std::chrono::steady_clock::now() - started;
   const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
-  latency_.observe(static_cast<double>(micros) / 1e6);
+  stats_.latency->observe(static_cast<double>(micros) / 1e6);
   log_.record({request, ev, snapshot.version, now_ms, static_cast<std::uint64_t>(micros)});
 }
 

@@ -13,13 +13,27 @@
 #include "engine/revocations.h"
 #include "engine/snapshot.h"
 #include "identity/credentials.h"
-
-namespace portcullis::telemetry {
-class Metrics;
-class Histogram;
-}  // namespace portcullis::telemetry
+#include "telemetry/stats.h"
 
 namespace portcullis::engine {
+
+// Bucket bounds of portcullis_decision_duration_seconds: 1 µs to 100 ms.
+inline constexpr double kDecisionDurationBounds[] = {
+    0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025,
+    0.0005,   0.001,     0.0025,   0.005,   0.01,     0.025,   0.1};
+
+// Every series of the gatekeeper (docs/conventions.md §11); its decisions by outcome are the
+// routes' (PORTCULLIS_ROUTE_STATS).
+#define PORTCULLIS_GATEKEEPER_STATS(COUNTER, HISTOGRAM, GAUGE)             \
+  HISTOGRAM(latency, "portcullis_decision_duration_seconds",               \
+            "Time to reach a decision, from request view to decision", "", \
+            kDecisionDurationBounds)                                       \
+  GAUGE(policyLoadedAt, "portcullis_policy_loaded_timestamp_seconds",      \
+        "When the serving policy was loaded", "")
+
+struct GatekeeperStats {
+  PORTCULLIS_STAT_FIELDS(PORTCULLIS_GATEKEEPER_STATS)
+};
 
 // The one entry point every front door calls: pins the current snapshot, runs the
 // pipeline, counts the outcome and emits exactly one audit line. Thread-safe; the snapshot
@@ -62,6 +76,8 @@ class Gatekeeper final {
   Evaluation reject(http::Request& request, Reason reason, std::string detail);
 
   const Clock& clock() const { return clock_; }
+  // When the serving snapshot was compiled (Unix seconds).
+  std::int64_t policyLoadedAt() const { return snapshot()->loaded_at; }
 
  private:
   using Started = std::chrono::steady_clock::time_point;
@@ -81,7 +97,7 @@ class Gatekeeper final {
   std::atomic<std::shared_ptr<const PolicySnapshot>> snapshot_;
   DecisionLog& log_;
   const Clock& clock_;
-  telemetry::Histogram& latency_;
+  GatekeeperStats stats_;
   Services services_;
   SingleFlight<Evaluation> flights_;
 };
@@ -92,6 +108,10 @@ class Gatekeeper final {
 // (route.cache_inputs). Fields are length-prefixed.
 CacheKey cacheKey(const PolicySnapshot& snapshot, const Route& route, const http::Request& request,
                   const identity::Credentials& credentials);
+
+// The gatekeeper's gauges, read from `gatekeeper` whenever `metrics` is rendered: `gatekeeper`
+// must outlive every render.
+void exportGatekeeperGauges(telemetry::Metrics& metrics, const Gatekeeper& gatekeeper);
 
 // A fresh 128-bit request id in hex, from a per-thread generator.
 std::string newRequestId();

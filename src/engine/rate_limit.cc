@@ -106,4 +106,9 @@ std::size_t LocalRateLimiter::size() const {
   return n;
 }
 
+void exportRateLimitGauges(telemetry::Metrics& metrics, const LocalRateLimiter& limiter) {
+  PORTCULLIS_STAT_EXPORT_GAUGES(PORTCULLIS_RATE_LIMIT_STATS, limiter,
+                                telemetry::StatScope(metrics));
+}
+
 }  // namespace portcullis::engine

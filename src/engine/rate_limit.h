@@ -10,6 +10,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "telemetry/stats.h"
+
 namespace portcullis::engine {
 
 // A limit: `count` requests per `period`, with bursts of up to `burst` at once.
@@ -70,5 +72,19 @@ class LocalRateLimiter final : public RateLimiter {
   std::unique_ptr<Shard[]> shards_;
   std::atomic<std::uint64_t> table_full_{0};
 };
+
+// Every series of the local rate limiter (docs/conventions.md §11). The refusals are typed
+// gauge although they only grow: that is how /metrics has always shown them, and a change of
+// type is a change for every dashboard that reads them, not part of moving the list here.
+#define PORTCULLIS_RATE_LIMIT_STATS(COUNTER, HISTOGRAM, GAUGE)                       \
+  GAUGE(size, "portcullis_rate_limit_keys", "Keys with rate-limit state", "")        \
+  GAUGE(tableFull, "portcullis_rate_limit_table_full_total",                         \
+        "New rate-limit keys refused (429) because limits.rate_limit_keys were all " \
+        "still counting",                                                            \
+        "")
+
+// The limiter's gauges, read from `limiter` whenever `metrics` is rendered: `limiter` must
+// outlive every render.
+void exportRateLimitGauges(telemetry::Metrics& metrics, const LocalRateLimiter& limiter);
 
 }  // namespace portcullis::engine

@@ -47,4 +47,9 @@ void Revocations::purgeExpired(std::int64_t now) {
   count_.store(revoked_.size(), std::memory_order_release);
 }
 
+void exportRevocationGauges(telemetry::Metrics& metrics, const Revocations& revocations) {
+  PORTCULLIS_STAT_EXPORT_GAUGES(PORTCULLIS_REVOCATION_STATS, revocations,
+                                telemetry::StatScope(metrics));
+}
+
 }  // namespace portcullis::engine

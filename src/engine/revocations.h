@@ -6,6 +6,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "telemetry/stats.h"
+
 namespace portcullis::engine {
 
 // Credentials revoked by an operator (admin POST /revoke) until a given time: by subject,
@@ -31,5 +33,13 @@ class Revocations final {
   Map revoked_;  // "s:alice", "j:<jti>", "t:<hash>" → until
   std::atomic<std::size_t> count_{0};
 };
+
+// Every series of the revocations (docs/conventions.md §11).
+#define PORTCULLIS_REVOCATION_STATS(COUNTER, HISTOGRAM, GAUGE) \
+  GAUGE(size, "portcullis_revocations", "Active revocations", "")
+
+// The revocations' gauge, read from `revocations` whenever `metrics` is rendered:
+// `revocations` must outlive every render.
+void exportRevocationGauges(telemetry::Metrics& metrics, const Revocations& revocations);
 
 }  // namespace portcullis::engine

@@ -15,10 +15,7 @@
 #include "engine/template.h"
 #include "identity/provider.h"
 #include "identity/rbac.h"
-
-namespace portcullis::telemetry {
-class Counter;
-}
+#include "telemetry/stats.h"
 
 namespace portcullis::engine {
 
@@ -27,13 +24,24 @@ struct HeaderTemplate {
   Template value;
 };
 
+// Every series of a route (docs/conventions.md §11): its decisions by outcome, labelled
+// route="NAME" before the outcome.
+#define PORTCULLIS_ROUTE_STATS(COUNTER, HISTOGRAM, GAUGE)                        \
+  COUNTER(allow, "portcullis_decisions_total", "Decisions by route and outcome", \
+          "outcome=\"allow\"")                                                   \
+  COUNTER(deny, "portcullis_decisions_total", "Decisions by route and outcome",  \
+          "outcome=\"deny\"")                                                    \
+  COUNTER(error, "portcullis_decisions_total", "Decisions by route and outcome", \
+          "outcome=\"error\"")
+
 // Per-route counters, looked up in the metrics registry when the route is compiled; they
 // survive reloads because the registry keys them by route name.
 struct RouteStats {
-  telemetry::Counter* allow = nullptr;
-  telemetry::Counter* deny = nullptr;
-  telemetry::Counter* error = nullptr;
+  PORTCULLIS_STAT_FIELDS(PORTCULLIS_ROUTE_STATS)
 };
+// The counters of the route `route` (the default route's name is "(default)"), registered in
+// `metrics`, which must outlive them.
+RouteStats routeStats(telemetry::Metrics& metrics, std::string_view route);
 
 // One compiled `routes[]` entry. Immutable.
 struct Route {

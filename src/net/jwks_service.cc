@@ -144,12 +144,9 @@ asio::awaitable<void> refreshLoop(std::shared_ptr<JwksService::Entry> entry, tel
 
 }  // namespace
 
-JwksService::JwksService(asio::io_context& io, telemetry::Metrics& metrics)
-    : io_(io),
-      fetch_ok_(metrics.counter("portcullis_jwks_fetches_total", "Key set fetches by result",
-                                "result=\"ok\"")),
-      fetch_failed_(metrics.counter("portcullis_jwks_fetches_total", "Key set fetches by result",
-                                    "result=\"error\"")) {}
+JwksService::JwksService(asio::io_context& io, telemetry::Metrics& metrics) : io_(io) {
+  PORTCULLIS_STAT_REGISTER(PORTCULLIS_JWKS_STATS, stats_, telemetry::StatScope(metrics));
+}
 
 JwksService::~JwksService() {
   for (auto& [id, entry] : entries_) {
@@ -179,7 +176,7 @@ std::shared_ptr<identity::RemoteKeys> JwksService::acquire(const identity::Remot
     });
   });
   entries_[id] = entry;
-  asio::co_spawn(io_, refreshLoop(entry, fetch_ok_, fetch_failed_), asio::detached);
+  asio::co_spawn(io_, refreshLoop(entry, *stats_.fetch_ok, *stats_.fetch_failed), asio::detached);
   return entry->keys;
 }
 

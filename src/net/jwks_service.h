@@ -8,15 +8,21 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "identity/remote_keys.h"
-
-namespace portcullis::telemetry {
-class Metrics;
-class Counter;
-}  // namespace portcullis::telemetry
+#include "telemetry/stats.h"
 
 namespace portcullis::net {
 
 namespace asio = boost::asio;
+
+// Every series of the key set fetches (docs/conventions.md §11).
+#define PORTCULLIS_JWKS_STATS(COUNTER, HISTOGRAM, GAUGE)                                           \
+  COUNTER(fetch_ok, "portcullis_jwks_fetches_total", "Key set fetches by result", "result=\"ok\"") \
+  COUNTER(fetch_failed, "portcullis_jwks_fetches_total", "Key set fetches by result",              \
+          "result=\"error\"")
+
+struct JwksStats {
+  PORTCULLIS_STAT_FIELDS(PORTCULLIS_JWKS_STATS)
+};
 
 // Fetches and refreshes remote key sets (OIDC discovery → jwks_uri → JWKS) on one
 // io_context — the control thread's, never a worker's. Per key set: fetch at start, then
@@ -39,8 +45,7 @@ class JwksService final : public identity::KeyRegistry {
 
  private:
   asio::io_context& io_;
-  telemetry::Counter& fetch_ok_;
-  telemetry::Counter& fetch_failed_;
+  JwksStats stats_;
   std::map<std::string, std::shared_ptr<Entry>> entries_;
 };
 

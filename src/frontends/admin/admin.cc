@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <map>
 
-#include <fmt/format.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <spdlog/spdlog.h>
@@ -96,15 +95,7 @@ Credential checkBearer(const http::Headers& headers, const std::string& token) {
 AdminFrontend::AdminFrontend(engine::Gatekeeper& gatekeeper, telemetry::Metrics& metrics,
                              Options options)
     : gatekeeper_(gatekeeper), metrics_(metrics), options_(std::move(options)) {
-  const auto counter = [&](const char* reason) {
-    return &metrics_.counter("portcullis_admin_refused_total",
-                             "Admin requests refused before reaching an endpoint (docs/admin.md)",
-                             fmt::format("reason=\"{}\"", reason));
-  };
-  stats_.browser = counter("browser");
-  stats_.host = counter("host");
-  stats_.unauthenticated = counter("unauthenticated");
-  stats_.not_simple = counter("not_simple");
+  PORTCULLIS_STAT_REGISTER(PORTCULLIS_ADMIN_STATS, stats_, telemetry::StatScope(metrics_));
 }
 
 std::optional<net::HttpOut> AdminFrontend::admit(const net::HttpIn& in, const std::string& path,

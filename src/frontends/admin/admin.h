@@ -10,15 +10,25 @@
 
 #include "engine/gatekeeper.h"
 #include "net/http/server.h"
-
-namespace portcullis::telemetry {
-class Counter;
-class Metrics;
-}  // namespace portcullis::telemetry
+#include "telemetry/stats.h"
 
 namespace portcullis::frontends {
 
 namespace asio = boost::asio;
+
+// Every series of the admin front door (docs/conventions.md §11): requests refused before any
+// endpoint runs, by reason: `browser` (an Origin, or a Sec-Fetch-Site other than none),
+// `host` (a Host that is not loopback, an IP, localhost or in admin.hosts),
+// `unauthenticated` (a missing or wrong bearer token), `not_simple` (a POST without
+// X-Portcullis-Admin: 1).
+inline constexpr char kAdminRefusedHelp[] =
+    "Admin requests refused before reaching an endpoint (docs/admin.md)";
+#define PORTCULLIS_ADMIN_STATS(COUNTER, HISTOGRAM, GAUGE)                                     \
+  COUNTER(browser, "portcullis_admin_refused_total", kAdminRefusedHelp, "reason=\"browser\"") \
+  COUNTER(host, "portcullis_admin_refused_total", kAdminRefusedHelp, "reason=\"host\"")       \
+  COUNTER(unauthenticated, "portcullis_admin_refused_total", kAdminRefusedHelp,               \
+          "reason=\"unauthenticated\"")                                                       \
+  COUNTER(not_simple, "portcullis_admin_refused_total", kAdminRefusedHelp, "reason=\"not_simple\"")
 
 struct ReloadReport {
   bool ok = false;
@@ -46,12 +56,8 @@ class AdminFrontend final {
   asio::awaitable<net::HttpOut> handle(net::HttpIn& in);
 
  private:
-  // Requests refused before any endpoint runs, by reason (portcullis_admin_refused_total).
   struct Stats {
-    telemetry::Counter* browser = nullptr;          // Origin or Sec-Fetch-Site other than none
-    telemetry::Counter* host = nullptr;             // Host not loopback/IP/localhost/admin.hosts
-    telemetry::Counter* unauthenticated = nullptr;  // missing or wrong bearer token
-    telemetry::Counter* not_simple = nullptr;       // POST without X-Portcullis-Admin: 1
+    PORTCULLIS_STAT_FIELDS(PORTCULLIS_ADMIN_STATS)
   };
   // The checks of docs/admin.md, in order: browser, Host, token, POST header. Null when the
   // request may go on to its endpoint; otherwise the refusal (403 or 401), never quoting

@@ -189,20 +189,9 @@ void sendDisconnect(Writer<Socket>& writer, const AgentStats& stats, Status stat
 }  // namespace
 
 AgentStats makeAgentStats(telemetry::Metrics& metrics) {
-  AgentStats s;
-  s.connections =
-      &metrics.counter("portcullis_spoe_connections_total", "SPOP connections from HAProxy");
-  s.notifies = &metrics.counter("portcullis_spoe_notify_total", "NOTIFY frames decided");
-  s.disconnects_sent = &metrics.counter("portcullis_spoe_protocol_errors_total",
-                                        "SPOP connections closed with an error DISCONNECT");
-  const std::string help =
-      "SPOP connections closed by the agent's bounds: over limits.max_connections, or ACKs "
-      "queued over limits.spoe_max_queued_bytes (a peer that does not read)";
-  s.refused = &metrics.counter("portcullis_spoe_connections_closed_total", help,
-                               "reason=\"max_connections\"");
-  s.overflowed =
-      &metrics.counter("portcullis_spoe_connections_closed_total", help, "reason=\"write_queue\"");
-  return s;
+  AgentStats stats;
+  PORTCULLIS_STAT_REGISTER(PORTCULLIS_SPOE_STATS, stats, telemetry::StatScope(metrics));
+  return stats;
 }
 
 std::string headerVarName(std::string_view header) {

@@ -13,11 +13,7 @@
 
 #include "engine/gatekeeper.h"
 #include "frontends/spoe/codec.h"
-
-namespace portcullis::telemetry {
-class Counter;
-class Metrics;
-}  // namespace portcullis::telemetry
+#include "telemetry/stats.h"
 
 namespace portcullis::frontends::spoe {
 
@@ -42,12 +38,24 @@ struct AgentOptions {
   std::size_t max_queued_bytes = 1024 * 1024;
 };
 
+// Every series of the SPOE agent (docs/conventions.md §11): connections, NOTIFYs decided,
+// protocol errors answered with a DISCONNECT, and connections closed by the agent's bounds
+// (`refused`: at once, over max_connections; `overflowed`: ACKs queued over max_queued_bytes).
+inline constexpr char kSpoeClosedHelp[] =
+    "SPOP connections closed by the agent's bounds: over limits.max_connections, or ACKs "
+    "queued over limits.spoe_max_queued_bytes (a peer that does not read)";
+#define PORTCULLIS_SPOE_STATS(COUNTER, HISTOGRAM, GAUGE)                                         \
+  COUNTER(connections, "portcullis_spoe_connections_total", "SPOP connections from HAProxy", "") \
+  COUNTER(notifies, "portcullis_spoe_notify_total", "NOTIFY frames decided", "")                 \
+  COUNTER(disconnects_sent, "portcullis_spoe_protocol_errors_total",                             \
+          "SPOP connections closed with an error DISCONNECT", "")                                \
+  COUNTER(refused, "portcullis_spoe_connections_closed_total", kSpoeClosedHelp,                  \
+          "reason=\"max_connections\"")                                                          \
+  COUNTER(overflowed, "portcullis_spoe_connections_closed_total", kSpoeClosedHelp,               \
+          "reason=\"write_queue\"")
+
 struct AgentStats {
-  telemetry::Counter* connections = nullptr;
-  telemetry::Counter* notifies = nullptr;
-  telemetry::Counter* disconnects_sent = nullptr;  // protocol errors we answered with DISCONNECT
-  telemetry::Counter* refused = nullptr;           // closed at once: over max_connections
-  telemetry::Counter* overflowed = nullptr;        // closed: ACKs queued over max_queued_bytes
+  PORTCULLIS_STAT_FIELDS(PORTCULLIS_SPOE_STATS)
   // Connections open on this listener, shared by every worker's acceptLoop (a connection
   // counts until its socket is closed, pending decisions included).
   std::shared_ptr<std::atomic<std::uint64_t>> open =

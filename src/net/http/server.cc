@@ -341,14 +341,8 @@ std::shared_ptr<HttpListenerState> makeListenerState(std::string name, HttpLimit
                                                      AcceptHook accept_hook) {
   const std::string label = "listener=\"" + name + "\"";
   auto state = makeListenerState(std::move(name), limits, std::move(accept_hook));
-  state->accepted =
-      &metrics.counter("portcullis_connections_accepted_total", "Connections accepted", label);
-  state->rejected =
-      &metrics.counter("portcullis_connections_rejected_total",
-                       "Connections closed at once: over limits.max_connections", label);
-  state->bad_requests = &metrics.counter(
-      "portcullis_http_bad_requests_total",
-      "Requests that were malformed, too large or too slow; their connection was closed", label);
+  PORTCULLIS_STAT_REGISTER(PORTCULLIS_HTTP_LISTENER_STATS, *state,
+                           telemetry::StatScope(metrics, label));
   return state;
 }
 

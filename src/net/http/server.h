@@ -18,11 +18,7 @@
 
 #include "common/http/request.h"
 #include "common/ip.h"
-
-namespace portcullis::telemetry {
-class Counter;
-class Metrics;
-}  // namespace portcullis::telemetry
+#include "telemetry/stats.h"
 
 namespace portcullis::net {
 
@@ -138,6 +134,14 @@ struct AcceptDecision {
 // peer-uid check, for instance) belong here, so that no handler sees a refused peer.
 using AcceptHook = std::function<AcceptDecision(const AcceptedSocket&)>;
 
+// Every series of an HTTP listener (docs/conventions.md §11), labelled listener="NAME".
+#define PORTCULLIS_HTTP_LISTENER_STATS(COUNTER, HISTOGRAM, GAUGE)                        \
+  COUNTER(accepted, "portcullis_connections_accepted_total", "Connections accepted", "") \
+  COUNTER(rejected, "portcullis_connections_rejected_total",                             \
+          "Connections closed at once: over limits.max_connections", "")                 \
+  COUNTER(bad_requests, "portcullis_http_bad_requests_total",                            \
+          "Requests that were malformed, too large or too slow; their connection was closed", "")
+
 // Why a request could not be read (HttpListenerState::read_error_answer).
 enum class HttpReadError : std::uint8_t { kMalformed, kHeaderTooLarge, kBodyTooLarge };
 
@@ -162,16 +166,14 @@ struct HttpListenerState {
   std::shared_ptr<std::atomic<std::uint64_t>> refusing =
       std::make_shared<std::atomic<std::uint64_t>>(0);
   // Null when the listener has no series of its own.
-  telemetry::Counter* accepted = nullptr;
-  telemetry::Counter* rejected = nullptr;      // over max_connections
-  telemetry::Counter* bad_requests = nullptr;  // malformed, too large, timed out
+  PORTCULLIS_STAT_FIELDS(PORTCULLIS_HTTP_LISTENER_STATS)
 
   // The live connections, for closeSessions() (any thread).
   std::mutex sessions_mutex;
   std::list<std::weak_ptr<HttpSession>> sessions;
 };
 
-// A listener with the connection series of metrics.h (label `listener`).
+// A listener with the series of PORTCULLIS_HTTP_LISTENER_STATS (label `listener`).
 std::shared_ptr<HttpListenerState> makeListenerState(std::string name, HttpLimits limits,
                                                      telemetry::Metrics& metrics,
                                                      AcceptHook accept_hook = nullptr);

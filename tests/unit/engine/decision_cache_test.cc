@@ -25,14 +25,15 @@ std::shared_ptr<const CachedDecision> entry(std::string route, std::string sub,
 }
 
 TEST(LocalDecisionCacheTest, HitUntilExpiry) {
-  int hits = 0, misses = 0;
-  LocalDecisionCache cache(1024, CacheStats{[&] { ++hits; }, [&] { ++misses; }, nullptr});
+  telemetry::Metrics metrics;
+  const CacheStats stats = cacheStats(metrics);
+  LocalDecisionCache cache(1024, stats);
   cache.put(key(1), entry("r", "alice", 100));
   EXPECT_NE(cache.get(key(1), 99), nullptr);
   EXPECT_EQ(cache.get(key(1), 100), nullptr);  // expired at 100
   EXPECT_EQ(cache.get(key(2), 50), nullptr);
-  EXPECT_EQ(hits, 1);
-  EXPECT_EQ(misses, 2);
+  EXPECT_EQ(stats.hits->value(), 1u);
+  EXPECT_EQ(stats.misses->value(), 2u);
   EXPECT_EQ(cache.size(), 0u);  // the expired entry was freed on lookup
 }
 
@@ -40,7 +41,7 @@ TEST(LocalDecisionCacheTest, HitUntilExpiry) {
 TEST(LocalDecisionCacheTest, DeclaresItsOwnSeries) {
   telemetry::Metrics metrics;
   LocalDecisionCache cache(128, cacheStats(metrics));
-  exportCacheSize(metrics, cache);
+  exportCacheGauges(metrics, cache);
   const auto k = [](std::uint64_t n) { return CacheKey{0, n}; };  // one shard: 2 slots
   cache.put(k(1), entry("r", "a", 1000));
   cache.put(k(2), entry("r", "b", 1000));
@@ -65,15 +66,16 @@ TEST(LocalDecisionCacheTest, DeclaresItsOwnSeries) {
 }
 
 TEST(LocalDecisionCacheTest, ClockEvictsUnreferencedEntriesFirst) {
-  int evictions = 0;
+  telemetry::Metrics metrics;
+  const CacheStats stats = cacheStats(metrics);
   // 64 shards × 2 slots; keys 0..N all map to shard 0 (hi >> 58 == 0).
-  LocalDecisionCache cache(128, CacheStats{nullptr, nullptr, [&] { ++evictions; }});
+  LocalDecisionCache cache(128, stats);
   const auto k = [](std::uint64_t n) { return CacheKey{0, n}; };
   cache.put(k(1), entry("r", "a", 1000));
   cache.put(k(2), entry("r", "b", 1000));
   EXPECT_NE(cache.get(k(1), 0), nullptr);  // k1 referenced
   cache.put(k(3), entry("r", "c", 1000));  // evicts k2, the unreferenced one
-  EXPECT_EQ(evictions, 1);
+  EXPECT_EQ(stats.evictions->value(), 1u);
   EXPECT_NE(cache.get(k(1), 0), nullptr);
   EXPECT_EQ(cache.get(k(2), 0), nullptr);
   EXPECT_NE(cache.get(k(3), 0), nullptr);
