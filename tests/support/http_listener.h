@@ -29,24 +29,19 @@ namespace portcullis::testing {
 // the next request; or whatever arrived before the server closed or `deadline` passed ("" for
 // a connection closed without a word).
 inline std::string readResponse(int fd, std::chrono::milliseconds deadline = kSocketHangBound) {
-  std::string buf;
-  const auto until = std::chrono::steady_clock::now() + deadline;
-  while (std::chrono::steady_clock::now() < until) {
+  std::size_t end = std::string::npos;
+  const auto complete = [&](const std::string& buf) {
     const auto header_end = buf.find("\r\n\r\n");
-    if (header_end != std::string::npos) {
-      std::size_t length = 0;
-      const auto cl = buf.find("Content-Length: ");
-      if (cl != std::string::npos && cl < header_end) length = std::stoul(buf.substr(cl + 16));
-      if (buf.size() >= header_end + 4 + length) return buf.substr(0, header_end + 4 + length);
-    }
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 50) <= 0) continue;
-    char chunk[4096];
-    const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-    if (n <= 0) break;
-    buf.append(chunk, static_cast<std::size_t>(n));
-  }
-  return buf;
+    if (header_end == std::string::npos) return false;
+    std::size_t length = 0;
+    const auto cl = buf.find("Content-Length: ");
+    if (cl != std::string::npos && cl < header_end) length = std::stoul(buf.substr(cl + 16));
+    if (buf.size() < header_end + 4 + length) return false;
+    end = header_end + 4 + length;
+    return true;
+  };
+  std::string buf = readUntil(fd, complete, deadline);
+  return end == std::string::npos ? buf : buf.substr(0, end);
 }
 
 // The server side. Declare it after everything its handler uses, so that it stops (and no

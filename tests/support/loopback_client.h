@@ -13,6 +13,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <string_view>
 
 namespace portcullis::testing {
@@ -46,6 +48,23 @@ inline bool sendAll(int fd, std::string_view data) {
     data.remove_prefix(static_cast<std::size_t>(n));
   }
   return true;
+}
+
+// What arrives until `done` says it is enough, the server closes, or `deadline` passes
+// (without `done`: until the close or the deadline).
+inline std::string readUntil(int fd, const std::function<bool(const std::string&)>& done,
+                             std::chrono::milliseconds deadline = kSocketHangBound) {
+  std::string buf;
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  while (std::chrono::steady_clock::now() < until && !(done && done(buf))) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    char chunk[4096];
+    const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    if (n <= 0) break;
+    buf.append(chunk, static_cast<std::size_t>(n));
+  }
+  return buf;
 }
 
 // True when the server closed the connection (EOF or reset) within `deadline`; what it

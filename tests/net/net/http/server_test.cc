@@ -3,8 +3,6 @@
 // reach the handler. Per-listener settings: the Server header, body limit, "100 Continue",
 // the answers to unreadable requests, no series of its own; a handler may close after its
 // answer or not answer; closeSessions() ends every connection, a waiting handler's too.
-#include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -53,18 +51,9 @@ class HttpServerTest : public ::testing::Test {
 
   // Reads until `until` is in what came, the server closes, or the hang bound passes.
   static std::string receive(int fd, const std::string& until = {}) {
-    std::string buf;
-    const auto give_up = std::chrono::steady_clock::now() + testing::kSocketHangBound;
-    while (std::chrono::steady_clock::now() < give_up &&
-           (until.empty() || buf.find(until) == std::string::npos)) {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
-      char chunk[4096];
-      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-      if (n <= 0) break;
-      buf.append(chunk, static_cast<std::size_t>(n));
-    }
-    return buf;
+    if (until.empty()) return testing::readUntil(fd, nullptr);
+    return testing::readUntil(
+        fd, [&](const std::string& buf) { return buf.find(until) != std::string::npos; });
   }
 
   // True once `done` holds, false after the hang bound.

@@ -13,35 +13,21 @@
 #include <nlohmann/json.hpp>
 
 #include "identity/jwt/base64url.h"
+#include "support/key_material.h"
 
 namespace portcullis::identity {
 namespace {
 
 using Json = nlohmann::json;
-
-constexpr Alg kAllAlgs[] = {Alg::kRS256, Alg::kRS384, Alg::kRS512, Alg::kPS256, Alg::kPS384,
-                            Alg::kPS512, Alg::kES256, Alg::kES384, Alg::kES512, Alg::kEdDSA,
-                            Alg::kHS256, Alg::kHS384, Alg::kHS512};
+using testing::bnParam;
+using testing::kAllAlgs;
+using testing::PkeyPtr;
 
 std::string readFile(const std::string& relative) {
   std::ifstream in(std::string(PORTCULLIS_SOURCE_DIR) + "/" + relative);
   std::stringstream buffer;
   buffer << in.rdbuf();
   return buffer.str();
-}
-
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
-
-std::string bnParam(EVP_PKEY* pkey, const char* name, int pad_to = 0) {
-  BIGNUM* bn = nullptr;
-  if (EVP_PKEY_get_bn_param(pkey, name, &bn) != 1) return {};
-  std::string out(pad_to > 0 ? pad_to : BN_num_bytes(bn), '\0');
-  BN_bn2binpad(bn, reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(out.size()));
-  BN_clear_free(bn);
-  return base64urlEncode(out);
 }
 
 Json rsaPublicJwk(std::size_t bits) {

@@ -26,35 +26,21 @@
 
 #include "identity/jwt/base64url.h"
 #include "identity/jwt/jwk.h"
+#include "support/key_material.h"
 
 namespace portcullis::identity {
 namespace {
 
 using Json = nlohmann::json;
+using testing::bnParam;
+using testing::kAllAlgs;
+using testing::PkeyPtr;
 using namespace std::string_literals;
 
 constexpr std::int64_t kNow = 1'700'000'000;
 constexpr char kSecret[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-constexpr Alg kAllAlgs[] = {Alg::kRS256, Alg::kRS384, Alg::kRS512, Alg::kPS256, Alg::kPS384,
-                            Alg::kPS512, Alg::kES256, Alg::kES384, Alg::kES512, Alg::kEdDSA,
-                            Alg::kHS256, Alg::kHS384, Alg::kHS512};
-
 // ---- Key material made in the test ------------------------------------------------------
-
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
-
-std::string bnParam(EVP_PKEY* pkey, const char* name, int pad_to = 0) {
-  BIGNUM* bn = nullptr;
-  if (EVP_PKEY_get_bn_param(pkey, name, &bn) != 1) return {};
-  std::string out(pad_to > 0 ? pad_to : BN_num_bytes(bn), '\0');
-  BN_bn2binpad(bn, reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(out.size()));
-  BN_clear_free(bn);
-  return base64urlEncode(out);
-}
 
 // The JWK (RFC 7517/7518/8037) of a generated key.
 Json toJwk(EVP_PKEY* pkey, bool with_private) {
