@@ -108,12 +108,6 @@ for attempt in 1 2 3; do
     fail "haproxy.cfg does not point at the agent's listeners.spoe (127.0.0.1:$SPOE_PORT)"
   sed -i 's|^    log stdout format raw local0 notice$|    log stdout format raw local0 info|' "$cfg"
   grep -q 'local0 info$' "$cfg" || fail "could not set the log level in $cfg"
-  # The load below expects every valid token to be allowed: under a busy machine the ASan
-  # agent may take over the generated 1 s to answer, and HAProxy then fails closed (503), as
-  # configured. Here the processing timeout only bounds a hang.
-  sed -i 's|^    timeout processing 1s$|    timeout processing 30s|' "$TEST_TMP/haproxy/portcullis-spoe.conf"
-  grep -q 'timeout processing 30s$' "$TEST_TMP/haproxy/portcullis-spoe.conf" ||
-    fail "could not set the processing timeout in portcullis-spoe.conf"
   cat >>"$cfg" <<CFG
 
 frontend test-haproxy-metrics
@@ -398,6 +392,14 @@ old_pid=${PID_OF[haproxy]}
   >"$TEST_TMP/big.status" 2>"$TEST_TMP/big.err" &
 big_pid=$!
 sleep 0.5   # the slow download is under way on the old process
+# The reloaded process serves the load below, which expects every valid token to be
+# allowed: on a busy machine the ASan agent may take over the generated 1 s to answer, and
+# HAProxy then fails closed (503), as configured. From here the processing timeout only
+# bounds a hang (the agent-stopped checks above needed the short one: HAProxy waits that
+# long for an agent that is down).
+sed -i 's|^    timeout processing 1s$|    timeout processing 30s|' "$TEST_TMP/haproxy/portcullis-spoe.conf"
+grep -q 'timeout processing 30s$' "$TEST_TMP/haproxy/portcullis-spoe.conf" ||
+  fail "could not set the processing timeout in portcullis-spoe.conf"
 start_haproxy haproxy2 -sf "$old_pid"
 reloaded=0
 for ((i = 0; i < 50; i++)); do
