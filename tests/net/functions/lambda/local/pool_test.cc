@@ -388,8 +388,7 @@ TEST(LambdaLocal, ProcessThatNeverPollsIsAFailedStart) {
   ASSERT_TRUE(stuck.answered);
   EXPECT_EQ(stuck.answer.outcome, Outcome::kError);
   EXPECT_EQ(stuck.answer.error, Reason::kFunctionTimeout);
-  // A bound on a hang, not a speed figure: 30x the 2 s timeout.
-  EXPECT_LE(stuck.elapsed, 60s) << "the process never polls: the call must still end";
+  // The call ended (callSync's wait bounds a hang), and by the function's timeout.
   EXPECT_TRUE(waitFor([&] { return processGone(first); })) << "killed at init_timeout, reaped";
 
   auto next = callSync(*fx.function, makeRequest("allow"));
@@ -408,9 +407,9 @@ TEST(LambdaLocal, InitErrorIsAFailedStartWithBackoff) {
   const auto t0 = std::chrono::steady_clock::now();
   Fixture fx(spec);
   auto a = callSync(*fx.function, makeRequest("allow"));
+  ASSERT_TRUE(a.answered) << "no process ever comes up: the call ends by its 300 ms timeout";
   EXPECT_EQ(a.answer.outcome, Outcome::kError);
   EXPECT_EQ(a.answer.error, Reason::kFunctionTimeout);
-  EXPECT_LE(a.elapsed, 30s) << "by the 300 ms timeout (a hang bound): no process ever comes up";
   // The pool keeps trying, with 100, 200, 400 ms… between attempts: in `secs` seconds at
   // most about log2(secs / 0.1 + 1) attempts, however slow each spawn is; without a backoff
   // it would be hundreds.
