@@ -1,7 +1,5 @@
 #include "app/reloader.h"
 
-#include <sys/stat.h>
-
 #include <spdlog/spdlog.h>
 
 #include "common/clock.h"
@@ -78,7 +76,7 @@ frontends::ReloadReport Reloader::reload(std::string_view trigger) {
 bool Reloader::filesChanged() {
   bool changed = false;
   for (auto& [path, stamp] : stamps_) {
-    const FileStamp now = stampOf(path);
+    const FileStamp now = FileStamp::of(path);
     if (!(now == stamp)) {
       stamp = now;
       changed = true;
@@ -87,18 +85,10 @@ bool Reloader::filesChanged() {
   return changed;
 }
 
-Reloader::FileStamp Reloader::stampOf(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return {};
-  return FileStamp{
-      static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
-      static_cast<std::int64_t>(st.st_size), static_cast<std::uint64_t>(st.st_ino)};
-}
-
-void Reloader::watch(const std::vector<std::string>& files) {
+void Reloader::watch(const std::vector<WatchedFile>& files) {
   std::map<std::string, FileStamp> next;
   for (const auto& f : files)
-    next[f] = stampOf(f);
+    next[f.path] = f.stamp;
   stamps_ = std::move(next);
 }
 

@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/file_stamp.h"
 #include "frontends/admin/admin.h"
 
 namespace portcullis::config {
@@ -41,16 +42,9 @@ class Reloader final {
   bool filesChanged();
 
  private:
-  // Identity of a file's current content as cheaply as stat allows; a change in any field
-  // (including a new inode from an atomic rename, the Kubernetes secret pattern) is a change.
-  struct FileStamp {
-    std::int64_t mtime_ns = -1;
-    std::int64_t size = -1;
-    std::uint64_t inode = 0;
-    bool operator==(const FileStamp&) const = default;
-  };
-  static FileStamp stampOf(const std::string& path);
-  void watch(const std::vector<std::string>& files);
+  // Watches the files a compile read, with the stamps the compiler took before reading
+  // each one: a file written during the reload differs from its stamp and is seen next look.
+  void watch(const std::vector<WatchedFile>& files);
 
   std::string config_;
   const config::FunctionRuntimes& runtimes_;

@@ -45,7 +45,7 @@ class Compiler final {
     snapshot_ = std::make_shared<PolicySnapshot>();
     snapshot_->source = diag_.file();
     snapshot_->loaded_at = now_;
-    diag_.files().push_back(diag_.file());
+    diag_.watch(diag_.file());
 
     std::ifstream in(diag_.file(), std::ios::binary);
     if (!in) {

@@ -31,7 +31,7 @@ struct LoadResult {
   std::shared_ptr<const engine::PolicySnapshot> snapshot;  // null when errors is not empty
   std::vector<ConfigError> errors;
   std::vector<std::string> warnings;  // accepted, but worth an operator's attention
-  std::vector<std::string> files;     // every file read, even when compilation failed
+  std::vector<WatchedFile> files;     // every file read, even when compilation failed
 };
 
 // Reads the YAML policy at `path` and compiles it into an immutable snapshot

@@ -42,9 +42,15 @@ std::string Diagnostics::resolvePath(const std::string& path) const {
   return (std::filesystem::path(file_).parent_path() / p).lexically_normal().string();
 }
 
+void Diagnostics::watch(const std::string& path) {
+  const bool known = std::any_of(files_.begin(), files_.end(),
+                                 [&](const WatchedFile& f) { return f.path == path; });
+  if (!known) files_.push_back({path, FileStamp::of(path)});
+}
+
 std::optional<std::string> Diagnostics::readFile(const YAML::Node& node, const std::string& path) {
   const std::string resolved = resolvePath(path);
-  if (std::find(files_.begin(), files_.end(), resolved) == files_.end()) files_.push_back(resolved);
+  watch(resolved);
   std::ifstream in(resolved, std::ios::binary);
   if (!in) {
     error(node, fmt::format("cannot read file '{}'", resolved));

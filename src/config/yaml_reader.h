@@ -12,6 +12,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "common/file_stamp.h"
 #include "common/ip.h"
 #include "config/compiler.h"
 
@@ -44,6 +45,8 @@ class Diagnostics final {
   // the watched set and the content hash. Errors at `node`.
   std::optional<std::string> readFile(const YAML::Node& node, const std::string& path);
   std::string resolvePath(const std::string& path) const;
+  // Adds `path` to the watched set, stamped now: call it before reading the file.
+  void watch(const std::string& path);
 
   void hash(std::string_view bytes);
 
@@ -51,14 +54,14 @@ class Diagnostics final {
   bool ok() const { return errors_.empty(); }
   std::vector<ConfigError>& errors() { return errors_; }
   std::vector<std::string>& warnings() { return warnings_; }
-  std::vector<std::string>& files() { return files_; }
+  std::vector<WatchedFile>& files() { return files_; }
   std::string contentHash() const;
 
  private:
   std::string file_;
   std::vector<ConfigError> errors_;
   std::vector<std::string> warnings_;
-  std::vector<std::string> files_;
+  std::vector<WatchedFile> files_;
   std::string hash_input_;
 };
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/file_stamp.h"
 #include "common/ip.h"
 #include "engine/function.h"
 #include "engine/rate_limit.h"
@@ -148,7 +149,7 @@ struct PolicySnapshot {
   std::vector<Route> routes;                               // first match wins
   bool default_allow = false;
   RouteStats default_stats;        // decisions made by `default`
-  std::vector<std::string> files;  // every file the snapshot was built from (watched)
+  std::vector<WatchedFile> files;  // every file the snapshot was built from (watched)
 
   const Route* findRoute(const http::Request& request) const;
   const identity::Provider* provider(std::string_view name) const;

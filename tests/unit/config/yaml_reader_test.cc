@@ -58,7 +58,9 @@ TEST(DiagnosticsTest, SecretsFromEnvironmentAndFilesJoinTheHash) {
   EXPECT_EQ(diag.resolveSecrets(node, "${file:secret}"), "from-a-file");
   EXPECT_EQ(diag.resolveSecrets(node, "${claims.sub} stays"), "${claims.sub} stays");
   EXPECT_NE(diag.contentHash(), before);
-  EXPECT_EQ(diag.files(), std::vector<std::string>{dir.path() + "/secret"});
+  ASSERT_EQ(diag.files().size(), 1u);
+  EXPECT_EQ(diag.files()[0].path, dir.path() + "/secret");
+  EXPECT_EQ(diag.files()[0].stamp, FileStamp::of(dir.path() + "/secret"));
   EXPECT_TRUE(diag.ok()) << errors(diag);
 
   EXPECT_FALSE(diag.resolveSecrets(node, "${env:PORTCULLIS_TEST_READER_UNSET}"));
