@@ -18,10 +18,8 @@ Reloader::Reloader(std::string config, const config::FunctionRuntimes& runtimes,
       gatekeeper_(gatekeeper),
       metrics_(metrics),
       jwks_(jwks),
-      cache_(cache),
-      ok_(metrics.counter("portcullis_reloads_total", "Policy reloads by result", "result=\"ok\"")),
-      failed_(metrics.counter("portcullis_reloads_total", "Policy reloads by result",
-                              "result=\"error\"")) {
+      cache_(cache) {
+  PORTCULLIS_STAT_REGISTER(PORTCULLIS_RELOAD_STATS, stats_, telemetry::StatScope(metrics));
   watch(gatekeeper.snapshot()->files);
 }
 
@@ -33,7 +31,7 @@ frontends::ReloadReport Reloader::reload(std::string_view trigger) {
   watch(result.files);
   if (!result.errors.empty()) {
     jwks_.collect();  // key sets only the rejected policy asked for
-    failed_.inc();
+    stats_.failed->inc();
     for (const auto& e : result.errors)
       report.errors.push_back(e.toString());
     spdlog::error("reload ({}) failed; still serving policy {}: {} problem(s)", trigger,
@@ -47,7 +45,7 @@ frontends::ReloadReport Reloader::reload(std::string_view trigger) {
     spdlog::warn("{}", w);
   report.ok = true;
   report.version = result.snapshot->version;
-  ok_.inc();
+  stats_.ok->inc();
   if (result.snapshot->version == current->version) {
     spdlog::info("reload ({}): policy {} unchanged", trigger, current->version);
     return report;

@@ -8,6 +8,7 @@
 
 #include "common/file_stamp.h"
 #include "frontends/admin/admin.h"
+#include "telemetry/stats.h"
 
 namespace portcullis::config {
 class FunctionRuntimes;
@@ -20,11 +21,15 @@ namespace portcullis::net {
 class JwksService;
 }
 namespace portcullis::telemetry {
-class Counter;
 class Metrics;
 }  // namespace portcullis::telemetry
 
 namespace portcullis::app {
+
+// Every series of the reloader (docs/conventions.md §11).
+#define PORTCULLIS_RELOAD_STATS(COUNTER, HISTOGRAM, GAUGE)                             \
+  COUNTER(ok, "portcullis_reloads_total", "Policy reloads by result", "result=\"ok\"") \
+  COUNTER(failed, "portcullis_reloads_total", "Policy reloads by result", "result=\"error\"")
 
 // Reloads of the policy `serve` runs (SIGHUP, POST /reload, a watched file that changed):
 // compiles the file again with the program's runtimes and publishes the new snapshot only
@@ -52,8 +57,9 @@ class Reloader final {
   telemetry::Metrics& metrics_;
   net::JwksService& jwks_;
   engine::DecisionCache& cache_;
-  telemetry::Counter& ok_;
-  telemetry::Counter& failed_;
+  struct Stats {
+    PORTCULLIS_STAT_FIELDS(PORTCULLIS_RELOAD_STATS)
+  } stats_;
   std::map<std::string, FileStamp> stamps_;
 };
 

@@ -56,6 +56,18 @@ void Metrics::gauge(const std::string& name, const std::string& help, std::funct
   family(name, help, "gauge").gauges[labels] = std::move(read);
 }
 
+GaugeCell Metrics::gaugeCell(const std::string& name, const std::string& help,
+                             const std::string& labels) {
+  std::lock_guard lock(mu_);
+  Family& f = family(name, help, "gauge");
+  GaugeCell& cell = f.cells[labels];
+  if (!cell) {
+    cell = std::make_shared<std::atomic<std::int64_t>>(0);
+    f.gauges[labels] = [c = cell] { return static_cast<double>(c->load()); };
+  }
+  return cell;
+}
+
 namespace {
 
 std::string series(const std::string& name, const std::string& labels) {

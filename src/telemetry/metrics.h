@@ -37,6 +37,9 @@ class Histogram final {
   std::atomic<std::uint64_t> sum_micro_{0};  // sum * 1e6, so it can be an integer atomic
 };
 
+// The value of a gauge that callers set (Metrics::gaugeCell).
+using GaugeCell = std::shared_ptr<std::atomic<std::int64_t>>;
+
 // The process-wide metrics registry. Registration locks and returns a reference that stays
 // valid for the registry's lifetime, so stages look their series up once (when their
 // config is compiled) and only touch atomics per request. Rendering is Prometheus text
@@ -51,6 +54,11 @@ class Metrics final {
   // A gauge read at render time. `read` must stay callable for the registry's lifetime.
   void gauge(const std::string& name, const std::string& help, std::function<double()> read,
              const std::string& labels = {});
+  // A gauge whose value is a cell the registry keeps: every caller that asks for the same
+  // name and labels shares it, for the registry's lifetime. For series that outlive the
+  // objects that move them (a Lambda function's pool, replaced on a reload).
+  GaugeCell gaugeCell(const std::string& name, const std::string& help,
+                      const std::string& labels = {});
 
   std::string render() const;
 
@@ -61,6 +69,7 @@ class Metrics final {
     std::map<std::string, std::unique_ptr<Counter>> counters;
     std::map<std::string, std::unique_ptr<Histogram>> histograms;
     std::map<std::string, std::function<double()>> gauges;
+    std::map<std::string, GaugeCell> cells;  // by labels; each also has its gauge
   };
   Family& family(const std::string& name, const std::string& help, const char* type);
 

@@ -35,4 +35,10 @@ void StatScope::gauge(std::string_view name, std::string_view help, std::string_
   metrics_.gauge(std::string(name), std::string(help), std::move(read), this->labels(labels));
 }
 
+std::shared_ptr<std::atomic<std::int64_t>> StatScope::gaugeCell(std::string_view name,
+                                                                std::string_view help,
+                                                                std::string_view labels) const {
+  return metrics_.gaugeCell(std::string(name), std::string(help), this->labels(labels));
+}
+
 }  // namespace portcullis::telemetry

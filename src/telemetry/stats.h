@@ -1,6 +1,9 @@
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -19,6 +22,8 @@
 //                                                 (a braced list would split the arguments)
 //   GAUGE(read, name, help, labels)               `read`: a const member function of the
 //                                                 object the gauge reads at render time
+//                                                 (or, in a list of cell gauges, the field
+//                                                 holding the cell: see the end of this file)
 //
 // The same list then gives the stage's struct of series (PORTCULLIS_STAT_FIELDS), their
 // registration (PORTCULLIS_STAT_REGISTER) and its gauges (PORTCULLIS_STAT_EXPORT_GAUGES),
@@ -45,6 +50,9 @@ class StatScope final {
   // `read` runs at every render; what it reads must outlive the registry's renders.
   void gauge(std::string_view name, std::string_view help, std::string_view labels,
              std::function<double()> read) const;
+  // The registry's shared cell of that gauge (Metrics::gaugeCell).
+  std::shared_ptr<std::atomic<std::int64_t>> gaugeCell(std::string_view name, std::string_view help,
+                                                       std::string_view labels) const;
 
  private:
   std::string labels(std::string_view own) const;
@@ -67,6 +75,10 @@ class StatScope final {
   stats.field = scope.histogram(name, help, bounds, labels);
 #define PORTCULLIS_STAT_GAUGE_EXPORT(read, name, help, labels) \
   scope.gauge(name, help, labels, [from = &source] { return static_cast<double>(from->read()); });
+#define PORTCULLIS_STAT_GAUGE_CELL_FIELD(field, name, help, labels) \
+  std::shared_ptr<std::atomic<std::int64_t>> field;
+#define PORTCULLIS_STAT_GAUGE_CELL_REGISTER(field, name, help, labels) \
+  stats.field = scope.gaugeCell(name, help, labels);
 
 // Inside a struct: one pointer per counter and histogram of LIST, null until registered.
 #define PORTCULLIS_STAT_FIELDS(LIST) \
@@ -86,3 +98,15 @@ class StatScope final {
   [](const auto& source, const ::portcullis::telemetry::StatScope& scope) {        \
     LIST(PORTCULLIS_STAT_NONE, PORTCULLIS_STAT_NONE, PORTCULLIS_STAT_GAUGE_EXPORT) \
   }(SOURCE, SCOPE)
+
+// The same two for a stage whose gauges are cells that the registry keeps (GAUGE(field, …)
+// lines; Metrics::gaugeCell): for series that outlive the objects that set them, such as a
+// Lambda function's pool, which a reload replaces while its gauges carry on.
+#define PORTCULLIS_STAT_FIELDS_WITH_CELLS(LIST)                        \
+  LIST(PORTCULLIS_STAT_COUNTER_FIELD, PORTCULLIS_STAT_HISTOGRAM_FIELD, \
+       PORTCULLIS_STAT_GAUGE_CELL_FIELD)
+#define PORTCULLIS_STAT_REGISTER_WITH_CELLS(LIST, STATS, SCOPE)                \
+  [](auto& stats, const ::portcullis::telemetry::StatScope& scope) {           \
+    LIST(PORTCULLIS_STAT_COUNTER_REGISTER, PORTCULLIS_STAT_HISTOGRAM_REGISTER, \
+         PORTCULLIS_STAT_GAUGE_CELL_REGISTER)                                  \
+  }(STATS, SCOPE)

@@ -284,22 +284,8 @@ LambdaFunction::LambdaFunction(Spec spec, LambdaOptions options, std::shared_ptr
   if (options_.max_in_flight_per_client > 0) {
     slots_ = std::make_shared<ClientSlots>(options_.max_in_flight_per_client);
   }
-  telemetry::Metrics& metrics = metricsRegistry();
-  const std::string label = functionLabel(name());
-  const std::string cache_help = "Lambda authorizer results served from the ttl cache, or not";
-  cache_hits_ = &metrics.counter("portcullis_lambda_result_cache_total", cache_help,
-                                 label + ",result=\"hit\"");
-  cache_misses_ = &metrics.counter("portcullis_lambda_result_cache_total", cache_help,
-                                   label + ",result=\"miss\"");
-  unauthorized_ = &metrics.counter(
-      "portcullis_lambda_identity_missing_total",
-      "Requests denied 401 without an invocation: an identity source was missing", label);
-  malformed_ =
-      &metrics.counter("portcullis_lambda_malformed_responses_total",
-                       "Lambda responses that were not a valid authorizer response", label);
-  concurrency_limited_ = &metrics.counter(
-      "portcullis_lambda_concurrency_limited_total",
-      "Calls refused because the client already had max_in_flight_per_client in flight", label);
+  PORTCULLIS_STAT_REGISTER(PORTCULLIS_LAMBDA_FUNCTION_STATS, stats_,
+                           telemetry::StatScope(metricsRegistry(), functionLabel(name())));
 }
 
 LambdaFunction::~LambdaFunction() = default;
@@ -320,7 +306,7 @@ std::optional<engine::FunctionAnswer> LambdaFunction::call(const engine::Functio
                                                            engine::FunctionDone done) const {
   auto values = apigw::identityValues(call.request, options_.identity_sources);
   if (!values) {
-    unauthorized_->inc();
+    stats_.unauthorized->inc();
     engine::FunctionAnswer a;
     a.outcome = engine::Outcome::kDeny;
     a.status = 401;
@@ -332,10 +318,10 @@ std::optional<engine::FunctionAnswer> LambdaFunction::call(const engine::Functio
   if (cache_) {
     key = cacheKey(*values);
     if (auto hit = cache_->get(key, Clock::now())) {
-      cache_hits_->inc();
+      stats_.cache_hits->inc();
       return answer(hit->response, arn, hit->remaining);
     }
-    cache_misses_->inc();
+    stats_.cache_misses->inc();
   }
   std::shared_ptr<ClientSlots::Held> slot;
   if (slots_) {
@@ -344,7 +330,7 @@ std::optional<engine::FunctionAnswer> LambdaFunction::call(const engine::Functio
                              : "a:" + call.request.client_ip.toString();
     slot = slots_->acquire(std::move(client));
     if (!slot) {
-      concurrency_limited_->inc();
+      stats_.concurrency_limited->inc();
       return engine::FunctionAnswer::failure(
           Reason::kConcurrencyLimited,
           fmt::format("this client already has {} calls in flight", slots_->max()));
@@ -361,7 +347,7 @@ std::optional<engine::FunctionAnswer> LambdaFunction::call(const engine::Functio
     }
     auto response = apigw::parseResponse(r.body, options_.payload_version);
     if (!response) {
-      malformed_->inc();
+      stats_.malformed->inc();
       return engine::FunctionAnswer::failure(Reason::kFunctionError,
                                              "malformed response: " + response.error().message);
     }

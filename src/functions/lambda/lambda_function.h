@@ -11,13 +11,26 @@
 #include "engine/function.h"
 #include "functions/lambda/apigw.h"
 #include "functions/lambda/invoker.h"
-
-namespace portcullis::telemetry {
-class Counter;
-class Metrics;
-}  // namespace portcullis::telemetry
+#include "telemetry/stats.h"
 
 namespace portcullis::functions::lambda {
+
+#define PORTCULLIS_LAMBDA_RESULT_CACHE_HELP \
+  "Lambda authorizer results served from the ttl cache, or not"
+
+// Every series the authorizer contract keeps per Lambda function, whichever runtime it runs
+// on (docs/conventions.md §11), labelled function="NAME".
+#define PORTCULLIS_LAMBDA_FUNCTION_STATS(COUNTER, HISTOGRAM, GAUGE)                                \
+  COUNTER(cache_hits, "portcullis_lambda_result_cache_total", PORTCULLIS_LAMBDA_RESULT_CACHE_HELP, \
+          "result=\"hit\"")                                                                        \
+  COUNTER(cache_misses, "portcullis_lambda_result_cache_total",                                    \
+          PORTCULLIS_LAMBDA_RESULT_CACHE_HELP, "result=\"miss\"")                                  \
+  COUNTER(unauthorized, "portcullis_lambda_identity_missing_total",                                \
+          "Requests denied 401 without an invocation: an identity source was missing", "")         \
+  COUNTER(malformed, "portcullis_lambda_malformed_responses_total",                                \
+          "Lambda responses that were not a valid authorizer response", "")                        \
+  COUNTER(concurrency_limited, "portcullis_lambda_concurrency_limited_total",                      \
+          "Calls refused because the client already had max_in_flight_per_client in flight", "")
 
 // The keys every Lambda runtime shares (`lambda-local` and `lambda`): how the function is
 // called (API Gateway's authorizer contract) rather than where it runs.
@@ -75,11 +88,9 @@ class LambdaFunction final : public engine::Function {
   std::shared_ptr<Invoker> invoker_;
   std::unique_ptr<ResultCache> cache_;  // null unless ttl > 0
   std::shared_ptr<ClientSlots> slots_;  // null when max_in_flight_per_client is 0
-  telemetry::Counter* concurrency_limited_ = nullptr;
-  telemetry::Counter* cache_hits_ = nullptr;
-  telemetry::Counter* cache_misses_ = nullptr;
-  telemetry::Counter* unauthorized_ = nullptr;
-  telemetry::Counter* malformed_ = nullptr;
+  struct Stats {
+    PORTCULLIS_STAT_FIELDS(PORTCULLIS_LAMBDA_FUNCTION_STATS)
+  } stats_;
 };
 
 }  // namespace portcullis::functions::lambda
