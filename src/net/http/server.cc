@@ -2,6 +2,8 @@
 
 #include <poll.h>
 
+#include <limits>
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -194,7 +196,12 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerSt
   auto connection = std::make_shared<HttpSession>(stream.socket());
   const HttpSessionRegistration registration(*state, connection);
   const HttpLimits& limits = state->limits;
-  beast::flat_buffer buffer(limits.max_buffer_bytes);
+  // Saturating: a listener without a bound (the Runtime API's) sets the headroom to max().
+  const std::size_t headroom = limits.buffer_headroom_bytes;
+  beast::flat_buffer buffer(limits.max_header_bytes >
+                                    std::numeric_limits<std::size_t>::max() - headroom
+                                ? std::numeric_limits<std::size_t>::max()
+                                : limits.max_header_bytes + headroom);
 
   for (;;) {
     if (buffer.size() == 0) {

@@ -98,9 +98,9 @@ struct HttpLimits {
   // Writing one answer; unset: header_timeout.
   std::optional<std::chrono::milliseconds> write_timeout;
   std::uint64_t max_connections = 10'000;
-  // The read buffer's bound: a header block must fit in it, or the request is malformed
-  // (400). authz and admin keep 8 KiB (below their max_header_bytes: a known quirk).
-  std::size_t max_buffer_bytes = 8 * 1024;
+  // The read buffer holds a whole header block (up to max_header_bytes; larger is 431) and
+  // this much more: body bytes and the start of a pipelined request read along with it.
+  std::size_t buffer_headroom_bytes = 8 * 1024;
   // Connections an accept hook refused with an answer: their request is read under these
   // bounds (they are not trusted with the listener's), and at most `max_refusing` are
   // being answered at once (counted in HttpListenerState::refusing); past it, and past a

@@ -71,7 +71,7 @@ net::HttpLimits runtimeApiLimits() {
   limits.idle_timeout = net::kNoTimeout;
   limits.write_timeout = kWriteTimeout;
   limits.max_connections = kMaxConnectionsPerProcess;
-  limits.max_buffer_bytes = std::numeric_limits<std::size_t>::max();
+  limits.buffer_headroom_bytes = std::numeric_limits<std::size_t>::max();
   limits.refusal_max_body_bytes = 64 * 1024;
   limits.refusal_timeout = kWriteTimeout;
   limits.max_refusing = kMaxRefusing;

@@ -124,16 +124,19 @@ TEST_F(HttpServerTest, ARefusedConnectionIsClosedWithoutAWord) {
   EXPECT_EQ(state().connections.load(), 0u);
 }
 
+// An accept hook's refusal with an answer.
+AcceptDecision refusedWith403() {
+  AcceptDecision d;
+  d.accept = false;
+  HttpOut out;
+  out.status = 403;
+  out.body = "not for you\n";
+  d.answer = std::move(out);
+  return d;
+}
+
 TEST_F(HttpServerTest, ARefusedConnectionMayBeAnswered) {
-  start([](const AcceptedSocket&) {
-    AcceptDecision d;
-    d.accept = false;
-    HttpOut out;
-    out.status = 403;
-    out.body = "not for you\n";
-    d.answer = std::move(out);
-    return d;
-  });
+  start([](const AcceptedSocket&) { return refusedWith403(); });
   const std::string answer = call();
   EXPECT_TRUE(answer.starts_with("HTTP/1.1 403 ")) << answer;
   EXPECT_NE(answer.find("not for you"), std::string::npos);
@@ -161,7 +164,6 @@ TEST_F(HttpServerTest, TheServerHeaderAndTheBodyLimitBelongToTheListener) {
 TEST_F(HttpServerTest, TheListenerMayAnswerUnreadableRequestsItself) {
   std::atomic<int> asked{0};
   start(nullptr, [&](HttpListenerState& state) {
-    state.limits.max_buffer_bytes = 64 * 1024;  // so that the header limit is what stops it
     state.read_error_answer = [&](HttpReadError why) {
       asked.fetch_add(1);
       HttpOut out;
@@ -183,6 +185,22 @@ TEST_F(HttpServerTest, TheListenerMayAnswerUnreadableRequestsItself) {
       exchange("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20'000, 'a') + "\r\n\r\n"), "");
   EXPECT_EQ(asked.load(), 2);
   EXPECT_EQ(handled_.load(), 0);
+}
+
+// The read buffer holds a whole header block: max_header_bytes is the one bound, and over
+// it the answer is 431 (the buffer once stopped headers at 8 KiB with a 400).
+TEST_F(HttpServerTest, HeadersUpToTheLimitAreReadAndLargerOnesAre431) {
+  start(nullptr, [](HttpListenerState& state) { state.limits.max_header_bytes = 16 * 1024; });
+  const auto withHeader = [](std::size_t size) {
+    return "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(size, 'a') +
+           "\r\nConnection: close\r\n\r\n";
+  };
+  const std::string fits = exchange(withHeader(14 * 1024));
+  EXPECT_TRUE(fits.starts_with("HTTP/1.1 200 ")) << fits.substr(0, 80);
+  EXPECT_EQ(handled_.load(), 1);
+  const std::string over = exchange(withHeader(20 * 1024));
+  EXPECT_TRUE(over.starts_with("HTTP/1.1 431 ")) << over.substr(0, 80);
+  EXPECT_EQ(handled_.load(), 1);
 }
 
 TEST_F(HttpServerTest, AListenerWithoutMetricsHasNoSeries) {
@@ -274,14 +292,8 @@ TEST_F(HttpServerTest, RefusalsAnsweredAtOnceAreBoundedAndTakeNoConnectionSlot) 
   std::atomic<int> seen{0};
   start(
       [&](const AcceptedSocket&) {
-        AcceptDecision d;
-        if (seen.fetch_add(1) == 2) return d;  // the third connection is accepted
-        d.accept = false;
-        HttpOut out;
-        out.status = 403;
-        out.body = "not for you\n";
-        d.answer = std::move(out);
-        return d;
+        if (seen.fetch_add(1) == 2) return AcceptDecision{};  // the third is accepted
+        return refusedWith403();
       },
       [](HttpListenerState& state) {
         state.server_header = "test-server";
