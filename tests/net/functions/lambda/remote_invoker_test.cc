@@ -39,6 +39,7 @@
 #include "functions/lambda/remote_invoker.h"
 #include "functions/lambda/runtime.h"
 #include "support/function_calls.h"
+#include "support/policy_files.h"
 #include "telemetry/metrics.h"
 
 extern char** environ;
@@ -878,19 +879,7 @@ class LambdaRemoteConfigTest : public ::testing::Test {
   }
 
   config::LoadResult load(const std::string& functions) {
-    const std::string path = dir_ + "/p.yaml";
-    std::ofstream(path) << "version: 1\nfunctions:\n"
-                        << functions
-                        << "routes:\n  - name: r\n    match: { paths: [/x] }\n"
-                           "    functions: [f]\ndefault: deny\n";
-    return config::loadPolicy(path, metrics_, 0, nullptr, &runtimes_);
-  }
-
-  static std::string errors(const config::LoadResult& r) {
-    std::string out;
-    for (const auto& e : r.errors)
-      out += e.toString() + "\n";
-    return out;
+    return testing::loadFunctionPolicy(dir_, functions, metrics_, runtimes_);
   }
 
   std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(fake().port()); }
@@ -911,7 +900,7 @@ TEST_F(LambdaRemoteConfigTest, CompilesAndInvokesWithCredentialsFromEnvReference
       endpoint() +
       "\n    credentials:\n      access_key_id: ${env:TEST_LAMBDA_KEY_ID}\n"
       "      secret_access_key: ${env:TEST_LAMBDA_SECRET}\n");
-  ASSERT_TRUE(r.snapshot) << errors(r);
+  ASSERT_TRUE(r.snapshot) << testing::errorLines(r);
   const auto* f = dynamic_cast<const LambdaFunction*>(r.snapshot->function("f"));
   ASSERT_NE(f, nullptr);
   EXPECT_EQ(f->spec().runtime, "lambda");
@@ -930,14 +919,15 @@ TEST_F(LambdaRemoteConfigTest, FallsBackToTheAwsEnvironmentVariables) {
       endpoint() + "\n    timeout: 800ms\n";
   auto missing = load(entry);
   EXPECT_FALSE(missing.snapshot);
-  EXPECT_TRUE(contains(errors(missing), "p.yaml:4:5: functions.f has no 'credentials'"))
-      << errors(missing);
+  EXPECT_TRUE(
+      contains(testing::errorLines(missing), "p.yaml:4:5: functions.f has no 'credentials'"))
+      << testing::errorLines(missing);
 
   ::setenv("AWS_ACCESS_KEY_ID", kTempKeyId.c_str(), 1);
   ::setenv("AWS_SECRET_ACCESS_KEY", kTempSecret.c_str(), 1);
   ::setenv("AWS_SESSION_TOKEN", kSessionToken.c_str(), 1);
   auto r = load(entry);
-  ASSERT_TRUE(r.snapshot) << errors(r);
+  ASSERT_TRUE(r.snapshot) << testing::errorLines(r);
   const auto* f = r.snapshot->function("f");
   EXPECT_EQ(f->spec().timeout, 800ms);
   auto a = callSync(*f);
@@ -956,7 +946,8 @@ TEST_F(LambdaRemoteConfigTest, OneInvokerIsSharedAcrossReloadsOfEqualOptions) {
   auto a = load(entry);
   auto b = load(entry + "    # a comment changes the policy, not the function\n");
   auto c = load(entry + "    queue: 8\n");
-  ASSERT_TRUE(a.snapshot && b.snapshot && c.snapshot) << errors(a) << errors(b) << errors(c);
+  ASSERT_TRUE(a.snapshot && b.snapshot && c.snapshot)
+      << testing::errorLines(a) << testing::errorLines(b) << testing::errorLines(c);
   const auto* fa = dynamic_cast<const LambdaFunction*>(a.snapshot->function("f"));
   const auto* fb = dynamic_cast<const LambdaFunction*>(b.snapshot->function("f"));
   const auto* fc = dynamic_cast<const LambdaFunction*>(c.snapshot->function("f"));
@@ -974,7 +965,7 @@ TEST_F(LambdaRemoteConfigTest, OneInvokerIsSharedAcrossReloadsOfEqualOptions) {
   // Other credentials: another invoker.
   ::setenv("AWS_SECRET_ACCESS_KEY", "rotated-secret-0123456789", 1);
   auto d = load(entry);
-  ASSERT_TRUE(d.snapshot) << errors(d);
+  ASSERT_TRUE(d.snapshot) << testing::errorLines(d);
   EXPECT_NE(dynamic_cast<const LambdaFunction*>(d.snapshot->function("f"))->invoker(),
             fb->invoker());
 }
@@ -987,7 +978,7 @@ TEST_F(LambdaRemoteConfigTest, BadKeysAreLocatedErrorsThatNeverQuoteASecret) {
       "    credentials:\n      access_key_id: 'AKID WITH SPACE'\n"
       "      secret_access_key: s3cr3t-must-not-appear\n      extra: x\n");
   EXPECT_FALSE(r.snapshot);
-  const std::string all = errors(r);
+  const std::string all = testing::errorLines(r);
   for (const char* needle :
        {"p.yaml:6:13: functions.f.region 'us-east-1' differs from the region of the function's "
         "ARN ('eu-west-1')",
@@ -999,32 +990,36 @@ TEST_F(LambdaRemoteConfigTest, BadKeysAreLocatedErrorsThatNeverQuoteASecret) {
   EXPECT_FALSE(contains(all, "AKID WITH SPACE")) << all;
 
   auto more = load("  f:\n    runtime: lambda\n    function: 'no such/name'\n");
-  EXPECT_TRUE(contains(errors(more), "functions.f.function: 'no such/name' is not"))
-      << errors(more);
+  EXPECT_TRUE(contains(testing::errorLines(more), "functions.f.function: 'no such/name' is not"))
+      << testing::errorLines(more);
   auto no_function = load("  f:\n    runtime: lambda\n    region: eu-west-1\n");
-  EXPECT_TRUE(contains(errors(no_function), "needs a 'function'")) << errors(no_function);
+  EXPECT_TRUE(contains(testing::errorLines(no_function), "needs a 'function'"))
+      << testing::errorLines(no_function);
   auto no_region = load(
       "  f:\n    runtime: lambda\n    function: authz\n    credentials: { access_key_id: A, "
       "secret_access_key: B }\n");
-  EXPECT_TRUE(contains(errors(no_region), "needs a 'region'")) << errors(no_region);
+  EXPECT_TRUE(contains(testing::errorLines(no_region), "needs a 'region'"))
+      << testing::errorLines(no_region);
   auto path = load(
       "  f:\n    runtime: lambda\n    function: authz\n    region: eu-west-1\n"
       "    endpoint: http://127.0.0.1:9/prefix\n"
       "    credentials: { access_key_id: A, secret_access_key: B }\n");
-  EXPECT_TRUE(contains(errors(path), "without a path")) << errors(path);
+  EXPECT_TRUE(contains(testing::errorLines(path), "without a path")) << testing::errorLines(path);
   auto no_secret = load(
       "  f:\n    runtime: lambda\n    function: authz\n    region: eu-west-1\n"
       "    credentials: { access_key_id: A }\n");
-  EXPECT_TRUE(contains(errors(no_secret), "functions.f.credentials.secret_access_key is required"))
-      << errors(no_secret);
+  EXPECT_TRUE(contains(testing::errorLines(no_secret),
+                       "functions.f.credentials.secret_access_key is required"))
+      << testing::errorLines(no_secret);
   auto conflict = load(
       "  f:\n    runtime: lambda\n    function: authz:live\n    qualifier: '3'\n"
       "    region: eu-west-1\n    credentials: { access_key_id: A, secret_access_key: B }\n");
-  EXPECT_TRUE(contains(errors(conflict), "differs from the one in 'function'")) << errors(conflict);
+  EXPECT_TRUE(contains(testing::errorLines(conflict), "differs from the one in 'function'"))
+      << testing::errorLines(conflict);
   auto ok = load(
       "  f:\n    runtime: lambda\n    function: authz\n    region: eu-west-1\n"
       "    credentials: { access_key_id: A, secret_access_key: B }\n    queue: 0\n");
-  EXPECT_TRUE(ok.snapshot) << errors(ok);
+  EXPECT_TRUE(ok.snapshot) << testing::errorLines(ok);
 }
 
 }  // namespace

@@ -29,6 +29,7 @@
 #include "functions/lambda/local/pool.h"
 #include "functions/lambda/runtime.h"
 #include "support/function_calls.h"
+#include "support/policy_files.h"
 #include "telemetry/metrics.h"
 
 namespace portcullis::functions::lambda {
@@ -607,19 +608,7 @@ class LambdaLocalConfig : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   config::LoadResult load(const std::string& functions) {
-    const std::string path = dir_ + "/p.yaml";
-    std::ofstream(path) << "version: 1\nfunctions:\n"
-                        << functions
-                        << "routes:\n  - name: r\n    match: { paths: [/x] }\n"
-                           "    functions: [f]\ndefault: deny\n";
-    return config::loadPolicy(path, metrics_, 0, nullptr, &runtimes_);
-  }
-
-  static std::string errors(const config::LoadResult& r) {
-    std::string out;
-    for (const auto& e : r.errors)
-      out += e.toString() + "\n";
-    return out;
+    return testing::loadFunctionPolicy(dir_, functions, metrics_, runtimes_);
   }
 
   std::string dir_;
@@ -631,11 +620,11 @@ TEST_F(LambdaLocalConfig, OneRunningPoolIsSharedAcrossReloadsOfAnEqualSpec) {
   const std::string entry = "  f:\n    runtime: lambda-local\n    command: [" + kBashFake +
                             "]\n    concurrency: 2\n    timeout: 5s\n";
   auto a = load(entry);
-  ASSERT_TRUE(a.snapshot) << errors(a);
+  ASSERT_TRUE(a.snapshot) << testing::errorLines(a);
   auto b = load(entry + "    # a comment changes the policy, not the function\n");
-  ASSERT_TRUE(b.snapshot) << errors(b);
+  ASSERT_TRUE(b.snapshot) << testing::errorLines(b);
   auto c = load(entry + "    queue: 8\n");
-  ASSERT_TRUE(c.snapshot) << errors(c);
+  ASSERT_TRUE(c.snapshot) << testing::errorLines(c);
   const auto* fa = dynamic_cast<const LambdaFunction*>(a.snapshot->function("f"));
   const auto* fb = dynamic_cast<const LambdaFunction*>(b.snapshot->function("f"));
   const auto* fc = dynamic_cast<const LambdaFunction*>(c.snapshot->function("f"));
@@ -663,7 +652,7 @@ TEST_F(LambdaLocalConfig, OneRunningPoolIsSharedAcrossReloadsOfAnEqualSpec) {
 
 TEST_F(LambdaLocalConfig, DefaultsAndCacheKey) {
   auto r = load("  f:\n    runtime: lambda-local\n    command: [" + kBashFake + "]\n");
-  ASSERT_TRUE(r.snapshot) << errors(r);
+  ASSERT_TRUE(r.snapshot) << testing::errorLines(r);
   const auto* f = dynamic_cast<const LambdaFunction*>(r.snapshot->function("f"));
   ASSERT_NE(f, nullptr);
   EXPECT_EQ(f->spec().timeout, 3s);
@@ -688,7 +677,7 @@ TEST_F(LambdaLocalConfig, BadKeysAreLocatedErrors) {
            "    env: { AWS_LAMBDA_RUNTIME_API: x, 1BAD: y }\n    memory: 64\n    colour: blue\n"
            "    api: { account_id: '12' }\n");
   EXPECT_FALSE(r.snapshot);
-  const std::string all = errors(r);
+  const std::string all = testing::errorLines(r);
   for (const char* needle :
        {"p.yaml:7:", "min (3) is more than concurrency (2)", "queue", "ttl", "payload_version",
         "$request.cookie.x", "set by the runtime", "'1BAD' is not a variable name", "memory",
@@ -697,37 +686,40 @@ TEST_F(LambdaLocalConfig, BadKeysAreLocatedErrors) {
   }
   auto no_command = load("  f:\n    runtime: lambda-local\n");
   EXPECT_FALSE(no_command.snapshot);
-  EXPECT_NE(errors(no_command).find("needs a 'command'"), std::string::npos) << errors(no_command);
+  EXPECT_NE(testing::errorLines(no_command).find("needs a 'command'"), std::string::npos)
+      << testing::errorLines(no_command);
 }
 
 TEST_F(LambdaLocalConfig, UserAndGroup) {
   const std::string head = "  f:\n    runtime: lambda-local\n    command: [" + kBashFake + "]\n";
   auto no_user = load(head + "    user: no-such-user-pcx\n");
   EXPECT_FALSE(no_user.snapshot);
-  EXPECT_NE(errors(no_user).find("p.yaml:6:11: functions.f.user: no user named 'no-such-user-pcx'"),
+  EXPECT_NE(testing::errorLines(no_user).find(
+                "p.yaml:6:11: functions.f.user: no user named 'no-such-user-pcx'"),
             std::string::npos)
-      << errors(no_user);
+      << testing::errorLines(no_user);
   auto no_group = load(head + "    user: nobody\n    group: no-such-group-pcx\n");
   EXPECT_FALSE(no_group.snapshot);
-  EXPECT_NE(
-      errors(no_group).find("p.yaml:7:12: functions.f.group: no group named 'no-such-group-pcx'"),
-      std::string::npos)
-      << errors(no_group);
+  EXPECT_NE(testing::errorLines(no_group).find(
+                "p.yaml:7:12: functions.f.group: no group named 'no-such-group-pcx'"),
+            std::string::npos)
+      << testing::errorLines(no_group);
   auto group_only = load(head + "    group: nogroup\n");
   EXPECT_FALSE(group_only.snapshot);
-  EXPECT_NE(errors(group_only).find("p.yaml:6:12: functions.f.group needs 'user'"),
+  EXPECT_NE(testing::errorLines(group_only).find("p.yaml:6:12: functions.f.group needs 'user'"),
             std::string::npos)
-      << errors(group_only);
+      << testing::errorLines(group_only);
 
   const passwd* pw = ::getpwnam("nobody");
   ASSERT_NE(pw, nullptr);
   auto ok = load(head + "    user: nobody\n    group: root\n");
   if (::geteuid() != 0) {
     EXPECT_FALSE(ok.snapshot);
-    EXPECT_NE(errors(ok).find("needs portcullis to run as root"), std::string::npos) << errors(ok);
+    EXPECT_NE(testing::errorLines(ok).find("needs portcullis to run as root"), std::string::npos)
+        << testing::errorLines(ok);
     return;
   }
-  ASSERT_TRUE(ok.snapshot) << errors(ok);
+  ASSERT_TRUE(ok.snapshot) << testing::errorLines(ok);
   const auto* f = dynamic_cast<const LambdaFunction*>(ok.snapshot->function("f"));
   ASSERT_NE(f, nullptr);
   const auto& spec = dynamic_cast<const LocalPool&>(*f->invoker()).spec();

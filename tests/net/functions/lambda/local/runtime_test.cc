@@ -18,6 +18,7 @@
 #include "functions/lambda/lambda_function.h"
 #include "functions/lambda/local/pool.h"
 #include "functions/lambda/runtime.h"
+#include "support/policy_files.h"
 #include "telemetry/metrics.h"
 
 namespace portcullis::functions::lambda {
@@ -54,13 +55,6 @@ class LambdaLocalOffline : public ::testing::Test {
            "default: deny\n";
   }
 
-  static std::string errors(const config::LoadResult& r) {
-    std::string out;
-    for (const auto& e : r.errors)
-      out += e.toString() + "\n";
-    return out;
-  }
-
   static http::Request request() {
     http::Request r;
     r.method = "GET";
@@ -88,7 +82,7 @@ class LambdaLocalOffline : public ::testing::Test {
 TEST_F(LambdaLocalOffline, SynchronousEvaluateWaitsForTheFunctionsAnswer) {
   writePolicy(kSrc + "/tests/fakes/lambda/bash/bootstrap");
   auto loaded = config::loadPolicy(dir_ + "/p.yaml", metrics_, 0, nullptr, &runtimes_);
-  ASSERT_TRUE(loaded.snapshot) << errors(loaded);
+  ASSERT_TRUE(loaded.snapshot) << testing::errorLines(loaded);
   // No prepare(): as in `eval`, the first call starts the process (a cold start).
   const http::Request r = request();
   const engine::Evaluation ev = engine::evaluate(*loaded.snapshot, r, 1'700'000'000, true);
@@ -107,7 +101,7 @@ TEST_F(LambdaLocalOffline, RelativePathsStayRightAfterTheProcessChangesDirectory
   std::filesystem::current_path(dir_);
   auto loaded = config::loadPolicy("p.yaml", metrics_, 0, nullptr, &runtimes_);
   std::filesystem::current_path(cwd);
-  ASSERT_TRUE(loaded.snapshot) << errors(loaded);
+  ASSERT_TRUE(loaded.snapshot) << testing::errorLines(loaded);
 
   const auto* f = dynamic_cast<const LambdaFunction*>(loaded.snapshot->function("f"));
   ASSERT_NE(f, nullptr);
