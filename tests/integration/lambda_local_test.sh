@@ -222,9 +222,11 @@ descendants_of() {
   done
 }
 fd_count() { find "/proc/$PC_PID/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+# Zombies portcullis must reap: its own children. (A bash runtime's curl that has exited is
+# its runtime's to reap, and a busy machine can catch one between exit and wait.)
 zombies() {
   local c n=0 state
-  for c in $(descendants_of "$PC_PID"); do
+  for c in $(children_of "$PC_PID"); do
     state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$c/stat" 2>/dev/null) || continue
     [[ $state == Z ]] && n=$((n + 1))
   done
@@ -454,7 +456,13 @@ done
 for c in $(descendants_of "$PC_PID"); do
   [[ " $desc0 " == *" $c "* ]] || fail "descendant $c appeared during the load (before: [$desc0])"
 done
-assert_eq 0 "$(zombies)" "zombie processes under portcullis"
+# A child that exited moments ago (another function's idle extra) is reaped from the
+# supervisor's loop, soon but not at once: wait for it, bounded; a leak stays and fails.
+for ((i = 0; i < 200; i++)); do
+  [[ $(zombies) == 0 ]] && break
+  sleep 0.05
+done
+assert_eq 0 "$(zombies)" "zombie children of portcullis (10 s after the load)"
 log "5. after 5 000 invocations: $(fd_count) descriptors (before: $fds0), same children, no zombies"
 
 # ---- the end: every process goes with portcullis ----------------------------------------------
