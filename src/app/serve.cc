@@ -47,7 +47,9 @@ int runServe(const ServeOptions& options, const config::FunctionRuntimes& runtim
 
   for (const auto& f : loaded.snapshot->functions)
     f->prepare();
-  Server server(options, runtimes, loaded.snapshot, metrics, control, jwks);
+  // The server's gatekeeper holds the only reference: a reload that replaces the policy
+  // frees it, and with it the functions and key sets only it used.
+  Server server(options, runtimes, std::move(loaded.snapshot), metrics, control, jwks);
   if (!server.listen()) return kExitConfigError;
   server.run();
   return kExitOk;

@@ -51,14 +51,14 @@ Server::Server(const ServeOptions& options, const config::FunctionRuntimes& runt
     : options_(options),
       metrics_(metrics),
       control_(control),
-      policy_(policy),
-      sink_(makeSink(policy->settings.audit, metrics)),
-      cache_(policy->settings.cache_max_entries, engine::cacheStats(metrics)),
-      limiter_(policy->settings.limits.rate_limit_keys),
-      gatekeeper_(policy, *sink_, metrics, clock_,
+      settings_(policy->settings),
+      sink_(makeSink(settings_.audit, metrics)),
+      cache_(settings_.cache_max_entries, engine::cacheStats(metrics)),
+      limiter_(settings_.limits.rate_limit_keys),
+      gatekeeper_(std::move(policy), *sink_, metrics, clock_,
                   engine::GatekeeperServices{&cache_, &limiter_, &revocations_}),
       reloader_(options.config, runtimes, gatekeeper_, metrics, jwks, cache_),
-      pool_(policy->settings.workers),
+      pool_(settings_.workers),
       listeners_(pool_) {
   engine::exportCacheGauges(metrics, cache_);
   engine::exportRateLimitGauges(metrics, limiter_);
@@ -77,7 +77,7 @@ bool Server::listen() {
 }
 
 bool Server::listenAuthz() {
-  const auto& settings = policy_->settings;
+  const auto& settings = settings_;
   if (settings.listeners.authz.empty()) return true;
   return listeners_.listenTcp(
       "authz", settings.listeners.authz, pool_.size(), [&](const Listeners::Tcp::endpoint&) {
@@ -91,7 +91,7 @@ bool Server::listenAuthz() {
 }
 
 bool Server::listenSpoe() {
-  const auto& settings = policy_->settings;
+  const auto& settings = settings_;
   if (settings.listeners.spoe.empty()) return true;
   frontends::spoe::AgentOptions options;
   options.idle_timeout =
@@ -129,7 +129,7 @@ bool Server::listenSpoe() {
 }
 
 bool Server::listenAdmin() {
-  const auto& settings = policy_->settings;
+  const auto& settings = settings_;
   if (settings.listeners.admin.empty()) return true;
   return listeners_.listenTcp(
       "admin", settings.listeners.admin, 1, [&](const Listeners::Tcp::endpoint& endpoint) {
@@ -165,7 +165,7 @@ void Server::run() {
   pool_.start();
   const std::string bound = listeners_.bound().dump();
   spdlog::info("portcullis {} serving policy {} from {} with {} worker(s): {}", PORTCULLIS_VERSION,
-               policy_->version, options_.config, pool_.size(), bound);
+               gatekeeper_.snapshot()->version, options_.config, pool_.size(), bound);
   if (!options_.ready_file.empty()) {
     const std::string tmp = options_.ready_file + ".tmp";
     std::ofstream(tmp) << bound << "\n";

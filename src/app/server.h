@@ -53,7 +53,10 @@ class Server final {
   const ServeOptions& options_;
   telemetry::Metrics& metrics_;
   boost::asio::io_context& control_;
-  const std::shared_ptr<const engine::PolicySnapshot> policy_;  // the first; its settings
+  // The first policy's settings: its listeners, workers and audit sink hold until a restart.
+  // Only a copy: holding the first snapshot would keep its functions (a Lambda pool's
+  // processes) and key sets alive after a reload dropped them.
+  const engine::Settings settings_;
   std::unique_ptr<audit::AuditSink> sink_;
   SystemClock clock_;
   engine::LocalDecisionCache cache_;

@@ -19,6 +19,9 @@
 #      check (no refusal counted); `portcullis check` run by nobody refuses `user: root`
 #      (exit 2, FILE:LINE:COL: … needs portcullis to run as root) and accepts
 #      `user: nobody` (its own account: nothing to switch)
+#   4. a reload (SIGHUP) to a policy without `as-nobody`: its process is stopped and reaped
+#      (no policy, not even the one portcullis started with, keeps a dropped function's
+#      pool alive), while `guarded`, unchanged, keeps its process
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init "$@"
 
@@ -80,6 +83,7 @@ check_out=$("$PORTCULLIS" check -c "$POLICY" 2>&1) || fail "portcullis check fai
 start_portcullis portcullis "$POLICY"
 wait_http "http://$ADMIN/readyz" 30 portcullis
 M="http://$ADMIN/metrics"
+gone() { [[ ! -e /proc/$1 ]]; }  # exited and reaped (a zombie still has its /proc entry)
 m() { metric "$M" "$1"; }
 refused() { m "portcullis_lambda_runtime_api_refused_total{function=\"$1\",reason=\"$2\"}"; }
 
@@ -190,5 +194,32 @@ write_policy nobody
 rc=0
 out=$("${AS_NOBODY[@]}" "$PORTCULLIS" check -c "$PUBLIC/policy.yaml" 2>&1) || rc=$?
 assert_eq 0 "$rc" "check as nobody of user: nobody: $out"
+
+# ---- 4. a reload drops a function: its processes go ---------------------------------------
+sed -e '/^  as-nobody:$/,/^    timeout: 3s$/d' -e '/^  - name: as-nobody$/,/^    expose_reason: true$/d' \
+  "$POLICY" >"$POLICY.next"
+assert_not_contains "$(<"$POLICY.next")" "as-nobody" "the next policy has no as-nobody"
+mv "$POLICY.next" "$POLICY"
+kill -HUP "${PID_OF[portcullis]}"
+wait_metric_reloads() {
+  local i
+  for ((i = 0; i < 600; i++)); do
+    [[ $(m 'portcullis_reloads_total{result="ok"}') == 1 ]] && return 0
+    sleep 0.05
+  done
+  fail "the SIGHUP reload was not counted within 30 s"
+}
+wait_metric_reloads
+decide /nobody/2 "Bearer carol-token"
+assert_status 403 "as-nobody's route is gone: the default denies"
+for ((i = 0; i < 600; i++)); do
+  gone "$NOBODY_PID" && break
+  sleep 0.05
+done
+gone "$NOBODY_PID" || fail "as-nobody's process $NOBODY_PID still exists 30 s after the reload"
+decide /guarded/3 "Bearer bob-token"
+assert_status 200 "guarded after the reload"
+assert_eq "$FUNCTION_PID" "$(header X-Pid)" "guarded's process is the same after the reload"
+log "4. reload without as-nobody: its process $NOBODY_PID is gone; guarded kept $FUNCTION_PID"
 
 log "ok"
