@@ -65,8 +65,15 @@ class FunctionCompiler final {
       FunctionSource source{diag_, map, it->second, what, {}, false};
       source.spec.name = name;
       const auto runtime = map.get("runtime");
+      // Without a runtime the entry's other keys cannot be checked, and routes that name it
+      // would only repeat the error: one error, at the runtime.
+      const auto broken = [&] {
+        map.skipUnknownKeys();
+        failed_functions_.insert(name);
+      };
       if (!runtime.IsDefined()) {
         diag_.error(it->second, what + " has no 'runtime' (" + runtimes_.describe() + ")");
+        broken();
         continue;
       }
       const FunctionFactory* factory =
@@ -79,6 +86,7 @@ class FunctionCompiler final {
           diag_.error(runtime,
                       fmt::format("{}.runtime must be one of: {}", what, runtimes_.list()));
         }
+        broken();
         continue;
       }
       source.spec.runtime = runtime.Scalar();

@@ -145,7 +145,7 @@ MapReader::MapReader(Diagnostics& diag, const YAML::Node& node, std::string what
 }
 
 MapReader::~MapReader() {
-  if (!valid_) return;
+  if (!valid_ || !check_keys_) return;
   for (auto it = node_.begin(); it != node_.end(); ++it) {
     if (!it->first.IsScalar()) continue;
     const std::string& key = it->first.Scalar();

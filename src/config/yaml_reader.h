@@ -80,6 +80,9 @@ class MapReader final {
   // Marks keys that the schema knows but this version does not implement: each present
   // one is an error that says so, rather than a silent no-op.
   void unsupported(std::initializer_list<std::string_view> keys, std::string_view why);
+  // The map's schema cannot be known (its `runtime` is missing or wrong): its other keys
+  // are not reported as unknown, since the one real error is already reported.
+  void skipUnknownKeys() { check_keys_ = false; }
   const YAML::Node& node() const { return node_; }
   // The mark of `key` itself (for errors about a key rather than its value).
   YAML::Mark keyMark(std::string_view key) const;
@@ -89,6 +92,7 @@ class MapReader final {
   YAML::Node node_;
   std::string what_;
   bool valid_ = false;
+  bool check_keys_ = true;
   std::set<std::string, std::less<>> known_;
 };
 

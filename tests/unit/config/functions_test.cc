@@ -84,6 +84,35 @@ routes: []
       << all(r);
 }
 
+// A misspelt or missing runtime is one error: the entry's other keys (whose schema is the
+// runtime's) and the routes that name the function add nothing.
+TEST(FunctionsConfigTest, ABrokenRuntimeIsOneError) {
+  FunctionRuntimes runtimes;
+  runtimes.add("lambda-local", inertRuntime());
+  TempDir dir;
+  telemetry::Metrics metrics;
+  const auto r = load(dir, R"(version: 1
+functions:
+  f:
+    runtime: lambda-locl
+    answer: 42
+  g:
+    answer: 42
+routes:
+  - name: r
+    match: { paths: [/x] }
+    functions: [f, g]
+)",
+                      runtimes, metrics);
+  EXPECT_FALSE(r.snapshot);
+  ASSERT_EQ(r.errors.size(), 2u) << all(r);
+  EXPECT_NE(all(r).find("policy.yaml:4:14: functions.f.runtime must be one of: lambda-local\n"),
+            std::string::npos)
+      << all(r);
+  EXPECT_NE(all(r).find("policy.yaml:7:5: functions.g has no 'runtime'"), std::string::npos)
+      << all(r);
+}
+
 TEST(FunctionsConfigTest, WithoutRuntimesEveryFunctionIsAnError) {
   TempDir dir;
   telemetry::Metrics metrics;
