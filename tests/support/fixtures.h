@@ -23,6 +23,11 @@ inline std::string sourcePath(const std::string& rel) {
   return std::string(PORTCULLIS_SOURCE_DIR) + "/" + rel;
 }
 
+// True when `text` (a /metrics rendering, a log) holds `line` followed by a newline.
+inline bool hasLine(const std::string& text, const std::string& line) {
+  return text.find(line + "\n") != std::string::npos;
+}
+
 inline std::string readAll(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream buf;

@@ -20,27 +20,16 @@ namespace {
 
 using portcullis::testing::TempDir;
 
-constexpr const char* kPolicyA = R"(version: 1
-routes:
-  - name: a
-    match: { paths: [/a] }
-    allow: true
-)";
+// A policy of one route named `route`; `extra` is more of that route's keys.
+std::string policy(const std::string& route, const std::string& extra = "") {
+  return "version: 1\nroutes:\n  - name: " + route + "\n    match: { paths: [/" + route +
+         "] }\n    allow: true\n" + extra;
+}
+const std::string kPolicyA = policy("a");
 // Longer than A: a rewrite within one kernel timestamp tick still changes the size.
-constexpr const char* kPolicyB = R"(version: 1
-routes:
-  - name: bee
-    match: { paths: [/b] }
-    allow: true
-)";
-// A policy the compiler rejects (an unknown key), one byte longer than the others.
-constexpr const char* kBroken = R"(version: 1
-routes:
-  - name: a
-    match: { paths: [/a] }
-    allow: true
-    colourx: 1
-)";
+const std::string kPolicyB = policy("bee");
+// A policy the compiler rejects (an unknown key).
+const std::string kBroken = policy("a", "    colourx: 1\n");
 
 class NoLog final : public engine::DecisionLog {
  public:

@@ -3,12 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include "support/fixtures.h"
+
 namespace portcullis::telemetry {
 namespace {
 
-bool has(const std::string& text, const std::string& line) {
-  return text.find(line + "\n") != std::string::npos;
-}
+using portcullis::testing::hasLine;
 
 TEST(MetricsTest, RendersEachKindInTheExpositionFormat) {
   Metrics m;
@@ -16,15 +16,15 @@ TEST(MetricsTest, RendersEachKindInTheExpositionFormat) {
   m.gauge("t_size", "Size", [] { return 7.0; });
   m.histogram("t_seconds", "Latency", {0.1, 1}, "route=\"a\"").observe(0.5);
   const std::string text = m.render();
-  EXPECT_TRUE(has(text, "# HELP t_requests_total Requests")) << text;
-  EXPECT_TRUE(has(text, "# TYPE t_requests_total counter")) << text;
-  EXPECT_TRUE(has(text, "t_requests_total{route=\"a\"} 3")) << text;
-  EXPECT_TRUE(has(text, "# TYPE t_size gauge")) << text;
-  EXPECT_TRUE(has(text, "t_size 7")) << text;
-  EXPECT_TRUE(has(text, "t_seconds_bucket{route=\"a\",le=\"0.1\"} 0")) << text;
-  EXPECT_TRUE(has(text, "t_seconds_bucket{route=\"a\",le=\"1\"} 1")) << text;
-  EXPECT_TRUE(has(text, "t_seconds_bucket{route=\"a\",le=\"+Inf\"} 1")) << text;
-  EXPECT_TRUE(has(text, "t_seconds_count{route=\"a\"} 1")) << text;
+  EXPECT_TRUE(hasLine(text, "# HELP t_requests_total Requests")) << text;
+  EXPECT_TRUE(hasLine(text, "# TYPE t_requests_total counter")) << text;
+  EXPECT_TRUE(hasLine(text, "t_requests_total{route=\"a\"} 3")) << text;
+  EXPECT_TRUE(hasLine(text, "# TYPE t_size gauge")) << text;
+  EXPECT_TRUE(hasLine(text, "t_size 7")) << text;
+  EXPECT_TRUE(hasLine(text, "t_seconds_bucket{route=\"a\",le=\"0.1\"} 0")) << text;
+  EXPECT_TRUE(hasLine(text, "t_seconds_bucket{route=\"a\",le=\"1\"} 1")) << text;
+  EXPECT_TRUE(hasLine(text, "t_seconds_bucket{route=\"a\",le=\"+Inf\"} 1")) << text;
+  EXPECT_TRUE(hasLine(text, "t_seconds_count{route=\"a\"} 1")) << text;
 }
 
 TEST(MetricsTest, TheSameNameAndLabelsAreTheSameSeries) {
@@ -47,15 +47,15 @@ TEST(MetricsTest, GaugeCellsAreSharedByNameAndLabelsWithinOneRegistry) {
   a->store(4);
   other->store(-1);
   const std::string text = m->render();
-  EXPECT_TRUE(has(text, "# TYPE t_in_flight gauge")) << text;
-  EXPECT_TRUE(has(text, "t_in_flight{function=\"f\"} 4")) << text;
-  EXPECT_TRUE(has(text, "t_in_flight{function=\"g\"} -1")) << text;
+  EXPECT_TRUE(hasLine(text, "# TYPE t_in_flight gauge")) << text;
+  EXPECT_TRUE(hasLine(text, "t_in_flight{function=\"f\"} 4")) << text;
+  EXPECT_TRUE(hasLine(text, "t_in_flight{function=\"g\"} -1")) << text;
 
   m = std::make_unique<Metrics>();
   GaugeCell fresh = m->gaugeCell("t_in_flight", "In flight", "function=\"f\"");
   EXPECT_NE(fresh, a);
   EXPECT_EQ(fresh->load(), 0);
-  EXPECT_TRUE(has(m->render(), "t_in_flight{function=\"f\"} 0"));
+  EXPECT_TRUE(hasLine(m->render(), "t_in_flight{function=\"f\"} 0"));
 }
 
 TEST(MetricsTest, LabelValuesAreEscaped) {

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include "support/fixtures.h"
 #include "telemetry/metrics.h"
 
 namespace portcullis::telemetry {
@@ -28,9 +29,7 @@ struct CellStats {
   PORTCULLIS_STAT_FIELDS_WITH_CELLS(TEST_STAGE_STATS)
 };
 
-bool has(const std::string& text, const std::string& line) {
-  return text.find(line + "\n") != std::string::npos;
-}
+using portcullis::testing::hasLine;
 
 TEST(StatsTest, AListRegistersEverySeriesUnderTheScopesLabels) {
   Metrics m;
@@ -44,10 +43,10 @@ TEST(StatsTest, AListRegistersEverySeriesUnderTheScopesLabels) {
   stats.hits->inc();
   stats.latency->observe(0.7);
   const std::string text = m.render();
-  EXPECT_TRUE(has(text, "t_lookups_total{listener=\"authz\",result=\"hit\"} 1")) << text;
-  EXPECT_TRUE(has(text, "t_lookups_total{listener=\"authz\",result=\"miss\"} 0")) << text;
-  EXPECT_TRUE(has(text, "t_seconds_bucket{listener=\"authz\",le=\"1\"} 1")) << text;
-  EXPECT_TRUE(has(text, "t_entries{listener=\"authz\"} 5")) << text;
+  EXPECT_TRUE(hasLine(text, "t_lookups_total{listener=\"authz\",result=\"hit\"} 1")) << text;
+  EXPECT_TRUE(hasLine(text, "t_lookups_total{listener=\"authz\",result=\"miss\"} 0")) << text;
+  EXPECT_TRUE(hasLine(text, "t_seconds_bucket{listener=\"authz\",le=\"1\"} 1")) << text;
+  EXPECT_TRUE(hasLine(text, "t_entries{listener=\"authz\"} 5")) << text;
 }
 
 TEST(StatsTest, CellGaugesOfTwoInstancesAreOneSeries) {
@@ -60,7 +59,7 @@ TEST(StatsTest, CellGaugesOfTwoInstancesAreOneSeries) {
   EXPECT_EQ(first.hits, second.hits);
   first.size->fetch_add(2);
   second.size->fetch_add(1);
-  EXPECT_TRUE(has(m.render(), "t_entries{function=\"f\"} 3"));
+  EXPECT_TRUE(hasLine(m.render(), "t_entries{function=\"f\"} 3"));
 }
 
 }  // namespace
