@@ -73,21 +73,16 @@ frontends::ReloadReport Reloader::reload(std::string_view trigger) {
 
 bool Reloader::filesChanged() {
   bool changed = false;
-  for (auto& [path, stamp] : stamps_) {
-    const FileStamp now = FileStamp::of(path);
-    if (!(now == stamp)) {
-      stamp = now;
-      changed = true;
-    }
-  }
+  for (auto& [path, file] : watched_)
+    changed = file.changed() || changed;  // every file looked at: each stamp stays current
   return changed;
 }
 
 void Reloader::watch(const std::vector<WatchedFile>& files) {
-  std::map<std::string, FileStamp> next;
+  std::map<std::string, WatchedFile> next;
   for (const auto& f : files)
-    next[f.path] = f.stamp;
-  stamps_ = std::move(next);
+    next.emplace(f.path, f);
+  watched_ = std::move(next);
 }
 
 }  // namespace portcullis::app

@@ -60,7 +60,7 @@ class Reloader final {
   struct Stats {
     PORTCULLIS_STAT_FIELDS(PORTCULLIS_RELOAD_STATS)
   } stats_;
-  std::map<std::string, FileStamp> stamps_;
+  std::map<std::string, WatchedFile> watched_;
 };
 
 }  // namespace portcullis::app

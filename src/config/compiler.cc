@@ -2,9 +2,6 @@
 // compiler (settings, providers, functions, routes) in the order errors are reported in.
 #include "config/compiler.h"
 
-#include <fstream>
-#include <sstream>
-
 #include "config/functions.h"
 #include "config/providers.h"
 #include "config/routes.h"
@@ -45,16 +42,12 @@ class Compiler final {
     snapshot_ = std::make_shared<PolicySnapshot>();
     snapshot_->source = diag_.file();
     snapshot_->loaded_at = now_;
-    diag_.watch(diag_.file());
-
-    std::ifstream in(diag_.file(), std::ios::binary);
-    if (!in) {
+    const auto read = diag_.readWatched(diag_.file());
+    if (!read) {
       diag_.fileError("cannot read the config file");
       return;
     }
-    std::ostringstream buf;
-    buf << in.rdbuf();
-    const std::string text = buf.str();
+    const std::string& text = *read;
     diag_.hash(text);
 
     YAML::Node root;

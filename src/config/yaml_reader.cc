@@ -4,8 +4,6 @@
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 
@@ -42,25 +40,23 @@ std::string Diagnostics::resolvePath(const std::string& path) const {
   return (std::filesystem::path(file_).parent_path() / p).lexically_normal().string();
 }
 
-void Diagnostics::watch(const std::string& path) {
-  const bool known = std::any_of(files_.begin(), files_.end(),
-                                 [&](const WatchedFile& f) { return f.path == path; });
-  if (!known) files_.push_back({path, FileStamp::of(path)});
+std::optional<std::string> Diagnostics::readWatched(const std::string& path) {
+  const auto it = std::find_if(files_.begin(), files_.end(),
+                               [&](const WatchedFile& f) { return f.path == path; });
+  auto [file, bytes] = WatchedFile::read(path);
+  if (it == files_.end()) files_.push_back(std::move(file));  // the first read's stamp counts
+  return std::move(bytes);
 }
 
 std::optional<std::string> Diagnostics::readFile(const YAML::Node& node, const std::string& path) {
   const std::string resolved = resolvePath(path);
-  watch(resolved);
-  std::ifstream in(resolved, std::ios::binary);
-  if (!in) {
+  auto bytes = readWatched(resolved);
+  if (!bytes) {
     error(node, fmt::format("cannot read file '{}'", resolved));
     return std::nullopt;
   }
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  std::string bytes = buf.str();
   hash(resolved);
-  hash(bytes);
+  hash(*bytes);
   return bytes;
 }
 

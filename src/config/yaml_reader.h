@@ -45,8 +45,9 @@ class Diagnostics final {
   // the watched set and the content hash. Errors at `node`.
   std::optional<std::string> readFile(const YAML::Node& node, const std::string& path);
   std::string resolvePath(const std::string& path) const;
-  // Adds `path` to the watched set, stamped now: call it before reading the file.
-  void watch(const std::string& path);
+  // Reads `path` for the compile (no error reported here: nullopt when it cannot be read)
+  // and adds it to the watched set as it was just before the read.
+  std::optional<std::string> readWatched(const std::string& path);
 
   void hash(std::string_view bytes);
 

@@ -1,5 +1,9 @@
 #pragma once
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -26,6 +30,16 @@ inline std::string sourcePath(const std::string& rel) {
 // True when `text` (a /metrics rendering, a log) holds `line` followed by a newline.
 inline bool hasLine(const std::string& text, const std::string& line) {
   return text.find(line + "\n") != std::string::npos;
+}
+
+// Sets `path`'s modification time to `mtime_ns` (since the epoch); false on failure. Tests
+// use it to put a file's mtime back, as two writes within one coarse timestamp tick leave
+// it on older kernels (Debian 12's 6.1; newer kernels always move it).
+inline bool setMtime(const std::string& path, std::int64_t mtime_ns) {
+  const timespec times[2] = {
+      {0, UTIME_OMIT},
+      {static_cast<time_t>(mtime_ns / 1'000'000'000), static_cast<long>(mtime_ns % 1'000'000'000)}};
+  return ::utimensat(AT_FDCWD, path.c_str(), times, 0) == 0;
 }
 
 inline std::string readAll(const std::string& path) {

@@ -81,6 +81,23 @@ TEST_F(ReloaderTest, AWriteAfterTheCompilersReadIsAChange) {
   EXPECT_FALSE(reloader.filesChanged());  // B was read: nothing new since
 }
 
+// The same size, the same inode and the same mtime: only the content tells this rewrite
+// apart, and a file that new is compared by content.
+TEST_F(ReloaderTest, ASameSizeRewriteRightAfterTheReadIsAChange) {
+  engine::Gatekeeper gatekeeper(compile(), log_, metrics_, clock_);
+  const std::string same_size = policy("b");
+  ASSERT_EQ(same_size.size(), kPolicyA.size());
+  const FileStamp read_as = FileStamp::of(path_);
+  dir_.write("policy.yaml", same_size);  // truncates and rewrites: the inode stays
+  ASSERT_TRUE(portcullis::testing::setMtime(path_, read_as.mtime_ns));  // the mtime stays too
+  ASSERT_EQ(FileStamp::of(path_), read_as);
+  Reloader reloader(path_, runtimes_, gatekeeper, metrics_, jwks_, cache_);
+  ASSERT_TRUE(reloader.filesChanged());
+  EXPECT_TRUE(reloader.reload("watch").changed);
+  EXPECT_EQ(gatekeeper.snapshot()->routes[0].name, "b");
+  EXPECT_FALSE(reloader.filesChanged());
+}
+
 // The reload itself takes its stamps from its own compile: a reload that was not asked for
 // by the watcher (SIGHUP, POST /reload) leaves no change pending, and a broken write after
 // it is seen, reported and never served.
