@@ -591,33 +591,46 @@ expiry=$(entry_gpt "$key_e" 0)
 ((expiry >= t_before + 3 && expiry <= t_after + 3)) ||
   fail "(e) gpt0 is $expiry, expected the second of the request ($t_before..$t_after) + 3"
 hits=0
+e_stalled=0
 for k in 1 2 3 4 5 6; do
   sleep_until "$(awk -v s="$t_before" -v k="$k" 'BEGIN { printf "%.2f", s + 0.05 + 0.5 * k }')"
-  past "$((expiry - 1)).90" && break   # stay clear of the expiry second's boundary
+  # A whole second clear of the expiry: a busy machine once took 0.45 s to get a request
+  # from curl through HAProxy.
+  past "$((expiry - 1))" && break
   go "hc-e-$k" -H "Authorization: Bearer $TOK_E" /orders/11
   assert_status 200 "(e) request at +$(awk -v k="$k" 'BEGIN { print 0.5 * k }')s"
   assert_contains "$HTTP_BODY" $'user=alice\n' "(e) hit $k"
   agent_delta
+  if ((DELTA != 1)) && past "$expiry"; then
+    # Sent a second before gpt0, answered after it: whether HAProxy looked at the table
+    # before or after the expiry cannot be told, and an agent decision stored a new entry,
+    # so the checks after the expiry below would not hold. A stall, not a finding.
+    log "(e) request $k was answered after the expiry (a stall of over 1 s): (e) ends here"
+    e_stalled=1
+    break
+  fi
   assert_eq 1 "$DELTA" "(e) NOTIFY frames (the first request only) after the request at +$(awk -v k="$k" 'BEGIN { print 0.5 * k }')s"
   hits=$((hits + 1))
 done
 # One hit proves the property (a hit before gpt0, whatever the table's expire); how many fit
 # in the 3 s depends on how busy the machine is.
-((hits >= 1)) || fail "(e) no request fitted in the TTL (machine too slow?)"
-((hits >= 4)) || log "(e) only $hits requests fitted in the TTL (busy machine)"
-sleep_until "$expiry.15"
-# The entry is still in the table (its `expire` is 30 s, and every hit touched it): only gpt0
-# says it is stale.
-[[ $(entry_gpt "$key_e" 0) == "$expiry" ]] ||
-  fail "(e) after the expiry, the entry should still be in the table with gpt0 $expiry: $(hap_cli 'show table portcullis-decisions')"
-go hc-e-late -H "Authorization: Bearer $TOK_E" /orders/11
-assert_status 200 "(e) first request after the expiry"
-assert_contains "$HTTP_BODY" $'user=alice\n' "(e) after the expiry"
-agent_saw "(e) $((hits + 2)) requests over $((expiry - t_before)).1 s, TTL 3 s" 2 hc-e-
-wait_audit '"request_id":"hc-e-late"'
-assert_audit decision allow
-new_expiry=$(entry_gpt "$key_e" 0)
-((new_expiry > expiry)) || fail "(e) the entry was not stored again after the expiry (gpt0 $new_expiry)"
+((hits >= 1 || e_stalled)) || fail "(e) no request fitted in the TTL (machine too slow?)"
+((hits >= 3)) || log "(e) only $hits requests fitted in the TTL (busy machine)"
+if ((!e_stalled)); then
+  sleep_until "$expiry.15"
+  # The entry is still in the table (its `expire` is 30 s, and every hit touched it): only gpt0
+  # says it is stale.
+  [[ $(entry_gpt "$key_e" 0) == "$expiry" ]] ||
+    fail "(e) after the expiry, the entry should still be in the table with gpt0 $expiry: $(hap_cli 'show table portcullis-decisions')"
+  go hc-e-late -H "Authorization: Bearer $TOK_E" /orders/11
+  assert_status 200 "(e) first request after the expiry"
+  assert_contains "$HTTP_BODY" $'user=alice\n' "(e) after the expiry"
+  agent_saw "(e) $((hits + 2)) requests over $((expiry - t_before)).1 s, TTL 3 s" 2 hc-e-
+  wait_audit '"request_id":"hc-e-late"'
+  assert_audit decision allow
+  new_expiry=$(entry_gpt "$key_e" 0)
+  ((new_expiry > expiry)) || fail "(e) the entry was not stored again after the expiry (gpt0 $new_expiry)"
+fi
 
 # ---- (g) a token expiring before the route TTL: cached until exp, then refused ------------------
 # The token is minted first, for a window that starts three seconds later (S), so however
