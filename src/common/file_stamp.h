@@ -36,7 +36,6 @@ struct WatchedFile {
   FileStamp stamp;
   std::uint64_t content_hash = 0;  // of the bytes read; 0 when the file could not be read
   bool racy = false;
-  bool operator==(const WatchedFile&) const = default;
 
   // Stamps `path`, then reads it: the file as the compiler saw it, and its bytes (nullopt
   // when it cannot be read; it is watched all the same, so its appearance is a change).

@@ -83,7 +83,6 @@ check_out=$("$PORTCULLIS" check -c "$POLICY" 2>&1) || fail "portcullis check fai
 start_portcullis portcullis "$POLICY"
 wait_http "http://$ADMIN/readyz" 30 portcullis
 M="http://$ADMIN/metrics"
-gone() { [[ ! -e /proc/$1 ]]; }  # exited and reaped (a zombie still has its /proc entry)
 m() { metric "$M" "$1"; }
 refused() { m "portcullis_lambda_runtime_api_refused_total{function=\"$1\",reason=\"$2\"}"; }
 
@@ -201,22 +200,11 @@ sed -e '/^  as-nobody:$/,/^    timeout: 3s$/d' -e '/^  - name: as-nobody$/,/^   
 assert_not_contains "$(<"$POLICY.next")" "as-nobody" "the next policy has no as-nobody"
 mv "$POLICY.next" "$POLICY"
 kill -HUP "${PID_OF[portcullis]}"
-wait_metric_reloads() {
-  local i
-  for ((i = 0; i < 600; i++)); do
-    [[ $(m 'portcullis_reloads_total{result="ok"}') == 1 ]] && return 0
-    sleep 0.05
-  done
-  fail "the SIGHUP reload was not counted within 30 s"
-}
-wait_metric_reloads
+reloaded() { [[ $(m 'portcullis_reloads_total{result="ok"}') == 1 ]]; }
+wait_until 30 reloaded || fail "the SIGHUP reload was not counted within 30 s"
 decide /nobody/2 "Bearer carol-token"
 assert_status 403 "as-nobody's route is gone: the default denies"
-for ((i = 0; i < 600; i++)); do
-  gone "$NOBODY_PID" && break
-  sleep 0.05
-done
-gone "$NOBODY_PID" || fail "as-nobody's process $NOBODY_PID still exists 30 s after the reload"
+wait_until 30 gone "$NOBODY_PID" || fail "as-nobody's process $NOBODY_PID still exists 30 s after the reload"
 decide /guarded/3 "Bearer bob-token"
 assert_status 200 "guarded after the reload"
 assert_eq "$FUNCTION_PID" "$(header X-Pid)" "guarded's process is the same after the reload"

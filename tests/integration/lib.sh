@@ -143,6 +143,21 @@ pid_alive() {
   return 1
 }
 
+# wait_until SECONDS CMD [ARGS…]: polls CMD every 0.05 s until it succeeds (0) or SECONDS
+# have passed (1). A bound for something that happens soon but not at once.
+wait_until() {
+  local secs=$1 i
+  shift
+  for ((i = 0; i < secs * 20; i++)); do
+    "$@" && return 0
+    sleep 0.05
+  done
+  "$@"
+}
+
+# gone PID: the process exited and was reaped (a zombie still has its /proc entry).
+gone() { [[ ! -e /proc/$1 ]]; }
+
 # start_bg NAME CMD [ARGS…]: stdout to $TEST_TMP/NAME.out, stderr to $TEST_TMP/NAME.err.
 start_bg() {
   local name=$1
