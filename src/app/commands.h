@@ -63,6 +63,8 @@ struct HaproxyConfigOptions {
   std::string out_dir;                         // write haproxy.cfg + portcullis-spoe.conf here
   bool haproxy_cache = false;                  // cache allows in a stick table (--haproxy-cache)
   std::uint64_t haproxy_cache_size = 100'000;  // stick-table entries
+  // SPOE `timeout processing` (--processing-timeout); empty: derived from the policy.
+  std::string processing_timeout;
 };
 int runHaproxyConfig(const HaproxyConfigOptions& options, const config::FunctionRuntimes& runtimes);
 

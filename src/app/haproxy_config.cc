@@ -1,5 +1,7 @@
 // `portcullis haproxy-config`: a complete HAProxy setup for a policy — the frontend rules
 // that enforce the agent's decision and the SPOE configuration file.
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -12,6 +14,7 @@
 #include "common/clock.h"
 #include "common/ip.h"
 #include "common/strings.h"
+#include "common/units.h"
 #include "config/compiler.h"
 #include "frontends/spoe/agent.h"
 #include "frontends/spoe/haproxy_cache.h"
@@ -97,7 +100,64 @@ struct Plan {
   std::vector<frontends::spoe::HeaderProfile> profiles;
   std::int64_t max_ttl = 0;
   bool hcache() const { return !profiles.empty(); }
+  std::chrono::milliseconds processing{1000};  // SPOE `timeout processing`
 };
+
+// The longest a decision on `route` may wait on its dependencies: the introspection timeout
+// of each provider it may ask and the timeout of each function it runs, in order. JWKS
+// fetches never hold a request (an unknown kid is refused at once and wakes the refresher).
+std::chrono::milliseconds routeBudget(const engine::Route& route) {
+  std::chrono::milliseconds budget{0};
+  for (const auto* p : route.providers) {
+    if (const auto* introspection = p->introspection()) budget += introspection->timeout;
+  }
+  for (const engine::Function* f : route.functions)
+    budget += f->spec().timeout;
+  return budget;
+}
+
+// `timeout processing`: --processing-timeout, or the slowest route's budget plus a margin
+// for the decision itself and the network, and never under 1 s. HAProxy fails a request
+// closed when it expires, so a shorter one turns a slow function into a 503 while
+// portcullis is still deciding. The price of a long one: while the agent is down but not
+// yet marked down by the health checks (about 4 s), each request waits that long.
+bool planProcessingTimeout(Plan& plan) {
+  using std::chrono::milliseconds;
+  const engine::Route* slowest = nullptr;
+  milliseconds budget{0};
+  for (const auto& route : plan.snapshot.routes) {
+    if (const auto b = routeBudget(route); b > budget) {
+      budget = b;
+      slowest = &route;
+    }
+  }
+  const auto& text = plan.options.processing_timeout;
+  if (text.empty()) {
+    plan.processing = std::max(milliseconds{1000}, budget + milliseconds{500});
+    return true;
+  }
+  const auto parsed = parseDuration(text);
+  if (!parsed || *parsed < std::chrono::milliseconds{1} ||
+      *parsed % milliseconds{1} != parsed->zero()) {
+    std::cerr << "haproxy-config: --processing-timeout " << text
+              << ": expected a duration of whole milliseconds, e.g. 1500ms or 3s\n";
+    return false;
+  }
+  plan.processing = std::chrono::duration_cast<milliseconds>(*parsed);
+  if (slowest && plan.processing < budget) {
+    std::cerr << "haproxy-config: warning: --processing-timeout " << text << " is shorter than "
+              << "route " << slowest->name << "'s budget of " << budget.count()
+              << "ms (introspection and function timeouts): HAProxy will fail its slow "
+                 "requests closed (503) while portcullis is still deciding\n";
+  }
+  return true;
+}
+
+// A duration in HAProxy's syntax: whole seconds as `Ns`, anything else in `ms`.
+std::string haproxyDuration(std::chrono::milliseconds d) {
+  return d.count() % 1000 == 0 ? fmt::format("{}s", d.count() / 1000)
+                               : fmt::format("{}ms", d.count());
+}
 
 // Every header a route may inject upstream.
 std::set<std::string> injectedHeaders(const engine::PolicySnapshot& snapshot) {
@@ -383,7 +443,12 @@ std::string spoeConf(const Plan& plan) {
        << "    option var-prefix portcullis\n"
        << "    option set-on-error error\n"
        << (plan.v3 ? "" : "    option pipelining\n    no option async\n")
-       << "    timeout hello 2s\n    timeout idle 2m\n    timeout processing 1s\n"
+       << "    timeout hello 2s\n    timeout idle 2m\n"
+       << (plan.options.processing_timeout.empty()
+               ? "    # the slowest route's introspection and function timeouts, plus 500ms, at "
+                 "least 1s\n"
+               : "    # --processing-timeout\n")
+       << "    timeout processing " << haproxyDuration(plan.processing) << "\n"
        << "    use-backend portcullis-agents\n"
        << "    register-var-names allow status reason request_id sub cache_ttl www_authenticate "
           "retry_after"
@@ -432,6 +497,7 @@ int runHaproxyConfig(const HaproxyConfigOptions& options,
           : std::filesystem::absolute(options.out_dir + "/portcullis-spoe.conf").string();
   plan.headers = injectedHeaders(snapshot);
   if (options.haproxy_cache && !planCache(plan)) return kExitConfigError;
+  if (!planProcessingTimeout(plan)) return kExitConfigError;
   const std::string cfg = haproxyCfg(plan);
   const std::string spoe = spoeConf(plan);
   if (options.out_dir.empty()) {

@@ -76,6 +76,9 @@ int main(int argc, char** argv) {
                         "Cache allows in an HAProxy stick table; ask the agent only on a miss");
   haproxy_cmd->add_option("--haproxy-cache-size", haproxy.haproxy_cache_size,
                           "Stick-table entries for --haproxy-cache (default 100000)");
+  haproxy_cmd->add_option("--processing-timeout", haproxy.processing_timeout,
+                          "SPOE timeout processing, e.g. 2s (default: the slowest route's "
+                          "budget plus 500ms, at least 1s)");
 
   cli.add_subcommand("version", "Print the version");
 

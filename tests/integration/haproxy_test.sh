@@ -393,13 +393,16 @@ old_pid=${PID_OF[haproxy]}
 big_pid=$!
 sleep 0.5   # the slow download is under way on the old process
 # The reloaded process serves the load below, which expects every valid token to be
-# allowed: on a busy machine the ASan agent may take over the generated 1 s to answer, and
-# HAProxy then fails closed (503), as configured. From here the processing timeout only
+# allowed: on a busy machine the ASan agent may take longer than the derived 1 s to answer,
+# and HAProxy then fails closed (503), as configured. From here the processing timeout only
 # bounds a hang (the agent-stopped checks above needed the short one: HAProxy waits that
-# long for an agent that is down).
-sed -i 's|^    timeout processing 1s$|    timeout processing 30s|' "$TEST_TMP/haproxy/portcullis-spoe.conf"
-grep -q 'timeout processing 30s$' "$TEST_TMP/haproxy/portcullis-spoe.conf" ||
-  fail "could not set the processing timeout in portcullis-spoe.conf"
+# long for an agent that is down), so the reloaded process gets --processing-timeout 30s.
+"$PORTCULLIS" haproxy-config -c "$config" --bind "127.0.0.1:$LISTEN_PORT" \
+  --upstream "127.0.0.1:$UPSTREAM_PORT" --processing-timeout 30s --out-dir "$TEST_TMP/haproxy-30s" \
+  >"$TEST_TMP/gen-30s.log" 2>&1 || fail "haproxy-config --processing-timeout 30s: $(cat "$TEST_TMP/gen-30s.log")"
+grep -q '^    timeout processing 30s$' "$TEST_TMP/haproxy-30s/portcullis-spoe.conf" ||
+  fail "--processing-timeout 30s: $(grep 'timeout processing' "$TEST_TMP/haproxy-30s/portcullis-spoe.conf")"
+cp "$TEST_TMP/haproxy-30s/portcullis-spoe.conf" "$TEST_TMP/haproxy/portcullis-spoe.conf"
 start_haproxy haproxy2 -sf "$old_pid"
 reloaded=0
 for ((i = 0; i < 50; i++)); do

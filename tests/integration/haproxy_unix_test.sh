@@ -2,7 +2,9 @@
 # The SPOE agent on a unix socket (`listeners.spoe: unix:/path`) behind HAProxy 2.6:
 # portcullis refuses a path that holds another kind of file, replaces a stale socket, makes
 # the socket mode 0660 and removes it at exit; `portcullis haproxy-config` points HAProxy's
-# agent backend at `unix@/path`, and HAProxy's decisions come over it.
+# agent backend at `unix@/path`, and HAProxy's decisions come over it. A route whose
+# function takes 1.2 s gets its answer: the generated `timeout processing` covers the
+# function's timeout (a fixed 1 s failed such routes closed).
 #
 #   bash tests/integration/haproxy_unix_test.sh PORTCULLIS_BINARY SOURCE_DIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -13,6 +15,13 @@ command -v nginx >/dev/null || fail "nginx is not installed (Debian: nginx-light
 command -v python3 >/dev/null || fail "python3 is needed to leave a stale socket behind"
 HAPROXY=$(command -v haproxy)
 SOCK="$TEST_TMP/agent.sock"
+
+# A slow Lambda authorizer: examples' bash runtime, with a handler that takes 1.2 s.
+mkdir -p "$TEST_TMP/slow"
+cp "$SRC/examples/functions/lambda/bash/bootstrap" "$TEST_TMP/slow/"
+cat >"$TEST_TMP/slow/slow.sh" <<'SH'
+handler() { sleep 1.2; printf '{"isAuthorized":true,"context":{"speed":"slow"}}'; }
+SH
 
 config="$TEST_TMP/portcullis.yaml"
 cat >"$config" <<YAML
@@ -34,7 +43,17 @@ routes:
   - name: status
     match: { paths: [/status] }
     allow: true
+  - name: slow
+    match: { paths: [/slow] }
+    functions: [slow-authorizer]
 default: deny
+functions:
+  slow-authorizer:
+    runtime: lambda-local
+    command: [$TEST_TMP/slow/bootstrap]
+    handler: slow.handler
+    min: 1
+    timeout: 5s
 audit: { sink: none }
 YAML
 
@@ -70,6 +89,8 @@ for attempt in 1 2 3; do
   gen=$("$PORTCULLIS" haproxy-config -c "$config" --bind "127.0.0.1:$LISTEN_PORT" \
           --upstream "127.0.0.1:$UPSTREAM_PORT" --out-dir "$TEST_TMP/haproxy" 2>&1) ||
     fail "portcullis haproxy-config failed: $gen"
+  grep -q '^    timeout processing 5500ms$' "$TEST_TMP/haproxy/portcullis-spoe.conf" ||
+    fail "timeout processing is not the slow route's 5s plus 500ms: $(grep 'timeout processing' "$TEST_TMP/haproxy/portcullis-spoe.conf")"
   grep -q "server portcullis unix@$SOCK " "$TEST_TMP/haproxy/haproxy.cfg" ||
     fail "haproxy.cfg does not point at unix@$SOCK: $(grep 'server portcullis' "$TEST_TMP/haproxy/haproxy.cfg")"
   "$HAPROXY" -c -f "$TEST_TMP/haproxy/haproxy.cfg" >"$TEST_TMP/haproxy-c.log" 2>&1 ||
@@ -97,14 +118,32 @@ assert_contains "$HTTP_BODY" "user=" "public route"
 assert_not_contains "$HTTP_BODY" "mallory" "a client's X-User never reaches the application"
 http "$HAP/nowhere"
 assert_status 403 "no route: default deny"
-[[ $(metric "http://$ADMIN/metrics" portcullis_spoe_notify_total) -ge 7 ]] ||
+t0=$EPOCHREALTIME
+http -H "X-Request-Id: hu-slow" -H "Authorization: Bearer any" "$HAP/slow"
+slow_ms=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%d", (b - a) * 1000 }')
+assert_status 200 "a route whose function answers after 1.2 s"
+((slow_ms >= 1200)) || fail "the slow route answered in ${slow_ms} ms, before its function could"
+log "slow route: 200 after ${slow_ms} ms (timeout processing 5500ms)"
+[[ $(metric "http://$ADMIN/metrics" portcullis_spoe_notify_total) -ge 8 ]] ||
   fail "portcullis counted fewer NOTIFYs than HAProxy's requests"
+
+# --processing-timeout shorter than a route's budget: written as asked, with a warning.
+out=$("$PORTCULLIS" haproxy-config -c "$config" --processing-timeout 1s 2>&1 >"$TEST_TMP/short.cfg") ||
+  fail "haproxy-config --processing-timeout 1s failed: $out"
+assert_contains "$out" "shorter than route slow's budget of 5000ms" "the warning"
+grep -q '^    timeout processing 1s$' "$TEST_TMP/short.cfg" || fail "--processing-timeout 1s not written"
+if out=$("$PORTCULLIS" haproxy-config -c "$config" --processing-timeout 1.5s 2>&1); then
+  fail "haproxy-config accepted --processing-timeout 1.5s"
+fi
+assert_contains "$out" "expected a duration of whole milliseconds" "a bad --processing-timeout"
 
 # ---- at exit, the socket file goes -------------------------------------------------------
 stop_bg portcullis
 assert_eq 0 "$BG_STATUS" "portcullis exit status"
 [[ ! -e $SOCK ]] || fail "portcullis left its socket behind at exit"
-http -H "Authorization: Bearer $TOKEN" "$HAP/orders/1"
+# Until two health checks have failed, HAProxy waits out `timeout processing` (5.5 s here)
+# for the agent that is gone, then fails closed.
+http --max-time 60 -H "Authorization: Bearer $TOKEN" "$HAP/orders/1"
 assert_status 503 "agent gone: fail closed"
 stop_bg haproxy
 log "ok"
