@@ -3,9 +3,15 @@
 // BM_OpenSslVerifyRS256 is the reference: one EVP_DigestVerify of the same token with the
 // same key, no parsing. BM_EvaluateRS256 is the whole pipeline (route, extract, parse,
 // verify, claims, RBAC, requirements, headers). BM_AuditLine is the audit JSON per decision.
+// BM_AuditRecordToFile is what `audit: file:` costs a decision: the line recorded by a
+// StreamSink that writes to a file in $TMPDIR (default /tmp), counted as the CPU time of the
+// whole process (the recording thread and the writer thread), beside BM_AuditRecordNone,
+// the `audit: none` sink.
 #include <benchmark/benchmark.h>
 #include <openssl/evp.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -112,6 +118,35 @@ void BM_AuditLine(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_AuditLine);
+
+void recordLines(benchmark::State& state, audit::AuditSink& sink) {
+  auto& f = fixture();
+  const auto ev = engine::evaluate(*f.snapshot, f.request, kNow);
+  http::Request r = f.request;
+  r.request_id = "0123456789abcdef0123456789abcdef";
+  std::int64_t ms = kNow * 1000;
+  for (auto _ : state)
+    sink.record({r, ev, f.snapshot->version, ++ms, 42});
+}
+
+void BM_AuditRecordNone(benchmark::State& state) {
+  audit::NullSink sink;
+  recordLines(state, sink);
+}
+BENCHMARK(BM_AuditRecordNone)->MeasureProcessCPUTime();
+
+void BM_AuditRecordToFile(benchmark::State& state) {
+  const char* tmp = std::getenv("TMPDIR");
+  const std::string path = std::string(tmp && *tmp ? tmp : "/tmp") + "/pipeline_bench-audit.jsonl";
+  telemetry::Metrics metrics;
+  {
+    audit::StreamSink sink({.target = path, .shards = 2}, metrics);
+    recordLines(state, sink);
+    sink.flush();  // the writer's work for these lines is part of their cost
+  }
+  std::remove(path.c_str());
+}
+BENCHMARK(BM_AuditRecordToFile)->MeasureProcessCPUTime();
 
 }  // namespace
 

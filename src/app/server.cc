@@ -27,11 +27,17 @@ std::int64_t unixNow() {
   return SystemClock().unixSeconds();
 }
 
-std::unique_ptr<audit::AuditSink> makeSink(const engine::Settings::Audit& config,
+std::unique_ptr<audit::AuditSink> makeSink(const engine::Settings& settings,
                                            telemetry::Metrics& metrics) {
+  const auto& config = settings.audit;
   if (config.sink == "none") return std::make_unique<audit::NullSink>();
-  const std::string target = config.sink == "stdout" ? "stdout" : config.sink.substr(5);
-  return std::make_unique<audit::StreamSink>(target, config.queue, config.block_timeout, metrics);
+  audit::StreamSink::Options options;
+  options.target = config.sink == "stdout" ? "stdout" : config.sink.substr(5);
+  options.queue = config.queue;
+  options.block_timeout = config.block_timeout;
+  options.block = config.on_full == engine::Settings::Audit::OnFull::kBlock;
+  options.shards = settings.workers + 1;  // one per worker, one for any other thread
+  return std::make_unique<audit::StreamSink>(std::move(options), metrics);
 }
 
 net::HttpLimits httpLimits(const engine::Settings::Limits& l) {
@@ -52,7 +58,7 @@ Server::Server(const ServeOptions& options, const config::FunctionRuntimes& runt
       metrics_(metrics),
       control_(control),
       settings_(policy->settings),
-      sink_(makeSink(settings_.audit, metrics)),
+      sink_(makeSink(settings_, metrics)),
       cache_(settings_.cache_max_entries, engine::cacheStats(metrics)),
       limiter_(settings_.limits.rate_limit_keys),
       gatekeeper_(std::move(policy), *sink_, metrics, clock_,

@@ -21,6 +21,12 @@ class JsonWriter final {
   // `json` must already be valid JSON (e.g. "[]").
   void raw(std::string_view key, std::string_view json);
   void close() { out_.push_back('}'); }
+  // Writes the key and returns the line, for the caller to append the value itself (valid
+  // JSON, e.g. an array built in place).
+  std::string& field(std::string_view key) {
+    this->key(key);
+    return out_;
+  }
 
   static void appendEscaped(std::string& out, std::string_view s);
 

@@ -225,6 +225,17 @@ class SettingsCompiler final {
         a.queue = static_cast<std::uint64_t>(*n);
     }
     readMillis(diag_, map, "block_timeout", "audit.block_timeout", a.block_timeout);
+    if (const auto v = map.get("on_full"); v.IsDefined()) {
+      if (auto s = readString(diag_, v, "audit.on_full")) {
+        if (*s == "drop") {
+          a.on_full = engine::Settings::Audit::OnFull::kDrop;
+        } else if (*s == "block") {
+          a.on_full = engine::Settings::Audit::OnFull::kBlock;
+        } else {
+          diag_.error(v, "audit.on_full must be drop or block");
+        }
+      }
+    }
   }
 
   void compileWatch(const YAML::Node& node) {

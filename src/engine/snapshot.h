@@ -125,6 +125,8 @@ struct Settings {
     std::string sink = "stdout";                  // stdout | file:PATH | none
     std::uint64_t queue = 65'536;                 // lines buffered before back-pressure
     std::chrono::milliseconds block_timeout{50};  // how long a worker waits for queue space
+    enum class OnFull : std::uint8_t { kDrop, kBlock };
+    OnFull on_full = OnFull::kDrop;  // past block_timeout: drop (counted), or wait for good
   } audit;
 
   std::uint64_t cache_max_entries = 1'000'000;  // `cache.max_entries`

@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
+#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -22,7 +24,7 @@ using portcullis::testing::TempDir;
 
 class MemorySink final : public AuditSink {
  public:
-  void write(std::string line) override { lines.push_back(std::move(line)); }
+  void write(std::string_view line) override { lines.emplace_back(line); }
   std::vector<std::string> lines;
 };
 
@@ -131,7 +133,7 @@ TEST(StreamSinkTest, WritesEveryLineToAFileAndReopens) {
   telemetry::Metrics metrics;
   const std::string path = dir.path() + "/audit.jsonl";
   {
-    StreamSink sink(path, 1024, std::chrono::milliseconds(1000), metrics);
+    StreamSink sink({.target = path, .queue = 1024}, metrics);
     for (int i = 0; i < 100; ++i)
       sink.write("{\"n\":" + std::to_string(i) + "}\n");
     sink.flush();
@@ -157,7 +159,8 @@ TEST(StreamSinkTest, FullQueueAppliesBoundedBackPressureThenCountsDrops) {
   const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);  // so open for write succeeds
   ASSERT_GE(reader, 0);
   {
-    StreamSink sink(fifo, 2, std::chrono::milliseconds(5), metrics);
+    StreamSink sink({.target = fifo, .queue = 2, .block_timeout = std::chrono::milliseconds(5)},
+                    metrics);
     const std::string big(64 * 1024, 'x');
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < 20; ++i)
@@ -232,7 +235,7 @@ TEST(StreamSinkTest, LinesThatCouldNotBeWrittenCountAsDropped) {
   const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
   ASSERT_GE(reader, 0);
   {
-    StreamSink sink(fifo, 16, std::chrono::milliseconds(50), metrics);
+    StreamSink sink({.target = fifo, .queue = 16}, metrics);
     ::close(reader);  // nobody reads any more: every write fails with EPIPE
     for (int i = 0; i < 3; ++i)
       sink.write("{\"n\":1}\n");
@@ -242,6 +245,199 @@ TEST(StreamSinkTest, LinesThatCouldNotBeWrittenCountAsDropped) {
   EXPECT_NE(text.find("portcullis_audit_dropped_total 3\n"), std::string::npos) << text;
   EXPECT_NE(text.find("portcullis_audit_lines_total 0\n"), std::string::npos) << text;
   EXPECT_EQ(text.find("portcullis_audit_write_errors_total 0\n"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace portcullis::audit
+
+namespace portcullis::audit {
+namespace {
+
+// A FIFO that nobody reads yet: the writer thread blocks once the pipe buffer (64 KiB) is
+// full, so a sink writing to it is a sink that cannot keep up. `drain()` reads it, from
+// another thread, until it has seen `lines` lines or the sink has closed its end.
+class StalledSink {
+ public:
+  explicit StalledSink(const std::string& dir) : path_(dir + "/fifo") {
+    if (::mkfifo(path_.c_str(), 0600) != 0) throw std::runtime_error("mkfifo");
+    reader_ = ::open(path_.c_str(), O_RDONLY | O_NONBLOCK);  // so open for write succeeds
+    if (reader_ < 0) throw std::runtime_error("open fifo");
+  }
+  ~StalledSink() {
+    if (drainer_.joinable()) drainer_.join();
+    ::close(reader_);
+  }
+  const std::string& path() const { return path_; }
+  void drain(std::size_t lines) {
+    drainer_ = std::thread([this, lines] {
+      char buf[65536];
+      // Bounded: gives up after ~60 s without a byte (a hang, not slowness, by then).
+      for (int idle = 0; newlines_ < lines && idle < 12'000;) {
+        const ssize_t n = ::read(reader_, buf, sizeof buf);
+        if (n == 0) break;  // the sink closed its end
+        if (n > 0) {
+          idle = 0;
+          received_.append(buf, static_cast<std::size_t>(n));
+          newlines_ += static_cast<std::size_t>(std::count(buf, buf + n, '\n'));
+        } else {
+          ++idle;
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+      }
+    });
+  }
+  const std::string& received() {
+    if (drainer_.joinable()) drainer_.join();
+    return received_;
+  }
+
+ private:
+  std::string path_;
+  int reader_ = -1;
+  std::thread drainer_;
+  std::string received_;
+  std::size_t newlines_ = 0;
+};
+
+std::uint64_t counter(const telemetry::Metrics& metrics, const std::string& name) {
+  const std::string text = metrics.render();
+  const auto at = text.find("\n" + name + " ");
+  if (at == std::string::npos) return ~std::uint64_t{0};
+  return std::stoull(text.substr(at + name.size() + 2));
+}
+
+TEST(StreamSinkTest, OnFullBlockLosesNothingFromASinkThatStalls) {
+  TempDir dir;
+  telemetry::Metrics metrics;
+  StalledSink fifo(dir.path());
+  constexpr int kLines = 100;
+  const std::string body(8 * 1024, 'x');
+  {
+    // 4 lines of queue + the pipe's 64 KiB + one batch in the writer's hands hold far less
+    // than the 800 KiB written: the producer can only finish once somebody reads.
+    StreamSink sink({.target = fifo.path(), .queue = 4, .block = true}, metrics);
+    std::atomic<bool> done{false};
+    std::thread producer([&] {
+      for (int i = 0; i < kLines; ++i)
+        sink.write("{\"n\":" + std::to_string(i) + ",\"x\":\"" + body + "\"}\n");
+      done = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_FALSE(done) << "with nobody reading, the producer must be held back, not dropping";
+    fifo.drain(kLines);
+    producer.join();
+    sink.flush();
+  }
+  const std::string& got = fifo.received();
+  EXPECT_EQ(std::count(got.begin(), got.end(), '\n'), kLines);
+  std::size_t at = 0;
+  for (int i = 0; i < kLines; ++i) {  // every line whole, in order
+    const std::string head = "{\"n\":" + std::to_string(i) + ",";
+    ASSERT_EQ(got.compare(at, head.size(), head), 0) << "line " << i;
+    at = got.find('\n', at) + 1;
+  }
+  EXPECT_EQ(counter(metrics, "portcullis_audit_lines_total"), std::uint64_t{kLines});
+  EXPECT_EQ(counter(metrics, "portcullis_audit_dropped_total"), 0u);
+}
+
+TEST(StreamSinkTest, ByDefaultAStalledSinkCostsDropsThatAreCounted) {
+  TempDir dir;
+  telemetry::Metrics metrics;
+  StalledSink fifo(dir.path());
+  constexpr int kLines = 100;
+  const std::string line = "{\"x\":\"" + std::string(8 * 1024, 'x') + "\"}\n";
+  {
+    StreamSink sink(
+        {.target = fifo.path(), .queue = 4, .block_timeout = std::chrono::milliseconds(1)},
+        metrics);
+    for (int i = 0; i < kLines; ++i)  // returns although nobody reads: bounded waits
+      sink.write(line);
+    EXPECT_GT(counter(metrics, "portcullis_audit_dropped_total"), 0u);
+    fifo.drain(kLines);
+    sink.flush();
+  }
+  // Every line is accounted for: written (and received whole) or counted as dropped.
+  const std::string& got = fifo.received();
+  const auto written = counter(metrics, "portcullis_audit_lines_total");
+  const auto dropped = counter(metrics, "portcullis_audit_dropped_total");
+  EXPECT_EQ(written + dropped, std::uint64_t{kLines});
+  EXPECT_EQ(static_cast<std::uint64_t>(std::count(got.begin(), got.end(), '\n')), written);
+  EXPECT_EQ(got.size(), written * line.size());
+}
+
+TEST(StreamSinkTest, ManyThreadsEachKeepTheirOrderAndLoseNothing) {
+  TempDir dir;
+  telemetry::Metrics metrics;
+  const std::string path = dir.path() + "/audit.jsonl";
+  constexpr int kThreads = 4;
+  constexpr int kLines = 5000;
+  {
+    // Four threads on three shards: two of them share one.
+    StreamSink sink({.target = path, .queue = 1024, .block = true, .shards = kThreads - 1},
+                    metrics);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&sink, t] {
+        for (int i = 0; i < kLines; ++i)
+          sink.write("{\"t\":" + std::to_string(t) + ",\"n\":" + std::to_string(i) + "}\n");
+      });
+    }
+    for (auto& th : threads)
+      th.join();
+  }  // the destructor writes what is left
+  std::vector<int> next(kThreads, 0);
+  std::size_t lines = 0;
+  std::istringstream text(portcullis::testing::readAll(path));
+  for (std::string line; std::getline(text, line);) {
+    const auto event = nlohmann::json::parse(line);
+    const int t = event["t"];
+    ASSERT_EQ(event["n"], next.at(static_cast<std::size_t>(t))) << "thread " << t;
+    ++next[static_cast<std::size_t>(t)];
+    ++lines;
+  }
+  EXPECT_EQ(lines, std::size_t{kThreads * kLines});
+  EXPECT_EQ(counter(metrics, "portcullis_audit_lines_total"), std::uint64_t{kThreads * kLines});
+}
+
+TEST(StreamSinkTest, ALineAfterAQuietSpellIsWrittenWithoutAFlush) {
+  TempDir dir;
+  telemetry::Metrics metrics;
+  const std::string path = dir.path() + "/audit.jsonl";
+  StreamSink sink({.target = path}, metrics);
+  const auto written = [&](std::size_t n) {  // bounded: 30 s is a lost wake-up, not a slow disk
+    for (int i = 0; i < 3000; ++i) {
+      const auto text = portcullis::testing::readAll(path);
+      if (static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')) >= n) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  for (std::size_t round = 1; round <= 3; ++round) {
+    sink.write("{\"round\":" + std::to_string(round) + "}\n");
+    EXPECT_TRUE(written(round)) << "round " << round;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the writer goes idle
+  }
+}
+
+TEST(StreamSinkTest, RecordsTheSameLineAsAuditLine) {
+  TempDir dir;
+  telemetry::Metrics metrics;
+  const std::string path = dir.path() + "/audit.jsonl";
+  http::Request r = request("");
+  r.request_id = "rid-1";
+  engine::Evaluation ev;
+  {
+    StreamSink sink({.target = path}, metrics);
+    sink.record({r, ev, "v1", 1'790'000'000'123, 42});
+    r.request_id = "rid-2";
+    sink.record({r, ev, "v1", 1'790'000'001'004, 43});
+  }
+  r.request_id = "rid-1";
+  std::string expected = auditLine(r, ev, "v1", 1'790'000'000'123, 42);
+  r.request_id = "rid-2";
+  expected += auditLine(r, ev, "v1", 1'790'000'001'004, 43);
+  EXPECT_EQ(portcullis::testing::readAll(path), expected);
+  EXPECT_NE(expected.find("\"ts\":\"2026-09-21T14:13:21.004Z\""), std::string::npos) << expected;
 }
 
 }  // namespace

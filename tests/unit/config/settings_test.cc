@@ -37,6 +37,28 @@ routes: []
   EXPECT_TRUE(hasError(e, "3:56: ", "between 16KiB and 1GiB")) << ::testing::PrintToString(e);
 }
 
+// audit: where lines go, how many wait, and what a full queue does.
+TEST_F(SettingsTest, AuditQueueAndWhatAFullQueueDoes) {
+  const auto defaults = load("version: 1\nroutes: []\n");
+  ASSERT_TRUE(defaults.snapshot);
+  EXPECT_EQ(defaults.snapshot->settings.audit.on_full, engine::Settings::Audit::OnFull::kDrop);
+  const auto ok = load(R"(version: 1
+audit: { sink: none, queue: 1024, block_timeout: 5ms, on_full: block }
+routes: []
+)");
+  for (const auto& e : ok.errors)
+    ADD_FAILURE() << e.toString();
+  ASSERT_TRUE(ok.snapshot);
+  const auto& a = ok.snapshot->settings.audit;
+  EXPECT_EQ(a.queue, 1024u);
+  EXPECT_EQ(a.block_timeout, std::chrono::milliseconds(5));
+  EXPECT_EQ(a.on_full, engine::Settings::Audit::OnFull::kBlock);
+
+  const auto bad = load("version: 1\naudit: { on_full: wait }\nroutes: []\n");
+  EXPECT_TRUE(hasError(errors(bad), "2:19: ", "audit.on_full must be drop or block"))
+      << ::testing::PrintToString(errors(bad));
+}
+
 // The admin listener (docs/admin.md): off loopback it needs admin.token; the token is a
 // secret that never appears in an error.
 TEST_F(SettingsTest, AdminListenerOffLoopbackNeedsAToken) {

@@ -32,7 +32,7 @@ class FakeClock final : public Clock {
 
 class CountingSink final : public audit::AuditSink {
  public:
-  void write(std::string line) override { lines.push_back(std::move(line)); }
+  void write(std::string_view line) override { lines.emplace_back(line); }
   std::vector<std::string> lines;
 };
 

@@ -272,7 +272,7 @@ TEST_F(FunctionsTest, FunctionTtlLowersTheCacheTtlAndCacheKeysFollowCacheKey) {
 
   class NullSink final : public audit::AuditSink {
    public:
-    void write(std::string) override {}
+    void write(std::string_view) override {}
   } sink;
   class FixedClock final : public Clock {
    public:

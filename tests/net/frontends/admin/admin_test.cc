@@ -23,7 +23,7 @@ using net::HttpLimits;
 
 class NullSink final : public audit::AuditSink {
  public:
-  void write(std::string) override {}
+  void write(std::string_view) override {}
 };
 
 constexpr const char* kToken = "admin-test-token-0123456789abcdef";

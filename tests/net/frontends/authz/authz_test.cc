@@ -28,9 +28,9 @@ using testing::sendAll;
 
 class CountingSink final : public audit::AuditSink {
  public:
-  void write(std::string line) override {
+  void write(std::string_view line) override {
     std::lock_guard lock(mu);
-    lines.push_back(std::move(line));
+    lines.emplace_back(line);
   }
   std::size_t count() {
     std::lock_guard lock(mu);

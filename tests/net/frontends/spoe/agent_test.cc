@@ -62,9 +62,9 @@ std::string mintToken(nlohmann::json claims) {
 
 class CountingSink final : public audit::AuditSink {
  public:
-  void write(std::string line) override {
+  void write(std::string_view line) override {
     std::lock_guard lock(mu_);
-    lines_.push_back(std::move(line));
+    lines_.emplace_back(line);
   }
   std::vector<std::string> lines() {
     std::lock_guard lock(mu_);
