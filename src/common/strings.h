@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+struct evp_md_st;  // OpenSSL's EVP_MD
+
 namespace portcullis {
 
 constexpr char asciiLower(char c) {
@@ -37,5 +39,9 @@ std::string percentDecode(std::string_view s);
 std::vector<std::pair<std::string, std::string>> queryParameters(std::string_view query);
 // Hex SHA-256 of `data` (lower case, 64 characters).
 std::string sha256Hex(std::string_view data);
+// OpenSSL's SHA-256, fetched once per process: EVP_sha256() makes every EVP_DigestInit_ex
+// look the implementation up again (OpenSSL 3's implicit fetch), which costs more than
+// hashing a token.
+const evp_md_st* sha256Md();
 
 }  // namespace portcullis

@@ -264,7 +264,7 @@ CacheKey cacheKey(const PolicySnapshot& snapshot, const Route& route, const http
   thread_local const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> owned{
       EVP_MD_CTX_new(), &EVP_MD_CTX_free};
   EVP_MD_CTX* const ctx = owned.get();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  EVP_DigestInit_ex2(ctx, sha256Md(), nullptr);
   addField(ctx, snapshot.version);
   addField(ctx, route.name);
   addField(ctx, request.method);

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "common/ip.h"
+#include "common/strings.h"
 #include "functions/lua/budget.h"
 #include "functions/lua/sandbox.h"
 #include "functions/lua/vm.h"
@@ -716,7 +717,7 @@ int cryptoSha256(lua_State* L) {
     EVP_MD_CTX* c;
     ~Free() { EVP_MD_CTX_free(c); }
   } free_ctx{ctx};
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  EVP_DigestInit_ex2(ctx, sha256Md(), nullptr);
   for (std::size_t at = 0; at < s.size(); at += kChunk) {
     Budget::of(L).checkDeadline(L);
     EVP_DigestUpdate(ctx, s.data() + at, std::min(kChunk, s.size() - at));
