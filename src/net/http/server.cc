@@ -11,6 +11,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -76,19 +77,55 @@ std::chrono::milliseconds writeTimeout(const HttpLimits& limits) {
   return limits.write_timeout.value_or(limits.header_timeout);
 }
 
-bhttp::response<bhttp::string_body> toResponse(HttpOut&& out, const std::string& server,
-                                               unsigned version, bool keep_alive) {
-  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(out.status), version};
-  res.set(bhttp::field::server, server);
-  for (auto& [name, value] : out.headers)
-    res.insert(name, value);
+// One header line; a CR, LF or NUL in a name or value (the engine never lets one through:
+// headerSafe) becomes a space, so no value can start another header.
+void appendField(std::string& text, std::string_view name, std::string_view value) {
+  const auto put = [&text](std::string_view s) {
+    for (const char c : s)
+      text.push_back(c == '\r' || c == '\n' || c == '\0' ? ' ' : c);
+  };
+  put(name);
+  text += ": ";
+  put(value);
+  text += "\r\n";
+}
+
+// The response's bytes, head and body in one buffer, as Beast's serializer writes the same
+// message (its reason phrases; Server first, then the handler's headers, Content-Type,
+// Connection, Content-Length), without a fields container per response. A status that
+// cannot have a body (1xx, 204, 304) gets neither a body nor a Content-Length.
+std::string serializeResponse(HttpOut&& out, const std::string& server, unsigned version,
+                              bool keep_alive) {
+  const bool bodiless = out.status < 200 || out.status == 204 || out.status == 304;
+  if (bodiless) out.body.clear();
+  std::string text;
+  text.reserve(160 + server.size() + out.body.size() + out.headers.size() * 48);
+  text += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+  text += std::to_string(out.status);
+  text += ' ';
+  text += bhttp::obsolete_reason(static_cast<bhttp::status>(out.status));
+  text += "\r\n";
+  appendField(text, "Server", server);
+  for (const auto& [name, value] : out.headers)
+    appendField(text, name, value);
   if (!out.body.empty() && !out.content_type.empty()) {
-    res.set(bhttp::field::content_type, out.content_type);
+    appendField(text, "Content-Type", out.content_type);
   }
-  res.body() = std::move(out.body);
-  res.keep_alive(keep_alive);
-  res.prepare_payload();
-  return res;
+  if (version >= 11 && !keep_alive) appendField(text, "Connection", "close");
+  if (version < 11 && keep_alive) appendField(text, "Connection", "keep-alive");
+  if (!bodiless) appendField(text, "Content-Length", std::to_string(out.body.size()));
+  text += "\r\n";
+  text += out.body;
+  return text;
+}
+
+// Writes a serialized response under the write timeout; true when all of it was written.
+asio::awaitable<bool> writeResponse(beast::tcp_stream& stream, const std::string& text,
+                                    std::chrono::milliseconds timeout) {
+  expireAfter(stream, timeout);
+  auto [ec, written] = co_await asio::async_write(stream, asio::buffer(text), kNoThrow);
+  (void)written;
+  co_return !ec;
 }
 
 HttpOut plainError(HttpReadError why) {
@@ -114,13 +151,11 @@ HttpOut plainError(HttpReadError why) {
 // was written.
 asio::awaitable<bool> writeAndClose(beast::tcp_stream& stream, HttpOut out,
                                     const std::string& server, std::chrono::milliseconds timeout) {
-  auto res = toResponse(std::move(out), server, 11, false);
-  expireAfter(stream, timeout);
-  auto [write_ec, written] = co_await bhttp::async_write(stream, res, kNoThrow);
-  (void)written;
+  const bool written =
+      co_await writeResponse(stream, serializeResponse(std::move(out), server, 11, false), timeout);
   beast::error_code ec;
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-  co_return !write_ec;
+  co_return written;
 }
 
 // A connection its accept hook refused with an answer: its first request is read under the
@@ -139,11 +174,10 @@ asio::awaitable<void> answerRefused(tcp::socket socket, std::shared_ptr<HttpList
   auto [read_ec, n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
   (void)n;
   if (!read_ec) {
-    auto res = toResponse(std::move(answer), state->server_header, parser.get().version(), false);
-    expireAfter(stream, limits.refusal_timeout);
-    auto [write_ec, written] = co_await bhttp::async_write(stream, res, kNoThrow);
-    (void)write_ec;
-    (void)written;
+    co_await writeResponse(
+        stream,
+        serializeResponse(std::move(answer), state->server_header, parser.get().version(), false),
+        limits.refusal_timeout);
   }
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -248,12 +282,11 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerSt
       co_return;
     }
     const bool keep_alive = req.keep_alive();
-    auto res = toResponse(std::move(out), state->server_header, req.version(), keep_alive);
-    expireAfter(stream, writeTimeout(limits));
-    auto [write_ec, written] = co_await bhttp::async_write(stream, res, kNoThrow);
-    (void)written;
-    if (on_written) on_written(!write_ec);
-    if (write_ec) co_return;
+    const bool written = co_await writeResponse(
+        stream, serializeResponse(std::move(out), state->server_header, req.version(), keep_alive),
+        writeTimeout(limits));
+    if (on_written) on_written(written);
+    if (!written) co_return;
     if (!keep_alive) {
       stream.socket().shutdown(tcp::socket::shutdown_send, ec);
       co_return;
