@@ -147,6 +147,51 @@ HttpOut plainError(HttpReadError why) {
   return out;
 }
 
+// Beast's HTTP/1 request parser (its strictness: request line, field syntax, framing,
+// limits), writing the request straight into an HttpIn: no fields container of Beast's in
+// between, so each header is copied once, into the handler's own list.
+class RequestReader final : public bhttp::basic_parser<true> {
+ public:
+  HttpIn in;
+  unsigned version = 11;
+  bool expect_continue = false;  // the first Expect field is "100-continue"
+
+ private:
+  void on_request_impl(bhttp::verb, beast::string_view method, beast::string_view target,
+                       int http_version, beast::error_code&) override {
+    in.method.assign(method.data(), method.size());
+    in.target.assign(target.data(), target.size());
+    version = static_cast<unsigned>(http_version);
+  }
+  void on_response_impl(int, beast::string_view, int, beast::error_code&) override {}
+  void on_field_impl(bhttp::field name, beast::string_view name_string, beast::string_view value,
+                     beast::error_code&) override {
+    if (name == bhttp::field::expect && !seen_expect_) {
+      seen_expect_ = true;
+      expect_continue = beast::iequals(value, "100-continue");
+    }
+    in.headers.add({name_string.data(), name_string.size()}, {value.data(), value.size()});
+  }
+  void on_header_impl(beast::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
+                         beast::error_code&) override {
+    if (length) in.body.reserve(static_cast<std::size_t>(*length));  // within body_limit
+  }
+  std::size_t on_body_impl(beast::string_view body, beast::error_code&) override {
+    in.body.append(body.data(), body.size());
+    return body.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body,
+                                 beast::error_code&) override {
+    in.body.append(body.data(), body.size());
+    return body.size();
+  }
+  void on_finish_impl(beast::error_code&) override {}
+
+  bool seen_expect_ = false;
+};
+
 // Writes `out` as HTTP/1.1 with Connection: close and ends the sending side; true when it
 // was written.
 asio::awaitable<bool> writeAndClose(beast::tcp_stream& stream, HttpOut out,
@@ -167,7 +212,7 @@ asio::awaitable<void> answerRefused(tcp::socket socket, std::shared_ptr<HttpList
   const HttpLimits& limits = state->limits;
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
-  bhttp::request_parser<bhttp::string_body> parser;
+  RequestReader parser;
   parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
   parser.body_limit(limits.refusal_max_body_bytes);
   expireAfter(stream, limits.refusal_timeout);
@@ -175,8 +220,7 @@ asio::awaitable<void> answerRefused(tcp::socket socket, std::shared_ptr<HttpList
   (void)n;
   if (!read_ec) {
     co_await writeResponse(
-        stream,
-        serializeResponse(std::move(answer), state->server_header, parser.get().version(), false),
+        stream, serializeResponse(std::move(answer), state->server_header, parser.version, false),
         limits.refusal_timeout);
   }
   beast::error_code ignored;
@@ -196,8 +240,7 @@ bool endsQuietly(const beast::error_code& ec) {
 // Reads one request: its header, then (after a "100 Continue" when the listener answers
 // those) its body.
 asio::awaitable<beast::error_code> readRequest(beast::tcp_stream& stream,
-                                               beast::flat_buffer& buffer,
-                                               bhttp::request_parser<bhttp::string_body>& parser,
+                                               beast::flat_buffer& buffer, RequestReader& parser,
                                                const HttpListenerState& state) {
   const HttpLimits& limits = state.limits;
   parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
@@ -206,8 +249,8 @@ asio::awaitable<beast::error_code> readRequest(beast::tcp_stream& stream,
   auto [read_ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kNoThrow);
   (void)n;
   if (read_ec || parser.is_done()) co_return read_ec;
-  if (state.answer_continue && beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
-    bhttp::response<bhttp::empty_body> go{bhttp::status::continue_, parser.get().version()};
+  if (state.answer_continue && parser.expect_continue) {
+    bhttp::response<bhttp::empty_body> go{bhttp::status::continue_, parser.version};
     expireAfter(stream, writeTimeout(limits));
     auto [write_ec, written] = co_await bhttp::async_write(stream, go, kNoThrow);
     (void)written;
@@ -246,7 +289,7 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerSt
       buffer.commit(n);
     }
 
-    bhttp::request_parser<bhttp::string_body> parser;
+    RequestReader parser;
     const auto read_ec = co_await readRequest(stream, buffer, parser, *state);
     if (read_ec) {
       if (state->bad_requests != nullptr) state->bad_requests->inc();
@@ -262,15 +305,10 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerSt
       co_return;
     }
 
-    auto& req = parser.get();
-    HttpIn in;
-    in.method = std::string(req.method_string());
-    in.target = std::string(req.target());
+    HttpIn in = std::move(parser.in);
     in.peer = peer;
-    for (const auto& field : req)
-      in.headers.add(field.name_string(), field.value());
-    in.body = std::move(req.body());
     in.connection = connection;
+    const bool keep_alive = parser.keep_alive();
 
     HttpOut out = co_await (*handler)(in);
     if (out.then == HttpOut::Then::kNoAnswer) co_return;
@@ -281,9 +319,8 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerSt
       if (on_written) on_written(written);
       co_return;
     }
-    const bool keep_alive = req.keep_alive();
     const bool written = co_await writeResponse(
-        stream, serializeResponse(std::move(out), state->server_header, req.version(), keep_alive),
+        stream, serializeResponse(std::move(out), state->server_header, parser.version, keep_alive),
         writeTimeout(limits));
     if (on_written) on_written(written);
     if (!written) co_return;
