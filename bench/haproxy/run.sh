@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # End-to-end benchmark of HAProxy 2.6 with portcullis as its SPOE agent, beside HAProxy on
-# its own, all on the same machine in one run:
+# its own, all on the same machine in one run, with one token signed with BENCH_ALG
+# (RS256: examples/keys/demo.jwk; ES256: examples/keys/demo-es256.jwk):
 #   (a) HAProxy proxying to nginx `return 200` (no authentication: the floor)
-#   (b) HAProxy's native JWT check: `http-request` rules with jwt_verify (RS256, the demo
-#       key as a PEM file) plus iss, aud and exp checks — the same token rules, no agent
+#   (b) HAProxy's native JWT check: `http-request` rules with jwt_verify (BENCH_ALG, the demo
+#       key's public half as a PEM file) plus iss, aud and exp checks — the same token
+#       rules, no agent
 #   (c) HAProxy + portcullis SPOE (the `portcullis haproxy-config` output), no decision
-#       cache on the route: every request is a full RS256 verification in portcullis
+#       cache on the route: every request is a full signature verification in portcullis
 #   (d) the same with `cache: { ttl: 60s }` on the route: warm cache, one token
 #   (e) the same policy, configuration generated with `--haproxy-cache`: HAProxy keeps the
 #       allow in its stick table and answers the repeat token without asking the agent
@@ -13,16 +15,23 @@
 #
 #   bench/haproxy/run.sh [BUILD_DIR | path-to-portcullis]      (default: build)
 #
-# The whole server side — HAProxy (nbthread 1), portcullis (workers: 1, audit: none) and
-# nginx (one worker) — is pinned to one CPU (BENCH_SERVER_CPU, default 0); wrk is pinned to
-# another (BENCH_CLIENT_CPU, default 1): `wrk -t1 -c32 -d8s --latency` after a warm-up.
-# Every target is checked before it is measured (a valid token gets 200 and the right
-# X-User upstream; no token, a bad signature and an expired token get 401; for (e), the
-# agent must have been asked only a handful of times). Nothing runs longer than its bound;
+# The whole server side — HAProxy (nbthread 1), portcullis (workers: 1, audit per
+# BENCH_AUDIT) and nginx (one worker) — is pinned to one CPU (BENCH_SERVER_CPU, default 0);
+# wrk is pinned to another (BENCH_CLIENT_CPU, default 1): `wrk -t1 -c32 -d8s --latency`
+# after a warm-up. Every target is checked before it is measured (a valid token gets 200
+# and the right X-User upstream; no token, a bad signature and an expired token get 401;
+# for (e), the agent must have been asked only a handful of times). With BENCH_AUDIT=file,
+# each portcullis row (c, d, e) prints the audit file's line count beside its request
+# counts (the file also holds the warm-up's and the checks' decisions; in (e) only the
+# agent's few misses). At the end: the table, then the ratios behind issue #12's SPOE goal
+# — (d)/(b) req/s ≥ 2.0 for RS256, ≥ 3.0 for ES256; (d)/(a) ≥ 0.7 — each with met/not
+# met, and the same ratios in CPU µs per request. Nothing runs longer than its bound;
 # only the PIDs started here are signalled. Shared helpers: bench/lib.sh.
 #
-# Knobs (environment): BENCH_DURATION (8s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (32),
-# BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1), BENCH_KEEP=1 keeps the work directory.
+# Knobs (environment): BENCH_ALG (RS256 | ES256; default RS256), BENCH_AUDIT (none | file:
+# `audit: { sink: "file:WORK/audit.jsonl" }` in the portcullis policies; default none),
+# BENCH_DURATION (8s), BENCH_WARMUP (2s), BENCH_CONNECTIONS (32), BENCH_SERVER_CPU (0),
+# BENCH_CLIENT_CPU (1), BENCH_KEEP=1 keeps the work directory.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,11 +41,24 @@ source "$here/../lib.sh"
 arg=${1:-$root/build}
 [[ $arg == /* ]] || arg=$PWD/$arg
 if [[ -d $arg ]]; then bin=$arg/portcullis; else bin=$arg; fi
-jwks=$root/examples/keys/demo-jwks.json
-key=$root/examples/keys/demo.jwk
+jwks=$root/examples/keys/demo-jwks.json  # holds both demo public keys (RS256 and ES256)
 
 bench_init haproxy 8s 2s haproxy wrk nginx openssl taskset curl timeout awk od base64
+alg=${BENCH_ALG:-RS256}
+case $alg in
+  RS256) key=$root/examples/keys/demo.jwk goal_jwt=2.0 ;;
+  ES256) key=$root/examples/keys/demo-es256.jwk goal_jwt=3.0 ;;
+  *) die "BENCH_ALG: RS256 or ES256, not '$alg'" ;;
+esac
+goal_plain=0.7
+audit=${BENCH_AUDIT:-none}
+case $audit in
+  none) audit_sink=none audit_file= ;;
+  file) audit_file=$work/audit.jsonl audit_sink="\"file:$audit_file\"" ;;
+  *) die "BENCH_AUDIT: none or file, not '$audit'" ;;
+esac
 [[ -r $jwks && -r $key ]] || die "demo keys not found under $root/examples/keys"
+grep -q "\"alg\": *\"$alg\"" "$jwks" || die "$jwks has no $alg key"
 
 # ---- inputs -------------------------------------------------------------------------------
 bench_copy_binary "$bin"
@@ -50,8 +72,9 @@ c=${sig:20:1}
 bad_sig="${token%.*}.${sig:0:20}$r${sig:21}"
 export BENCH_TOKEN=$token
 
-# The demo key's public half as PEM, for jwt_verify: the JWK's n and e in an ASN.1
-# SubjectPublicKeyInfo built by openssl (no other tool needed).
+# The demo key's public half as PEM, for jwt_verify: an ASN.1 SubjectPublicKeyInfo built
+# by openssl (no other tool needed) from the JWK's n and e (RSA) or x and y (EC P-256:
+# the uncompressed point 04||x||y in the BIT STRING).
 b64url_hex() {
   local s=$1
   s=${s//-/+}
@@ -60,7 +83,8 @@ b64url_hex() {
   printf '%s' "$s" | base64 -d | od -An -v -tx1 | tr -d ' \n'
 }
 jwk_field() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" "$key" | head -1; }
-cat >"$work/demo-pub.cnf" <<CNF
+if [[ $alg == RS256 ]]; then
+  cat >"$work/demo-pub.cnf" <<CNF
 asn1=SEQUENCE:spki
 [spki]
 alg=SEQUENCE:rsa_alg
@@ -72,8 +96,24 @@ null=NULL
 n=INTEGER:0x$(b64url_hex "$(jwk_field n)")
 e=INTEGER:0x$(b64url_hex "$(jwk_field e)")
 CNF
+else
+  [[ $(jwk_field crv) == P-256 ]] || die "$key: not a P-256 key"
+  ec_x=$(b64url_hex "$(jwk_field x)")
+  ec_y=$(b64url_hex "$(jwk_field y)")
+  ((${#ec_x} == 64 && ${#ec_y} == 64)) || die "$key: x and y must be 32 bytes each"
+  cat >"$work/demo-pub.cnf" <<CNF
+asn1=SEQUENCE:spki
+[spki]
+alg=SEQUENCE:ec_alg
+key=FORMAT:HEX,BITSTRING:04$ec_x$ec_y
+[ec_alg]
+oid=OID:id-ecPublicKey
+curve=OID:prime256v1
+CNF
+fi
 openssl asn1parse -genconf "$work/demo-pub.cnf" -out "$work/demo-pub.der" -noout >/dev/null &&
-  openssl pkey -pubin -inform DER -in "$work/demo-pub.der" -out "$work/demo-pub.pem" ||
+  openssl pkey -pubin -inform DER -in "$work/demo-pub.der" -out "$work/demo-pub.pem" &&
+  openssl pkey -pubin -in "$work/demo-pub.pem" -noout ||
   die "could not write the demo key as PEM"
 
 cat >"$work/request.lua" <<'LUA'
@@ -206,7 +246,8 @@ bench_header "HAProxy + portcullis SPOE benchmark"
 note "$(haproxy -v | head -1)"
 note "portcullis: $bin_src (sha256 $(sha256sum "$bin" | cut -c1-12))"
 note "server side (haproxy nbthread 1, portcullis workers 1, nginx 1 worker) on CPU $server_cpu, wrk on CPU $client_cpu"
-note "warm-up $warmup, measured $duration, $conns connections, GET /orders/7 with one RS256 token"
+note "warm-up $warmup, measured $duration, $conns connections, GET /orders/7 with one $alg token"
+note "knobs: BENCH_ALG=$alg ($(basename "$key")), BENCH_AUDIT=$audit (portcullis audit: { sink: $audit_sink })"
 echo
 
 # (a) plain proxying.
@@ -242,7 +283,7 @@ frontend fe
     http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
     http-request set-var(txn.now) date()
     http-request return status 401 hdr WWW-Authenticate 'Bearer realm="haproxy"' unless { var(txn.bearer) -m found }
-    http-request return status 401 unless { var(txn.alg) -m str RS256 }
+    http-request return status 401 unless { var(txn.alg) -m str $alg }
     http-request return status 401 unless { var(txn.iss) -m str portcullis-dev }
     http-request return status 401 unless { var(txn.aud) -m str orders-api }
     http-request return status 401 unless { var(txn.exp),sub(txn.now) -m int gt 0 }
@@ -264,7 +305,7 @@ echo
 # (c)/(d) HAProxy + portcullis SPOE, the generated configuration.
 write_policy() {  # write_policy FILE SPOE_PORT CACHE_LINE
   cat >"$1" <<YAML
-# Generated by bench/haproxy/run.sh: one RS256 provider, one route, one worker.
+# Generated by bench/haproxy/run.sh: one $alg provider, one route, one worker.
 version: 1
 workers: 1
 listeners:
@@ -276,7 +317,7 @@ identity:
     issuer: portcullis-dev
     jwks_file: $jwks
     audiences: [orders-api]
-    algorithms: [RS256]
+    algorithms: [$alg]
     claims_to_headers: { X-User: sub }
 routes:
   - name: orders-read
@@ -285,7 +326,7 @@ routes:
     require: { scopes: [read:orders] }
 $3
 default: deny
-audit: { sink: none }
+audit: { sink: $audit_sink }
 YAML
 }
 run_spoe() {  # run_spoe NAME CACHE_LINE [HAPROXY-CONFIG ARGS…]
@@ -329,9 +370,20 @@ run_spoe() {  # run_spoe NAME CACHE_LINE [HAPROXY-CONFIG ARGS…]
     "protocol-errors=$(awk '$1 == "portcullis_spoe_protocol_errors_total" { print $2 }' "$m")" \
     "cache-hits=$(awk '$1 == "portcullis_cache_lookups_total{result=\"hit\"}" { print $2 }' "$m")" \
     "cache-misses=$(awk '$1 == "portcullis_cache_lookups_total{result=\"miss\"}" { print $2 }' "$m")"
+  local measured=$M_REQUESTS
   stop_haproxy
-  stop_pid "$pid"
+  stop_pid "$pid"  # portcullis writes out its audit queue before it exits
   forget "$pid"
+  if [[ -n $audit_file ]]; then
+    local lines=0 warm
+    [[ -f $audit_file ]] && lines=$(wc -l <"$audit_file")
+    warm=$(field requests "$work/warmup-$tag.txt")
+    echo "   audit file: $lines line(s) for $measured measured request(s)" \
+      "(+ ${warm:-?} in the warm-up, + the checks); /metrics before the stop:" \
+      "audit-lines=$(awk '$1 == "portcullis_audit_lines_total" { print $2 }' "$m")" \
+      "audit-dropped=$(awk '$1 == "portcullis_audit_dropped_total" { print $2 }' "$m")"
+    rm -f "$audit_file"  # can be large; the next row starts with none
+  fi
   echo
 }
 run_spoe "c. spoe, no cache" ""
@@ -355,3 +407,40 @@ done
 echo "us/request: CPU time of the whole server side (haproxy + portcullis + nginx) per request;"
 echo "server: that CPU time as a share of one CPU; cpu$server_cpu, cpu$client_cpu: how busy each CPU was,"
 echo "all causes (cpu$client_cpu near 100% = wrk-bound); errors: wrk socket errors + non-2xx/3xx answers."
+
+# ---- issue #12's SPOE goal: ratios from this run -------------------------------------------
+# row_field PREFIX N: field N (1 name, 2 req/s, 5 us/request) of the row whose name starts
+# with PREFIX.
+row_field() {
+  local row
+  for row in "${rows[@]}"; do
+    [[ $row == "$1"* ]] && { cut -d'|' -f"$2" <<<"$row"; return 0; }
+  done
+  echo 0
+}
+# goal_line LABEL RATIO GOAL
+goal_line() {
+  awk -v l="$1" -v r="$2" -v g="$3" 'BEGIN {
+    printf "%-52s %6.2fx   goal >= %.1fx   %s\n", l, r, g, ((r + 0 >= g + 0) ? "met" : "not met") }'
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", ((b + 0 > 0) ? a / b : 0) }'; }
+rps_a=$(row_field "a." 2) rps_b=$(row_field "b." 2) rps_d=$(row_field "d." 2)
+cpu_a=$(row_field "a." 5) cpu_b=$(row_field "b." 5) cpu_d=$(row_field "d." 5)
+echo
+echo "issue #12, SPOE goal (this run: $alg, audit $audit; the goal is stated for audit on):"
+goal_line "(d) spoe warm cache / (b) jwt_verify, req/s" "$(ratio "$rps_d" "$rps_b")" "$goal_jwt"
+goal_line "(d) spoe warm cache / (a) haproxy plain, req/s" "$(ratio "$rps_d" "$rps_a")" "$goal_plain"
+goal_line "(b) jwt_verify us / (d) spoe warm cache us, CPU" "$(ratio "$cpu_b" "$cpu_d")" "$goal_jwt"
+goal_line "(a) haproxy plain us / (d) spoe warm cache us, CPU" "$(ratio "$cpu_a" "$cpu_d")" "$goal_plain"
+echo "CPU lines: server side CPU per request, inverted so that higher is better like req/s (on one"
+echo "saturated core req/s = 1 / CPU per request; the CPU ratio is less sensitive to other work on the core)."
+[[ $audit == file ]] || echo "NOTE: audit none; the goal is for audit on (BENCH_AUDIT=file)."
+disturbed=""
+for row in "${rows[@]}"; do
+  IFS='|' read -r name _ _ _ _ util sbusy _ _ <<<"$row"
+  ((${sbusy%\%} - ${util%\%} > 5)) && disturbed+=" ${name%%.*}"
+done
+if [[ -n $disturbed ]]; then
+  echo "NOTE: rows$disturbed shared CPU $server_cpu with other processes (WARNING lines above): these ratios"
+  echo "are not a clean measurement of the goal."
+fi
