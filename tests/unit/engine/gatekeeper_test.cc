@@ -426,6 +426,7 @@ TEST_F(GatekeeperTest, TokenHashRevocationSurvivesSignatureMalleability) {
   }
   EXPECT_EQ(identity::credentialHash(token), identity::credentialHash(twin));
   EXPECT_EQ(identity::credentialHash("opaque-token"), portcullis::sha256Hex("opaque-token"));
+  EXPECT_EQ(portcullis::hex(identity::credentialDigest(token)), identity::credentialHash(token));
 }
 
 // With several providers, the revoked credential is the one that authenticated, not the
