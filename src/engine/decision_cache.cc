@@ -22,15 +22,14 @@ LocalDecisionCache::LocalDecisionCache(std::size_t max_entries, CacheStats stats
       shards_(std::make_unique<Shard[]>(kShards)),
       stats_(std::move(stats)) {}
 
-std::shared_ptr<const CachedDecision> LocalDecisionCache::get(const CacheKey& key,
-                                                              std::int64_t now) {
+CachedDecision::Ptr LocalDecisionCache::get(const CacheKey& key, std::int64_t now) {
   Shard& shard = shardOf(key);
   {
     std::lock_guard lock(shard.mu);
     const auto it = shard.index.find(key);
     if (it != shard.index.end()) {
       Slot& slot = shard.slots[it->second];
-      if (slot.value->expires_at > now) {
+      if (slot.value->expiresAt() > now) {
         slot.referenced = true;
         auto value = slot.value;
         if (stats_.hits != nullptr) stats_.hits->inc();
@@ -44,7 +43,7 @@ std::shared_ptr<const CachedDecision> LocalDecisionCache::get(const CacheKey& ke
   return nullptr;
 }
 
-void LocalDecisionCache::put(const CacheKey& key, std::shared_ptr<const CachedDecision> value) {
+void LocalDecisionCache::put(const CacheKey& key, CachedDecision::Ptr value) {
   Shard& shard = shardOf(key);
   std::lock_guard lock(shard.mu);
   if (const auto it = shard.index.find(key); it != shard.index.end()) {

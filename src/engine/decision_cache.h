@@ -8,7 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "engine/decision.h"
+#include "engine/cached_decision.h"
 #include "telemetry/stats.h"
 
 namespace portcullis::engine {
@@ -24,24 +24,15 @@ struct CacheKeyHash {
   std::size_t operator()(const CacheKey& k) const { return static_cast<std::size_t>(k.lo); }
 };
 
-// A decision as the cache keeps it: what a hit needs to answer, audit and re-check
-// (revocation, rate limit) without running the pipeline. Immutable.
-struct CachedDecision {
-  Decision decision;
-  std::string route;  // route name
-  std::string sub, iss, jti;
-  std::string token_hash;       // SHA-256 hex of the credential, for revocation by token
-  std::string rate_key;         // the route's rendered rate-limit key, if it has one
-  std::int64_t expires_at = 0;  // Unix seconds
-};
-
 // The decision cache: local (sharded, CLOCK eviction) or, for a fleet, a second level in
 // Redis (later). Thread-safe.
 class DecisionCache {
  public:
   virtual ~DecisionCache() = default;
-  virtual std::shared_ptr<const CachedDecision> get(const CacheKey& key, std::int64_t now) = 0;
-  virtual void put(const CacheKey& key, std::shared_ptr<const CachedDecision> value) = 0;
+  // The entry for `key` unless it expired by `now`; null on a miss. The entry stays valid
+  // while the caller holds it, whatever the cache does meanwhile.
+  virtual CachedDecision::Ptr get(const CacheKey& key, std::int64_t now) = 0;
+  virtual void put(const CacheKey& key, CachedDecision::Ptr value) = 0;
   // Removes the entries `match` selects; returns how many.
   virtual std::size_t purge(const std::function<bool(const CachedDecision&)>& match) = 0;
   virtual std::size_t size() const = 0;
@@ -70,8 +61,8 @@ void exportCacheGauges(telemetry::Metrics& metrics, const DecisionCache& cache);
 class LocalDecisionCache final : public DecisionCache {
  public:
   LocalDecisionCache(std::size_t max_entries, CacheStats stats = {});
-  std::shared_ptr<const CachedDecision> get(const CacheKey& key, std::int64_t now) override;
-  void put(const CacheKey& key, std::shared_ptr<const CachedDecision> value) override;
+  CachedDecision::Ptr get(const CacheKey& key, std::int64_t now) override;
+  void put(const CacheKey& key, CachedDecision::Ptr value) override;
   std::size_t purge(const std::function<bool(const CachedDecision&)>& match) override;
   std::size_t size() const override;
 
@@ -81,7 +72,7 @@ class LocalDecisionCache final : public DecisionCache {
   // approximation of LRU without a list node per entry.
   struct Slot {
     CacheKey key;
-    std::shared_ptr<const CachedDecision> value;  // null = free
+    CachedDecision::Ptr value;  // null = free
     bool referenced = false;
   };
   struct Shard {

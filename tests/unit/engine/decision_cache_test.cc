@@ -14,14 +14,13 @@ CacheKey key(std::uint64_t n) {
   return CacheKey{n * 0x9e3779b97f4a7c15ull, n};
 }  // spread over shards
 
-std::shared_ptr<const CachedDecision> entry(std::string route, std::string sub,
-                                            std::int64_t expires_at) {
-  auto e = std::make_shared<CachedDecision>();
-  e->route = std::move(route);
-  e->sub = std::move(sub);
-  e->expires_at = expires_at;
-  e->decision.allow = true;
-  return e;
+CachedDecision::Ptr entry(std::string route, std::string sub, std::int64_t expires_at) {
+  CacheEntry e;
+  e.route = std::move(route);
+  e.sub = std::move(sub);
+  e.expires_at = expires_at;
+  e.decision.allow = true;
+  return CachedDecision::make(e);
 }
 
 TEST(LocalDecisionCacheTest, HitUntilExpiry) {
@@ -86,8 +85,8 @@ TEST(LocalDecisionCacheTest, PurgeByRouteAndSub) {
   for (std::uint64_t i = 0; i < 100; ++i) {
     cache.put(key(i), entry(i % 2 ? "odd" : "even", i % 3 ? "x" : "bob", 1000));
   }
-  EXPECT_EQ(cache.purge([](const CachedDecision& d) { return d.route == "odd"; }), 50u);
-  EXPECT_EQ(cache.purge([](const CachedDecision& d) { return d.sub == "bob"; }), 17u);
+  EXPECT_EQ(cache.purge([](const CachedDecision& d) { return d.route() == "odd"; }), 50u);
+  EXPECT_EQ(cache.purge([](const CachedDecision& d) { return d.sub() == "bob"; }), 17u);
   EXPECT_EQ(cache.size(), 33u);
   EXPECT_EQ(cache.purge([](const CachedDecision&) { return true; }), 33u);
 }
