@@ -99,12 +99,9 @@ CachedDecision::Ptr CachedDecision::make(const CacheEntry& entry) {
   if (entry.token_hash) {
     out.append(reinterpret_cast<const char*>(entry.token_hash->data()), entry.token_hash->size());
   }
-  // In the order of Field.
-  putName(out, entry.route);
-  putName(out, entry.iss);
+  // What a hit answers with, in the order decision() reads it.
   putString(out, entry.sub);
-  putString(out, entry.jti);
-  putString(out, entry.rate_key);
+  putName(out, entry.iss);
   putString(out, d.function_reason);
   putString(out, d.detail);
   putNumber(out, zigzag(d.status));
@@ -115,6 +112,10 @@ CachedDecision::Ptr CachedDecision::make(const CacheEntry& entry) {
       putString(out, value);
     }
   }
+  // The facts, in the order of Fact.
+  putString(out, entry.jti);
+  putName(out, entry.route);
+  putString(out, entry.rate_key);
 
   void* memory = ::operator new(sizeof(CachedDecision) + out.size());
   auto* cached = new (memory) CachedDecision();
@@ -133,18 +134,14 @@ void CachedDecision::Ptr::free(CachedDecision* p) {
   ::operator delete(p);
 }
 
-std::string_view CachedDecision::string(Field field) const {
-  Reader r(fields());
-  for (int i = 0; i < field; ++i)
-    r.skipString();
-  return r.string();
+std::string_view CachedDecision::sub() const {
+  return Reader(fields()).string();
 }
 
-std::string CachedDecision::tokenHash() const {
-  if ((flags_ & kHasTokenHash) == 0) return {};
-  Sha256 digest;
-  std::memcpy(digest.data(), bytes(), digest.size());
-  return hex(digest);
+std::string_view CachedDecision::iss() const {
+  Reader r(fields());
+  r.skipString();
+  return r.string();
 }
 
 Decision CachedDecision::decision() const {
@@ -156,10 +153,11 @@ Decision CachedDecision::decision() const {
   d.outcome = outcome_;
   d.reason = reason_;
   Reader r(fields());
-  for (int i = 0; i < kFunctionReason; ++i)
-    r.skipString();
-  d.function_reason = r.string();
-  d.detail = r.string();
+  r.skipString();  // sub
+  r.skipString();  // iss
+  // Usually empty: assigning nothing is not free.
+  if (const std::string_view reason = r.string(); !reason.empty()) d.function_reason = reason;
+  if (const std::string_view detail = r.string(); !detail.empty()) d.detail = detail;
   d.status = static_cast<int>(unzigzag(r.number()));
   for (Decision::HeaderList* list : {&d.upstream_headers, &d.response_headers}) {
     const std::uint64_t n = r.number();
@@ -172,9 +170,9 @@ Decision CachedDecision::decision() const {
   return d;
 }
 
-std::size_t CachedDecision::allocationSize() const {
+const unsigned char* CachedDecision::facts() const {
   Reader r(fields());
-  for (int i = 0; i < kStrings; ++i)
+  for (int i = 0; i < 4; ++i)  // sub, iss, function reason, detail
     r.skipString();
   r.number();  // status
   for (int list = 0; list < 2; ++list) {
@@ -182,6 +180,27 @@ std::size_t CachedDecision::allocationSize() const {
     for (std::uint64_t i = 0; i < 2 * n; ++i)
       r.skipString();
   }
+  return r.at();
+}
+
+std::string_view CachedDecision::fact(Fact fact) const {
+  Reader r(facts());
+  for (int i = 0; i < fact; ++i)
+    r.skipString();
+  return r.string();
+}
+
+std::string CachedDecision::tokenHash() const {
+  if ((flags_ & kHasTokenHash) == 0) return {};
+  Sha256 digest;
+  std::memcpy(digest.data(), bytes(), digest.size());
+  return hex(digest);
+}
+
+std::size_t CachedDecision::allocationSize() const {
+  Reader r(facts());
+  for (int i = 0; i < kFacts; ++i)
+    r.skipString();
   return static_cast<std::size_t>(r.at() - reinterpret_cast<const unsigned char*>(this));
 }
 

@@ -62,23 +62,26 @@ class NameTable final {
 
 // A cached decision packed into one allocation: a 16-byte header (reference count, the
 // decision's flags, outcome and reason, the expiry), the 32-byte token hash when there is
-// one, then the strings (route, iss, sub, jti, rate key, function reason, detail), the
-// status and the headers. A string is a varint: an odd value n names interned string
-// n >> 1 of NameTable::shared() (route, iss and header names), an even one is followed by
-// its n >> 1 bytes. Immutable once made; shared through Ptr. A typical allow (one injected
-// header, a 36-character jti) takes 107 bytes in one malloc chunk of 128; it took ≈ 580 in
-// four as a shared_ptr to a Decision and six std::strings (docs/benchmarks.md).
+// one, then what a hit answers with (sub, iss, the function reason, the detail, the status,
+// the upstream and the response headers), then the facts (jti, route, rate key). A string
+// is a varint: an odd value n names interned string n >> 1 of NameTable::shared() (iss,
+// route and header names), an even one is followed by its n >> 1 bytes; counts and the
+// status are varints too. Immutable once made; shared through Ptr. A typical allow (one
+// injected header, a 36-character jti) takes 107 bytes in one malloc chunk of 128; it took
+// ≈ 580 in four as a shared_ptr to a Decision and six std::strings (docs/benchmarks.md).
 class CachedDecision final {
  public:
   class Ptr;
   static Ptr make(const CacheEntry& entry);
 
   std::int64_t expiresAt() const { return expires_at_; }
-  std::string_view route() const { return string(kRoute); }
-  std::string_view iss() const { return string(kIss); }
-  std::string_view sub() const { return string(kSub); }
-  std::string_view jti() const { return string(kJti); }
-  std::string_view rateKey() const { return string(kRateKey); }
+  // What every hit reads (the identity and decision()) comes first in the entry; what only
+  // revocation, a rate limit or a purge reads (jti, route, rate key), after it.
+  std::string_view sub() const;
+  std::string_view iss() const;
+  std::string_view jti() const { return fact(kJti); }
+  std::string_view route() const { return fact(kRoute); }
+  std::string_view rateKey() const { return fact(kRateKey); }
   // SHA-256 hex, as Revocations holds token hashes; empty when no credential authenticated.
   std::string tokenHash() const;
   // The decision as it was cached, with ttl 0: an answer from the cache is not cached again
@@ -91,7 +94,7 @@ class CachedDecision final {
   CachedDecision& operator=(const CachedDecision&) = delete;
 
  private:
-  enum Field { kRoute, kIss, kSub, kJti, kRateKey, kFunctionReason, kDetail, kStrings };
+  enum Fact { kJti, kRoute, kRateKey, kFacts };
   enum Flag : std::uint8_t {
     kAllow = 1,
     kShadow = 2,
@@ -104,7 +107,9 @@ class CachedDecision final {
   // The allocation's bytes after the header, and after the token hash.
   const unsigned char* bytes() const { return reinterpret_cast<const unsigned char*>(this + 1); }
   const unsigned char* fields() const { return bytes() + (flags_ & kHasTokenHash ? 32 : 0); }
-  std::string_view string(Field field) const;
+  // The bytes after the identity and the decision, where the facts start.
+  const unsigned char* facts() const;
+  std::string_view fact(Fact fact) const;
 
   mutable std::atomic<std::uint32_t> refs_{1};
   std::uint8_t flags_ = 0;
