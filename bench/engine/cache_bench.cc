@@ -12,6 +12,8 @@
 // cache/put/new_value             the same with a new realistic entry per put, built and
 //                                 packed (CachedDecision::make), as the gatekeeper does on a
 //                                 miss.
+// cache/decode                    what a hit reads from its entry: decision(), sub() and iss()
+//                                 of one realistic entry (warm in the CPU caches).
 // cache/memory_per_entry          1,000,000 realistic entries (one injected header X-User:
 //                                 alice; sub, iss, a 36-char jti, a token hash, route name)
 //                                 inserted into an empty cache; counters: bytes_per_entry
@@ -199,6 +201,21 @@ void BM_CachePutNew(benchmark::State& state) {
 }
 BENCHMARK(BM_CachePutShared)->Name("cache/put/shared_value");
 BENCHMARK(BM_CachePutNew)->Name("cache/put/new_value");
+
+void BM_CacheDecode(benchmark::State& state) {
+  std::mt19937_64 rng(9);
+  const auto cached = realisticValue(rng, 0);
+  for (auto _ : state) {
+    engine::Decision d = cached->decision();
+    const std::string_view sub = cached->sub();
+    const std::string_view iss = cached->iss();
+    benchmark::DoNotOptimize(d);
+    benchmark::DoNotOptimize(sub);
+    benchmark::DoNotOptimize(iss);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_CacheDecode)->Name("cache/decode");
 
 // Resident set size in bytes, from /proc/self/statm (second field, in pages).
 double rssBytes() {
