@@ -129,7 +129,7 @@ CachedDecision::Ptr CachedDecision::make(const CacheEntry& entry) {
   return Ptr(cached);
 }
 
-void CachedDecision::Ptr::free(CachedDecision* p) {
+void CachedDecision::Ptr::destroy(CachedDecision* p) {
   p->~CachedDecision();
   ::operator delete(p);
 }

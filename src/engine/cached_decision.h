@@ -111,7 +111,7 @@ class CachedDecision final {
   const unsigned char* facts() const;
   std::string_view fact(Fact fact) const;
 
-  mutable std::atomic<std::uint32_t> refs_{1};
+  std::atomic<std::uint32_t> refs_{1};  // the Ptrs that share this entry
   std::uint8_t flags_ = 0;
   Outcome outcome_ = Outcome::kDeny;
   Reason reason_ = Reason::kNoRoute;
@@ -121,7 +121,7 @@ static_assert(sizeof(CachedDecision) == 16);
 
 // Shares one CachedDecision: a copy adds a reference (one atomic increment); the last Ptr
 // to go frees it. Copies may be made and dropped on any thread.
-class CachedDecision::Ptr {
+class CachedDecision::Ptr final {
  public:
   Ptr() = default;
   Ptr(std::nullptr_t) {}
@@ -136,7 +136,7 @@ class CachedDecision::Ptr {
   ~Ptr() { reset(); }
   void reset() {
     CachedDecision* p = std::exchange(p_, nullptr);
-    if (p != nullptr && p->refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) free(p);
+    if (p != nullptr && p->refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy(p);
   }
 
   const CachedDecision* get() const { return p_; }
@@ -148,7 +148,7 @@ class CachedDecision::Ptr {
  private:
   friend class CachedDecision;
   explicit Ptr(CachedDecision* adopted) : p_(adopted) {}
-  static void free(CachedDecision* p);
+  static void destroy(CachedDecision* p);
   CachedDecision* p_ = nullptr;
 };
 

@@ -1,6 +1,7 @@
 #include "engine/decision_cache.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "telemetry/metrics.h"
 
@@ -43,9 +44,9 @@ std::size_t LocalDecisionCache::Index::firstEmpty(const CacheKey& key) const {
 
 void LocalDecisionCache::Index::insert(const CacheKey& key, std::uint32_t slot,
                                        const Slots& slots) {
-  if (2 * (size_ + 1) > cells_.size()) {
-    std::vector<std::uint32_t> old(2 * cells_.size());
-    old.swap(cells_);
+  if (2 * (size_ + 1) > cells_.size()) {  // doubles, placing every entry again from its home
+    const std::vector<std::uint32_t> old =
+        std::exchange(cells_, std::vector<std::uint32_t>(2 * cells_.size()));
     for (const std::uint32_t cell : old) {
       if (cell != 0) cells_[firstEmpty(slots[cell - 1].key)] = cell;
     }

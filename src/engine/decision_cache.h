@@ -85,7 +85,7 @@ class LocalDecisionCache final : public DecisionCache {
   // a cell or two; doubles when it would pass that. A removal shifts the rest of its probe
   // run back instead of leaving a tombstone, so a lookup never walks over dead cells. The
   // keys stay in the slots: every call is given them. Guarded by the shard's lock.
-  class Index {
+  class Index final {
    public:
     static constexpr std::uint32_t kNone = ~std::uint32_t{0};
     Index() : cells_(kFirstCells) {}
