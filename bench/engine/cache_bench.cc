@@ -3,19 +3,23 @@
 //   build/bench/cache_bench                     (bench/authz/cache.sh is the end-to-end run)
 //
 // cache/get_hit, cache/get_miss   LocalDecisionCache::get on 100,000 resident entries (a hit
-//                                 returns a shared_ptr copy: one atomic increment and
-//                                 decrement); 1 and 2 threads (the cache is sharded 64 ways,
-//                                 one mutex per shard).
+//                                 returns a CachedDecision::Ptr copy: one atomic increment
+//                                 and decrement); 1 and 2 threads (the cache is sharded 64
+//                                 ways, one mutex per shard).
 // cache/put/shared_value          put of fresh keys into a full cache (CLOCK eviction on every
-//                                 put), the value a shared_ptr already built: the cache alone.
-// cache/put/new_value             the same with a new realistic CachedDecision per put, as
-//                                 the gatekeeper does on a miss.
+//                                 put), the value a CachedDecision already made: the cache
+//                                 alone.
+// cache/put/new_value             the same with a new realistic entry per put, built and
+//                                 packed (CachedDecision::make), as the gatekeeper does on a
+//                                 miss.
+// cache/decode                    what a hit reads from its entry: decision(), sub() and iss()
+//                                 of one realistic entry (warm in the CPU caches).
 // cache/memory_per_entry          1,000,000 realistic entries (one injected header X-User:
-//                                 alice; sub, iss, jti, a 64-hex-char token_hash, route name)
+//                                 alice; sub, iss, a 36-char jti, a token hash, route name)
 //                                 inserted into an empty cache; counters: bytes_per_entry
 //                                 from the process RSS (/proc/self/statm) before and after,
 //                                 heap_bytes_per_entry from mallinfo2() (bytes handed out by
-//                                 malloc), and the fixed sizes that make up an entry.
+//                                 malloc), and the sizes that make up an entry.
 // ratelimit/one_key               LocalRateLimiter::check on one key (always allowed).
 // ratelimit/many_keys             100,000 keys cycled, all resident (default capacity 1M).
 // ratelimit/new_keys_full         every check a new key, limiter at capacity with no idle key
@@ -61,6 +65,7 @@ namespace {
 
 using namespace portcullis;
 using engine::CachedDecision;
+using engine::CacheEntry;
 using engine::CacheKey;
 using engine::LocalDecisionCache;
 
@@ -90,34 +95,36 @@ std::vector<CacheKey> randomKeys(std::size_t n, std::uint64_t seed) {
   return keys;
 }
 
-std::string hex64(std::mt19937_64& rng) {
-  static const char* digits = "0123456789abcdef";
-  std::string s(64, '0');
-  for (auto& c : s)
-    c = digits[rng() & 15];
-  return s;
+Sha256 randomDigest(std::mt19937_64& rng) {
+  Sha256 digest;
+  for (auto& b : digest)
+    b = static_cast<unsigned char>(rng());
+  return digest;
 }
 
-// A CachedDecision as a cached allow on a typical route holds it; `i` varies the strings
-// the way distinct callers would (each entry owns its own copies, as in the gatekeeper).
-std::shared_ptr<const CachedDecision> realisticEntry(std::mt19937_64& rng, std::size_t i) {
-  auto e = std::make_shared<CachedDecision>();
-  e->decision.allow = true;
-  e->decision.status = 200;
-  e->decision.outcome = engine::Outcome::kAllow;
-  e->decision.reason = Reason::kNone;
-  e->decision.ttl = std::chrono::seconds(60);
-  e->decision.upstream_headers.emplace_back("X-User", "alice");
-  e->route = "orders-read";
-  e->sub = "alice";
-  e->iss = "portcullis-dev";
+// What the gatekeeper caches of an allow on a typical route; `i` varies the strings the way
+// distinct callers would (each entry its own jti and token hash).
+CacheEntry realisticEntry(std::mt19937_64& rng, std::size_t i) {
+  CacheEntry e;
+  e.decision.allow = true;
+  e.decision.status = 200;
+  e.decision.outcome = engine::Outcome::kAllow;
+  e.decision.reason = Reason::kNone;
+  e.decision.ttl = std::chrono::seconds(60);
+  e.decision.upstream_headers.emplace_back("X-User", "alice");
+  e.route = "orders-read";
+  e.sub = "alice";
+  e.iss = "portcullis-dev";
   char jti[48];  // a UUID: 36 characters
   std::snprintf(jti, sizeof jti, "%08x-1e2d-4c5b-9a8f-0b1c2d3e4f50",
                 static_cast<unsigned>(i & 0xffffffffu));
-  e->jti = jti;
-  e->token_hash = hex64(rng);
-  e->expires_at = kNow + 3600;
+  e.jti = jti;
+  e.token_hash = randomDigest(rng);
+  e.expires_at = kNow + 3600;
   return e;
+}
+CachedDecision::Ptr realisticValue(std::mt19937_64& rng, std::size_t i) {
+  return CachedDecision::make(realisticEntry(rng, i));
 }
 
 // ---- LocalDecisionCache ------------------------------------------------------------------
@@ -129,7 +136,7 @@ struct CacheFixture {
       : cache(1'000'000), present(randomKeys(kResident, 1)), absent(randomKeys(kResident, 2)) {
     std::mt19937_64 rng(3);
     for (std::size_t i = 0; i < present.size(); ++i)
-      cache.put(present[i], realisticEntry(rng, i));
+      cache.put(present[i], realisticValue(rng, i));
     if (cache.size() != kResident) die("the cache did not keep every resident entry");
   }
   LocalDecisionCache cache;
@@ -173,14 +180,14 @@ void putBench(benchmark::State& state, bool new_value) {
   constexpr std::size_t kCapacity = 65'536;
   LocalDecisionCache cache(kCapacity);
   std::mt19937_64 rng(4);
-  const auto shared = realisticEntry(rng, 0);
+  const auto shared = realisticValue(rng, 0);
   const auto fill = randomKeys(2 * kCapacity, 5);
   for (const auto& k : fill)
     cache.put(k, shared);
   const auto keys = randomKeys(1 << 20, 6);
   std::size_t i = 0;
   for (auto _ : state) {
-    cache.put(keys[i], new_value ? realisticEntry(rng, i) : shared);
+    cache.put(keys[i], new_value ? realisticValue(rng, i) : shared);
     if (++i == keys.size()) i = 0;
   }
   state.SetItemsProcessed(state.iterations());
@@ -194,6 +201,21 @@ void BM_CachePutNew(benchmark::State& state) {
 }
 BENCHMARK(BM_CachePutShared)->Name("cache/put/shared_value");
 BENCHMARK(BM_CachePutNew)->Name("cache/put/new_value");
+
+void BM_CacheDecode(benchmark::State& state) {
+  std::mt19937_64 rng(9);
+  const auto cached = realisticValue(rng, 0);
+  for (auto _ : state) {
+    engine::Decision d = cached->decision();
+    const std::string_view sub = cached->sub();
+    const std::string_view iss = cached->iss();
+    benchmark::DoNotOptimize(d);
+    benchmark::DoNotOptimize(sub);
+    benchmark::DoNotOptimize(iss);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_CacheDecode)->Name("cache/decode");
 
 // Resident set size in bytes, from /proc/self/statm (second field, in pages).
 double rssBytes() {
@@ -215,7 +237,7 @@ void BM_CacheMemoryPerEntry(benchmark::State& state) {
     const auto heap0 = mallinfo2().uordblks;
     auto cache = std::make_unique<LocalDecisionCache>(2 * kEntries);
     for (std::size_t i = 0; i < kEntries; ++i)
-      cache->put(keys[i], realisticEntry(rng, i));
+      cache->put(keys[i], realisticValue(rng, i));
     const double rss1 = rssBytes();
     const auto heap1 = mallinfo2().uordblks;
     if (cache->size() != kEntries) state.SkipWithError("entries were evicted");
@@ -223,8 +245,8 @@ void BM_CacheMemoryPerEntry(benchmark::State& state) {
     state.counters["entries"] = n;
     state.counters["bytes_per_entry"] = (rss1 - rss0) / n;
     state.counters["heap_bytes_per_entry"] = static_cast<double>(heap1 - heap0) / n;
-    state.counters["sizeof_CachedDecision"] = sizeof(CachedDecision);
-    state.counters["sizeof_Decision"] = sizeof(engine::Decision);
+    std::mt19937_64 one(8);
+    state.counters["record_bytes"] = static_cast<double>(realisticValue(one, 0)->allocationSize());
     state.counters["rss_mib_delta"] = (rss1 - rss0) / (1024.0 * 1024.0);
     state.PauseTiming();
     cache.reset();

@@ -75,18 +75,25 @@ const EVP_MD* sha256Md() {
   return kSha256;
 }
 
-std::string sha256Hex(std::string_view data) {
-  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md.data(), &len, sha256Md(), nullptr);
+Sha256 sha256(std::string_view data) {
+  Sha256 md{};
+  EVP_Digest(data.data(), data.size(), md.data(), nullptr, sha256Md(), nullptr);
+  return md;
+}
+
+std::string hex(const Sha256& digest) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
-  out.reserve(len * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(kHex[md[i] >> 4]);
-    out.push_back(kHex[md[i] & 0xf]);
+  out.reserve(digest.size() * 2);
+  for (const unsigned char b : digest) {
+    out.push_back(kHex[b >> 4]);
+    out.push_back(kHex[b & 0xf]);
   }
   return out;
+}
+
+std::string sha256Hex(std::string_view data) {
+  return hex(sha256(data));
 }
 
 int hexDigit(char c) {

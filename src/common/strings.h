@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -37,6 +38,11 @@ std::string percentDecode(std::string_view s);
 // A query string's parameters in order, names and values percent-decoded. Empty pieces
 // ("a=1&&b=2") are skipped; a name without '=' has an empty value.
 std::vector<std::pair<std::string, std::string>> queryParameters(std::string_view query);
+// SHA-256 of `data`, as 32 bytes.
+using Sha256 = std::array<unsigned char, 32>;
+Sha256 sha256(std::string_view data);
+// A digest in hex (lower case, 64 characters).
+std::string hex(const Sha256& digest);
 // Hex SHA-256 of `data` (lower case, 64 characters).
 std::string sha256Hex(std::string_view data);
 // OpenSSL's SHA-256, fetched once per process: EVP_sha256() makes every EVP_DigestInit_ex

@@ -30,6 +30,8 @@ struct Decision {
   bool fail_open = false;            // an error turned into allow by `on_error: allow`
   bool expose_reason = false;        // the route lets clients see `reason`
 
+  bool operator==(const Decision&) const = default;
+
   // A shadowed deny or a fail-open error: allowed, but the audit line says what would have
   // happened.
   bool wouldDeny() const { return allow && outcome != Outcome::kAllow; }

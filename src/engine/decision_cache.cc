@@ -1,6 +1,7 @@
 #include "engine/decision_cache.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "telemetry/metrics.h"
 
@@ -18,44 +19,97 @@ void exportCacheGauges(telemetry::Metrics& metrics, const DecisionCache& cache) 
 }
 
 LocalDecisionCache::LocalDecisionCache(std::size_t max_entries, CacheStats stats)
-    : per_shard_(std::max<std::size_t>(1, max_entries / kShards)),
+    // Slot numbers are 32-bit, with one value left for Index::kNone.
+    : per_shard_(std::clamp<std::size_t>(max_entries / kShards, 1, Index::kNone - 1)),
       shards_(std::make_unique<Shard[]>(kShards)),
-      stats_(std::move(stats)) {}
+      stats_(std::move(stats)) {
+  for (std::size_t i = 0; i < kShards; ++i)
+    shards_[i].slots.reserve(per_shard_);  // address space; pages are touched as slots fill
+}
 
-std::shared_ptr<const CachedDecision> LocalDecisionCache::get(const CacheKey& key,
-                                                              std::int64_t now) {
+std::size_t LocalDecisionCache::Index::find(const CacheKey& key, const Slots& slots) const {
+  const std::size_t mask = cells_.size() - 1;
+  for (std::size_t i = home(key);; i = (i + 1) & mask) {
+    if (cells_[i] == 0 || slots[cells_[i] - 1].key == key) return i;
+  }
+}
+
+std::size_t LocalDecisionCache::Index::firstEmpty(const CacheKey& key) const {
+  const std::size_t mask = cells_.size() - 1;
+  std::size_t i = home(key);
+  while (cells_[i] != 0)
+    i = (i + 1) & mask;
+  return i;
+}
+
+void LocalDecisionCache::Index::insert(const CacheKey& key, std::uint32_t slot,
+                                       const Slots& slots) {
+  if (2 * (size_ + 1) > cells_.size()) {  // doubles, placing every entry again from its home
+    const std::vector<std::uint32_t> old =
+        std::exchange(cells_, std::vector<std::uint32_t>(2 * cells_.size()));
+    for (const std::uint32_t cell : old) {
+      if (cell != 0) cells_[firstEmpty(slots[cell - 1].key)] = cell;
+    }
+  }
+  cells_[firstEmpty(key)] = slot + 1;
+  ++size_;
+}
+
+void LocalDecisionCache::Index::erase(std::size_t cell, const Slots& slots) {
+  // Knuth's algorithm R: walk the run after the hole; a cell whose home is not between the
+  // hole and itself would be unreachable past an empty cell, so it moves into the hole.
+  const std::size_t mask = cells_.size() - 1;
+  std::size_t hole = cell;
+  for (std::size_t i = (hole + 1) & mask; cells_[i] != 0; i = (i + 1) & mask) {
+    const std::size_t from_home = (i - home(slots[cells_[i] - 1].key)) & mask;
+    if (from_home >= ((i - hole) & mask)) {
+      cells_[hole] = cells_[i];
+      hole = i;
+    }
+  }
+  cells_[hole] = 0;
+  --size_;
+}
+
+void LocalDecisionCache::remove(Shard& shard, std::size_t cell) {
+  const std::uint32_t at = shard.index.slotAt(cell);
+  shard.index.erase(cell, shard.slots);
+  shard.slots[at].value.reset();
+}
+
+CachedDecision::Ptr LocalDecisionCache::get(const CacheKey& key, std::int64_t now) {
   Shard& shard = shardOf(key);
   {
     std::lock_guard lock(shard.mu);
-    const auto it = shard.index.find(key);
-    if (it != shard.index.end()) {
-      Slot& slot = shard.slots[it->second];
-      if (slot.value->expires_at > now) {
+    const std::size_t cell = shard.index.find(key, shard.slots);
+    if (const std::uint32_t at = shard.index.slotAt(cell); at != Index::kNone) {
+      Slot& slot = shard.slots[at];
+      if (slot.value->expiresAt() > now) {
         slot.referenced = true;
         auto value = slot.value;
         if (stats_.hits != nullptr) stats_.hits->inc();
         return value;
       }
-      slot.value.reset();  // expired: free the slot now
-      shard.index.erase(it);
+      remove(shard, cell);  // expired: free the slot now
     }
   }
   if (stats_.misses != nullptr) stats_.misses->inc();
   return nullptr;
 }
 
-void LocalDecisionCache::put(const CacheKey& key, std::shared_ptr<const CachedDecision> value) {
+void LocalDecisionCache::put(const CacheKey& key, CachedDecision::Ptr value) {
   Shard& shard = shardOf(key);
   std::lock_guard lock(shard.mu);
-  if (const auto it = shard.index.find(key); it != shard.index.end()) {
-    shard.slots[it->second].value = std::move(value);
-    shard.slots[it->second].referenced = true;
+  if (const std::uint32_t at = shard.index.slotAt(shard.index.find(key, shard.slots));
+      at != Index::kNone) {
+    shard.slots[at].value = std::move(value);
+    shard.slots[at].referenced = true;
     return;
   }
   std::uint32_t at;
   if (shard.slots.size() < per_shard_) {
     at = static_cast<std::uint32_t>(shard.slots.size());
-    shard.slots.push_back({});
+    shard.slots.emplace_back();
   } else {
     // Sweep: a free slot wins at once; a referenced one gets a second chance.
     for (;;) {
@@ -67,7 +121,7 @@ void LocalDecisionCache::put(const CacheKey& key, std::shared_ptr<const CachedDe
         slot.referenced = false;
         continue;
       }
-      shard.index.erase(slot.key);
+      remove(shard, shard.index.find(slot.key, shard.slots));
       if (stats_.evictions != nullptr) stats_.evictions->inc();
       break;
     }
@@ -76,7 +130,7 @@ void LocalDecisionCache::put(const CacheKey& key, std::shared_ptr<const CachedDe
   slot.key = key;
   slot.value = std::move(value);
   slot.referenced = false;
-  shard.index[key] = at;
+  shard.index.insert(key, at, shard.slots);
 }
 
 std::size_t LocalDecisionCache::purge(const std::function<bool(const CachedDecision&)>& match) {
@@ -84,14 +138,10 @@ std::size_t LocalDecisionCache::purge(const std::function<bool(const CachedDecis
   for (std::size_t i = 0; i < kShards; ++i) {
     Shard& shard = shards_[i];
     std::lock_guard lock(shard.mu);
-    for (auto it = shard.index.begin(); it != shard.index.end();) {
-      Slot& slot = shard.slots[it->second];
-      if (match(*slot.value)) {
-        slot.value.reset();
-        it = shard.index.erase(it);
+    for (Slot& slot : shard.slots) {
+      if (slot.value && match(*slot.value)) {
+        remove(shard, shard.index.find(slot.key, shard.slots));
         ++removed;
-      } else {
-        ++it;
       }
     }
   }

@@ -8,7 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "engine/decision.h"
+#include "engine/cached_decision.h"
 #include "telemetry/stats.h"
 
 namespace portcullis::engine {
@@ -24,24 +24,15 @@ struct CacheKeyHash {
   std::size_t operator()(const CacheKey& k) const { return static_cast<std::size_t>(k.lo); }
 };
 
-// A decision as the cache keeps it: what a hit needs to answer, audit and re-check
-// (revocation, rate limit) without running the pipeline. Immutable.
-struct CachedDecision {
-  Decision decision;
-  std::string route;  // route name
-  std::string sub, iss, jti;
-  std::string token_hash;       // SHA-256 hex of the credential, for revocation by token
-  std::string rate_key;         // the route's rendered rate-limit key, if it has one
-  std::int64_t expires_at = 0;  // Unix seconds
-};
-
 // The decision cache: local (sharded, CLOCK eviction) or, for a fleet, a second level in
 // Redis (later). Thread-safe.
 class DecisionCache {
  public:
   virtual ~DecisionCache() = default;
-  virtual std::shared_ptr<const CachedDecision> get(const CacheKey& key, std::int64_t now) = 0;
-  virtual void put(const CacheKey& key, std::shared_ptr<const CachedDecision> value) = 0;
+  // The entry for `key` unless it expired by `now`; null on a miss. The entry stays valid
+  // while the caller holds it, whatever the cache does meanwhile.
+  virtual CachedDecision::Ptr get(const CacheKey& key, std::int64_t now) = 0;
+  virtual void put(const CacheKey& key, CachedDecision::Ptr value) = 0;
   // Removes the entries `match` selects; returns how many.
   virtual std::size_t purge(const std::function<bool(const CachedDecision&)>& match) = 0;
   virtual std::size_t size() const = 0;
@@ -67,11 +58,14 @@ CacheStats cacheStats(telemetry::Metrics& metrics);
 // every render.
 void exportCacheGauges(telemetry::Metrics& metrics, const DecisionCache& cache);
 
+// Memory per entry: its CachedDecision, one 32-byte slot, and 2 to 4 index cells of 4 bytes
+// (the index doubles when half full). The slots are reserved up front as address space and
+// touched as entries arrive, so the resident size follows the entries, not max_entries.
 class LocalDecisionCache final : public DecisionCache {
  public:
   LocalDecisionCache(std::size_t max_entries, CacheStats stats = {});
-  std::shared_ptr<const CachedDecision> get(const CacheKey& key, std::int64_t now) override;
-  void put(const CacheKey& key, std::shared_ptr<const CachedDecision> value) override;
+  CachedDecision::Ptr get(const CacheKey& key, std::int64_t now) override;
+  void put(const CacheKey& key, CachedDecision::Ptr value) override;
   std::size_t purge(const std::function<bool(const CachedDecision&)>& match) override;
   std::size_t size() const override;
 
@@ -81,17 +75,49 @@ class LocalDecisionCache final : public DecisionCache {
   // approximation of LRU without a list node per entry.
   struct Slot {
     CacheKey key;
-    std::shared_ptr<const CachedDecision> value;  // null = free
+    CachedDecision::Ptr value;  // null = free
     bool referenced = false;
   };
+  using Slots = std::vector<Slot>;
+
+  // Which slot holds a key: open addressing with linear probing over a power-of-two array of
+  // cells, each a slot number + 1 (0 = empty). Kept at most half full, so a probe ends after
+  // a cell or two; doubles when it would pass that. A removal shifts the rest of its probe
+  // run back instead of leaving a tombstone, so a lookup never walks over dead cells. The
+  // keys stay in the slots: every call is given them. Guarded by the shard's lock.
+  class Index final {
+   public:
+    static constexpr std::uint32_t kNone = ~std::uint32_t{0};
+    Index() : cells_(kFirstCells) {}
+    // The cell holding `key`, or the empty cell where its probe ended.
+    std::size_t find(const CacheKey& key, const Slots& slots) const;
+    // The slot number in `cell`; kNone for an empty cell.
+    std::uint32_t slotAt(std::size_t cell) const { return cells_[cell] - 1; }
+    // Adds `key` (absent) in slot `slot`.
+    void insert(const CacheKey& key, std::uint32_t slot, const Slots& slots);
+    // Empties `cell` (one find() returned).
+    void erase(std::size_t cell, const Slots& slots);
+    std::size_t size() const { return size_; }
+
+   private:
+    static constexpr std::size_t kFirstCells = 16;
+    std::size_t home(const CacheKey& key) const { return key.lo & (cells_.size() - 1); }
+    std::size_t firstEmpty(const CacheKey& key) const;
+    std::vector<std::uint32_t> cells_;
+    std::size_t size_ = 0;  // cells in use
+  };
+
   struct Shard {
     mutable std::mutex mu;
-    std::unordered_map<CacheKey, std::uint32_t, CacheKeyHash> index;
-    std::vector<Slot> slots;
+    Slots slots;  // the ring; grows to per_shard_ and stays
+    Index index;
     std::uint32_t hand = 0;
   };
   static constexpr std::size_t kShards = 64;
+  // The shard is chosen by the key's top bits, the index cell by its low bits.
   Shard& shardOf(const CacheKey& key) { return shards_[(key.hi >> 58) % kShards]; }
+  // Frees the slot in `cell` of the shard's index.
+  static void remove(Shard& shard, std::size_t cell);
 
   std::size_t per_shard_;
   std::unique_ptr<Shard[]> shards_;

@@ -33,13 +33,20 @@ std::string claimString(const identity::Identity& id, const char* name) {
 }
 
 // What `token_hash` revocation matches: the canonical hash of the credential that
-// authenticated (identity/jwt/jwt.h credentialHash) — the one its provider read, never
-// merely the first any provider of the route found — empty without a verified identity.
+// authenticated (identity/jwt/jwt.h credentialDigest) — the one its provider read, never
+// merely the first any provider of the route found — none without a verified identity.
+std::optional<Sha256> revocationDigest(const identity::Credentials& credentials,
+                                       const std::optional<identity::Identity>& identity) {
+  if (!identity) return std::nullopt;
+  const std::string_view token = credentials.of(identity->provider);
+  if (token.empty()) return std::nullopt;
+  return identity::credentialDigest(token);
+}
+// The same in hex, as Revocations holds it; empty without one.
 std::string revocationHash(const identity::Credentials& credentials,
                            const std::optional<identity::Identity>& identity) {
-  if (!identity) return {};
-  const std::string_view token = credentials.of(identity->provider);
-  return token.empty() ? std::string() : identity::credentialHash(token);
+  const auto digest = revocationDigest(credentials, identity);
+  return digest ? hex(*digest) : std::string();
 }
 
 // Turns the evaluation into a plain deny for `reason` (its table status, no headers).
@@ -152,11 +159,13 @@ std::optional<Evaluation> Gatekeeper::decide(http::Request& request, const Clien
     Evaluation ev;
     ev.route = route;
     ev.cache = Evaluation::Cache::kHit;
-    ev.decision = cached->decision;
-    if (!cached->sub.empty() || !cached->iss.empty()) {
+    ev.decision = cached->decision();
+    const std::string_view sub = cached->sub();
+    const std::string_view iss = cached->iss();
+    if (!sub.empty() || !iss.empty()) {
       ev.identity.emplace();
-      ev.identity->subject = cached->sub;
-      ev.identity->issuer = cached->iss;
+      ev.identity->subject = sub;
+      ev.identity->issuer = iss;
     }
     if (explain) ev.trace.push_back({"cache", "hit", "key recipe: " + route->cache_recipe});
     afterDecision(request, route, credentials, ev, cached.get(), now);
@@ -180,7 +189,7 @@ std::optional<Evaluation> Gatekeeper::decide(http::Request& request, const Clien
     ev.cache = Evaluation::Cache::kMiss;
     if (auto entry = toCacheEntry(*route, request, credentials, ev, now)) {
       ev.decision.ttl = std::chrono::seconds(entry->expires_at - now);
-      services_.cache->put(key, std::move(entry));
+      services_.cache->put(key, CachedDecision::make(*entry));
     }
     flights_.finish(key, ev);  // waiters get the policy decision before per-request stages
   };
@@ -206,19 +215,19 @@ void Gatekeeper::afterDecision(const http::Request& request, const Route* route,
                                const identity::Credentials& credentials, Evaluation& ev,
                                const CachedDecision* cached, std::int64_t now) {
   if (!ev.decision.allow || route == nullptr) return;
-  if (services_.revocations != nullptr && !route->providers.empty()) {
+  // Nothing revoked (the usual case): nothing to gather. isRevoked would say no anyway.
+  if (services_.revocations != nullptr && !route->providers.empty() &&
+      !services_.revocations->empty()) {
     std::string sub, jti, token_hash;
     if (cached != nullptr) {
-      sub = cached->sub;
-      jti = cached->jti;
-      token_hash = cached->token_hash;
+      sub = cached->sub();
+      jti = cached->jti();
+      token_hash = cached->tokenHash();
     } else if (ev.identity) {
       sub = ev.identity->subject;
       jti = claimString(*ev.identity, "jti");
     }
-    if (token_hash.empty() && services_.revocations->size() > 0) {
-      token_hash = revocationHash(credentials, ev.identity);
-    }
+    if (token_hash.empty()) token_hash = revocationHash(credentials, ev.identity);
     if (services_.revocations->isRevoked(sub, jti, token_hash, now)) {
       denyUnlessShadow(route, ev, Reason::kTokenRevoked,
                        "the credential was revoked (sub, jti or token)");
@@ -229,21 +238,24 @@ void Gatekeeper::afterDecision(const http::Request& request, const Route* route,
     }
   }
   if (route->rate_limit && route->rate_limit->needs_identity) {
-    std::string key;
     if (cached != nullptr) {
-      key = cached->rate_key;
+      rateLimited(*route, cached->rateKey(), ev);
     } else {
-      key = route->rate_limit->key.render(
-          TemplateInput{request, ev.identity ? &*ev.identity : nullptr, nullptr});
+      rateLimited(*route,
+                  route->rate_limit->key.render(
+                      TemplateInput{request, ev.identity ? &*ev.identity : nullptr, nullptr}),
+                  ev);
     }
-    rateLimited(*route, key, ev);
   }
 }
 
-bool Gatekeeper::rateLimited(const Route& route, const std::string& key, Evaluation& ev) {
+bool Gatekeeper::rateLimited(const Route& route, std::string_view key, Evaluation& ev) {
   if (services_.limiter == nullptr) return false;
-  const RateVerdict v = services_.limiter->check(route.name + '\0' + key, route.rate_limit->limit,
-                                                 clock_.monotonicMicros());
+  std::string limiter_key = route.name;
+  limiter_key += '\0';
+  limiter_key += key;
+  const RateVerdict v =
+      services_.limiter->check(limiter_key, route.rate_limit->limit, clock_.monotonicMicros());
   if (v.allowed) return false;
   denyUnlessShadow(
       &route, ev, Reason::kRateLimited,
@@ -305,18 +317,18 @@ CacheKey cacheKey(const PolicySnapshot& snapshot, const Route& route, const http
   return key;
 }
 
-std::shared_ptr<const CachedDecision> Gatekeeper::toCacheEntry(
-    const Route& route, const http::Request& request, const identity::Credentials& credentials,
-    const Evaluation& ev, std::int64_t now) const {
+std::optional<CacheEntry> Gatekeeper::toCacheEntry(const Route& route, const http::Request& request,
+                                                   const identity::Credentials& credentials,
+                                                   const Evaluation& ev, std::int64_t now) const {
   const Decision& d = ev.decision;
   // Errors are never cached, nor is anything an operator must see every time, nor denies
   // whose cause fixes itself without a policy change: a key the refresher has not fetched
   // yet, a token that is not valid *yet*.
-  if (d.outcome == Outcome::kError || d.fail_open) return nullptr;
+  if (d.outcome == Outcome::kError || d.fail_open) return std::nullopt;
   if (!d.allow && (d.reason == Reason::kKeyNotFound || d.reason == Reason::kTokenNotYetValid ||
                    d.reason == Reason::kTokenIssuedInFuture ||
                    reasonInfo(d.reason).kind == ReasonKind::kLimited)) {
-    return nullptr;
+    return std::nullopt;
   }
   std::int64_t ttl = (d.allow ? route.cache_ttl : route.cache_deny_ttl).count();
   if (ev.function_ttl) ttl = std::min<std::int64_t>(ttl, ev.function_ttl->count());
@@ -326,19 +338,19 @@ std::shared_ptr<const CachedDecision> Gatekeeper::toCacheEntry(
       ttl = std::min<std::int64_t>(ttl, jsonSeconds(exp->get<double>()) - now);
     }
   }
-  if (ttl <= 0) return nullptr;
-  auto entry = std::make_shared<CachedDecision>();
-  entry->decision = d;
-  entry->route = route.name;
-  entry->expires_at = now + ttl;
+  if (ttl <= 0) return std::nullopt;
+  CacheEntry entry;
+  entry.decision = d;
+  entry.route = route.name;
+  entry.expires_at = now + ttl;
   if (ev.identity) {
-    entry->sub = ev.identity->subject;
-    entry->iss = ev.identity->issuer;
-    entry->jti = claimString(*ev.identity, "jti");
+    entry.sub = ev.identity->subject;
+    entry.iss = ev.identity->issuer;
+    entry.jti = claimString(*ev.identity, "jti");
   }
-  entry->token_hash = revocationHash(credentials, ev.identity);
+  entry.token_hash = revocationDigest(credentials, ev.identity);
   if (route.rate_limit && route.rate_limit->needs_identity) {
-    entry->rate_key = route.rate_limit->key.render(
+    entry.rate_key = route.rate_limit->key.render(
         TemplateInput{request, ev.identity ? &*ev.identity : nullptr, nullptr});
   }
   return entry;

@@ -88,11 +88,11 @@ class Gatekeeper final {
   void afterDecision(const http::Request& request, const Route* route,
                      const identity::Credentials& credentials, Evaluation& ev,
                      const CachedDecision* cached, std::int64_t now);
-  bool rateLimited(const Route& route, const std::string& key, Evaluation& ev);
-  std::shared_ptr<const CachedDecision> toCacheEntry(const Route& route,
-                                                     const http::Request& request,
-                                                     const identity::Credentials& credentials,
-                                                     const Evaluation& ev, std::int64_t now) const;
+  bool rateLimited(const Route& route, std::string_view key, Evaluation& ev);
+  // What the cache keeps of a miss's decision, or nothing when it must not be cached.
+  std::optional<CacheEntry> toCacheEntry(const Route& route, const http::Request& request,
+                                         const identity::Credentials& credentials,
+                                         const Evaluation& ev, std::int64_t now) const;
 
   std::atomic<std::shared_ptr<const PolicySnapshot>> snapshot_;
   DecisionLog& log_;

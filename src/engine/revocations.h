@@ -23,6 +23,8 @@ class Revocations final {
   bool isRevoked(const std::string& sub, const std::string& jti, const std::string& token_hash,
                  std::int64_t now) const;
   std::size_t size() const;
+  // True when nothing is revoked; no lock.
+  bool empty() const { return count_.load(std::memory_order_acquire) == 0; }
   // Drops ended revocations (the control thread calls it periodically).
   void purgeExpired(std::int64_t now);
 

@@ -228,8 +228,8 @@ net::HttpOut AdminFrontend::purge(const std::string& query) {
   const auto route = p.find("route");
   const auto sub = p.find("sub");
   const std::size_t n = options_.cache->purge([&](const engine::CachedDecision& d) {
-    if (route != p.end() && d.route != route->second) return false;
-    if (sub != p.end() && d.sub != sub->second) return false;
+    if (route != p.end() && d.route() != route->second) return false;
+    if (sub != p.end() && d.sub() != sub->second) return false;
     return true;
   });
   return json(200, {{"purged", n}});

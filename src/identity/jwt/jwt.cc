@@ -297,13 +297,17 @@ std::optional<std::string> peekIssuer(std::string_view token, std::size_t max_to
   return iss->get<std::string>();
 }
 
-std::string credentialHash(std::string_view token) {
+Sha256 credentialDigest(std::string_view token) {
   const std::size_t first = token.find('.');
   const std::size_t second = first == std::string_view::npos ? first : token.find('.', first + 1);
   if (second == std::string_view::npos || token.find('.', second + 1) != std::string_view::npos) {
-    return sha256Hex(token);
+    return sha256(token);
   }
-  return sha256Hex(token.substr(0, second));
+  return sha256(token.substr(0, second));
+}
+
+std::string credentialHash(std::string_view token) {
+  return hex(credentialDigest(token));
 }
 
 }  // namespace portcullis::identity

@@ -10,6 +10,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "common/result.h"
+#include "common/strings.h"
 #include "identity/jwt/jwk.h"
 
 namespace portcullis::identity {
@@ -56,6 +57,8 @@ std::optional<std::string> peekIssuer(std::string_view token, std::size_t max_to
 // signature without the key (an ECDSA (r, s) is as valid as (r, n-s)), but cannot change a
 // byte of what was signed. Any other token is hashed whole.
 std::string credentialHash(std::string_view token);
+// The same hash as 32 bytes (credentialHash is its hex).
+Sha256 credentialDigest(std::string_view token);
 
 // Signs `claims` (a JSON object) as a compact JWS with `key`, which must be able to sign
 // with `alg`. For `portcullis token` and tests; not on the request path.

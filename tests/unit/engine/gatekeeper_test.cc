@@ -146,6 +146,33 @@ TEST_F(GatekeeperTest, SecondRequestIsAHitUntilTheTtl) {
   EXPECT_EQ(decide(request("/orders/1", token_)).cache, Evaluation::Cache::kMiss);
 }
 
+// A hit answers what the miss answered: status, reason, detail, every header, the identity.
+// Only the ttl differs: a decision taken from the cache reports 0 (docs/haproxy.md, the
+// `cache_ttl` variable), as it always has.
+TEST_F(GatekeeperTest, AHitAnswersExactlyWhatTheMissDid) {
+  const auto noscope =
+      mintToken({{"jti", "5b3e0c1a-7d2f-4e8a-9c6b-1f0e2d3c4b5a"}}, clock_.unixSeconds());
+  for (const auto& token : {token_, noscope}) {
+    const auto miss = decide(request("/orders/7", token));
+    ASSERT_EQ(miss.cache, Evaluation::Cache::kMiss);
+    const auto hit = decide(request("/orders/7", token));
+    ASSERT_EQ(hit.cache, Evaluation::Cache::kHit);
+    Decision expected = miss.decision;
+    expected.ttl = std::chrono::seconds(0);
+    EXPECT_EQ(hit.decision, expected) << "detail: " << hit.decision.detail;
+    ASSERT_TRUE(hit.identity);
+    EXPECT_EQ(hit.identity->subject, miss.identity->subject);
+    EXPECT_EQ(hit.identity->issuer, miss.identity->issuer);
+  }
+  // What the two cases above answered, so that the comparison is not between two empties.
+  const auto allowed = decide(request("/orders/7", token_)).decision;
+  EXPECT_EQ(allowed.upstream_headers.size(), 2u);
+  const auto denied = decide(request("/orders/7", noscope)).decision;
+  EXPECT_EQ(denied.reason, Reason::kScopeMissing);
+  EXPECT_FALSE(denied.response_headers.empty());
+  EXPECT_FALSE(denied.detail.empty());
+}
+
 TEST_F(GatekeeperTest, DeniesUseDenyTtlAndNeverOutliveTheToken) {
   const auto noscope = mintToken({}, clock_.unixSeconds());
   EXPECT_EQ(decide(request("/orders/1", noscope)).decision.ttl.count(), 5);
@@ -399,6 +426,7 @@ TEST_F(GatekeeperTest, TokenHashRevocationSurvivesSignatureMalleability) {
   }
   EXPECT_EQ(identity::credentialHash(token), identity::credentialHash(twin));
   EXPECT_EQ(identity::credentialHash("opaque-token"), portcullis::sha256Hex("opaque-token"));
+  EXPECT_EQ(portcullis::hex(identity::credentialDigest(token)), identity::credentialHash(token));
 }
 
 // With several providers, the revoked credential is the one that authenticated, not the

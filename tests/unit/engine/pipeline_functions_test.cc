@@ -66,6 +66,14 @@ class FakeFunction final : public Function {
   std::optional<int> ttl_;
 };
 
+class FixedClock final : public Clock {
+ public:
+  explicit FixedClock(std::int64_t s) : ms(s * 1000) {}
+  std::int64_t unixMillis() const override { return ms; }
+  std::int64_t monotonicMicros() const override { return ms * 1000; }
+  std::int64_t ms;
+};
+
 // Runtimes with the fake as `lambda`.
 const config::FunctionRuntimes& fakeRuntimes() {
   static const config::FunctionRuntimes runtimes = [] {
@@ -151,6 +159,12 @@ routes:
     allow: true
     functions: [later]
     cache: { ttl: 30s }
+  - name: denied-cached
+    match: { paths: [/denied-cached] }
+    authenticate: [demo]
+    functions: [ok, no]
+    expose_reason: true
+    cache: { ttl: 30s, deny_ttl: 30s }
 )";
 
 class FunctionsTest : public ::testing::Test {
@@ -274,13 +288,7 @@ TEST_F(FunctionsTest, FunctionTtlLowersTheCacheTtlAndCacheKeysFollowCacheKey) {
    public:
     void write(std::string_view) override {}
   } sink;
-  class FixedClock final : public Clock {
-   public:
-    explicit FixedClock(std::int64_t s) : ms(s * 1000) {}
-    std::int64_t unixMillis() const override { return ms; }
-    std::int64_t monotonicMicros() const override { return ms * 1000; }
-    std::int64_t ms;
-  } clock(now_);
+  FixedClock clock(now_);
   LocalDecisionCache cache(1024);
   Gatekeeper gatekeeper(snapshot_, sink, metrics_, clock, GatekeeperServices{&cache});
   http::Request r = request("/chain");
@@ -318,6 +326,27 @@ TEST_F(FunctionsTest, OverloadIsNotFailedOpenByOnError) {
   EXPECT_TRUE(opted.decision.allow);
   EXPECT_TRUE(opted.decision.fail_open);
   EXPECT_EQ(opted.decision.reasonCode(), "function_overloaded");
+}
+
+// A function's deny, taken from the cache, keeps the function's own reason and status and
+// the header that exposes the reason.
+TEST_F(FunctionsTest, ACachedFunctionDenyAnswersLikeTheMiss) {
+  audit::NullSink sink;
+  LocalDecisionCache cache(1024);
+  const FixedClock clock(now_);
+  Gatekeeper gatekeeper(snapshot_, sink, metrics_, clock, GatekeeperServices{&cache});
+  http::Request first = request("/denied-cached");
+  const auto miss = gatekeeper.decide(first);
+  ASSERT_EQ(miss.cache, Evaluation::Cache::kMiss);
+  EXPECT_EQ(miss.decision.reasonCode(), "tenant_mismatch");
+  EXPECT_EQ(header(miss.decision.response_headers, "X-Portcullis-Reason"), "tenant_mismatch");
+  http::Request second = request("/denied-cached");
+  const auto hit = gatekeeper.decide(second);
+  ASSERT_EQ(hit.cache, Evaluation::Cache::kHit);
+  Decision expected = miss.decision;
+  expected.ttl = std::chrono::seconds(0);  // a decision from the cache reports 0
+  EXPECT_EQ(hit.decision, expected);
+  EXPECT_EQ(hit.decision.status, 401);
 }
 
 TEST_F(FunctionsTest, PerClientLimitsAreNeverFailedOpenNorCached) {
