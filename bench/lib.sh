@@ -25,10 +25,11 @@
 #   bench_measure URL OUTFILE PID…       the measured run with CPU accounting of the PIDs;
 #       results in M_REQUESTS M_SECS M_RPS M_P50 M_P99 M_ERRS M_TICKS M_CPU_US M_UTIL
 #       M_SBUSY M_CBUSY and M_EACH (per PID: CPU µs per request)
-# The wrk Lua script ($work/request.lua, written by the caller) must print one line
-#   RESULT requests=N duration_s=S rps=R p50_us=… p99_us=… err_connect=… err_read=…
-#   err_write=… err_status=… err_timeout=…
-# from wrk's done() hook.
+#   bench_wrk_script <<'LUA' … LUA   writes $work/request.lua: the request (wrk.method,
+#       wrk.path, wrk.headers…) from stdin, then the done() hook that prints the line
+#   RESULT requests=N duration_s=S rps=R p50_us=… p90_us=… p99_us=… p999_us=… max_us=…
+#   mean_us=… stdev_us=… err_connect=… err_read=… err_write=… err_status=… err_timeout=…
+#       which bench_measure reads.
 
 bench_init() {
   BENCH_NAME=$1
@@ -160,6 +161,25 @@ bench_header() {  # bench_header TITLE
 }
 
 # ---- wrk ----------------------------------------------------------------------------------
+bench_wrk_script() {
+  {
+    cat
+    cat <<'LUA'
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  local secs = summary.duration / 1e6
+  io.write(string.format(
+    "RESULT requests=%d duration_s=%.3f rps=%.1f p50_us=%d p90_us=%d p99_us=%d p999_us=%d " ..
+    "max_us=%d mean_us=%.1f stdev_us=%.1f err_connect=%d err_read=%d err_write=%d " ..
+    "err_status=%d err_timeout=%d\n",
+    summary.requests, secs, summary.requests / secs, latency:percentile(50),
+    latency:percentile(90), latency:percentile(99), latency:percentile(99.9), latency.max,
+    latency.mean, latency.stdev, e.connect, e.read, e.write, e.status, e.timeout))
+end
+LUA
+  } >"$work/request.lua"
+}
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" "$2" | tail -1; }
 wrk_run() {  # wrk_run URL DURATION OUTFILE
   local secs=${2%s}

@@ -40,25 +40,13 @@ bench_copy_binary "$bin"
 token=$("$bin" token --key "$key" --sub alice --aud orders-api --scope 'read:orders' --ttl 2h)
 export BENCH_TOKEN=$token
 
-cat >"$work/request.lua" <<'LUA'
+bench_wrk_script <<'LUA'
 -- The nginx auth_request subrequest as portcullis sees it; the same bytes go to nginx.
 wrk.method = "GET"
 wrk.path = "/"
 wrk.headers["X-Original-URI"] = "/orders/7"
 wrk.headers["X-Original-Method"] = "GET"
 wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_TOKEN") or "")
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  local secs = summary.duration / 1e6
-  io.write(string.format(
-    "RESULT requests=%d duration_s=%.3f rps=%.1f p50_us=%d p90_us=%d p99_us=%d p999_us=%d " ..
-    "max_us=%d mean_us=%.1f stdev_us=%.1f err_connect=%d err_read=%d err_write=%d " ..
-    "err_status=%d err_timeout=%d\n",
-    summary.requests, secs, summary.requests / secs, latency:percentile(50),
-    latency:percentile(90), latency:percentile(99), latency:percentile(99.9), latency.max,
-    latency.mean, latency.stdev, e.connect, e.read, e.write, e.status, e.timeout))
-end
 LUA
 
 write_policy() {  # write_policy FILE SINK

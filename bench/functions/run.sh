@@ -51,7 +51,7 @@ cp "$bootstrap" "$work/bash/bootstrap"
 cp "$here/tenant.sh" "$work/bash/tenant.sh"
 chmod +x "$work/bash/bootstrap"
 
-cat >"$work/request.lua" <<'LUA'
+bench_wrk_script <<'LUA'
 -- The nginx auth_request subrequest as portcullis sees it: an allowed tenant.
 wrk.method = "GET"
 wrk.path = "/"
@@ -59,18 +59,6 @@ wrk.headers["X-Original-URI"] = "/orders/7"
 wrk.headers["X-Original-Method"] = "GET"
 wrk.headers["Authorization"] = "Bearer demo-acme"
 wrk.headers["X-Tenant"] = "acme"
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  local secs = summary.duration / 1e6
-  io.write(string.format(
-    "RESULT requests=%d duration_s=%.3f rps=%.1f p50_us=%d p90_us=%d p99_us=%d p999_us=%d " ..
-    "max_us=%d mean_us=%.1f stdev_us=%.1f err_connect=%d err_read=%d err_write=%d " ..
-    "err_status=%d err_timeout=%d\n",
-    summary.requests, secs, summary.requests / secs, latency:percentile(50),
-    latency:percentile(90), latency:percentile(99), latency:percentile(99.9), latency.max,
-    latency.mean, latency.stdev, e.connect, e.read, e.write, e.status, e.timeout))
-end
 LUA
 
 # write_policy FILE TARGET: one route on /orders/**, no cache, gated by TARGET's function.

@@ -116,21 +116,10 @@ openssl asn1parse -genconf "$work/demo-pub.cnf" -out "$work/demo-pub.der" -noout
   openssl pkey -pubin -in "$work/demo-pub.pem" -noout ||
   die "could not write the demo key as PEM"
 
-cat >"$work/request.lua" <<'LUA'
+bench_wrk_script <<'LUA'
 wrk.method = "GET"
 wrk.path = "/orders/7"
 wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_TOKEN") or "")
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  local secs = summary.duration / 1e6
-  io.write(string.format(
-    "RESULT requests=%d duration_s=%.3f rps=%.1f p50_us=%d p90_us=%d p99_us=%d max_us=%d " ..
-    "err_connect=%d err_read=%d err_write=%d err_status=%d err_timeout=%d\n",
-    summary.requests, secs, summary.requests / secs, latency:percentile(50),
-    latency:percentile(90), latency:percentile(99), latency.max,
-    e.connect, e.read, e.write, e.status, e.timeout))
-end
 LUA
 
 # ---- nginx: the application, `return 200` ---------------------------------------------------

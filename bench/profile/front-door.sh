@@ -32,20 +32,12 @@ export BENCH_TOKEN=$token
 sink=none
 [[ $audit == file ]] && sink="file:$work/audit.jsonl"
 
-cat >"$work/request.lua" <<'LUA'
+bench_wrk_script <<'LUA'
 wrk.method = "GET"
 wrk.path = "/"
 wrk.headers["X-Original-URI"] = "/orders/7"
 wrk.headers["X-Original-Method"] = "GET"
 wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_TOKEN") or "")
-function done(summary, latency, requests)
-  local e = summary.errors
-  local secs = summary.duration / 1e6
-  io.write(string.format("RESULT requests=%d duration_s=%.3f rps=%.1f p50_us=%d p99_us=%d " ..
-    "err_connect=%d err_read=%d err_write=%d err_status=%d err_timeout=%d\n",
-    summary.requests, secs, summary.requests / secs, latency:percentile(50),
-    latency:percentile(99), e.connect, e.read, e.write, e.status, e.timeout))
-end
 LUA
 
 cat >"$work/policy.yaml" <<YAML
