@@ -372,23 +372,13 @@ measure() {
 }
 
 # ---- the rows -------------------------------------------------------------------------------
-row_plain() {
-  local name="nginx plain"
-  start_front "$work/nginx-plain" plain
+row_front_only() {  # row_front_only NAME MODE: a row served by the front nginx alone
+  local name=$1 mode=$2
+  start_front "$work/nginx-$mode" "$mode"
   check "$name" "$FRONT_URL" 0
   measure "$name" "$FRONT_URL" - "${FRONT_PIDS[@]}"
   stop_nginx "$FRONT_PID"
-  echo "   nginx error log: $(nginx_problems "$work/nginx-plain") line(s) at [error] or worse"
-  echo
-}
-
-row_internal() {
-  local name="auth_request -> internal 204"
-  start_front "$work/nginx-internal" internal
-  check "$name" "$FRONT_URL" 0
-  measure "$name" "$FRONT_URL" - "${FRONT_PIDS[@]}"
-  stop_nginx "$FRONT_PID"
-  echo "   nginx error log: $(nginx_problems "$work/nginx-internal") line(s) at [error] or worse"
+  echo "   nginx error log: $(nginx_problems "$work/nginx-$mode") line(s) at [error] or worse"
   echo
 }
 
@@ -470,8 +460,8 @@ note "server side (front nginx 1 worker + backend server block, floor nginx 1 wo
 note "warm-up $warmup, measured $duration, $conns connections, GET /orders/7 with one RS256 token"
 echo
 
-row_plain
-row_internal
+row_front_only "nginx plain" plain
+row_front_only "auth_request -> internal 204" internal
 row_floor
 row_portcullis "auth_request -> portcullis (audit file)" "file:$work/audit.jsonl"
 if [[ ${BENCH_AUDIT_NONE:-0} == 1 ]]; then
