@@ -1,7 +1,9 @@
 #include "engine/gatekeeper.h"
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -277,6 +279,19 @@ CacheKey cacheKey(const PolicySnapshot& snapshot, const Route& route, const http
       EVP_MD_CTX_new(), &EVP_MD_CTX_free};
   EVP_MD_CTX* const ctx = owned.get();
   EVP_DigestInit_ex2(ctx, sha256Md(), nullptr);
+  // A secret of this process first: the key picks the cache shard and the index cell, so a
+  // client who could predict keys could grind tokens whose entries all land in one probe
+  // run and make every lookup there walk it.
+  static const std::array<unsigned char, 32> kSalt = [] {
+    std::array<unsigned char, 32> salt{};
+    if (RAND_bytes(salt.data(), static_cast<int>(salt.size())) != 1) {
+      std::random_device device;  // getrandom(2) as well, should OpenSSL's pool fail
+      for (auto& b : salt)
+        b = static_cast<unsigned char>(device());
+    }
+    return salt;
+  }();
+  EVP_DigestUpdate(ctx, kSalt.data(), kSalt.size());
   addField(ctx, snapshot.version);
   addField(ctx, route.name);
   addField(ctx, request.method);
