@@ -55,9 +55,7 @@ frontends::ReloadReport Reloader::reload(std::string_view trigger) {
   if (before.listeners.authz != after.listeners.authz ||
       before.listeners.spoe != after.listeners.spoe ||
       before.listeners.admin != after.listeners.admin || before.workers != after.workers ||
-      before.audit.sink != after.audit.sink || before.audit.queue != after.audit.queue ||
-      before.audit.block_timeout != after.audit.block_timeout ||
-      before.audit.on_full != after.audit.on_full) {
+      before.audit != after.audit) {
     spdlog::warn("reload ({}): listeners, workers and audit changes take effect on restart",
                  trigger);
   }

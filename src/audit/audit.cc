@@ -20,6 +20,15 @@ namespace portcullis::audit {
 
 namespace {
 
+// ".123": a fraction in thousandths (0-999), written at `at`; returns the end.
+char* putThousandths(char* at, unsigned thousandths) {
+  *at++ = '.';
+  *at++ = static_cast<char>('0' + thousandths / 100);
+  *at++ = static_cast<char>('0' + thousandths / 10 % 10);
+  *at++ = static_cast<char>('0' + thousandths % 10);
+  return at;
+}
+
 // "2026-12-07T10:21:52.123Z" for a time in Unix milliseconds. The part up to the seconds is
 // kept per thread: a worker writes many lines within one second.
 void appendTimestamp(std::string& out, std::int64_t ts_unix_ms) {
@@ -38,28 +47,19 @@ void appendTimestamp(std::string& out, std::int64_t ts_unix_ms) {
     cached.secs = secs;
   }
   char ms[8];
-  const auto frac = static_cast<int>(ts_unix_ms % 1000);
-  ms[0] = '.';
-  ms[1] = static_cast<char>('0' + frac / 100);
-  ms[2] = static_cast<char>('0' + frac / 10 % 10);
-  ms[3] = static_cast<char>('0' + frac % 10);
-  ms[4] = 'Z';
+  char* end = putThousandths(ms, static_cast<unsigned>(ts_unix_ms % 1000));
+  *end++ = 'Z';
   out.push_back('"');
   out.append(cached.text, cached.size);
-  out.append(ms, 5);
+  out.append(ms, end);
   out.push_back('"');
 }
 
 // A function run's duration in milliseconds with three decimals, as "12.345".
 void appendMillis(std::string& out, std::uint64_t micros) {
   char buf[32];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, micros / 1000);
-  const auto frac = static_cast<unsigned>(micros % 1000);
-  *end++ = '.';
-  *end++ = static_cast<char>('0' + frac / 100);
-  *end++ = static_cast<char>('0' + frac / 10 % 10);
-  *end++ = static_cast<char>('0' + frac % 10);
-  out.append(buf, end);
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, micros / 1000);
+  out.append(buf, putThousandths(end, static_cast<unsigned>(micros % 1000)));
 }
 
 }  // namespace
@@ -137,10 +137,12 @@ void AuditSink::record(const engine::DecisionEvent& event) {
 }
 
 StreamSink::StreamSink(Options options, telemetry::Metrics& metrics)
-    : options_(std::move(options)),
-      per_shard_(
-          std::max<std::size_t>(1, options_.queue / std::max<std::size_t>(1, options_.shards))),
-      shards_(std::make_unique<Shard[]>(std::max<std::size_t>(1, options_.shards))) {
+    : options_([&] {
+        options.shards = std::max<std::size_t>(1, options.shards);
+        return std::move(options);
+      }()),
+      per_shard_(std::max<std::size_t>(1, options_.queue / options_.shards)),
+      shards_(std::make_unique<Shard[]>(options_.shards)) {
   PORTCULLIS_STAT_REGISTER(PORTCULLIS_AUDIT_STATS, stats_, telemetry::StatScope(metrics));
   openTarget();
   thread_ = std::thread([this] { run(); });
@@ -183,7 +185,7 @@ StreamSink::Shard& StreamSink::myShard() {
     mine.sink = this;
     mine.index = next_shard_.fetch_add(1, std::memory_order_relaxed);
   }
-  return shards_[mine.index % std::max<std::size_t>(1, options_.shards)];
+  return shards_[mine.index % options_.shards];
 }
 
 void StreamSink::wake(bool urgent) {
@@ -331,9 +333,8 @@ void StreamSink::writeBatch(std::vector<std::string>& batch,
 }
 
 void StreamSink::run() {
-  const std::size_t n = std::max<std::size_t>(1, options_.shards);
-  std::vector<std::string> batch(n);
-  std::vector<std::size_t> counts(n);
+  std::vector<std::string> batch(options_.shards);
+  std::vector<std::size_t> counts(options_.shards);
   std::unique_lock lock(mu_);
   const auto asked = [&] {
     return stopping_ || reopen_ || urgent_ || flush_wanted_ != flush_done_;

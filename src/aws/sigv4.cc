@@ -20,21 +20,9 @@ constexpr char kUpperHex[] = "0123456789ABCDEF";
 std::string hmacSha256(std::string_view key, std::string_view data) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
   unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+  HMAC(sha256Md(), key.data(), static_cast<int>(key.size()),
        reinterpret_cast<const unsigned char*>(data.data()), data.size(), md.data(), &len);
   return std::string(reinterpret_cast<const char*>(md.data()), len);
-}
-
-std::string hex(std::string_view bytes) {
-  static constexpr char kLowerHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (const char c : bytes) {
-    const auto u = static_cast<unsigned char>(c);
-    out.push_back(kLowerHex[u >> 4]);
-    out.push_back(kLowerHex[u & 0xf]);
-  }
-  return out;
 }
 
 // Header values are signed with leading and trailing blanks removed and every run of

@@ -81,11 +81,12 @@ Sha256 sha256(std::string_view data) {
   return md;
 }
 
-std::string hex(const Sha256& digest) {
+std::string hex(std::string_view bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
-  out.reserve(digest.size() * 2);
-  for (const unsigned char b : digest) {
+  out.reserve(bytes.size() * 2);
+  for (const char c : bytes) {
+    const auto b = static_cast<unsigned char>(c);
     out.push_back(kHex[b >> 4]);
     out.push_back(kHex[b & 0xf]);
   }

@@ -41,8 +41,11 @@ std::vector<std::pair<std::string, std::string>> queryParameters(std::string_vie
 // SHA-256 of `data`, as 32 bytes.
 using Sha256 = std::array<unsigned char, 32>;
 Sha256 sha256(std::string_view data);
-// A digest in hex (lower case, 64 characters).
-std::string hex(const Sha256& digest);
+// Bytes in hex, lower case (two characters a byte).
+std::string hex(std::string_view bytes);
+inline std::string hex(const Sha256& digest) {
+  return hex(std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
+}
 // Hex SHA-256 of `data` (lower case, 64 characters).
 std::string sha256Hex(std::string_view data);
 // OpenSSL's SHA-256, fetched once per process: EVP_sha256() makes every EVP_DigestInit_ex

@@ -226,14 +226,9 @@ class SettingsCompiler final {
     }
     readMillis(diag_, map, "block_timeout", "audit.block_timeout", a.block_timeout);
     if (const auto v = map.get("on_full"); v.IsDefined()) {
-      if (auto s = readString(diag_, v, "audit.on_full")) {
-        if (*s == "drop") {
-          a.on_full = engine::Settings::Audit::OnFull::kDrop;
-        } else if (*s == "block") {
-          a.on_full = engine::Settings::Audit::OnFull::kBlock;
-        } else {
-          diag_.error(v, "audit.on_full must be drop or block");
-        }
+      if (auto s = readChoice(diag_, v, "audit.on_full", {"drop", "block"})) {
+        a.on_full = *s == "block" ? engine::Settings::Audit::OnFull::kBlock
+                                  : engine::Settings::Audit::OnFull::kDrop;
       }
     }
   }

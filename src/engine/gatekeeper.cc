@@ -397,14 +397,8 @@ void Gatekeeper::finish(const http::Request& request, const Evaluation& ev,
 
 std::string newRequestId() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id(32, '0');
-  for (int half = 0; half < 2; ++half) {
-    std::uint64_t bits = rng();
-    for (int i = 15; i >= 0; --i, bits >>= 4)
-      id[static_cast<std::size_t>(half * 16 + i)] = kHex[bits & 0xf];
-  }
-  return id;
+  const std::array<std::uint64_t, 2> bits = {rng(), rng()};
+  return hex(std::string_view(reinterpret_cast<const char*>(bits.data()), sizeof bits));
 }
 
 }  // namespace portcullis::engine

@@ -127,6 +127,7 @@ struct Settings {
     std::chrono::milliseconds block_timeout{50};  // how long a worker waits for queue space
     enum class OnFull : std::uint8_t { kDrop, kBlock };
     OnFull on_full = OnFull::kDrop;  // past block_timeout: drop (counted), or wait for good
+    bool operator==(const Audit&) const = default;
   } audit;
 
   std::uint64_t cache_max_entries = 1'000'000;  // `cache.max_entries`

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <limits>
 
 #include <spdlog/spdlog.h>
@@ -81,8 +82,10 @@ std::chrono::milliseconds writeTimeout(const HttpLimits& limits) {
 // headerSafe) becomes a space, so no value can start another header.
 void appendField(std::string& text, std::string_view name, std::string_view value) {
   const auto put = [&text](std::string_view s) {
-    for (const char c : s)
-      text.push_back(c == '\r' || c == '\n' || c == '\0' ? ' ' : c);
+    text.append(s);
+    std::replace_if(
+        text.end() - static_cast<std::ptrdiff_t>(s.size()), text.end(),
+        [](char c) { return c == '\r' || c == '\n' || c == '\0'; }, ' ');
   };
   put(name);
   text += ": ";

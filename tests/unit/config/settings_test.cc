@@ -55,7 +55,7 @@ routes: []
   EXPECT_EQ(a.on_full, engine::Settings::Audit::OnFull::kBlock);
 
   const auto bad = load("version: 1\naudit: { on_full: wait }\nroutes: []\n");
-  EXPECT_TRUE(hasError(errors(bad), "2:19: ", "audit.on_full must be drop or block"))
+  EXPECT_TRUE(hasError(errors(bad), "2:19: ", "audit.on_full must be one of: drop, block"))
       << ::testing::PrintToString(errors(bad));
 }
 
