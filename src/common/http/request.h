@@ -25,6 +25,7 @@ class Headers final {
     }
   }
   const std::vector<Field>& fields() const { return fields_; }
+  void reserve(std::size_t fields) { fields_.reserve(fields); }
   bool empty() const { return fields_.empty(); }
 
  private:

@@ -232,60 +232,73 @@ std::optional<http::Request> originalRequest(net::HttpIn& in, const engine::Sett
   return req;
 }
 
-asio::awaitable<net::HttpOut> AuthzFrontend::handle(net::HttpIn& in) {
+namespace {
+
+// The answer to a decision: its status and X-Request-Id; on allow the identity headers for
+// the upstream, on deny the challenge headers. No body: nginx does not read an auth
+// subrequest's body, so a body would cost the keep-alive connection on every deny.
+net::HttpOut answer(const engine::Evaluation& ev, const std::string& request_id) {
+  const engine::Decision& d = ev.decision;
+  net::HttpOut out;
+  out.status = d.status;
+  const auto& extra = d.allow ? d.upstream_headers : d.response_headers;
+  out.headers.reserve(1 + extra.size());
+  out.headers.emplace_back("X-Request-Id", request_id);
+  out.headers.insert(out.headers.end(), extra.begin(), extra.end());
+  return out;
+}
+
+// A decision that did not complete inline (an introspection call, or another request's
+// evaluation of the same cache key): the request it reads, and its result once there. The
+// completion may run on another worker's thread, so it only posts to the connection's
+// loop, where a timer used as a one-shot event wakes the waiting coroutine.
+struct PendingDecision {
+  http::Request request;
+  std::optional<asio::steady_timer> wake;
+  std::optional<engine::Evaluation> result;
+};
+
+asio::awaitable<net::HttpOut> awaitDecision(std::shared_ptr<PendingDecision> pending) {
+  if (!pending->result) {
+    pending->wake.emplace(co_await asio::this_coro::executor,
+                          asio::steady_timer::time_point::max());
+    while (!pending->result) {
+      co_await pending->wake->async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+  }
+  co_return answer(*pending->result, pending->request.request_id);
+}
+
+}  // namespace
+
+net::HttpAnswer AuthzFrontend::handle(net::HttpIn& in) {
   const auto snapshot = gatekeeper_.snapshot();
   std::string why;
   auto request = originalRequest(in, snapshot->settings.authz, why);
-  net::HttpOut out;
   if (!request) {
+    net::HttpOut out;
     out.status =
         refuseBadRequest(gatekeeper_, "authz", in.method, in.peer, in.headers, std::move(why))
             .evaluation.decision.status;
-    co_return out;
+    return out;
   }
-  request->listener = "authz";
-  request->request_id = callerRequestId(request->headers);
+  // The evaluation reads the request until it completes, which may be after this returns.
+  auto pending = std::make_shared<PendingDecision>();
+  pending->request = std::move(*request);
+  http::Request& req = pending->request;
+  req.listener = "authz";
+  req.request_id = callerRequestId(req.headers);
 
-  // Most decisions complete inline. One that waits (an introspection call, or another
-  // request's evaluation of the same cache key) resumes this coroutine through a timer
-  // used as a one-shot event. The callback may run on another worker's thread, so it only
-  // posts to this connection's executor.
-  // The timer is only built when the decision did not complete inline (the callback runs
-  // on this loop after we suspend, so it always finds it).
-  struct Pending {
-    std::optional<asio::steady_timer> wake;
-    std::optional<engine::Evaluation> result;
-  };
-  const auto executor = co_await asio::this_coro::executor;
-  auto pending = std::make_shared<Pending>();
+  const auto executor = in.connection->executor();
   std::optional<engine::Evaluation> ev =
-      gatekeeper_.decide(*request, clients_, false, [pending, executor](engine::Evaluation done) {
+      gatekeeper_.decide(req, clients_, false, [pending, executor](engine::Evaluation done) {
         asio::post(executor, [pending, done = std::move(done)]() mutable {
           pending->result = std::move(done);
           if (pending->wake) pending->wake->cancel();
         });
       });
-  if (!ev) {
-    pending->wake.emplace(executor, asio::steady_timer::time_point::max());
-    while (!pending->result) {
-      co_await pending->wake->async_wait(asio::as_tuple(asio::use_awaitable));
-    }
-    ev = std::move(pending->result);
-  }
-
-  const engine::Decision& d = ev->decision;
-  out.status = d.status;
-  out.headers.emplace_back("X-Request-Id", request->request_id);
-  if (d.allow) {
-    for (const auto& h : d.upstream_headers)
-      out.headers.push_back(h);
-    co_return out;
-  }
-  // No body: nginx does not read an auth subrequest's body, so a body would cost the
-  // keep-alive connection on every deny. The status and headers say it all.
-  for (const auto& h : d.response_headers)
-    out.headers.push_back(h);
-  co_return out;
+  if (ev) return answer(*ev, req.request_id);
+  return awaitDecision(std::move(pending));
 }
 
 }  // namespace portcullis::frontends

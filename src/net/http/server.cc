@@ -1,6 +1,7 @@
 #include "net/http/server.h"
 
 #include <poll.h>
+#include <time.h>
 
 #include <algorithm>
 #include <limits>
@@ -10,9 +11,11 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/execution/context.hpp>
+#include <boost/asio/execution_context.hpp>
+#include <boost/asio/query.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -52,6 +55,9 @@ namespace {
 
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
+// Answers to pipelined requests wait to leave together up to this many bytes.
+constexpr std::size_t kMaxOwed = 64 * 1024;
+
 // Decrements the listener's connection count when the connection ends, however it ends.
 struct ConnectionSlot {
   explicit ConnectionSlot(HttpListenerState& s) : state(s) {}
@@ -65,14 +71,6 @@ struct RefusalSlot {
   ~RefusalSlot() { count->fetch_sub(1, std::memory_order_relaxed); }
   std::shared_ptr<std::atomic<std::uint64_t>> count;
 };
-
-void expireAfter(beast::tcp_stream& stream, std::chrono::milliseconds timeout) {
-  if (timeout == kNoTimeout) {
-    stream.expires_never();
-  } else {
-    stream.expires_after(timeout);
-  }
-}
 
 std::chrono::milliseconds writeTimeout(const HttpLimits& limits) {
   return limits.write_timeout.value_or(limits.header_timeout);
@@ -93,16 +91,14 @@ void appendField(std::string& text, std::string_view name, std::string_view valu
   text += "\r\n";
 }
 
-// The response's bytes, head and body in one buffer, as Beast's serializer writes the same
+// Appends the response's bytes, head and body, to `text`, as Beast's serializer writes the same
 // message (its reason phrases; Server first, then the handler's headers, Content-Type,
 // Connection, Content-Length), without a fields container per response. A status that
 // cannot have a body (1xx, 204, 304) gets neither a body nor a Content-Length.
-std::string serializeResponse(HttpOut&& out, const std::string& server, unsigned version,
-                              bool keep_alive) {
+void serializeResponse(std::string& text, HttpOut&& out, const std::string& server,
+                       unsigned version, bool keep_alive) {
   const bool bodiless = out.status < 200 || out.status == 204 || out.status == 304;
   if (bodiless) out.body.clear();
-  std::string text;
-  text.reserve(160 + server.size() + out.body.size() + out.headers.size() * 48);
   text += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
   text += std::to_string(out.status);
   text += ' ';
@@ -119,35 +115,6 @@ std::string serializeResponse(HttpOut&& out, const std::string& server, unsigned
   if (!bodiless) appendField(text, "Content-Length", std::to_string(out.body.size()));
   text += "\r\n";
   text += out.body;
-  return text;
-}
-
-// Writes a serialized response under the write timeout; true when all of it was written.
-asio::awaitable<bool> writeResponse(beast::tcp_stream& stream, const std::string& text,
-                                    std::chrono::milliseconds timeout) {
-  expireAfter(stream, timeout);
-  auto [ec, written] = co_await asio::async_write(stream, asio::buffer(text), kNoThrow);
-  (void)written;
-  co_return !ec;
-}
-
-HttpOut plainError(HttpReadError why) {
-  HttpOut out;
-  switch (why) {
-    case HttpReadError::kHeaderTooLarge:
-      out.status = 431;
-      out.body = "request header fields too large\n";
-      break;
-    case HttpReadError::kBodyTooLarge:
-      out.status = 413;
-      out.body = "payload too large\n";
-      break;
-    case HttpReadError::kMalformed:
-      out.status = 400;
-      out.body = "bad request\n";
-      break;
-  }
-  return out;
 }
 
 // Beast's HTTP/1 request parser (its strictness: request line, field syntax, framing,
@@ -155,6 +122,9 @@ HttpOut plainError(HttpReadError why) {
 // between, so each header is copied once, into the handler's own list.
 class RequestReader final : public bhttp::basic_parser<true> {
  public:
+  // Room for this many fields from the start: the list grows once, not four times.
+  static constexpr std::size_t kUsualFields = 16;
+
   HttpIn in;
   unsigned version = 11;
   bool expect_continue = false;  // the first Expect field is "100-continue"
@@ -162,6 +132,7 @@ class RequestReader final : public bhttp::basic_parser<true> {
  private:
   void on_request_impl(bhttp::verb, beast::string_view method, beast::string_view target,
                        int http_version, beast::error_code&) override {
+    in.headers.reserve(kUsualFields);
     in.method.assign(method.data(), method.size());
     in.target.assign(target.data(), target.size());
     version = static_cast<unsigned>(http_version);
@@ -195,15 +166,254 @@ class RequestReader final : public bhttp::basic_parser<true> {
   bool seen_expect_ = false;
 };
 
-// Writes `out` as HTTP/1.1 with Connection: close and ends the sending side; true when it
-// was written.
-asio::awaitable<bool> writeAndClose(beast::tcp_stream& stream, HttpOut out,
-                                    const std::string& server, std::chrono::milliseconds timeout) {
-  const bool written =
-      co_await writeResponse(stream, serializeResponse(std::move(out), server, 11, false), timeout);
+// ---- Deadlines ------------------------------------------------------------------------------
+
+// The clock of deadlines: CLOCK_MONOTONIC_COARSE, read without the TSC (deadlines are
+// swept every 100 ms; its few milliseconds of resolution do not matter).
+struct CoarseClock {
+  using duration = std::chrono::nanoseconds;
+  using time_point = std::chrono::time_point<CoarseClock>;
+  static time_point now() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return time_point(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
+  }
+};
+
+// One connection's deadline, in its event loop's list (ConnectionDeadlines).
+struct Deadline {
+  Deadline* prev = nullptr;
+  Deadline* next = nullptr;
+  CoarseClock::time_point at = CoarseClock::time_point::max();
+  tcp::socket* socket = nullptr;
+  bool expired = false;  // the sweep cancelled the connection's pending operation
+};
+
+// Every HTTP connection of one event loop with its deadline, swept by one timer every
+// kSweepPeriod: a connection past its deadline has its pending read or write cancelled.
+// Moving a deadline is a store, where Beast's tcp_stream re-armed a timer (a locked heap
+// operation, often a timerfd_settime) for every read and write. Timeouts are therefore
+// kept to within one period. An Asio service, so that it lives and dies with its
+// io_context; only that context's thread touches it.
+class ConnectionDeadlines final : public asio::execution_context::service {
+ public:
+  static constexpr std::chrono::milliseconds kSweepPeriod{100};
+  static inline asio::execution_context::id id;  // NOLINT(readability-identifier-naming)
+
+  explicit ConnectionDeadlines(asio::execution_context& context) : service(context) {}
+
+  static ConnectionDeadlines& of(const asio::any_io_executor& executor) {
+    return asio::use_service<ConnectionDeadlines>(asio::query(executor, asio::execution::context));
+  }
+
+  void add(Deadline& d, const asio::any_io_executor& executor) {
+    d.next = head_;
+    if (head_ != nullptr) head_->prev = &d;
+    head_ = &d;
+    if (!timer_ && !shut_down_) timer_.emplace(executor);
+    if (timer_ && !sweeping_) arm();
+  }
+  void remove(Deadline& d) {
+    if (d.prev != nullptr) d.prev->next = d.next;
+    if (d.next != nullptr) d.next->prev = d.prev;
+    if (head_ == &d) head_ = d.next;
+    d.prev = d.next = nullptr;
+  }
+
+ private:
+  void shutdown() override {
+    shut_down_ = true;
+    timer_.reset();
+  }
+  void arm() {
+    sweeping_ = true;
+    timer_->expires_after(kSweepPeriod);
+    timer_->async_wait([this](const boost::system::error_code& ec) {
+      sweeping_ = false;
+      if (ec || !timer_) return;
+      sweep();
+      if (head_ != nullptr) arm();
+    });
+  }
+  void sweep() {
+    const auto now = CoarseClock::now();
+    for (Deadline* d = head_; d != nullptr; d = d->next) {
+      if (d->at > now) continue;
+      d->at = CoarseClock::time_point::max();
+      d->expired = true;
+      boost::system::error_code ignored;
+      d->socket->cancel(ignored);
+    }
+  }
+
+  Deadline* head_ = nullptr;
+  std::optional<asio::steady_timer> timer_;
+  bool sweeping_ = false;
+  bool shut_down_ = false;
+};
+
+// ---- One connection -------------------------------------------------------------------------
+
+// A connection's socket, its read buffer (reused for every request: whole header blocks,
+// body bytes and pipelined requests read along), the answers owed to the client and not
+// yet sent (answers to pipelined requests leave in one send), and its deadline. Reads wait
+// on the event loop; writes go out at once (the socket is non-blocking) and wait only when
+// the client does not read.
+class Connection final {
+ public:
+  Connection(tcp::socket socket, std::size_t buffer_limit)
+      : socket_(std::move(socket)), buffer_(buffer_limit) {
+    deadline_.socket = &socket_;
+    ConnectionDeadlines::of(socket_.get_executor()).add(deadline_, socket_.get_executor());
+    boost::system::error_code ignored;
+    socket_.non_blocking(true, ignored);
+  }
+  ~Connection() { ConnectionDeadlines::of(socket_.get_executor()).remove(deadline_); }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  tcp::socket& socket() { return socket_; }
+  beast::flat_buffer& buffer() { return buffer_; }
+
+  void expireAfter(std::chrono::milliseconds timeout) {
+    deadline_.expired = false;
+    deadline_.at =
+        timeout == kNoTimeout ? CoarseClock::time_point::max() : CoarseClock::now() + timeout;
+  }
+
+  // Reads what the client sent next into the buffer, under the current deadline, after
+  // sending what is owed to it (it may be waiting for that before it sends more).
+  asio::awaitable<beast::error_code> fill() {
+    if (!owed_.empty() && !co_await flush()) co_return asio::error::broken_pipe;
+    const std::size_t room = beast::read_size(buffer_, 64 * 1024);
+    if (room == 0) co_return bhttp::error::buffer_overflow;
+    auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(room), kNoThrow);
+    buffer_.commit(n);
+    co_return timedOut(ec);
+  }
+
+  // Owes `text` to the client; flush() sends it.
+  std::string& owed() { return owed_; }
+
+  // Sends what is owed; true when all of it was written (waiting under `write_timeout`
+  // only while the client does not read).
+  asio::awaitable<bool> flush() {
+    const auto read_deadline = deadline_.at;  // a write that waits has its own
+    std::size_t sent = 0;
+    bool ok = true;
+    while (sent < owed_.size()) {
+      boost::system::error_code ec;
+      sent += socket_.write_some(asio::buffer(owed_.data() + sent, owed_.size() - sent), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        expireAfter(write_timeout_);
+        auto [wait_ec] = co_await socket_.async_wait(tcp::socket::wait_write, kNoThrow);
+        if (!wait_ec) continue;
+        ec = wait_ec;
+      }
+      if (ec) {
+        ok = false;
+        break;
+      }
+    }
+    owed_.clear();
+    if (ok) deadline_.at = read_deadline;
+    co_return ok;
+  }
+  void setWriteTimeout(std::chrono::milliseconds timeout) { write_timeout_ = timeout; }
+
+  // Sends `text` (after anything owed) and ends the sending side; true when it was written.
+  asio::awaitable<bool> sendAndClose(std::string_view text) {
+    owed_.append(text);
+    const bool written = co_await flush();
+    boost::system::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    co_return written;
+  }
+
+ private:
+  beast::error_code timedOut(beast::error_code ec) const {
+    if (ec == asio::error::operation_aborted && deadline_.expired) return beast::error::timeout;
+    return ec;
+  }
+
+  tcp::socket socket_;
+  beast::flat_buffer buffer_;
+  std::string owed_;
+  Deadline deadline_;
+  std::chrono::milliseconds write_timeout_ = kNoTimeout;
+};
+
+// Feeds the buffered bytes to the parser; false (with `ec` unset) when it needs more.
+bool feed(Connection& connection, RequestReader& parser, beast::error_code& ec) {
+  auto& buffer = connection.buffer();
+  if (buffer.size() == 0) return false;
+  buffer.consume(parser.put(buffer.data(), ec));
+  if (ec != bhttp::error::need_more) return true;
+  ec = {};
+  return false;
+}
+
+// Parses until `done` holds, reading more as needed; Beast's own read loop (its end of
+// stream rules: end_of_stream before the first byte, partial_message after it).
+template <typename Done>
+asio::awaitable<beast::error_code> parseUntil(Connection& connection, RequestReader& parser,
+                                              Done done) {
   beast::error_code ec;
-  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-  co_return written;
+  while (!done()) {
+    if (feed(connection, parser, ec)) {
+      if (ec) co_return ec;
+      continue;
+    }
+    ec = co_await connection.fill();
+    if (ec == asio::error::eof) {
+      ec = {};
+      if (parser.got_some()) {
+        parser.put_eof(ec);
+        if (!ec) continue;
+      } else {
+        ec = bhttp::error::end_of_stream;
+      }
+    }
+    if (ec) co_return ec;
+  }
+  co_return ec;
+}
+
+// Reads one request: its header, then (after a "100 Continue" when `answer_continue` and
+// the client asks for one) its body, all of it under `timeout`.
+asio::awaitable<beast::error_code> readRequest(Connection& connection, RequestReader& parser,
+                                               bool answer_continue,
+                                               std::chrono::milliseconds timeout) {
+  connection.expireAfter(timeout);
+  auto ec = co_await parseUntil(connection, parser, [&] { return parser.is_header_done(); });
+  if (ec || parser.is_done()) co_return ec;
+  if (answer_continue && parser.expect_continue) {
+    connection.owed() +=
+        parser.version == 10 ? "HTTP/1.0 100 Continue\r\n\r\n" : "HTTP/1.1 100 Continue\r\n\r\n";
+    if (!co_await connection.flush()) co_return asio::error::broken_pipe;
+    connection.expireAfter(timeout);
+  }
+  parser.eager(true);
+  co_return co_await parseUntil(connection, parser, [&] { return parser.is_done(); });
+}
+
+HttpOut plainError(HttpReadError why) {
+  HttpOut out;
+  switch (why) {
+    case HttpReadError::kHeaderTooLarge:
+      out.status = 431;
+      out.body = "request header fields too large\n";
+      break;
+    case HttpReadError::kBodyTooLarge:
+      out.status = 413;
+      out.body = "payload too large\n";
+      break;
+    case HttpReadError::kMalformed:
+      out.status = 400;
+      out.body = "bad request\n";
+      break;
+  }
+  return out;
 }
 
 // A connection its accept hook refused with an answer: its first request is read under the
@@ -213,22 +423,20 @@ asio::awaitable<void> answerRefused(tcp::socket socket, std::shared_ptr<HttpList
                                     HttpOut answer) {
   const RefusalSlot slot(state->refusing);
   const HttpLimits& limits = state->limits;
-  beast::tcp_stream stream(std::move(socket));
-  beast::flat_buffer buffer;
+  Connection connection(std::move(socket), limits.max_header_bytes + limits.buffer_headroom_bytes);
+  connection.setWriteTimeout(limits.refusal_timeout);
   RequestReader parser;
   parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
   parser.body_limit(limits.refusal_max_body_bytes);
-  expireAfter(stream, limits.refusal_timeout);
-  auto [read_ec, n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
-  (void)n;
+  const auto read_ec = co_await readRequest(connection, parser, false, limits.refusal_timeout);
   if (!read_ec) {
-    co_await writeResponse(
-        stream, serializeResponse(std::move(answer), state->server_header, parser.version, false),
-        limits.refusal_timeout);
+    serializeResponse(connection.owed(), std::move(answer), state->server_header, parser.version,
+                      false);
+    co_await connection.flush();
   }
-  beast::error_code ignored;
-  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-  stream.socket().close(ignored);
+  boost::system::error_code ignored;
+  connection.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  connection.socket().close(ignored);
 }
 
 // A request that failed so: the client is slow or gone, or the connection was closed here
@@ -240,29 +448,29 @@ bool endsQuietly(const beast::error_code& ec) {
          ec == asio::error::broken_pipe;
 }
 
-// Reads one request: its header, then (after a "100 Continue" when the listener answers
-// those) its body.
-asio::awaitable<beast::error_code> readRequest(beast::tcp_stream& stream,
-                                               beast::flat_buffer& buffer, RequestReader& parser,
-                                               const HttpListenerState& state) {
-  const HttpLimits& limits = state.limits;
-  parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
-  parser.body_limit(limits.max_body_bytes);
-  expireAfter(stream, limits.header_timeout);
-  auto [read_ec, n] = co_await bhttp::async_read_header(stream, buffer, parser, kNoThrow);
-  (void)n;
-  if (read_ec || parser.is_done()) co_return read_ec;
-  if (state.answer_continue && parser.expect_continue) {
-    bhttp::response<bhttp::empty_body> go{bhttp::status::continue_, parser.version};
-    expireAfter(stream, writeTimeout(limits));
-    auto [write_ec, written] = co_await bhttp::async_write(stream, go, kNoThrow);
-    (void)written;
-    if (write_ec) co_return write_ec;
-    expireAfter(stream, limits.header_timeout);
-  }
-  auto [body_ec, m] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
-  (void)m;
-  co_return body_ec;
+// The read buffer's bound: a whole header block and the listener's headroom, saturating (a
+// listener without a bound, the Runtime API's, sets the headroom to max()).
+std::size_t bufferLimit(const HttpLimits& limits) {
+  const std::size_t headroom = limits.buffer_headroom_bytes;
+  return limits.max_header_bytes > std::numeric_limits<std::size_t>::max() - headroom
+             ? std::numeric_limits<std::size_t>::max()
+             : limits.max_header_bytes + headroom;
+}
+
+// Answers a request that could not be read (or closes quietly), and says the connection
+// is done.
+asio::awaitable<void> answerReadError(Connection& connection, HttpListenerState& state,
+                                      const beast::error_code& ec) {
+  if (state.bad_requests != nullptr) state.bad_requests->inc();
+  if (endsQuietly(ec)) co_return;
+  const HttpReadError why = ec == bhttp::error::header_limit ? HttpReadError::kHeaderTooLarge
+                            : ec == bhttp::error::body_limit ? HttpReadError::kBodyTooLarge
+                                                             : HttpReadError::kMalformed;
+  HttpOut out = state.read_error_answer ? state.read_error_answer(why) : plainError(why);
+  if (out.then == HttpOut::Then::kNoAnswer) co_return;
+  std::string text;
+  serializeResponse(text, std::move(out), state.server_header, 11, false);
+  co_await connection.sendAndClose(text);
 }
 
 asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerState> state,
@@ -272,63 +480,57 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerSt
   const auto remote = socket.remote_endpoint(ec);
   if (ec) co_return;
   const IpAddress peer = toIpAddress(remote.address());
-  beast::tcp_stream stream(std::move(socket));
-  auto connection = std::make_shared<HttpSession>(stream.socket());
-  const HttpSessionRegistration registration(*state, connection);
   const HttpLimits& limits = state->limits;
-  // Saturating: a listener without a bound (the Runtime API's) sets the headroom to max().
-  const std::size_t headroom = limits.buffer_headroom_bytes;
-  beast::flat_buffer buffer(limits.max_header_bytes >
-                                    std::numeric_limits<std::size_t>::max() - headroom
-                                ? std::numeric_limits<std::size_t>::max()
-                                : limits.max_header_bytes + headroom);
+  Connection connection(std::move(socket), bufferLimit(limits));
+  connection.setWriteTimeout(writeTimeout(limits));
+  auto handle = std::make_shared<HttpSession>(connection.socket());
+  const HttpSessionRegistration registration(*state, handle);
+  auto& buffer = connection.buffer();
 
   for (;;) {
     if (buffer.size() == 0) {
       // Keep-alive: wait for the first byte of the next request under the idle timeout.
-      expireAfter(stream, limits.idle_timeout);
-      auto [read_ec, n] = co_await stream.async_read_some(buffer.prepare(4096), kNoThrow);
-      if (read_ec) co_return;  // closed, reset or idle: nothing to answer
-      buffer.commit(n);
+      connection.expireAfter(limits.idle_timeout);
+      if (co_await connection.fill()) co_return;  // closed, reset or idle: nothing to answer
     }
 
     RequestReader parser;
-    const auto read_ec = co_await readRequest(stream, buffer, parser, *state);
-    if (read_ec) {
-      if (state->bad_requests != nullptr) state->bad_requests->inc();
-      if (endsQuietly(read_ec)) co_return;
-      const HttpReadError why = read_ec == bhttp::error::header_limit
-                                    ? HttpReadError::kHeaderTooLarge
-                                : read_ec == bhttp::error::body_limit ? HttpReadError::kBodyTooLarge
-                                                                      : HttpReadError::kMalformed;
-      HttpOut out = state->read_error_answer ? state->read_error_answer(why) : plainError(why);
-      if (out.then != HttpOut::Then::kNoAnswer) {
-        co_await writeAndClose(stream, std::move(out), state->server_header, writeTimeout(limits));
-      }
+    parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
+    parser.body_limit(limits.max_body_bytes);
+    if (const auto read_ec =
+            co_await readRequest(connection, parser, state->answer_continue, limits.header_timeout);
+        read_ec) {
+      co_await answerReadError(connection, *state, read_ec);
       co_return;
     }
+    connection.expireAfter(kNoTimeout);  // the handler keeps its own time
 
-    HttpIn in = std::move(parser.in);
+    HttpIn& in = parser.in;
     in.peer = peer;
-    in.connection = connection;
+    in.connection = handle;
     const bool keep_alive = parser.keep_alive();
-
-    HttpOut out = co_await (*handler)(in);
+    HttpAnswer answer = (*handler)(in);
+    std::optional<HttpOut> waited;
+    if (!answer.ready()) {
+      if (!co_await connection.flush()) co_return;  // answers owed come first
+      waited = co_await answer.later();
+    }
+    HttpOut& out = waited ? *waited : answer.now();
     if (out.then == HttpOut::Then::kNoAnswer) co_return;
     auto on_written = std::move(out.on_written);
-    if (out.then == HttpOut::Then::kClose) {
-      const bool written = co_await writeAndClose(stream, std::move(out), state->server_header,
-                                                  writeTimeout(limits));
+    // A handler's kClose is written as the server's own errors are: HTTP/1.1.
+    const unsigned version = out.then == HttpOut::Then::kClose ? 11 : parser.version;
+    const bool close = out.then == HttpOut::Then::kClose || !keep_alive;
+    serializeResponse(connection.owed(), std::move(out), state->server_header, version, !close);
+    // An answer goes out now unless the next request is already here and this one needs
+    // no word of its delivery: then the answers leave together.
+    if (close || on_written || buffer.size() == 0 || connection.owed().size() > kMaxOwed) {
+      const bool written = co_await connection.flush();
       if (on_written) on_written(written);
-      co_return;
+      if (!written) co_return;
     }
-    const bool written = co_await writeResponse(
-        stream, serializeResponse(std::move(out), state->server_header, parser.version, keep_alive),
-        writeTimeout(limits));
-    if (on_written) on_written(written);
-    if (!written) co_return;
-    if (!keep_alive) {
-      stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (close) {
+      connection.socket().shutdown(tcp::socket::shutdown_send, ec);
       co_return;
     }
   }

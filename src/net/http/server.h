@@ -74,6 +74,8 @@ class HttpSession final {
   asio::awaitable<void> readable();
   // Closes the connection now: its pending reads, writes and waits end.
   void close();
+  // The connection's event loop, where whatever completes for it must be posted.
+  const asio::any_io_executor& executor() const { return executor_; }
 
  private:
   friend class HttpSessionRegistration;
@@ -82,10 +84,29 @@ class HttpSession final {
   asio::any_io_executor executor_;
 };
 
+// What a handler gives back: the answer itself, when it could decide at once (a front door
+// answering from its decision cache), or a coroutine that produces it, which the connection
+// then waits on. The answer given at once costs no coroutine frame and no trip through the
+// event loop; a handler that always suspends may simply return its coroutine.
+class HttpAnswer final {
+ public:
+  HttpAnswer(HttpOut now) : now_(std::move(now)) {}  // NOLINT(google-explicit-constructor)
+  HttpAnswer(asio::awaitable<HttpOut> later)         // NOLINT(google-explicit-constructor)
+      : later_(std::move(later)) {}
+
+  bool ready() const { return now_.has_value(); }
+  HttpOut& now() { return *now_; }
+  asio::awaitable<HttpOut> later() { return std::move(later_); }
+
+ private:
+  std::optional<HttpOut> now_;
+  asio::awaitable<HttpOut> later_;
+};
+
 // A front door's request handler. It runs on the connection's worker loop; it may
 // suspend (a decision that waits on an introspection call, a reload on the control
-// thread) but must never block.
-using HttpHandler = std::function<asio::awaitable<HttpOut>(HttpIn&)>;
+// thread) but must never block. `in` stays valid until the reply's coroutine completes.
+using HttpHandler = std::function<HttpAnswer(HttpIn&)>;
 
 // A timeout that never expires (HttpLimits' header, idle and write timeouts).
 inline constexpr std::chrono::milliseconds kNoTimeout = std::chrono::milliseconds::max();

@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -38,9 +41,9 @@ class HttpServerTest : public ::testing::Test {
     }
     listener_.start(
         "test", HttpLimits{}, metrics_,
-        [this, handle = std::move(handle)](HttpIn& in) -> asio::awaitable<HttpOut> {
+        [this, handle = std::move(handle)](HttpIn& in) {
           handled_.fetch_add(1);
-          co_return co_await handle(in);
+          return handle(in);
         },
         std::move(hook), std::move(configure));
   }
@@ -230,6 +233,38 @@ TEST_F(HttpServerTest, ExpectContinueIsAnsweredWhenTheListenerSaysSo) {
   ::close(fd);
   EXPECT_TRUE(answer.starts_with("HTTP/1.1 200 ")) << answer;
   EXPECT_TRUE(answer.ends_with("got howdy")) << answer;
+}
+
+// Requests sent back to back on one connection are answered in order, whether their
+// handler answers at once or suspends first; after a kClose answer nothing more is read.
+TEST_F(HttpServerTest, PipelinedRequestsAreAnsweredInOrderAtOnceOrLater) {
+  std::atomic<int> suspended{0};
+  start(nullptr, {}, [&](HttpIn& in) -> HttpAnswer {
+    HttpOut out;
+    out.body = in.target + "\n";
+    if (in.target == "/close") out.then = HttpOut::Then::kClose;
+    if (in.target != "/later") return out;
+    return [](HttpOut out, std::atomic<int>& suspended) -> asio::awaitable<HttpOut> {
+      asio::steady_timer pause(co_await asio::this_coro::executor, 20ms);
+      co_await pause.async_wait(asio::use_awaitable);
+      suspended.fetch_add(1);
+      co_return out;
+    }(std::move(out), suspended);
+  });
+  const std::string get = " HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string answers = exchange("GET /first" + get + "GET /later" + get + "GET /third" +
+                                       get + "GET /close" + get + "GET /unread" + get);
+  const auto first = answers.find("/first\n");
+  const auto later = answers.find("/later\n");
+  const auto third = answers.find("/third\n");
+  const auto close = answers.find("/close\n");
+  ASSERT_NE(close, std::string::npos) << answers;
+  EXPECT_LT(first, later);
+  EXPECT_LT(later, third);
+  EXPECT_LT(third, close);
+  EXPECT_EQ(answers.find("/unread"), std::string::npos) << answers;
+  EXPECT_EQ(suspended.load(), 1);
+  EXPECT_EQ(handled_.load(), 4);
 }
 
 TEST_F(HttpServerTest, AHandlerMayCloseAfterItsAnswerOrNotAnswer) {
