@@ -10,6 +10,9 @@
 //      signed here with the set's HMAC secret, then verified the same way. A mutated payload
 //      rarely survives a signature check, so without this the payload parser and the claim
 //      checks behind the signature would stay out of reach.
+//   3. each of those two JSON texts through the strict reader and through nlohmann's parser:
+//      what the strict reader accepts, nlohmann must accept too, and the two documents must
+//      dump() to the same bytes (claims reach headers and templates through that dump).
 // Besides crashes, leaks and UB, it aborts when an invariant breaks (see check()).
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -27,6 +30,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json/doc.h"
+#include "common/json/strict_reader.h"
 #include "common/reason.h"
 #include "identity/jwt/base64url.h"
 #include "identity/jwt/jwk.h"
@@ -125,11 +130,11 @@ void checkResult(const Result<identity::VerifiedToken>& result, std::string_view
     check(result.error().code != Reason::kNone, "an error with Reason::kNone");
     return;
   }
-  check(result->claims != nullptr && result->claims->is_object(), "claims are not an object");
-  const auto iss = result->claims->find("iss");
+  check(result->claims != nullptr && result->claims->root().isObject(), "claims are not an object");
+  const json::Value iss = result->claims->root().find("iss");
   const auto peeked = identity::peekIssuer(token, fixture().permissive.max_token_bytes);
-  if (iss != result->claims->end() && iss->is_string()) {
-    check(peeked.has_value() && *peeked == iss->get<std::string>(),
+  if (iss && iss.isString()) {
+    check(peeked.has_value() && *peeked == iss.string(),
           "peekIssuer disagrees with the verified iss");
   } else {
     check(!peeked.has_value(), "peekIssuer found an iss that the verified claims lack");
@@ -145,6 +150,16 @@ void verifyBoth(std::string_view token) {
   // The strict policy only adds requirements.
   if (strict) check(loose.has_value(), "valid under the strict policy but not the permissive");
   if (strict && loose) check(strict->alg == loose->alg, "the two policies disagree on alg");
+}
+
+void checkAgainstNlohmann(std::string_view text) {
+  json::Doc doc;
+  if (!json::readStrict(text, doc).empty()) return;
+  const auto reference = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  check(!reference.is_discarded(), "the strict reader accepts what nlohmann refuses");
+  check(doc.root().dump() == reference.dump(), "the document dumps unlike nlohmann's");
+  check(json::Doc::fromJson(reference).root().dump() == reference.dump(),
+        "fromJson dumps unlike nlohmann");
 }
 
 std::string hmacSha256(std::string_view input) {
@@ -187,6 +202,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     token += '.';
     token += identity::base64urlEncode(mac);
     verifyBoth(token);
+
+    // 3. The two texts, strict reader against nlohmann.
+    checkAgainstNlohmann(input.substr(0, nl));
+    checkAgainstNlohmann(input.substr(nl + 1));
   }
   return 0;
 }

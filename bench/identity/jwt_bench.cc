@@ -11,11 +11,15 @@
 //                  the header, five keys in the set): size and segment checks, base64url,
 //                  strict JSON header, alg allow-list, key lookup by kid, signature, strict JSON
 //                  payload, exp/nbf/iat with leeway, iss, aud.
-// Counters: items_per_second = verifications/s. On verifyJwt/<ALG>, bare_ns is the openssl/<ALG>
-// run just before it (mean thread CPU time per verification), ns_per_op its own, overhead_ns the
-// difference and pct_of_bare = bare_ns / ns_per_op * 100 (portcullis throughput as a share of
-// the bare primitive's); on openssl/<ALG> they describe the run itself (bare_ns = ns_per_op).
-// Filter both or neither (--benchmark_filter) to keep them paired.
+//   provider/<ALG> the path to a finished Identity: Provider::authenticateJwt, that is
+//                  verifyJwt plus sub, iss, scopes (`scope`, `scp`), groups (`roles` here)
+//                  and the RBAC roles they grant, so that no cost can hide between the
+//                  verification and what the engine reads of the claims.
+// Counters: items_per_second = verifications/s. On verifyJwt/<ALG> and provider/<ALG>, bare_ns
+// is the openssl/<ALG> run just before it (mean thread CPU time per verification), ns_per_op
+// its own, overhead_ns the difference and pct_of_bare = bare_ns / ns_per_op * 100 (portcullis
+// throughput as a share of the bare primitive's); on openssl/<ALG> they describe the run itself
+// (bare_ns = ns_per_op). Filter both or neither (--benchmark_filter) to keep them paired.
 //
 // Keys: the demo RSA and P-256 keys (examples/keys; PS256 uses the RSA one without its `alg`),
 // an Ed25519 key from EVP_PKEY_Q_keygen and a random 32-byte HS256 secret.
@@ -46,6 +50,8 @@
 #include "identity/jwt/base64url.h"
 #include "identity/jwt/jwk.h"
 #include "identity/jwt/jwt.h"
+#include "identity/provider.h"
+#include "identity/rbac.h"
 
 namespace {
 
@@ -139,7 +145,8 @@ struct Fixture {
       signers.push_back(std::move(*signer));
       public_keys.push_back(std::move(*verifier));
     }
-    keys = identity::KeySet::fromKeys(std::move(public_keys));
+    keys = std::make_shared<const identity::KeySet>(
+        identity::KeySet::fromKeys(std::move(public_keys)));
 
     // A realistic access token: registered claims plus what an IdP typically adds.
     const nlohmann::json claims = {
@@ -165,7 +172,7 @@ struct Fixture {
       auto token = identity::signJwt(claims, signers[i], c.alg);
       if (!token) die("signJwt failed: " + token.error().message);
       c.token = *token;
-      c.verifier = &keys.keys()[i];
+      c.verifier = &keys->keys()[i];
       const std::size_t dot = c.token.rfind('.');
       c.signing_input = c.token.substr(0, dot);
       c.signature = *identity::base64urlDecode(c.token.substr(dot + 1));
@@ -173,6 +180,10 @@ struct Fixture {
       cases.push_back(std::move(c));
       policy.algorithms.push_back(private_jwks[i].first);
     }
+    provider =
+        std::make_unique<identity::Provider>("bench", policy, identity::ProviderOptions{}, keys);
+    rbac.groups_claim = identity::ClaimPath("roles");
+    rbac.roles = {{"writer", {"orders-writer"}, {}}, {"reader", {}, {"read:orders"}}};
   }
 
   // JWS R || S (32 + 32 bytes) to the DER form EVP_DigestVerify takes.
@@ -199,9 +210,11 @@ struct Fixture {
     die("no case for this algorithm");
   }
 
-  identity::KeySet keys;
+  std::shared_ptr<const identity::KeySet> keys;
   identity::VerifyPolicy policy;
   std::vector<Case> cases;
+  std::unique_ptr<identity::Provider> provider;
+  identity::Rbac rbac;
 };
 
 const Fixture& fixture() {
@@ -308,20 +321,19 @@ void bareVerify(benchmark::State& state, Alg alg) {
                  "-byte signature over " + std::to_string(c.signing_input.size()) + " bytes");
 }
 
-void fullVerify(benchmark::State& state, Alg alg) {
-  const Fixture& f = fixture();
-  const Case& c = f.get(alg);
-  {
-    const auto once = identity::verifyJwt(c.token, f.keys, f.policy, kNow);
-    if (!once || once->alg != alg) {
-      state.SkipWithError("verifyJwt rejects the benchmark token");
-      return;
-    }
+// Times `run(token)` against the bare primitive of `alg`; `run` returns what it built, and
+// the first call must succeed.
+template <typename Run>
+void againstBare(benchmark::State& state, Alg alg, Run run) {
+  const Case& c = fixture().get(alg);
+  if (!run(c.token)) {
+    state.SkipWithError("the benchmark token is rejected");
+    return;
   }
   const double start = threadCpuNs();
   for (auto _ : state) {
-    auto verified = identity::verifyJwt(c.token, f.keys, f.policy, kNow);
-    benchmark::DoNotOptimize(verified);
+    auto built = run(c.token);
+    benchmark::DoNotOptimize(built);
   }
   const double ns = (threadCpuNs() - start) / static_cast<double>(state.iterations());
   state.SetItemsProcessed(state.iterations());
@@ -336,6 +348,27 @@ void fullVerify(benchmark::State& state, Alg alg) {
                  "-byte token");
 }
 
+void fullVerify(benchmark::State& state, Alg alg) {
+  const Fixture& f = fixture();
+  againstBare(state, alg, [&f](const std::string& token) {
+    return identity::verifyJwt(token, *f.keys, f.policy, kNow);
+  });
+}
+
+void providerIdentity(benchmark::State& state, Alg alg) {
+  const Fixture& f = fixture();
+  {
+    const auto once = f.provider->authenticateJwt(fixture().get(alg).token, f.rbac, kNow);
+    if (once && (once->subject.empty() || once->scopes.size() != 4 || once->roles.size() != 2)) {
+      state.SkipWithError("the identity lacks what the token holds");
+      return;
+    }
+  }
+  againstBare(state, alg, [&f](const std::string& token) {
+    return f.provider->authenticateJwt(token, f.rbac, kNow);
+  });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -343,6 +376,7 @@ int main(int argc, char** argv) {
     const std::string name(identity::algName(alg));
     benchmark::RegisterBenchmark(("openssl/" + name).c_str(), bareVerify, alg);
     benchmark::RegisterBenchmark(("verifyJwt/" + name).c_str(), fullVerify, alg);
+    benchmark::RegisterBenchmark(("provider/" + name).c_str(), providerIdentity, alg);
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

@@ -10,7 +10,6 @@
 #include <random>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "common/strings.h"
 #include "common/units.h"
@@ -30,8 +29,8 @@ void addField(EVP_MD_CTX* ctx, std::string_view field) {
 
 std::string claimString(const identity::Identity& id, const char* name) {
   if (!id.claims) return {};
-  const auto it = id.claims->find(name);
-  return it != id.claims->end() && it->is_string() ? it->get<std::string>() : std::string();
+  const json::Value value = id.claims->root().find(name);
+  return value && value.isString() ? std::string(value.string()) : std::string();
 }
 
 // What `token_hash` revocation matches: the canonical hash of the credential that
@@ -348,9 +347,9 @@ std::optional<CacheEntry> Gatekeeper::toCacheEntry(const Route& route, const htt
   std::int64_t ttl = (d.allow ? route.cache_ttl : route.cache_deny_ttl).count();
   if (ev.function_ttl) ttl = std::min<std::int64_t>(ttl, ev.function_ttl->count());
   if (ev.identity && ev.identity->claims) {  // never beyond the credential's own expiry
-    const auto exp = ev.identity->claims->find("exp");
-    if (exp != ev.identity->claims->end() && exp->is_number()) {
-      ttl = std::min<std::int64_t>(ttl, jsonSeconds(exp->get<double>()) - now);
+    const json::Value exp = ev.identity->claims->root().find("exp");
+    if (exp && exp.isNumber()) {
+      ttl = std::min<std::int64_t>(ttl, jsonSeconds(exp.number()) - now);
     }
   }
   if (ttl <= 0) return std::nullopt;

@@ -292,7 +292,7 @@ class Evaluator final : public std::enable_shared_from_this<Evaluator> {
       for (const auto& [header, claim] : provider->claimsToHeaders()) {
         std::string value;
         if (id != nullptr && id->provider == provider->name() && id->claims) {
-          if (const auto* v = claim.find(*id->claims)) value = identity::claimToString(*v);
+          if (const auto v = claim.find(*id->claims)) value = identity::claimToString(v);
         }
         setHeader(out, header, headerSafe(value));
       }

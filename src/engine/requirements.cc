@@ -2,8 +2,6 @@
 
 #include <algorithm>
 
-#include <nlohmann/json.hpp>
-
 namespace portcullis::engine {
 namespace {
 
@@ -11,9 +9,11 @@ bool has(const std::vector<std::string>& set, const std::string& item) {
   return std::find(set.begin(), set.end(), item) != set.end();
 }
 
-bool scalarAllowed(const nlohmann::json& value, const std::vector<std::string>& allowed) {
-  if (value.is_string()) return has(allowed, value.get_ref<const std::string&>());
-  if (value.is_boolean() || value.is_number()) return has(allowed, value.dump());
+bool scalarAllowed(json::Value value, const std::vector<std::string>& allowed) {
+  if (value.isString()) {
+    return std::find(allowed.begin(), allowed.end(), value.string()) != allowed.end();
+  }
+  if (value.isBool() || value.isNumber()) return has(allowed, value.dump());
   return false;
 }
 
@@ -43,14 +43,15 @@ std::optional<Error> Requirements::check(const http::Request& request,
     }
   }
   for (const auto& check : claims) {
-    const nlohmann::json* value = identity->claims ? check.claim.find(*identity->claims) : nullptr;
+    const json::Value value =
+        identity->claims ? check.claim.find(*identity->claims) : json::Value();
     bool ok = false;
-    if (value != nullptr) {
-      if (value->is_array()) {
-        ok = std::any_of(value->begin(), value->end(),
-                         [&](const auto& v) { return scalarAllowed(v, check.allowed); });
+    if (value) {
+      if (value.isArray()) {
+        ok = std::any_of(value.elements().begin(), value.elements().end(),
+                         [&](json::Value v) { return scalarAllowed(v, check.allowed); });
       } else {
-        ok = scalarAllowed(*value, check.allowed);
+        ok = scalarAllowed(value, check.allowed);
       }
     }
     if (!ok) {

@@ -1,7 +1,5 @@
 #include "engine/template.h"
 
-#include <nlohmann/json.hpp>
-
 #include "common/strings.h"
 
 namespace portcullis::engine {
@@ -138,7 +136,7 @@ std::string Template::render(const TemplateInput& in) const {
         break;
       case Kind::kClaim:
         if (id && id->claims) {
-          if (const auto* v = p.claim.find(*id->claims)) out += identity::claimToString(*v);
+          if (const auto v = p.claim.find(*id->claims)) out += identity::claimToString(v);
         }
         break;
       case Kind::kSub:

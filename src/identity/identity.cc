@@ -1,6 +1,6 @@
 #include "identity/identity.h"
 
-#include <nlohmann/json.hpp>
+#include <algorithm>
 
 #include "common/strings.h"
 
@@ -11,47 +11,53 @@ ClaimPath::ClaimPath(std::string name) : name_(std::move(name)) {
     parts_.emplace_back(part);
 }
 
-const nlohmann::json* ClaimPath::find(const nlohmann::json& claims) const {
-  if (!claims.is_object()) return nullptr;
-  if (const auto it = claims.find(name_); it != claims.end()) return &*it;
-  if (parts_.size() < 2) return nullptr;
-  const nlohmann::json* node = &claims;
+json::Value ClaimPath::find(json::Value claims) const {
+  if (!claims || !claims.isObject()) return {};
+  if (const json::Value whole = claims.find(name_)) return whole;
+  if (parts_.size() < 2) return {};
+  json::Value node = claims;
   for (const auto& part : parts_) {
-    if (!node->is_object()) return nullptr;
-    const auto it = node->find(part);
-    if (it == node->end()) return nullptr;
-    node = &*it;
+    if (!node.isObject()) return {};
+    node = node.find(part);
+    if (!node) return {};
   }
   return node;
 }
 
-std::string claimToString(const nlohmann::json& value) {
-  if (value.is_string()) return value.get_ref<const std::string&>();
-  if (value.is_array()) {
+std::string claimToString(json::Value value) {
+  if (value.isString()) return std::string(value.string());
+  if (value.isArray()) {
     std::string out;
-    for (const auto& item : value) {
+    for (const json::Value item : value.elements()) {
       if (!out.empty()) out.push_back(',');
-      out += item.is_string() ? item.get_ref<const std::string&>() : item.dump();
+      if (item.isString()) {
+        out += item.string();
+      } else {
+        item.dump(out);
+      }
     }
     return out;
   }
-  if (value.is_null()) return {};
+  if (value.isNull()) return {};
   return value.dump();
 }
 
-void appendStrings(const nlohmann::json& value, bool split_spaces, std::vector<std::string>& out) {
-  if (value.is_string()) {
-    const auto& s = value.get_ref<const std::string&>();
+void appendStrings(json::Value value, bool split_spaces, std::vector<std::string>& out) {
+  if (value.isString()) {
+    const std::string_view s = value.string();
     if (!split_spaces) {
-      out.push_back(s);
+      out.emplace_back(s);
       return;
     }
-    for (const auto part : split(s, ' ')) {
-      if (!part.empty()) out.emplace_back(part);
+    // split() without its vector: this runs for every verified token.
+    for (std::size_t start = 0; start <= s.size();) {
+      const std::size_t space = std::min(s.find(' ', start), s.size());
+      if (space > start) out.emplace_back(s.substr(start, space - start));
+      start = space + 1;
     }
-  } else if (value.is_array()) {
-    for (const auto& item : value) {
-      if (item.is_string()) out.push_back(item.get<std::string>());
+  } else if (value.isArray()) {
+    for (const json::Value item : value.elements()) {
+      if (item.isString()) out.emplace_back(item.string());
     }
   }
 }

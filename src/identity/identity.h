@@ -5,16 +5,16 @@
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
+#include "common/json/doc.h"
 
 namespace portcullis::identity {
 
 // Who the caller is, once a provider has verified a credential. Immutable once built.
 struct Identity {
-  std::string provider;                          // the provider's config name
-  std::string subject;                           // `sub`
-  std::string issuer;                            // `iss`
-  std::shared_ptr<const nlohmann::json> claims;  // the verified payload (a JSON object)
+  std::string provider;                     // the provider's config name
+  std::string subject;                      // `sub`
+  std::string issuer;                       // `iss`
+  std::shared_ptr<const json::Doc> claims;  // the verified payload; its root is an object
   std::vector<std::string> scopes;  // from the scopes claim (space-separated or array) and `scp`
   std::vector<std::string> groups;  // from the groups claim
   std::vector<std::string> roles;   // granted by the RBAC map
@@ -28,7 +28,9 @@ class ClaimPath final {
   ClaimPath() = default;
   explicit ClaimPath(std::string name);
   const std::string& name() const { return name_; }
-  const nlohmann::json* find(const nlohmann::json& claims) const;
+  // The claim in `claims` (the root of an Identity's claims), or an absent Value.
+  json::Value find(json::Value claims) const;
+  json::Value find(const json::Doc& claims) const { return find(claims.root()); }
 
  private:
   std::string name_;
@@ -37,9 +39,9 @@ class ClaimPath final {
 
 // A claim value as text for headers and templates: strings as they are, numbers and
 // booleans as JSON, arrays of scalars joined with ',', objects as compact JSON.
-std::string claimToString(const nlohmann::json& value);
+std::string claimToString(json::Value value);
 
 // Appends the string elements of `value` (a space-separated string, or an array of strings).
-void appendStrings(const nlohmann::json& value, bool split_spaces, std::vector<std::string>& out);
+void appendStrings(json::Value value, bool split_spaces, std::vector<std::string>& out);
 
 }  // namespace portcullis::identity

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 
-#include <nlohmann/json.hpp>
-
 #include "common/strings.h"
 #include "common/units.h"
 #include "identity/provider.h"
@@ -11,16 +9,15 @@
 
 namespace portcullis::identity {
 
-std::shared_ptr<const nlohmann::json> IntrospectionCache::get(const std::string& token_hash,
-                                                              std::int64_t now) const {
+std::shared_ptr<const json::Doc> IntrospectionCache::get(const std::string& token_hash,
+                                                         std::int64_t now) const {
   std::lock_guard lock(mu_);
   const auto it = entries_.find(token_hash);
   if (it == entries_.end() || it->second.expires_at <= now) return nullptr;
   return it->second.answer;
 }
 
-void IntrospectionCache::put(const std::string& token_hash,
-                             std::shared_ptr<const nlohmann::json> answer,
+void IntrospectionCache::put(const std::string& token_hash, std::shared_ptr<const json::Doc> answer,
                              std::int64_t expires_at) {
   std::lock_guard lock(mu_);
   while (entries_.size() >= max_entries_ && !order_.empty()) {
@@ -39,15 +36,15 @@ std::size_t IntrospectionCache::size() const {
 
 namespace {
 
-std::optional<std::int64_t> numericMember(const nlohmann::json& answer, const char* name) {
-  const auto it = answer.find(name);
-  if (it == answer.end() || !it->is_number()) return std::nullopt;
-  return jsonSeconds(it->get<double>());
+std::optional<std::int64_t> numericMember(json::Value answer, const char* name) {
+  const json::Value value = answer.find(name);
+  if (!value || !value.isNumber()) return std::nullopt;
+  return jsonSeconds(value.number());
 }
 
 }  // namespace
 
-std::int64_t introspectionCacheSeconds(const nlohmann::json& answer, const IntrospectionSpec& spec,
+std::int64_t introspectionCacheSeconds(json::Value answer, const IntrospectionSpec& spec,
                                        std::int64_t now) {
   std::int64_t ttl = spec.cache_ttl.count();
   if (const auto exp = numericMember(answer, "exp")) ttl = std::min(ttl, *exp - now);
@@ -55,23 +52,23 @@ std::int64_t introspectionCacheSeconds(const nlohmann::json& answer, const Intro
 }
 
 Result<Identity> identityFromIntrospection(const Provider& provider,
-                                           std::shared_ptr<const nlohmann::json> answer,
+                                           std::shared_ptr<const json::Doc> answer,
                                            const Rbac& rbac, std::int64_t now) {
-  const nlohmann::json& a = *answer;
-  if (!a.is_object())
+  const json::Value a = answer->root();
+  if (!a || !a.isObject())
     return fail(Reason::kProviderUnavailable, "introspection answer is not an object");
-  const auto active = a.find("active");
-  if (active == a.end() || !active->is_boolean()) {
+  const json::Value active = a.find("active");
+  if (!active || !active.isBool()) {
     return fail(Reason::kProviderUnavailable, "introspection answer has no boolean 'active'");
   }
-  if (!active->get<bool>())
+  if (!active.boolean())
     return fail(Reason::kTokenInactive, "the introspection endpoint says inactive");
 
   const VerifyPolicy& policy = provider.policy();
   const std::int64_t leeway = policy.leeway.count();
   for (const char* name : {"exp", "nbf", "iat"}) {
-    const auto it = a.find(name);
-    if (it != a.end() && !it->is_number()) {
+    const json::Value value = a.find(name);
+    if (value && !value.isNumber()) {
       return fail(Reason::kClaimInvalid, std::string(name) + " is not a number");
     }
   }
@@ -82,14 +79,14 @@ Result<Identity> identityFromIntrospection(const Provider& provider,
     return fail(Reason::kTokenNotYetValid, "introspection: nbf is in the future");
   }
   if (!policy.issuer.empty()) {
-    const auto iss = a.find("iss");
-    if (iss != a.end() && (!iss->is_string() || iss->get<std::string>() != policy.issuer)) {
+    const json::Value iss = a.find("iss");
+    if (iss && (!iss.isString() || iss.string() != policy.issuer)) {
       return fail(Reason::kIssuerMismatch, "introspection: iss is not the provider's issuer");
     }
   }
   if (!policy.audiences.empty()) {
     std::vector<std::string> auds;
-    if (const auto aud = a.find("aud"); aud != a.end()) appendStrings(*aud, false, auds);
+    if (const json::Value aud = a.find("aud")) appendStrings(aud, false, auds);
     const bool ok = std::any_of(auds.begin(), auds.end(), [&](const std::string& x) {
       return std::find(policy.audiences.begin(), policy.audiences.end(), x) !=
              policy.audiences.end();
@@ -100,13 +97,13 @@ Result<Identity> identityFromIntrospection(const Provider& provider,
 
   Identity identity;
   identity.provider = provider.name();
-  if (const auto sub = a.find("sub"); sub != a.end() && sub->is_string()) {
-    identity.subject = sub->get<std::string>();
-  } else if (const auto user = a.find("username"); user != a.end() && user->is_string()) {
-    identity.subject = user->get<std::string>();
+  if (const json::Value sub = a.find("sub"); sub && sub.isString()) {
+    identity.subject = sub.string();
+  } else if (const json::Value user = a.find("username"); user && user.isString()) {
+    identity.subject = user.string();
   }
-  if (const auto iss = a.find("iss"); iss != a.end() && iss->is_string()) {
-    identity.issuer = iss->get<std::string>();
+  if (const json::Value iss = a.find("iss"); iss && iss.isString()) {
+    identity.issuer = iss.string();
   }
   identity.claims = std::move(answer);
   rbac.apply(identity);
@@ -143,7 +140,8 @@ class IntrospectionAuthenticator final : public Authenticator {
   Verdict verdict(Introspector::Answer answer, const std::string& key, const Rbac& rbac,
                   std::int64_t now) const {
     if (!answer) return tl::unexpected(std::move(answer.error()));
-    const std::int64_t ttl = introspectionCacheSeconds(**answer, *provider_.introspection(), now);
+    const std::int64_t ttl =
+        introspectionCacheSeconds((*answer)->root(), *provider_.introspection(), now);
     Verdict result = identityFromIntrospection(provider_, *answer, rbac, now);
     if (result && ttl > 0) provider_.introspectionCache().put(key, *answer, now + ttl);
     return result;

@@ -10,8 +10,6 @@
 #include <string_view>
 #include <unordered_map>
 
-#include <nlohmann/json_fwd.hpp>
-
 #include "common/result.h"
 #include "identity/authenticator.h"
 #include "identity/identity.h"
@@ -39,7 +37,7 @@ struct IntrospectionSpec {
 // the calling thread's event loop.
 class Introspector {
  public:
-  using Answer = Result<std::shared_ptr<const nlohmann::json>>;
+  using Answer = Result<std::shared_ptr<const json::Doc>>;  // the root is an object
   virtual ~Introspector() = default;
   virtual void introspect(const IntrospectionSpec& spec, std::string token,
                           std::function<void(Answer)> done) = 0;
@@ -50,14 +48,14 @@ class Introspector {
 class IntrospectionCache final {
  public:
   explicit IntrospectionCache(std::size_t max_entries) : max_entries_(max_entries) {}
-  std::shared_ptr<const nlohmann::json> get(const std::string& token_hash, std::int64_t now) const;
-  void put(const std::string& token_hash, std::shared_ptr<const nlohmann::json> answer,
+  std::shared_ptr<const json::Doc> get(const std::string& token_hash, std::int64_t now) const;
+  void put(const std::string& token_hash, std::shared_ptr<const json::Doc> answer,
            std::int64_t expires_at);
   std::size_t size() const;
 
  private:
   struct Entry {
-    std::shared_ptr<const nlohmann::json> answer;
+    std::shared_ptr<const json::Doc> answer;
     std::int64_t expires_at;
   };
   const std::size_t max_entries_;
@@ -70,11 +68,11 @@ class IntrospectionCache final {
 // exp/nbf/iat with leeway, iss (when the provider names one), aud — and builds the
 // identity. The answer's members are the identity's claims.
 Result<Identity> identityFromIntrospection(const Provider& provider,
-                                           std::shared_ptr<const nlohmann::json> answer,
+                                           std::shared_ptr<const json::Doc> answer,
                                            const Rbac& rbac, std::int64_t now);
 
 // How long an active answer may be cached: min(exp - now, cache_ttl), 0 when not at all.
-std::int64_t introspectionCacheSeconds(const nlohmann::json& answer, const IntrospectionSpec& spec,
+std::int64_t introspectionCacheSeconds(json::Value answer, const IntrospectionSpec& spec,
                                        std::int64_t now);
 
 // The introspection kind of `provider` (which owns it and has an introspection spec): an

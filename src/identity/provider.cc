@@ -1,7 +1,5 @@
 #include "identity/provider.h"
 
-#include <nlohmann/json.hpp>
-
 namespace portcullis::identity {
 namespace {
 
@@ -58,13 +56,9 @@ Result<Identity> Provider::authenticateJwt(std::string_view token, const Rbac& r
   Identity identity;
   identity.provider = name_;
   identity.claims = std::move(verified->claims);
-  const auto& claims = *identity.claims;
-  if (const auto it = claims.find("sub"); it != claims.end() && it->is_string()) {
-    identity.subject = it->get<std::string>();
-  }
-  if (const auto it = claims.find("iss"); it != claims.end() && it->is_string()) {
-    identity.issuer = it->get<std::string>();
-  }
+  const json::Value claims = identity.claims->root();
+  if (const auto sub = claims.find("sub"); sub && sub.isString()) identity.subject = sub.string();
+  if (const auto iss = claims.find("iss"); iss && iss.isString()) identity.issuer = iss.string();
   rbac.apply(identity);
   return identity;
 }

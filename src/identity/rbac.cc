@@ -2,8 +2,6 @@
 
 #include <algorithm>
 
-#include <nlohmann/json.hpp>
-
 namespace portcullis::identity {
 namespace {
 
@@ -19,16 +17,13 @@ bool intersects(const std::vector<std::string>& a, const std::vector<std::string
 
 void Rbac::apply(Identity& identity) const {
   if (!identity.claims) return;
-  const auto& claims = *identity.claims;
-  if (const auto* scopes = scopes_claim.find(claims)) appendStrings(*scopes, true, identity.scopes);
+  const json::Value claims = identity.claims->root();
+  if (const auto scopes = scopes_claim.find(claims)) appendStrings(scopes, true, identity.scopes);
   if (scopes_claim.name() != "scp") {
     // Azure AD and Okta put scopes in `scp`; read it too.
-    if (const auto it = claims.find("scp"); it != claims.end()) {
-      appendStrings(*it, true, identity.scopes);
-    }
+    if (const auto scp = claims.find("scp")) appendStrings(scp, true, identity.scopes);
   }
-  if (const auto* groups = groups_claim.find(claims))
-    appendStrings(*groups, false, identity.groups);
+  if (const auto groups = groups_claim.find(claims)) appendStrings(groups, false, identity.groups);
   for (const auto& role : roles) {
     if (intersects(role.groups, identity.groups) || intersects(role.scopes, identity.scopes)) {
       identity.roles.push_back(role.name);

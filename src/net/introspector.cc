@@ -59,7 +59,9 @@ asio::awaitable<engine::Introspector::Answer> call(identity::IntrospectionSpec s
   if (doc.is_discarded() || !doc.is_object()) {
     co_return fail(Reason::kProviderUnavailable, "introspection answer is not a JSON object");
   }
-  co_return std::make_shared<const nlohmann::json>(std::move(doc));
+  // nlohmann reads the answer, as it always has (what it accepts is unchanged); the engine
+  // reads claims from the compact form.
+  co_return std::make_shared<const json::Doc>(json::Doc::fromJson(doc));
 }
 
 }  // namespace

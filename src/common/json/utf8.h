@@ -37,23 +37,31 @@ inline std::size_t utf8SequenceLength(const char* p, const char* end) {
   return length;
 }
 
-// Appends the UTF-8 encoding of the scalar value `code` (<= U+10FFFF, not a surrogate).
-inline void appendUtf8(std::string& out, std::uint32_t code) {
+// Writes the UTF-8 encoding of the scalar value `code` (<= U+10FFFF, not a surrogate) at
+// `out`, which has room for 4 bytes; returns the end of what it wrote.
+inline char* writeUtf8(char* out, std::uint32_t code) {
   if (code < 0x80) {
-    out.push_back(static_cast<char>(code));
+    *out++ = static_cast<char>(code);
   } else if (code < 0x800) {
-    out.push_back(static_cast<char>(0xc0 | (code >> 6)));
-    out.push_back(static_cast<char>(0x80 | (code & 0x3f)));
+    *out++ = static_cast<char>(0xc0 | (code >> 6));
+    *out++ = static_cast<char>(0x80 | (code & 0x3f));
   } else if (code < 0x10000) {
-    out.push_back(static_cast<char>(0xe0 | (code >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3f)));
-    out.push_back(static_cast<char>(0x80 | (code & 0x3f)));
+    *out++ = static_cast<char>(0xe0 | (code >> 12));
+    *out++ = static_cast<char>(0x80 | ((code >> 6) & 0x3f));
+    *out++ = static_cast<char>(0x80 | (code & 0x3f));
   } else {
-    out.push_back(static_cast<char>(0xf0 | (code >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((code >> 12) & 0x3f)));
-    out.push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3f)));
-    out.push_back(static_cast<char>(0x80 | (code & 0x3f)));
+    *out++ = static_cast<char>(0xf0 | (code >> 18));
+    *out++ = static_cast<char>(0x80 | ((code >> 12) & 0x3f));
+    *out++ = static_cast<char>(0x80 | ((code >> 6) & 0x3f));
+    *out++ = static_cast<char>(0x80 | (code & 0x3f));
   }
+  return out;
+}
+
+// Appends the UTF-8 encoding of `code` (as writeUtf8) to `out`.
+inline void appendUtf8(std::string& out, std::uint32_t code) {
+  char bytes[4];
+  out.append(bytes, writeUtf8(bytes, code));
 }
 
 }  // namespace portcullis::json

@@ -769,40 +769,42 @@ int cryptoEquals(lua_State* L) {
 
 }  // namespace
 
-void pushJson(lua_State* L, const nlohmann::json& value) {
+void pushJson(lua_State* L, json::Value value) {
   switch (value.type()) {
-    case nlohmann::json::value_t::object: {
+    case json::Type::kObject: {
       luaL_checkstack(L, 3, "claims nested too deeply");
       lua_createtable(L, 0, static_cast<int>(value.size()));
-      for (const auto& [k, v] : value.items()) {
-        pushString(L, k);
-        pushJson(L, v);
+      // In name order, as from nlohmann's objects before: a table's traversal order
+      // (pairs) depends on the order its keys went in.
+      for (const auto& member : value.sortedMembers()) {
+        pushString(L, member.name);
+        pushJson(L, member.value);
         lua_rawset(L, -3);
       }
       return;
     }
-    case nlohmann::json::value_t::array: {
+    case json::Type::kArray: {
       luaL_checkstack(L, 2, "claims nested too deeply");
       lua_createtable(L, static_cast<int>(value.size()), 0);
       int i = 0;
-      for (const auto& v : value) {
+      for (const json::Value v : value.elements()) {
         pushJson(L, v);
         lua_rawseti(L, -2, ++i);
       }
       return;
     }
-    case nlohmann::json::value_t::string:
-      pushString(L, value.get_ref<const std::string&>());
+    case json::Type::kString:
+      pushString(L, value.string());
       return;
-    case nlohmann::json::value_t::boolean:
-      lua_pushboolean(L, value.get<bool>() ? 1 : 0);
+    case json::Type::kBool:
+      lua_pushboolean(L, value.boolean() ? 1 : 0);
       return;
-    case nlohmann::json::value_t::number_integer:
-    case nlohmann::json::value_t::number_unsigned:
-    case nlohmann::json::value_t::number_float:
-      lua_pushnumber(L, value.get<double>());
+    case json::Type::kInteger:
+    case json::Type::kUnsigned:
+    case json::Type::kFloat:
+      lua_pushnumber(L, value.number());
       return;
-    default:
+    case json::Type::kNull:
       pushNull(L);
       return;
   }

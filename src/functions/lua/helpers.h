@@ -2,7 +2,7 @@
 
 #include <lua.hpp>
 
-#include <nlohmann/json_fwd.hpp>
+#include "common/json/doc.h"
 
 // The helper modules of the sandbox (docs/functions-lua.md "Helpers"): `json`, `cidr`,
 // `time`, `str`, `base64`, `crypto`. Every one checks the call's deadline while it works
@@ -14,6 +14,6 @@ void openHelpers(lua_State* L, int libs);
 
 // Pushes `value` as Lua: objects and arrays as tables, null as `json.null`. Raises the
 // memory or time error like any allocation.
-void pushJson(lua_State* L, const nlohmann::json& value);
+void pushJson(lua_State* L, json::Value value);
 
 }  // namespace portcullis::functions::lua

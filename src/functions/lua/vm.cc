@@ -1,7 +1,6 @@
 #include "functions/lua/vm.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 
@@ -161,7 +160,7 @@ int identityIndex(lua_State* L) {
   const std::string_view key = lua_tostring(L, 2);
   if (key == "claims") {
     if (id.claims) {
-      pushJson(L, *id.claims);
+      pushJson(L, id.claims->root());
     } else {
       lua_newtable(L);
     }

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 
 namespace portcullis::identity {
 namespace {
@@ -20,6 +21,25 @@ constexpr std::array<std::uint8_t, 256> makeDecodeTable() {
 
 constexpr std::array<std::uint8_t, 256> kDecode = makeDecodeTable();
 
+// kQuad[k][c]: the sextet of character c in position k of a quad, already shifted to its
+// place in the quad's 24 bits; kQuadInvalid (a bit above them) for a character outside
+// the alphabet, so one test after ORing the four finds any.
+constexpr std::uint32_t kQuadInvalid = 0x80000000;
+
+constexpr std::array<std::array<std::uint32_t, 256>, 4> makeQuadTables() {
+  std::array<std::array<std::uint32_t, 256>, 4> tables{};
+  for (int k = 0; k < 4; ++k) {
+    for (int c = 0; c < 256; ++c) {
+      const std::uint8_t value = kDecode[static_cast<std::size_t>(c)];
+      tables[k][static_cast<std::size_t>(c)] =
+          value == kInvalid ? kQuadInvalid : std::uint32_t{value} << (18 - 6 * k);
+    }
+  }
+  return tables;
+}
+
+constexpr auto kQuad = makeQuadTables();
+
 inline std::uint8_t sextet(char c) {
   return kDecode[static_cast<unsigned char>(c)];
 }
@@ -27,44 +47,52 @@ inline std::uint8_t sextet(char c) {
 }  // namespace
 
 std::optional<std::string> base64urlDecode(std::string_view in) {
+  std::string out;
+  if (!base64urlDecodeInto(in, out)) return std::nullopt;
+  return out;
+}
+
+bool base64urlDecodeInto(std::string_view in, std::string& out) {
   const std::size_t full = in.size() / 4;
   const std::size_t tail = in.size() % 4;
-  if (tail == 1) return std::nullopt;
+  if (tail == 1) return false;
 
-  std::string out;
-  out.resize(full * 3 + (tail == 0 ? 0 : tail - 1));
+  const std::size_t size = full * 3 + (tail == 0 ? 0 : tail - 1);
+  // A byte of slack: the loop below stores 4 bytes for every 3 it decodes.
+  out.resize(size + 1);
   char* dst = out.data();
   const char* src = in.data();
 
-  for (std::size_t i = 0; i < full; ++i, src += 4) {
-    const std::uint8_t a = sextet(src[0]);
-    const std::uint8_t b = sextet(src[1]);
-    const std::uint8_t c = sextet(src[2]);
-    const std::uint8_t d = sextet(src[3]);
-    if ((a | b | c | d) & 0xc0) return std::nullopt;  // kInvalid has the high bits set
-    const std::uint32_t v = (std::uint32_t{a} << 18) | (std::uint32_t{b} << 12) |
-                            (std::uint32_t{c} << 6) | std::uint32_t{d};
-    *dst++ = static_cast<char>(v >> 16);
-    *dst++ = static_cast<char>((v >> 8) & 0xff);
-    *dst++ = static_cast<char>(v & 0xff);
+  // A quad at a time from the four pre-shifted tables: four loads and three ORs make its
+  // 24 bits, and one 4-byte store (its last byte overwritten next round) replaces three.
+  // This loop is most of the cost of reading a token.
+  for (std::size_t i = 0; i < full; ++i, src += 4, dst += 3) {
+    const std::uint32_t v = kQuad[0][static_cast<unsigned char>(src[0])] |
+                            kQuad[1][static_cast<unsigned char>(src[1])] |
+                            kQuad[2][static_cast<unsigned char>(src[2])] |
+                            kQuad[3][static_cast<unsigned char>(src[3])];
+    if (v & kQuadInvalid) return false;
+    const char bytes[4] = {static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+                           static_cast<char>(v), 0};
+    std::memcpy(dst, bytes, sizeof bytes);
   }
-
   if (tail == 2) {
     const std::uint8_t a = sextet(src[0]);
     const std::uint8_t b = sextet(src[1]);
-    if ((a | b) & 0xc0) return std::nullopt;
-    if (b & 0x0f) return std::nullopt;  // non-zero trailing bits: not the canonical spelling
+    if ((a | b) & 0xc0) return false;
+    if (b & 0x0f) return false;  // non-zero trailing bits: not the canonical spelling
     *dst++ = static_cast<char>((a << 2) | (b >> 4));
   } else if (tail == 3) {
     const std::uint8_t a = sextet(src[0]);
     const std::uint8_t b = sextet(src[1]);
     const std::uint8_t c = sextet(src[2]);
-    if ((a | b | c) & 0xc0) return std::nullopt;
-    if (c & 0x03) return std::nullopt;
+    if ((a | b | c) & 0xc0) return false;
+    if (c & 0x03) return false;
     *dst++ = static_cast<char>((a << 2) | (b >> 4));
     *dst++ = static_cast<char>(((b & 0x0f) << 4) | (c >> 2));
   }
-  return out;
+  out.resize(size);
+  return true;
 }
 
 std::string base64urlEncode(std::string_view in) {

@@ -423,7 +423,12 @@ bool algFitsType(Alg alg, Key::Type type, int curve_nid, bool has_secret) {
 
 std::optional<Alg> parseAlg(std::string_view name) {
   for (const auto& entry : kAlgs) {
-    if (entry.name == name) return entry.alg;
+    // The first bytes first: every name is five bytes but EdDSA, so == alone is a
+    // memcmp call per entry, and this runs for every token.
+    if (!name.empty() && entry.name[0] == name[0] && entry.name.back() == name.back() &&
+        entry.name == name) {
+      return entry.alg;
+    }
   }
   return std::nullopt;
 }

@@ -18,11 +18,27 @@ namespace portcullis::identity {
 namespace {
 
 using Json = nlohmann::json;
+using json::Value;
 
 // Deeper nesting than this in a header or payload is rejected: no legitimate token needs it,
 // and it bounds the recursion of whatever later walks the claims. The token's own size
 // limit (VerifyPolicy::max_token_bytes) already bounds the text.
 constexpr json::StrictLimits kTokenJson{.max_depth = 32};
+
+// What one thread's verifications reuse: the decoded segments and the header's document
+// (which nothing keeps past the call). Once grown to the largest token seen, reading a
+// token allocates only the claims it returns.
+struct Scratch {
+  std::string header_text;
+  std::string payload_text;
+  std::string signature;
+  json::Doc header;
+};
+
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
 
 std::string describeKey(const Key& key) {
   return key.kid().empty() ? std::string("without kid") : "kid=" + printable(key.kid());
@@ -38,19 +54,42 @@ struct NumericDate {
 
 enum class DateClaim : std::uint8_t { kAbsent, kPresent, kWrongType };
 
-DateClaim readDate(const Json& claims, const char* name, NumericDate& out) {
-  const auto it = claims.find(name);
-  if (it == claims.end()) return DateClaim::kAbsent;
-  if (it->is_number_unsigned()) {
-    const auto value = it->get<Json::number_unsigned_t>();
-    constexpr auto kMax =
-        static_cast<Json::number_unsigned_t>(std::numeric_limits<std::int64_t>::max());
-    out.whole = static_cast<std::int64_t>(std::min(value, kMax));
-  } else if (it->is_number_integer()) {
-    out.whole = it->get<Json::number_integer_t>();
-  } else if (it->is_number_float()) {
+// The registered claims that verification checks, found in one pass over the members
+// (a document has no repeated names, so this is what five find() calls would give).
+struct Registered {
+  Value exp, nbf, iat, iss, aud;
+};
+
+Registered registeredClaims(Value claims) {
+  Registered found;
+  for (const auto member : claims.members()) {
+    const std::string_view name = member.name;
+    if (name.size() != 3) continue;
+    if (name == "exp") {
+      found.exp = member.value;
+    } else if (name == "nbf") {
+      found.nbf = member.value;
+    } else if (name == "iat") {
+      found.iat = member.value;
+    } else if (name == "iss") {
+      found.iss = member.value;
+    } else if (name == "aud") {
+      found.aud = member.value;
+    }
+  }
+  return found;
+}
+
+DateClaim readDate(Value value, NumericDate& out) {
+  if (!value) return DateClaim::kAbsent;
+  if (value.type() == json::Type::kUnsigned) {
+    constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+    out.whole = static_cast<std::int64_t>(std::min(value.unsignedInteger(), kMax));
+  } else if (value.type() == json::Type::kInteger) {
+    out.whole = value.integer();
+  } else if (value.type() == json::Type::kFloat) {
     out.is_float = true;
-    out.real = it->get<Json::number_float_t>();
+    out.real = value.real();
   } else {
     return DateClaim::kWrongType;
   }
@@ -76,12 +115,13 @@ std::string dateText(const NumericDate& date) {
   return date.is_float ? std::to_string(date.real) : std::to_string(date.whole);
 }
 
-Result<void> checkClaims(const Json& claims, const VerifyPolicy& policy, std::int64_t now) {
+Result<void> checkClaims(Value claims, const VerifyPolicy& policy, std::int64_t now) {
   const std::int64_t leeway = std::max<std::int64_t>(0, policy.leeway.count());
   NumericDate exp, nbf, iat;
-  const DateClaim has_exp = readDate(claims, "exp", exp);
-  const DateClaim has_nbf = readDate(claims, "nbf", nbf);
-  const DateClaim has_iat = readDate(claims, "iat", iat);
+  const Registered registered = registeredClaims(claims);
+  const DateClaim has_exp = readDate(registered.exp, exp);
+  const DateClaim has_nbf = readDate(registered.nbf, nbf);
+  const DateClaim has_iat = readDate(registered.iat, iat);
   if (has_exp == DateClaim::kWrongType) return fail(Reason::kClaimInvalid, "exp is not a number");
   if (has_nbf == DateClaim::kWrongType) return fail(Reason::kClaimInvalid, "nbf is not a number");
   if (has_iat == DateClaim::kWrongType) return fail(Reason::kClaimInvalid, "iat is not a number");
@@ -116,30 +156,29 @@ Result<void> checkClaims(const Json& claims, const VerifyPolicy& policy, std::in
   }
 
   if (!policy.issuer.empty()) {
-    const auto iss = claims.find("iss");
-    if (iss == claims.end()) return fail(Reason::kClaimInvalid, "iss is missing");
-    if (!iss->is_string()) return fail(Reason::kClaimInvalid, "iss is not a string");
-    if (iss->get_ref<const std::string&>() != policy.issuer) {
+    const Value iss = registered.iss;
+    if (!iss) return fail(Reason::kClaimInvalid, "iss is missing");
+    if (!iss.isString()) return fail(Reason::kClaimInvalid, "iss is not a string");
+    if (iss.string() != policy.issuer) {
       return fail(Reason::kIssuerMismatch, "iss is not the provider's issuer");
     }
   }
 
   if (!policy.audiences.empty()) {
-    const auto aud = claims.find("aud");
-    if (aud == claims.end()) return fail(Reason::kClaimInvalid, "aud is missing");
-    const auto wanted = [&policy](const Json& value) {
-      const auto& name = value.get_ref<const std::string&>();
-      return std::find(policy.audiences.begin(), policy.audiences.end(), name) !=
+    const Value aud = registered.aud;
+    if (!aud) return fail(Reason::kClaimInvalid, "aud is missing");
+    const auto wanted = [&policy](Value value) {
+      return std::find(policy.audiences.begin(), policy.audiences.end(), value.string()) !=
              policy.audiences.end();
     };
     bool matched = false;
-    if (aud->is_string()) {
-      matched = wanted(*aud);
-    } else if (aud->is_array()) {
-      for (const auto& entry : *aud) {
-        if (!entry.is_string()) return fail(Reason::kClaimInvalid, "aud holds a non-string");
+    if (aud.isString()) {
+      matched = wanted(aud);
+    } else if (aud.isArray()) {
+      for (const Value entry : aud.elements()) {
+        if (!entry.isString()) return fail(Reason::kClaimInvalid, "aud holds a non-string");
       }
-      matched = std::any_of(aud->begin(), aud->end(), wanted);
+      matched = std::any_of(aud.elements().begin(), aud.elements().end(), wanted);
     } else {
       return fail(Reason::kClaimInvalid, "aud is neither a string nor an array");
     }
@@ -164,29 +203,31 @@ Result<VerifiedToken> verifyImpl(std::string_view token, const KeySet& keys,
     return malformed("token is not three dot-separated segments");
   }
   const std::string_view signing_input = token.substr(0, dot2);
-  auto header_text = base64urlDecode(token.substr(0, dot1));
-  if (!header_text) return malformed("header is not canonical base64url");
-  auto payload_text = base64urlDecode(token.substr(dot1 + 1, dot2 - dot1 - 1));
-  if (!payload_text) return malformed("payload is not canonical base64url");
-  auto signature = base64urlDecode(token.substr(dot2 + 1));
-  if (!signature) return malformed("signature is not canonical base64url");
+  Scratch& s = scratch();
+  if (!base64urlDecodeInto(token.substr(0, dot1), s.header_text)) {
+    return malformed("header is not canonical base64url");
+  }
+  if (!base64urlDecodeInto(token.substr(dot1 + 1, dot2 - dot1 - 1), s.payload_text)) {
+    return malformed("payload is not canonical base64url");
+  }
+  if (!base64urlDecodeInto(token.substr(dot2 + 1), s.signature)) {
+    return malformed("signature is not canonical base64url");
+  }
 
-  Json header;
-  if (auto why = json::readStrict(*header_text, header, kTokenJson); !why.empty()) {
+  if (auto why = json::readStrict(s.header_text, s.header, kTokenJson); !why.empty()) {
     return malformed("header " + std::string(why));
   }
-  if (!header.is_object()) return malformed("header is not a JSON object");
-  const auto alg_member = header.find("alg");
-  if (alg_member == header.end() || !alg_member->is_string()) {
-    return malformed("header has no string alg");
-  }
+  const Value header = s.header.root();
+  if (!header.isObject()) return malformed("header is not a JSON object");
+  const Value alg_member = header.find("alg");
+  if (!alg_member || !alg_member.isString()) return malformed("header has no string alg");
   std::string kid;
-  if (const auto kid_member = header.find("kid"); kid_member != header.end()) {
-    if (!kid_member->is_string()) return malformed("header kid is not a string");
-    kid = std::move(kid_member->get_ref<std::string&>());
+  if (const Value kid_member = header.find("kid")) {
+    if (!kid_member.isString()) return malformed("header kid is not a string");
+    kid = kid_member.string();
   }
 
-  const auto& alg_text = alg_member->get_ref<const std::string&>();
+  const std::string_view alg_text = alg_member.string();
   const std::optional<Alg> alg = parseAlg(alg_text);
   if (!alg) {
     return fail(Reason::kAlgorithmNotAllowed, "alg " + printable(alg_text) + " is not supported");
@@ -198,9 +239,9 @@ Result<VerifiedToken> verifyImpl(std::string_view token, const KeySet& keys,
   }
   // We implement no header extension, so any `crit` names one we do not understand; an
   // empty `crit` is itself invalid (RFC 7515 §4.1.11).
-  if (const auto crit = header.find("crit"); crit != header.end()) {
-    if (!crit->is_array()) return malformed("header crit is not an array");
-    if (crit->empty()) return malformed("header crit is empty");
+  if (const Value crit = header.find("crit")) {
+    if (!crit.isArray()) return malformed("header crit is not an array");
+    if (crit.size() == 0) return malformed("header crit is empty");
     return malformed("header crit names an extension that is not understood");
   }
 
@@ -212,7 +253,7 @@ Result<VerifiedToken> verifyImpl(std::string_view token, const KeySet& keys,
                     " and alg " + std::string(algName(*alg)));
   }
 
-  switch (verifySignature(*alg, *key, signing_input, *signature)) {
+  switch (verifySignature(*alg, *key, signing_input, s.signature)) {
     case SignatureCheck::kValid:
       break;
     case SignatureCheck::kInvalid:
@@ -225,12 +266,12 @@ Result<VerifiedToken> verifyImpl(std::string_view token, const KeySet& keys,
                   "cannot run signature verification with key " + describeKey(*key));
   }
 
-  auto claims = std::make_shared<Json>();
-  if (auto why = json::readStrict(*payload_text, *claims, kTokenJson); !why.empty()) {
+  auto claims = std::make_shared<json::Doc>();
+  if (auto why = json::readStrict(s.payload_text, *claims, kTokenJson); !why.empty()) {
     return malformed("payload " + std::string(why));
   }
-  if (!claims->is_object()) return malformed("payload is not a JSON object");
-  if (auto checked = checkClaims(*claims, policy, now); !checked) {
+  if (!claims->root().isObject()) return malformed("payload is not a JSON object");
+  if (auto checked = checkClaims(claims->root(), policy, now); !checked) {
     return tl::unexpected(std::move(checked.error()));
   }
   return VerifiedToken{*alg, std::move(kid), std::move(claims)};
@@ -287,14 +328,17 @@ std::optional<std::string> peekIssuer(std::string_view token, std::size_t max_to
   if (dot1 == std::string_view::npos) return std::nullopt;
   const std::size_t dot2 = token.find('.', dot1 + 1);
   if (dot2 == std::string_view::npos) return std::nullopt;
-  const auto payload_text = base64urlDecode(token.substr(dot1 + 1, dot2 - dot1 - 1));
-  if (!payload_text) return std::nullopt;
-  Json payload;
-  if (!json::readStrict(*payload_text, payload, kTokenJson).empty() || !payload.is_object())
+  Scratch& s = scratch();
+  if (!base64urlDecodeInto(token.substr(dot1 + 1, dot2 - dot1 - 1), s.payload_text)) {
     return std::nullopt;
-  const auto iss = payload.find("iss");
-  if (iss == payload.end() || !iss->is_string()) return std::nullopt;
-  return iss->get<std::string>();
+  }
+  // The header's document serves: peekIssuer runs apart from verifyJwt.
+  if (!json::readStrict(s.payload_text, s.header, kTokenJson).empty()) return std::nullopt;
+  const Value payload = s.header.root();
+  if (!payload.isObject()) return std::nullopt;
+  const Value iss = payload.find("iss");
+  if (!iss || !iss.isString()) return std::nullopt;
+  return std::string(iss.string());
 }
 
 Sha256 credentialDigest(std::string_view token) {

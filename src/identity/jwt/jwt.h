@@ -9,6 +9,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "common/json/doc.h"
 #include "common/result.h"
 #include "common/strings.h"
 #include "identity/jwt/jwk.h"
@@ -32,7 +33,7 @@ struct VerifyPolicy {
 struct VerifiedToken {
   Alg alg;
   std::string kid;
-  std::shared_ptr<const nlohmann::json> claims;  // the payload object
+  std::shared_ptr<const json::Doc> claims;  // the payload; its root is an object
 };
 
 // Verifies a compact JWS (RFC 7515 §7.1) and validates its registered claims (RFC 7519 §4.1).

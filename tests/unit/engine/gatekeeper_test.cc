@@ -365,8 +365,8 @@ TEST_F(GatekeeperTest, ConcurrentMissesShareOneEvaluation) {
   }
   EXPECT_EQ(inline_results, 0);
   ASSERT_EQ(fake.calls.size(), 1u) << "100 concurrent misses, one evaluation";
-  fake.calls.front()(std::make_shared<const nlohmann::json>(
-      nlohmann::json{{"active", true}, {"sub", "zoe"}, {"exp", clock_.unixSeconds() + 600}}));
+  fake.calls.front()(std::make_shared<const json::Doc>(json::Doc::fromJson(
+      nlohmann::json{{"active", true}, {"sub", "zoe"}, {"exp", clock_.unixSeconds() + 600}})));
   EXPECT_EQ(completed_later, 100);
   EXPECT_EQ(sink_.lines.size(), 100u) << "one audit line each";
   // And the result is cached for the next one.

@@ -76,7 +76,7 @@ class IntrospectionTest : public ::testing::Test {
         {"aud", "orders-api"}, {"scope", "read:orders"}, {"exp", kNow + 600}};
     for (auto& [k, v] : extra.items())
       a[k] = v;
-    return std::make_shared<const nlohmann::json>(std::move(a));
+    return std::make_shared<const json::Doc>(json::Doc::fromJson(std::move(a)));
   }
   // Runs one request to completion; the fake answers with `answer` if a call is made.
   std::pair<Evaluation, bool> decide(const http::Request& r,
@@ -113,8 +113,8 @@ TEST_F(IntrospectionTest, ActiveTokenIsAllowedAfterTheCallAndThenServedFromCache
 }
 
 TEST_F(IntrospectionTest, InactiveExpiredAndForeignTokensAreDenied) {
-  EXPECT_EQ(decide(request("t1"),
-                   std::make_shared<const nlohmann::json>(nlohmann::json{{"active", false}}))
+  EXPECT_EQ(decide(request("t1"), std::make_shared<const json::Doc>(
+                                      json::Doc::fromJson(nlohmann::json{{"active", false}})))
                 .first.decision.reason,
             Reason::kTokenInactive);
   EXPECT_EQ(decide(request("t2"), active({{"exp", kNow - 120}})).first.decision.reason,
@@ -127,8 +127,8 @@ TEST_F(IntrospectionTest, InactiveExpiredAndForeignTokensAreDenied) {
   EXPECT_EQ(decide(request("t5"), active({{"scope", "other"}})).first.decision.reason,
             Reason::kScopeMissing);
   // Inactive answers are not cached: the next request asks again.
-  EXPECT_EQ(decide(request("t1"),
-                   std::make_shared<const nlohmann::json>(nlohmann::json{{"active", false}}))
+  EXPECT_EQ(decide(request("t1"), std::make_shared<const json::Doc>(
+                                      json::Doc::fromJson(nlohmann::json{{"active", false}})))
                 .second,
             true);
 }
@@ -141,7 +141,8 @@ TEST_F(IntrospectionTest, EndpointFailureIsAnErrorThatFailsClosed) {
   EXPECT_EQ(ev.decision.status, 503);
   EXPECT_EQ(ev.decision.outcome, Outcome::kError);
   const auto garbage = decide(
-      request("u"), std::make_shared<const nlohmann::json>(nlohmann::json{{"activ", "yes"}}));
+      request("u"),
+      std::make_shared<const json::Doc>(json::Doc::fromJson(nlohmann::json{{"activ", "yes"}})));
   EXPECT_EQ(garbage.first.decision.reason, Reason::kProviderUnavailable);
 }
 

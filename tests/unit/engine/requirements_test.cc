@@ -11,8 +11,8 @@ struct RequirementsFixture : ::testing::Test {
     request.client_ip = *IpAddress::parse("10.1.2.3");
     id.roles = {"reader"};
     id.scopes = {"read:orders", "list:orders"};
-    id.claims = std::make_shared<const nlohmann::json>(nlohmann::json{
-        {"tenant", "acme"}, {"groups", {"staff", "eu"}}, {"level", 3}, {"verified", true}});
+    id.claims = std::make_shared<const json::Doc>(json::Doc::fromJson(nlohmann::json{
+        {"tenant", "acme"}, {"groups", {"staff", "eu"}}, {"level", 3}, {"verified", true}}));
   }
   Reason check(const Requirements& r) {
     const auto err = r.check(request, &id);

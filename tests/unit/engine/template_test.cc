@@ -19,12 +19,12 @@ struct TemplateFixture : ::testing::Test {
     id.provider = "corp";
     id.scopes = {"read:orders", "write:orders"};
     id.roles = {"reader"};
-    id.claims = std::make_shared<const nlohmann::json>(
-        nlohmann::json{{"sub", "alice"},
-                       {"email", "alice@example.com"},
-                       {"realm_access", {{"roles", {"a", "b"}}}},
-                       {"https://example.com/tenant", "acme"},
-                       {"n", 42}});
+    id.claims = std::make_shared<const json::Doc>(
+        json::Doc::fromJson(nlohmann::json{{"sub", "alice"},
+                                           {"email", "alice@example.com"},
+                                           {"realm_access", {{"roles", {"a", "b"}}}},
+                                           {"https://example.com/tenant", "acme"},
+                                           {"n", 42}}));
     ctx["tenant"] = "acme";
   }
   std::string render(std::string_view text) {

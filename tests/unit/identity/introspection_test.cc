@@ -16,15 +16,24 @@ constexpr std::int64_t kNow = 1'790'000'000;
 TEST(IntrospectionCacheSecondsTest, TheShorterOfExpAndCacheTtl) {
   IntrospectionSpec spec;
   spec.cache_ttl = std::chrono::seconds(60);
-  EXPECT_EQ(introspectionCacheSeconds(nlohmann::json{{"exp", kNow + 600}}, spec, kNow), 60);
-  EXPECT_EQ(introspectionCacheSeconds(nlohmann::json{{"exp", kNow + 5}}, spec, kNow), 5);
-  EXPECT_EQ(introspectionCacheSeconds(nlohmann::json{{"exp", kNow - 5}}, spec, kNow), 0);
-  EXPECT_EQ(introspectionCacheSeconds(nlohmann::json::object(), spec, kNow), 60);
+  EXPECT_EQ(introspectionCacheSeconds(
+                json::Doc::fromJson(nlohmann::json{{"exp", kNow + 600}}).root(), spec, kNow),
+            60);
+  EXPECT_EQ(introspectionCacheSeconds(json::Doc::fromJson(nlohmann::json{{"exp", kNow + 5}}).root(),
+                                      spec, kNow),
+            5);
+  EXPECT_EQ(introspectionCacheSeconds(json::Doc::fromJson(nlohmann::json{{"exp", kNow - 5}}).root(),
+                                      spec, kNow),
+            0);
+  EXPECT_EQ(
+      introspectionCacheSeconds(json::Doc::fromJson(nlohmann::json::object()).root(), spec, kNow),
+      60);
 }
 
 TEST(IntrospectionCacheTest, BoundedAndExpiring) {
   IntrospectionCache cache(2);
-  auto answer = std::make_shared<const nlohmann::json>(nlohmann::json{{"active", true}});
+  auto answer =
+      std::make_shared<const json::Doc>(json::Doc::fromJson(nlohmann::json{{"active", true}}));
   cache.put("a", answer, 100);
   cache.put("b", answer, 100);
   cache.put("c", answer, 100);  // evicts "a", the oldest

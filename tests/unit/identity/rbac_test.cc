@@ -14,7 +14,7 @@ using Strings = std::vector<std::string>;
 
 Identity withClaims(Json claims) {
   Identity id;
-  id.claims = std::make_shared<const Json>(std::move(claims));
+  id.claims = std::make_shared<const json::Doc>(json::Doc::fromJson(std::move(claims)));
   return id;
 }
 

@@ -106,8 +106,8 @@ class HeldIntrospector final : public engine::Introspector {
       calls.swap(pending_);
     }
     for (auto& [token, done] : calls) {
-      auto answer = std::make_shared<const nlohmann::json>(nlohmann::json{
-          {"active", true}, {"sub", "bob"}, {"scope", "read:orders"}, {"exp", unixNow() + 3600}});
+      auto answer = std::make_shared<const json::Doc>(json::Doc::fromJson(nlohmann::json{
+          {"active", true}, {"sub", "bob"}, {"scope", "read:orders"}, {"exp", unixNow() + 3600}}));
       asio::post(loop_, [done = std::move(done), answer] { done(Answer(answer)); });
     }
   }

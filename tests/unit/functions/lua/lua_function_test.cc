@@ -81,13 +81,13 @@ class LuaTest : public ::testing::Test {
     id.provider = "demo";
     id.subject = "alice";
     id.issuer = "portcullis-dev";
-    id.claims = std::make_shared<const nlohmann::json>(
-        nlohmann::json{{"sub", "alice"},
-                       {"tenant", "acme"},
-                       {"agent", true},
-                       {"n", 42},
-                       {"realm_access", {{"roles", {"a", "b"}}}},
-                       {"nothing", nullptr}});
+    id.claims = std::make_shared<const json::Doc>(
+        json::Doc::fromJson(nlohmann::json{{"sub", "alice"},
+                                           {"tenant", "acme"},
+                                           {"agent", true},
+                                           {"n", 42},
+                                           {"realm_access", {{"roles", {"a", "b"}}}},
+                                           {"nothing", nullptr}}));
     id.scopes = {"read:orders", "write:orders"};
     id.groups = {"staff"};
     id.roles = {"reader"};

@@ -257,7 +257,7 @@ TEST_P(JwtRoundTrip, SignsAndVerifies) {
   EXPECT_EQ(verified->alg, alg);
   EXPECT_EQ(verified->kid, signerFor(alg).kid());
   ASSERT_NE(verified->claims, nullptr);
-  EXPECT_EQ((*verified->claims)["sub"], "alice");
+  EXPECT_EQ(verified->claims->root().find("sub").string(), "alice");
 
   // The same token also verifies against the whole key set, by kid.
   EXPECT_REASON(verifyJwt(*token, allVerifiers(), allowAll(), kNow), Reason::kNone);
@@ -378,8 +378,8 @@ TEST(JwtRfc7515, AppendixA1Hs256) {
   const KeySet set = KeySet::fromKeys({*key});
   auto verified = verifyJwt(token, set, only({Alg::kHS256}), kRfcExp - 1);
   ASSERT_TRUE(verified.has_value()) << verified.error().message;
-  EXPECT_EQ((*verified->claims)["iss"], "joe");
-  EXPECT_EQ((*verified->claims)["http://example.com/is_root"], true);
+  EXPECT_EQ(verified->claims->root().find("iss").string(), "joe");
+  EXPECT_TRUE(verified->claims->root().find("http://example.com/is_root").boolean());
 
   EXPECT_REASON(verifyJwt(token, set, only({Alg::kHS256}), kRfcExp), Reason::kTokenExpired);
   VerifyPolicy lenient = only({Alg::kHS256});
@@ -414,7 +414,7 @@ TEST(JwtRfc7515, AppendixA2Rs256) {
   const std::string token = "eyJhbGciOiJSUzI1NiJ9."s + kRfcPayloadB64 + "." + kRfcRs256Signature;
   auto verified = verifyJwt(token, rfcRsaSet(), only({Alg::kRS256}), kRfcExp - 100);
   ASSERT_TRUE(verified.has_value()) << verified.error().message;
-  EXPECT_EQ((*verified->claims)["iss"], "joe");
+  EXPECT_EQ(verified->claims->root().find("iss").string(), "joe");
   EXPECT_EQ(verified->alg, Alg::kRS256);
   EXPECT_TRUE(verified->kid.empty());
   // The same signature under a PS256 header does not verify.
@@ -433,7 +433,7 @@ TEST(JwtRfc7515, AppendixA3Es256) {
   ASSERT_TRUE(key.has_value()) << key.error().message;
   auto verified = verifyJwt(token, KeySet::fromKeys({*key}), only({Alg::kES256}), kRfcExp - 1);
   ASSERT_TRUE(verified.has_value()) << verified.error().message;
-  EXPECT_EQ((*verified->claims)["iss"], "joe");
+  EXPECT_EQ(verified->claims->root().find("iss").string(), "joe");
 }
 
 TEST(JwtRfc8037, AppendixA4Ed25519) {
@@ -977,14 +977,14 @@ TEST(JwtJson, AcceptsRfc8259Forms) {
   for (const Case& c : cases) {
     auto verified = verifyPayload(c.text);
     ASSERT_TRUE(verified.has_value()) << c.text << ": " << verified.error().message;
-    EXPECT_EQ(*verified->claims, c.expected) << c.text;
+    EXPECT_EQ(verified->claims->root().dump(), c.expected.dump()) << c.text;
   }
   auto typed = verifyPayload(R"({"u":5,"i":-5,"f":5.0})");
   ASSERT_TRUE(typed.has_value());
-  EXPECT_TRUE((*typed->claims)["u"].is_number_unsigned());
-  EXPECT_TRUE((*typed->claims)["i"].is_number_integer());
-  EXPECT_FALSE((*typed->claims)["i"].is_number_unsigned());
-  EXPECT_TRUE((*typed->claims)["f"].is_number_float());
+  const json::Value root = typed->claims->root();
+  EXPECT_EQ(root.find("u").type(), json::Type::kUnsigned);
+  EXPECT_EQ(root.find("i").type(), json::Type::kInteger);
+  EXPECT_EQ(root.find("f").type(), json::Type::kFloat);
 }
 
 TEST(JwtJson, RejectsEverythingElse) {
@@ -1150,7 +1150,7 @@ TEST(JwtJson, AgreesWithNlohmannOnMutatedDocuments) {
       ++accepted;
       ASSERT_TRUE(ref.parsed) << text;
       EXPECT_FALSE(ref.duplicate) << text;
-      EXPECT_EQ(*verified->claims, ref.value) << text;
+      EXPECT_EQ(verified->claims->root().dump(), ref.value.dump()) << text;
     } else if (verified.error().code != Reason::kTokenMalformed) {
       // Parsed, then a registered claim (a mutated exp, say) failed its check.
       ++accepted;
