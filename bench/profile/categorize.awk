@@ -8,7 +8,8 @@
   if (dso ~ /kernel/) cat = "kernel (syscalls, TCP over loopback, scheduler)"
   else if (sym ~ /malloc|free|_int_|unlink_chunk|tcache|cfree/) cat = "malloc/free"
   else if (dso ~ /libcrypto/) cat = "OpenSSL (SHA-256 of the cache key)"
-  else if (sym ~ /sendmsg|recvmsg|epoll_wait|__libc_|clock_gettime|pthread_mutex/ || dso ~ /vdso/) cat = "libc syscall wrappers, locks, clock"
+  else if (sym ~ /memmove|memcpy|memcmp|memset|memchr|strlen|__mem|__str/) cat = "memcpy/memcmp/strlen"
+  else if (dso ~ /libc\.so|vdso/) cat = "libc syscall wrappers, locks, clock"
   else if (sym ~ /serializer|write_some_op|write_op|write_msg_op|buffers_cat|buffers_suffix|buffers_prefix/) cat = "Beast: response serializer and buffers"
   else if (sym ~ /basic_parser|parse_field|parse_fields|parse_start|basic_fields|http::detail::read/) cat = "Beast: request parser and fields"
   else if (sym ~ /beast/) cat = "Beast: tcp_stream (timeouts), other"
@@ -16,7 +17,6 @@
   else if (sym ~ /portcullis::engine|portcullis::identity|portcullis::telemetry|portcullis::audit/) cat = "engine: decide, cache, metrics"
   else if (sym ~ /portcullis::frontends|portcullis::http/) cat = "authz front door: request from headers"
   else if (sym ~ /portcullis::net/) cat = "net/http server session"
-  else if (sym ~ /memmove|memcpy|memcmp|memset|strlen|__mem|__str/) cat = "memcpy/memcmp/strlen"
   else if (dso ~ /libstdc|libfmt/) cat = "libstdc++/fmt"
   else cat = "other"
   total[cat] += pct; all += pct
