@@ -7,14 +7,14 @@
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 #endif
 
-#include <deque>
+#include <cstring>
+#include <span>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -25,6 +25,7 @@
 #include "engine/router.h"
 #include "frontends/common.h"
 #include "frontends/spoe/haproxy_cache.h"
+#include "net/deadlines.h"
 #include "telemetry/metrics.h"
 
 namespace portcullis::frontends::spoe {
@@ -76,9 +77,12 @@ std::optional<std::int64_t> intOf(const Value* v) {
   return std::nullopt;
 }
 
-// The writes of one connection, in order: ACKs finish in any order (pipelining), but
-// only one async_write may be in flight on a socket at a time. Owns the socket; the
-// connection counts as open (stats.open) until the Writer is gone.
+// The writes of one connection, in order. ACKs finish in any order (pipelining); each is
+// appended to one output buffer and sent at once with a non-blocking write, unless the
+// connection holds its ACKs while it decides the frames of one read (they then leave in
+// one write), or a write is already waiting for the peer to read (the drain coroutine then
+// takes what has gathered). Owns the socket; the connection counts as open (stats.open)
+// until the Writer is gone.
 template <class Socket>
 class Writer final : public std::enable_shared_from_this<Writer<Socket>> {
  public:
@@ -86,7 +90,10 @@ class Writer final : public std::enable_shared_from_this<Writer<Socket>> {
       : socket_(std::move(socket)),
         max_queued_bytes_(options.max_queued_bytes),
         overflowed_(stats.overflowed),
-        open_(stats.open) {}
+        open_(stats.open) {
+    boost::system::error_code ignored;
+    socket_.non_blocking(true, ignored);
+  }
   ~Writer() {
     if (open_) open_->fetch_sub(1, std::memory_order_relaxed);
   }
@@ -98,78 +105,100 @@ class Writer final : public std::enable_shared_from_this<Writer<Socket>> {
   // completes after its connection ended is dropped, never written anywhere else. Over
   // max_queued_bytes (a peer that sends and never reads), the connection is closed at
   // once: the queue is bounded, whatever the peer does.
-  void send(std::string frame) {
+  void send(std::string_view frame) {
     if (closing_) return;
-    if (queued_bytes_ + frame.size() > max_queued_bytes_) {
+    if (queued() + frame.size() > max_queued_bytes_) {
       if (overflowed_ != nullptr) overflowed_->inc();
       spdlog::debug("spoe: closing a connection that does not read its ACKs ({} bytes queued)",
-                    queued_bytes_);
+                    queued());
       abort();
       return;
     }
-    queued_bytes_ += frame.size();
-    queue_.push_back(std::move(frame));
-    kick();
+    out_.append(frame);
+    if (!held_) flush();
   }
   // Queues a last frame (a DISCONNECT) behind what is already queued, then shuts the
   // socket down: nothing is written after it, and it never interleaves with an ACK.
-  void sendLast(std::string frame) {
+  void sendLast(std::string_view frame) {
     if (closing_) return;
-    queued_bytes_ += frame.size();
-    queue_.push_back(std::move(frame));
+    out_.append(frame);
     closing_ = true;
-    kick();
+    flush();
   }
   // The connection ended without a DISCONNECT of ours: drop what is queued and close.
   void close() {
     if (!closing_) {
       closing_ = true;
-      queue_.clear();
-      queued_bytes_ = 0;
+      out_.clear();
     }
-    kick();
+    flush();
+  }
+  // While held, sent frames gather; release() sends them together.
+  void hold() { held_ = true; }
+  void release() {
+    held_ = false;
+    flush();
   }
 
  private:
+  std::size_t queued() const { return out_.size() + in_write_; }
+
   // Closes the socket now, cancelling a write the peer is not reading (and the
   // connection's pending read, which ends its coroutine).
   void abort() {
     closing_ = true;
     failed_ = true;
-    queue_.clear();
-    queued_bytes_ = 0;
+    out_.clear();
     boost::system::error_code ignored;
     socket_.close(ignored);
   }
-  void kick() {
-    if (writing_) return;
-    writing_ = true;
-    asio::co_spawn(socket_.get_executor(), drain(this->shared_from_this()), asio::detached);
+  // Writes what it can now; what the peer is not ready for goes to the drain coroutine.
+  void flush() {
+    if (writing_) return;  // the drain takes out_ when its write completes
+    if (!out_.empty() && !failed_) {
+      boost::system::error_code ec;
+      const std::size_t n = socket_.write_some(asio::buffer(out_), ec);
+      out_.erase(0, n);
+      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+        failed_ = true;
+        out_.clear();
+      }
+    }
+    if (!out_.empty() && !failed_) {
+      writing_ = true;
+      asio::co_spawn(socket_.get_executor(), drain(this->shared_from_this()), asio::detached);
+      return;
+    }
+    if (closing_) shutDown();
   }
   // The Writer owns the socket and outlives the connection's coroutine while writes or
   // decisions are pending (they hold it by shared_ptr).
   asio::awaitable<void> drain([[maybe_unused]] std::shared_ptr<Writer> keep) {
-    while (!queue_.empty() && !failed_) {
-      std::string frame = std::move(queue_.front());
-      queue_.pop_front();
-      auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(frame), kNoThrow);
-      queued_bytes_ -= std::min(queued_bytes_, frame.size());
+    while (!out_.empty() && !failed_) {
+      std::string chunk;
+      chunk.swap(out_);
+      in_write_ = chunk.size();
+      auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(chunk), kNoThrow);
+      in_write_ = 0;
       if (ec) failed_ = true;
     }
     writing_ = false;
-    if (closing_ && socket_.is_open()) {
-      boost::system::error_code ignored;
-      socket_.shutdown(Socket::shutdown_both, ignored);
-      socket_.close(ignored);
-    }
+    if (closing_) shutDown();
+  }
+  void shutDown() {
+    if (!socket_.is_open()) return;
+    boost::system::error_code ignored;
+    socket_.shutdown(Socket::shutdown_both, ignored);
+    socket_.close(ignored);
   }
 
   Socket socket_;
-  std::deque<std::string> queue_;
-  std::size_t queued_bytes_ = 0;  // queued and being written
+  std::string out_;           // to write, in order
+  std::size_t in_write_ = 0;  // bytes of the write the drain waits on
   std::size_t max_queued_bytes_;
   telemetry::Counter* overflowed_;
   std::shared_ptr<std::atomic<std::uint64_t>> open_;
+  bool held_ = false;
   bool writing_ = false;
   bool closing_ = false;
   bool failed_ = false;
@@ -343,6 +372,48 @@ std::variant<HelloRefusal, HelloAccepted> handleHello(const Frame& frame,
   return accepted;
 }
 
+// The read side of a connection: one buffer, kept for the connection's life, that holds a
+// whole frame of the largest size allowed and room beyond it, so that every frame one read
+// brought is decided before the next read (and their ACKs leave together).
+class FrameReader final {
+ public:
+  enum class Next : std::uint8_t { kFrame, kMore, kTooBig };
+
+  explicit FrameReader(std::uint32_t max_frame) : buffer_(std::size_t{max_frame} + 4 + kRoom) {}
+
+  // The next whole frame's body, if it is all here.
+  Next next(std::uint32_t max_frame, std::span<const std::uint8_t>& body) {
+    const std::size_t have = end_ - start_;
+    if (have < 4) return Next::kMore;
+    const std::uint8_t* p = buffer_.data() + start_;
+    const std::uint32_t len = (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) |
+                              (std::uint32_t{p[2]} << 8) | p[3];
+    if (len > max_frame) return Next::kTooBig;
+    if (have < 4 + std::size_t{len}) return Next::kMore;
+    body = {p + 4, len};
+    start_ += 4 + std::size_t{len};
+    return Next::kFrame;
+  }
+  // Where the next read goes: after what is buffered, moved to the front first.
+  asio::mutable_buffer room() {
+    if (start_ == end_) {
+      start_ = end_ = 0;
+    } else if (start_ > 0) {
+      std::memmove(buffer_.data(), buffer_.data() + start_, end_ - start_);
+      end_ -= start_;
+      start_ = 0;
+    }
+    return asio::buffer(buffer_.data() + end_, buffer_.size() - end_);
+  }
+  void commit(std::size_t n) { end_ += n; }
+
+ private:
+  static constexpr std::size_t kRoom = 16 * 1024;
+  std::vector<std::uint8_t> buffer_;
+  std::size_t start_ = 0;
+  std::size_t end_ = 0;
+};
+
 template <class Socket>
 asio::awaitable<void> serveSpop(Socket socket, engine::Gatekeeper& gatekeeper,
                                 engine::Clients clients, AgentOptions options, AgentStats stats) {
@@ -350,46 +421,42 @@ asio::awaitable<void> serveSpop(Socket socket, engine::Gatekeeper& gatekeeper,
   auto writer = std::make_shared<Writer<Socket>>(std::move(socket), options, stats);
   Socket& sock = writer->socket();
   const auto executor = co_await asio::this_coro::executor;
-  asio::steady_timer deadline(executor);
-  bool timed_out = false;
-  const auto armDeadline = [&](std::chrono::milliseconds after) {
-    deadline.expires_after(after);
-    deadline.async_wait([&sock, &timed_out](const boost::system::error_code& ec) {
-      if (ec) return;
-      timed_out = true;
-      boost::system::error_code ignored;
-      sock.cancel(ignored);
-    });
-  };
+  net::Deadline deadline(sock);
 
   std::uint32_t max_frame = options.max_frame_size;
   bool hello_done = false;
   auto in_flight = std::make_shared<InFlight>(executor);
   const std::uint32_t max_inflight = std::max<std::uint32_t>(options.max_inflight, 1);
-  std::vector<std::uint8_t> body;
+  FrameReader reader(options.max_frame_size);
   for (;;) {
-    // Back-pressure: at max_inflight, read nothing more until a decision completes (the
-    // peer's frames wait in the kernel; HAProxy queues or times out on its side).
+    // Back-pressure: at max_inflight, decide nothing more until a decision completes (the
+    // peer's frames wait here and in the kernel; HAProxy queues or times out on its side).
     while (in_flight->count >= max_inflight && sock.is_open()) {
+      writer->release();
       in_flight->slot.expires_at(asio::steady_timer::time_point::max());
       co_await in_flight->slot.async_wait(kNoThrow);
     }
     if (!sock.is_open()) break;  // closed meanwhile (a peer that does not read)
-    armDeadline(hello_done ? options.idle_timeout : options.hello_timeout);
-    std::uint8_t len_bytes[4];
-    auto [ec, n] = co_await asio::async_read(sock, asio::buffer(len_bytes), kNoThrow);
-    if (ec) break;
-    const std::uint32_t len = (std::uint32_t{len_bytes[0]} << 24) |
-                              (std::uint32_t{len_bytes[1]} << 16) |
-                              (std::uint32_t{len_bytes[2]} << 8) | len_bytes[3];
-    if (len > max_frame) {
+    std::span<const std::uint8_t> body;
+    const FrameReader::Next next = reader.next(max_frame, body);
+    if (next == FrameReader::Next::kTooBig) {
       sendDisconnect(*writer, stats, Status::kTooBig, "frame is larger than max-frame-size");
       break;
     }
-    body.resize(len);
-    auto [ec2, n2] = co_await asio::async_read(sock, asio::buffer(body), kNoThrow);
-    if (ec2) break;
-    deadline.cancel();
+    if (next == FrameReader::Next::kMore) {
+      writer->release();  // the ACKs of the frames just decided leave together
+      // One deadline for the whole of the next frame, from when the wait for it starts:
+      // a peer that trickles a frame in does not earn a new one with each read.
+      if (!deadline.set()) {
+        deadline.expireAfter(hello_done ? options.idle_timeout : options.hello_timeout);
+      }
+      auto [ec, n] = co_await sock.async_read_some(reader.room(), kNoThrow);
+      if (ec) break;
+      reader.commit(n);
+      writer->hold();
+      continue;
+    }
+    deadline.never();  // a whole frame: deciding it is not the peer's time
 
     auto decoded = decodeFrame(body);
     if (auto* err = std::get_if<DecodeError>(&decoded)) {
@@ -484,8 +551,6 @@ asio::awaitable<void> serveSpop(Socket socket, engine::Gatekeeper& gatekeeper,
       writer->send(encodeAck(stream_id, frame_id, decisionVars(*ev, *req, hcache)));
     }
   }
-  deadline.cancel();
-  (void)timed_out;
   // Pending decisions hold the writer (and so the socket) until they complete; what they
   // would write now goes nowhere.
   writer->close();

@@ -1,7 +1,6 @@
 #include "net/http/server.h"
 
 #include <poll.h>
-#include <time.h>
 
 #include <algorithm>
 #include <limits>
@@ -11,14 +10,12 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
-#include <boost/asio/execution/context.hpp>
-#include <boost/asio/execution_context.hpp>
-#include <boost/asio/query.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "net/deadlines.h"
 #include "net/workers.h"
 #include "telemetry/metrics.h"
 
@@ -166,92 +163,6 @@ class RequestReader final : public bhttp::basic_parser<true> {
   bool seen_expect_ = false;
 };
 
-// ---- Deadlines ------------------------------------------------------------------------------
-
-// The clock of deadlines: CLOCK_MONOTONIC_COARSE, read without the TSC (deadlines are
-// swept every 100 ms; its few milliseconds of resolution do not matter).
-struct CoarseClock {
-  using duration = std::chrono::nanoseconds;
-  using time_point = std::chrono::time_point<CoarseClock>;
-  static time_point now() {
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return time_point(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
-  }
-};
-
-// One connection's deadline, in its event loop's list (ConnectionDeadlines).
-struct Deadline {
-  Deadline* prev = nullptr;
-  Deadline* next = nullptr;
-  CoarseClock::time_point at = CoarseClock::time_point::max();
-  tcp::socket* socket = nullptr;
-  bool expired = false;  // the sweep cancelled the connection's pending operation
-};
-
-// Every HTTP connection of one event loop with its deadline, swept by one timer every
-// kSweepPeriod: a connection past its deadline has its pending read or write cancelled.
-// Moving a deadline is a store, where Beast's tcp_stream re-armed a timer (a locked heap
-// operation, often a timerfd_settime) for every read and write. Timeouts are therefore
-// kept to within one period. An Asio service, so that it lives and dies with its
-// io_context; only that context's thread touches it.
-class ConnectionDeadlines final : public asio::execution_context::service {
- public:
-  static constexpr std::chrono::milliseconds kSweepPeriod{100};
-  static inline asio::execution_context::id id;  // NOLINT(readability-identifier-naming)
-
-  explicit ConnectionDeadlines(asio::execution_context& context) : service(context) {}
-
-  static ConnectionDeadlines& of(const asio::any_io_executor& executor) {
-    return asio::use_service<ConnectionDeadlines>(asio::query(executor, asio::execution::context));
-  }
-
-  void add(Deadline& d, const asio::any_io_executor& executor) {
-    d.next = head_;
-    if (head_ != nullptr) head_->prev = &d;
-    head_ = &d;
-    if (!timer_ && !shut_down_) timer_.emplace(executor);
-    if (timer_ && !sweeping_) arm();
-  }
-  void remove(Deadline& d) {
-    if (d.prev != nullptr) d.prev->next = d.next;
-    if (d.next != nullptr) d.next->prev = d.prev;
-    if (head_ == &d) head_ = d.next;
-    d.prev = d.next = nullptr;
-  }
-
- private:
-  void shutdown() override {
-    shut_down_ = true;
-    timer_.reset();
-  }
-  void arm() {
-    sweeping_ = true;
-    timer_->expires_after(kSweepPeriod);
-    timer_->async_wait([this](const boost::system::error_code& ec) {
-      sweeping_ = false;
-      if (ec || !timer_) return;
-      sweep();
-      if (head_ != nullptr) arm();
-    });
-  }
-  void sweep() {
-    const auto now = CoarseClock::now();
-    for (Deadline* d = head_; d != nullptr; d = d->next) {
-      if (d->at > now) continue;
-      d->at = CoarseClock::time_point::max();
-      d->expired = true;
-      boost::system::error_code ignored;
-      d->socket->cancel(ignored);
-    }
-  }
-
-  Deadline* head_ = nullptr;
-  std::optional<asio::steady_timer> timer_;
-  bool sweeping_ = false;
-  bool shut_down_ = false;
-};
-
 // ---- One connection -------------------------------------------------------------------------
 
 // A connection's socket, its read buffer (reused for every request: whole header blocks,
@@ -262,24 +173,17 @@ class ConnectionDeadlines final : public asio::execution_context::service {
 class Connection final {
  public:
   Connection(tcp::socket socket, std::size_t buffer_limit)
-      : socket_(std::move(socket)), buffer_(buffer_limit) {
-    deadline_.socket = &socket_;
-    ConnectionDeadlines::of(socket_.get_executor()).add(deadline_, socket_.get_executor());
+      : socket_(std::move(socket)), buffer_(buffer_limit), deadline_(socket_) {
     boost::system::error_code ignored;
     socket_.non_blocking(true, ignored);
   }
-  ~Connection() { ConnectionDeadlines::of(socket_.get_executor()).remove(deadline_); }
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
   tcp::socket& socket() { return socket_; }
   beast::flat_buffer& buffer() { return buffer_; }
 
-  void expireAfter(std::chrono::milliseconds timeout) {
-    deadline_.expired = false;
-    deadline_.at =
-        timeout == kNoTimeout ? CoarseClock::time_point::max() : CoarseClock::now() + timeout;
-  }
+  void expireAfter(std::chrono::milliseconds timeout) { deadline_.expireAfter(timeout); }
 
   // Reads what the client sent next into the buffer, under the current deadline, after
   // sending what is owed to it (it may be waiting for that before it sends more).
@@ -298,7 +202,7 @@ class Connection final {
   // Sends what is owed; true when all of it was written (waiting under `write_timeout`
   // only while the client does not read).
   asio::awaitable<bool> flush() {
-    const auto read_deadline = deadline_.at;  // a write that waits has its own
+    const auto read_deadline = deadline_.at();  // a write that waits has its own
     std::size_t sent = 0;
     bool ok = true;
     while (sent < owed_.size()) {
@@ -316,7 +220,7 @@ class Connection final {
       }
     }
     owed_.clear();
-    if (ok) deadline_.at = read_deadline;
+    if (ok) deadline_.restore(read_deadline);
     co_return ok;
   }
   void setWriteTimeout(std::chrono::milliseconds timeout) { write_timeout_ = timeout; }
@@ -332,14 +236,14 @@ class Connection final {
 
  private:
   beast::error_code timedOut(beast::error_code ec) const {
-    if (ec == asio::error::operation_aborted && deadline_.expired) return beast::error::timeout;
+    if (ec == asio::error::operation_aborted && deadline_.expired()) return beast::error::timeout;
     return ec;
   }
 
   tcp::socket socket_;
   beast::flat_buffer buffer_;
-  std::string owed_;
   Deadline deadline_;
+  std::string owed_;
   std::chrono::milliseconds write_timeout_ = kNoTimeout;
 };
 

@@ -936,6 +936,18 @@ TEST_F(SpoeAgent, SilentConnectionIsClosedAfterTheHelloTimeout) {
   EXPECT_LT(elapsed, 10s);
 }
 
+// The hello timeout bounds the whole of a frame's arrival, not each read: a peer that
+// sends its HELLO a byte at a time, each well within the timeout, is still closed at it.
+TEST_F(SpoeAgent, APeerTricklingItsHelloIsClosedAtTheHelloTimeout) {
+  Peer peer(port_);
+  const std::string hello = haproxyHello({});
+  bool closed = false;
+  for (std::size_t i = 0; i < hello.size() && !closed; ++i) {
+    closed = !peer.send(hello.substr(i, 1)) || peer.closedByAgent(150ms);
+  }
+  EXPECT_TRUE(closed || peer.closedByAgent(10s)) << "the whole HELLO trickled in";
+}
+
 // Stopping the workers with HAProxy connections still open (what `serve` does on SIGTERM)
 // destroys their coroutines; nothing they own may leak (LeakSanitizer checks this in the
 // ASan build: `make test`).
