@@ -116,7 +116,12 @@ void serializeResponse(std::string& text, HttpOut&& out, const std::string& serv
 
 // Beast's HTTP/1 request parser (its strictness: request line, field syntax, framing,
 // limits), writing the request straight into an HttpIn: no fields container of Beast's in
-// between, so each header is copied once, into the handler's own list.
+// between, so each header is copied once, into the handler's own list. Stricter than
+// Beast about framing, where readers in front of or behind us could disagree on where a
+// request ends (RFC 9112 §6; docs/THREATS): one Content-Length field holding one number
+// (Beast accepts repeats and lists of equal values), Transfer-Encoding only as one field
+// saying exactly `chunked` (Beast accepts other codings before or after it, repeats, and
+// codings it cannot decode), and none on HTTP/1.0. Obs-fold is refused in feed().
 class RequestReader final : public bhttp::basic_parser<true> {
  public:
   // Room for this many fields from the start: the list grows once, not four times.
@@ -136,14 +141,34 @@ class RequestReader final : public bhttp::basic_parser<true> {
   }
   void on_response_impl(int, beast::string_view, int, beast::error_code&) override {}
   void on_field_impl(bhttp::field name, beast::string_view name_string, beast::string_view value,
-                     beast::error_code&) override {
+                     beast::error_code& ec) override {
+    // A chunked body's trailer fields come here too, after the header. They are dropped:
+    // merged into the header list, a trailer could add an Authorization or an X-Original-URI
+    // the request's head never had (RFC 9110 §6.5.1 forbids the merge).
+    if (is_header_done()) return;
+    if (name == bhttp::field::content_length) {
+      if (seen_length_ || value.find(',') != beast::string_view::npos) {
+        ec = bhttp::error::bad_content_length;
+        return;
+      }
+      seen_length_ = true;
+    } else if (name == bhttp::field::transfer_encoding) {
+      if (seen_coding_ || !beast::iequals(value, "chunked")) {
+        ec = bhttp::error::bad_transfer_encoding;
+        return;
+      }
+      seen_coding_ = true;
+    }
     if (name == bhttp::field::expect && !seen_expect_) {
       seen_expect_ = true;
       expect_continue = beast::iequals(value, "100-continue");
     }
     in.headers.add({name_string.data(), name_string.size()}, {value.data(), value.size()});
   }
-  void on_header_impl(beast::error_code&) override {}
+  void on_header_impl(beast::error_code& ec) override {
+    // RFC 9112 §6.1: Transfer-Encoding on HTTP/1.0 means the framing is faulty.
+    if (seen_coding_ && version < 11) ec = bhttp::error::bad_transfer_encoding;
+  }
   void on_body_init_impl(const boost::optional<std::uint64_t>& length,
                          beast::error_code&) override {
     if (length) in.body.reserve(static_cast<std::size_t>(*length));  // within body_limit
@@ -161,7 +186,20 @@ class RequestReader final : public bhttp::basic_parser<true> {
   void on_finish_impl(beast::error_code&) override {}
 
   bool seen_expect_ = false;
+  bool seen_length_ = false;
+  bool seen_coding_ = false;
 };
+
+// True when a header block holds an obs-fold: a line that starts with a space or a tab
+// continues the one before (RFC 9112 §5.2). Beast joins the two; we refuse the request,
+// so a field's value is never what one reader joined and another split.
+bool hasObsFold(std::string_view head) {
+  for (std::size_t at = head.find('\n'); at != std::string_view::npos && at + 1 < head.size();
+       at = head.find('\n', at + 1)) {
+    if (head[at + 1] == ' ' || head[at + 1] == '\t') return true;
+  }
+  return false;
+}
 
 // ---- One connection -------------------------------------------------------------------------
 
@@ -251,7 +289,14 @@ class Connection final {
 bool feed(Connection& connection, RequestReader& parser, beast::error_code& ec) {
   auto& buffer = connection.buffer();
   if (buffer.size() == 0) return false;
-  buffer.consume(parser.put(buffer.data(), ec));
+  const bool in_head = !parser.is_header_done();
+  const std::size_t used = parser.put(buffer.data(), ec);
+  // The whole header block is parsed in one put(), from the start of the buffer.
+  if (!ec && in_head && parser.is_header_done() &&
+      hasObsFold({static_cast<const char*>(buffer.data().data()), used})) {
+    ec = bhttp::error::bad_field;
+  }
+  buffer.consume(used);
   if (ec != bhttp::error::need_more) return true;
   ec = {};
   return false;
