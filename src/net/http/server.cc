@@ -121,7 +121,8 @@ void serializeResponse(std::string& text, HttpOut&& out, const std::string& serv
 // request ends (RFC 9112 §6; docs/THREATS): one Content-Length field holding one number
 // (Beast accepts repeats and lists of equal values), Transfer-Encoding only as one field
 // saying exactly `chunked` (Beast accepts other codings before or after it, repeats, and
-// codings it cannot decode), and none on HTTP/1.0. Obs-fold is refused in feed().
+// codings it cannot decode), and none on HTTP/1.0; exactly one Host on HTTP/1.1, at most
+// one on 1.0 (Beast checks neither). Obs-fold is refused in feed().
 class RequestReader final : public bhttp::basic_parser<true> {
  public:
   // Room for this many fields from the start: the list grows once, not four times.
@@ -152,6 +153,8 @@ class RequestReader final : public bhttp::basic_parser<true> {
         return;
       }
       seen_length_ = true;
+    } else if (name == bhttp::field::host) {
+      ++hosts_;
     } else if (name == bhttp::field::transfer_encoding) {
       if (seen_coding_ || !beast::iequals(value, "chunked")) {
         ec = bhttp::error::bad_transfer_encoding;
@@ -168,6 +171,8 @@ class RequestReader final : public bhttp::basic_parser<true> {
   void on_header_impl(beast::error_code& ec) override {
     // RFC 9112 §6.1: Transfer-Encoding on HTTP/1.0 means the framing is faulty.
     if (seen_coding_ && version < 11) ec = bhttp::error::bad_transfer_encoding;
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host, or any with two, is a 400.
+    if (hosts_ > 1 || (hosts_ == 0 && version >= 11)) ec = bhttp::error::bad_field;
   }
   void on_body_init_impl(const boost::optional<std::uint64_t>& length,
                          beast::error_code&) override {
@@ -188,6 +193,7 @@ class RequestReader final : public bhttp::basic_parser<true> {
   bool seen_expect_ = false;
   bool seen_length_ = false;
   bool seen_coding_ = false;
+  int hosts_ = 0;
 };
 
 // True when a header block holds an obs-fold: a line that starts with a space or a tab
