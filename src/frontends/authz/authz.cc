@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <array>
+#include <iterator>
 
 #include "common/http/path.h"
 #include "common/strings.h"
@@ -236,15 +237,16 @@ namespace {
 
 // The answer to a decision: its status and X-Request-Id; on allow the identity headers for
 // the upstream, on deny the challenge headers. No body: nginx does not read an auth
-// subrequest's body, so a body would cost the keep-alive connection on every deny.
-net::HttpOut answer(const engine::Evaluation& ev, const std::string& request_id) {
-  const engine::Decision& d = ev.decision;
+// subrequest's body, so a body would cost the keep-alive connection on every deny. The
+// evaluation is spent: its headers move into the answer.
+net::HttpOut answer(engine::Evaluation& ev, std::string request_id) {
+  engine::Decision& d = ev.decision;
   net::HttpOut out;
   out.status = d.status;
-  const auto& extra = d.allow ? d.upstream_headers : d.response_headers;
+  auto& extra = d.allow ? d.upstream_headers : d.response_headers;
   out.headers.reserve(1 + extra.size());
-  out.headers.emplace_back("X-Request-Id", request_id);
-  out.headers.insert(out.headers.end(), extra.begin(), extra.end());
+  out.headers.emplace_back("X-Request-Id", std::move(request_id));
+  std::move(extra.begin(), extra.end(), std::back_inserter(out.headers));
   return out;
 }
 
@@ -266,7 +268,7 @@ asio::awaitable<net::HttpOut> awaitDecision(std::shared_ptr<PendingDecision> pen
       co_await pending->wake->async_wait(asio::as_tuple(asio::use_awaitable));
     }
   }
-  co_return answer(*pending->result, pending->request.request_id);
+  co_return answer(*pending->result, std::move(pending->request.request_id));
 }
 
 }  // namespace
@@ -297,7 +299,7 @@ net::HttpAnswer AuthzFrontend::handle(net::HttpIn& in) {
           if (pending->wake) pending->wake->cancel();
         });
       });
-  if (ev) return answer(*ev, req.request_id);
+  if (ev) return answer(*ev, std::move(req.request_id));
   return awaitDecision(std::move(pending));
 }
 

@@ -386,8 +386,7 @@ class FrameReader final {
     const std::size_t have = end_ - start_;
     if (have < 4) return Next::kMore;
     const std::uint8_t* p = buffer_.data() + start_;
-    const std::uint32_t len = (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) |
-                              (std::uint32_t{p[2]} << 8) | p[3];
+    const std::uint32_t len = getU32be(p);
     if (len > max_frame) return Next::kTooBig;
     if (have < 4 + std::size_t{len}) return Next::kMore;
     body = {p + 4, len};

@@ -18,9 +18,7 @@ class Reader final {
   }
   std::optional<std::uint32_t> u32be() {
     if (in_.size() - pos_ < 4) return std::nullopt;
-    const std::uint32_t v = (std::uint32_t{in_[pos_]} << 24) |
-                            (std::uint32_t{in_[pos_ + 1]} << 16) |
-                            (std::uint32_t{in_[pos_ + 2]} << 8) | std::uint32_t{in_[pos_ + 3]};
+    const std::uint32_t v = getU32be(in_.data() + pos_);
     pos_ += 4;
     return v;
   }
@@ -60,9 +58,7 @@ class Reader final {
         break;
       case 6:
         if (auto b = bytes(4)) {
-          const auto* p = reinterpret_cast<const unsigned char*>(b->data());
-          return Value{IpAddress::v4((std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) |
-                                     (std::uint32_t{p[2]} << 8) | p[3])};
+          return Value{IpAddress::v4(getU32be(reinterpret_cast<const std::uint8_t*>(b->data())))};
         }
         break;
       case 7:

@@ -86,6 +86,12 @@ struct DecodeError {
 };
 std::variant<Frame, DecodeError> decodeFrame(std::span<const std::uint8_t> body);
 
+// The 32-bit big-endian number at `p` (frame lengths, flags, IPv4 addresses).
+inline std::uint32_t getU32be(const std::uint8_t* p) {
+  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
+         std::uint32_t{p[3]};
+}
+
 // Varint (SPOE.txt §3.1, the peers encoding).
 void putVarint(std::string& out, std::uint64_t value);
 // Reads a varint at `pos`, advancing it; nullopt when truncated or longer than 10 bytes.

@@ -128,6 +128,12 @@ class RequestReader final : public bhttp::basic_parser<true> {
   // Room for this many fields from the start: the list grows once, not four times.
   static constexpr std::size_t kUsualFields = 16;
 
+  RequestReader(std::size_t max_header_bytes, std::uint64_t max_body_bytes) {
+    header_limit(static_cast<std::uint32_t>(
+        std::min<std::size_t>(max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
+    body_limit(max_body_bytes);
+  }
+
   HttpIn in;
   unsigned version = 11;
   bool expect_continue = false;  // the first Expect field is "100-continue"
@@ -269,9 +275,8 @@ class Connection final {
   }
   void setWriteTimeout(std::chrono::milliseconds timeout) { write_timeout_ = timeout; }
 
-  // Sends `text` (after anything owed) and ends the sending side; true when it was written.
-  asio::awaitable<bool> sendAndClose(std::string_view text) {
-    owed_.append(text);
+  // Sends what is owed, then ends the sending side; true when all of it was written.
+  asio::awaitable<bool> flushAndShutdown() {
     const bool written = co_await flush();
     boost::system::error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_send, ignored);
@@ -371,6 +376,15 @@ HttpOut plainError(HttpReadError why) {
   return out;
 }
 
+// The read buffer's bound: a whole header block and the listener's headroom, saturating (a
+// listener without a bound, the Runtime API's, sets the headroom to max()).
+std::size_t bufferLimit(const HttpLimits& limits) {
+  const std::size_t headroom = limits.buffer_headroom_bytes;
+  return limits.max_header_bytes > std::numeric_limits<std::size_t>::max() - headroom
+             ? std::numeric_limits<std::size_t>::max()
+             : limits.max_header_bytes + headroom;
+}
+
 // A connection its accept hook refused with an answer: its first request is read under the
 // refusal bounds and answered, then the connection is closed. The request is read first:
 // closing on unread bytes would reset the connection before the client sees the answer.
@@ -378,11 +392,9 @@ asio::awaitable<void> answerRefused(tcp::socket socket, std::shared_ptr<HttpList
                                     HttpOut answer) {
   const RefusalSlot slot(state->refusing);
   const HttpLimits& limits = state->limits;
-  Connection connection(std::move(socket), limits.max_header_bytes + limits.buffer_headroom_bytes);
+  Connection connection(std::move(socket), bufferLimit(limits));
   connection.setWriteTimeout(limits.refusal_timeout);
-  RequestReader parser;
-  parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
-  parser.body_limit(limits.refusal_max_body_bytes);
+  RequestReader parser(limits.max_header_bytes, limits.refusal_max_body_bytes);
   const auto read_ec = co_await readRequest(connection, parser, false, limits.refusal_timeout);
   if (!read_ec) {
     serializeResponse(connection.owed(), std::move(answer), state->server_header, parser.version,
@@ -403,15 +415,6 @@ bool endsQuietly(const beast::error_code& ec) {
          ec == asio::error::broken_pipe;
 }
 
-// The read buffer's bound: a whole header block and the listener's headroom, saturating (a
-// listener without a bound, the Runtime API's, sets the headroom to max()).
-std::size_t bufferLimit(const HttpLimits& limits) {
-  const std::size_t headroom = limits.buffer_headroom_bytes;
-  return limits.max_header_bytes > std::numeric_limits<std::size_t>::max() - headroom
-             ? std::numeric_limits<std::size_t>::max()
-             : limits.max_header_bytes + headroom;
-}
-
 // Answers a request that could not be read (or closes quietly), and says the connection
 // is done.
 asio::awaitable<void> answerReadError(Connection& connection, HttpListenerState& state,
@@ -423,9 +426,8 @@ asio::awaitable<void> answerReadError(Connection& connection, HttpListenerState&
                                                              : HttpReadError::kMalformed;
   HttpOut out = state.read_error_answer ? state.read_error_answer(why) : plainError(why);
   if (out.then == HttpOut::Then::kNoAnswer) co_return;
-  std::string text;
-  serializeResponse(text, std::move(out), state.server_header, 11, false);
-  co_await connection.sendAndClose(text);
+  serializeResponse(connection.owed(), std::move(out), state.server_header, 11, false);
+  co_await connection.flushAndShutdown();
 }
 
 asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerState> state,
@@ -449,9 +451,7 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerSt
       if (co_await connection.fill()) co_return;  // closed, reset or idle: nothing to answer
     }
 
-    RequestReader parser;
-    parser.header_limit(static_cast<std::uint32_t>(limits.max_header_bytes));
-    parser.body_limit(limits.max_body_bytes);
+    RequestReader parser(limits.max_header_bytes, limits.max_body_bytes);
     if (const auto read_ec =
             co_await readRequest(connection, parser, state->answer_continue, limits.header_timeout);
         read_ec) {
@@ -477,16 +477,17 @@ asio::awaitable<void> session(tcp::socket socket, std::shared_ptr<HttpListenerSt
     const unsigned version = out.then == HttpOut::Then::kClose ? 11 : parser.version;
     const bool close = out.then == HttpOut::Then::kClose || !keep_alive;
     serializeResponse(connection.owed(), std::move(out), state->server_header, version, !close);
+    if (close) {
+      const bool written = co_await connection.flushAndShutdown();
+      if (on_written) on_written(written);
+      co_return;
+    }
     // An answer goes out now unless the next request is already here and this one needs
     // no word of its delivery: then the answers leave together.
-    if (close || on_written || buffer.size() == 0 || connection.owed().size() > kMaxOwed) {
+    if (on_written || buffer.size() == 0 || connection.owed().size() > kMaxOwed) {
       const bool written = co_await connection.flush();
       if (on_written) on_written(written);
       if (!written) co_return;
-    }
-    if (close) {
-      connection.socket().shutdown(tcp::socket::shutdown_send, ec);
-      co_return;
     }
   }
 }
