@@ -4,6 +4,7 @@
 
 #include "config/functions.h"
 #include "config/providers.h"
+#include "config/proxy.h"
 #include "config/routes.h"
 #include "config/settings.h"
 #include "config/yaml_reader.h"
@@ -90,6 +91,7 @@ class Compiler final {
     }
     snapshot_->default_stats = engine::routeStats(metrics_, "(default)");
     compileCacheSettings(diag_, top.get("cache"), snapshot_->settings);
+    compileProxySettings(diag_, top.get("proxy"), snapshot_->settings);
     top.unsupported({"upstreams", "redis"}, kLaterIssue);
   }
 

@@ -74,7 +74,7 @@ class SettingsCompiler final {
     address("admin", l.admin);
     admin_listener_ = map.get("admin");
     address("spoe", l.spoe);
-    map.unsupported({"proxy"}, kLaterIssue);
+    address("proxy", l.proxy);
   }
 
   // `admin:` (docs/admin.md). The token is a secret: no message here may quote it.

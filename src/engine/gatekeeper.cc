@@ -99,8 +99,13 @@ Evaluation Gatekeeper::decide(http::Request& request, bool explain) {
 
 std::optional<Evaluation> Gatekeeper::decide(http::Request& request, const Clients& clients,
                                              bool explain, EvaluationDone done) {
+  return decide(this->snapshot(), request, clients, explain, std::move(done));
+}
+
+std::optional<Evaluation> Gatekeeper::decide(std::shared_ptr<const PolicySnapshot> snapshot,
+                                             http::Request& request, const Clients& clients,
+                                             bool explain, EvaluationDone done) {
   const auto started = std::chrono::steady_clock::now();
-  std::shared_ptr<const PolicySnapshot> snapshot = this->snapshot();
   if (request.request_id.empty()) request.request_id = newRequestId();
   const std::int64_t now_ms = clock_.unixMillis();
   const std::int64_t now = now_ms / 1000;

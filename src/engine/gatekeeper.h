@@ -69,6 +69,11 @@ class Gatekeeper final {
   // evaluation. May block briefly only on audit back-pressure; never on the network.
   std::optional<Evaluation> decide(http::Request& request, const Clients& clients, bool explain,
                                    EvaluationDone done);
+  // The same on `snapshot` (pinned by the caller, which then knows the evaluation's route
+  // stays valid for as long as it holds the snapshot).
+  std::optional<Evaluation> decide(std::shared_ptr<const PolicySnapshot> snapshot,
+                                   http::Request& request, const Clients& clients, bool explain,
+                                   EvaluationDone done);
   // The same without clients: always inline.
   Evaluation decide(http::Request& request, bool explain = false);
   // Records a request a front door could not even turn into a Request view (e.g. no

@@ -93,6 +93,7 @@ struct Settings {
     std::string authz;  // "host:port"; empty = off
     std::string admin;
     std::string spoe;  // HAProxy SPOP agent: IP:PORT, or unix:/path
+    std::string proxy;  // the built-in reverse proxy
   } listeners;
   unsigned workers = 0;  // 0 = number of cores
 
@@ -131,6 +132,17 @@ struct Settings {
   } audit;
 
   std::uint64_t cache_max_entries = 1'000'000;  // `cache.max_entries`
+
+  // `proxy:` (docs/proxy.md): the built-in reverse proxy's own settings.
+  struct Proxy {
+    // Peers whose X-Forwarded-For/-Proto/-Host and Forwarded chains are kept (and whose
+    // X-Forwarded-For names the client); from any other peer they are dropped.
+    std::vector<Cidr> trusted_proxies;
+    std::uint64_t max_body_bytes = 0;                 // a larger request body is 413; 0 = none
+    std::chrono::milliseconds body_timeout{60'000};   // longest wait for more of a request body
+    std::chrono::milliseconds tunnel_timeout{3'600'000};  // an idle upgraded connection (WebSocket)
+    std::uint64_t max_response_header_bytes = 64 * 1024;  // an upstream's larger head is a 502
+  } proxy;
 
   struct Watch {
     bool enabled = true;

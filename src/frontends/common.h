@@ -1,7 +1,9 @@
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/http/request.h"
 #include "common/ip.h"
@@ -15,6 +17,19 @@ namespace portcullis::frontends {
 // header and to write to the audit log; empty when the caller sent none (the gatekeeper
 // then makes one up).
 std::string callerRequestId(const http::Headers& headers);
+
+// Whether `peer` is in one of `proxies`.
+bool trustedPeer(const std::vector<Cidr>& proxies, const IpAddress& peer);
+
+// The client address: the peer, unless the peer is a trusted proxy; then the right-most
+// X-Forwarded-For entry that is not itself a trusted proxy (entries further left could
+// have been written by the client), or the left-most entry when every hop is trusted.
+// X-Real-IP is read only when there is no X-Forwarded-For at all: next to one, it could
+// be the client's own. An entry a trusted hop wrote that is not a bare IP address
+// (`unknown`, `1.2.3.4:4711`, `[::1]:443`, empty) is refused: falling back to the proxy's
+// own address would let such a request pass a `source_ips` rule meant for the proxy.
+std::optional<IpAddress> clientIp(const http::Headers& headers, const std::vector<Cidr>& proxies,
+                                  const IpAddress& peer, std::string& why);
 
 // A request refused before it reached the policy, and the evaluation that refused it.
 struct Refusal {

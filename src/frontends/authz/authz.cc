@@ -19,55 +19,6 @@ namespace {
 
 using Style = engine::Settings::Authz::Style;
 
-bool trusted(const engine::Settings::Authz& config, const IpAddress& peer) {
-  for (const auto& net : config.trusted_proxies) {
-    if (net.contains(peer)) return true;
-  }
-  return false;
-}
-
-// The client address: the peer, unless the peer is a trusted proxy; then the right-most
-// X-Forwarded-For entry that is not itself a trusted proxy (entries further left could
-// have been written by the client), or the left-most entry when every hop is trusted.
-// X-Real-IP is read only when there is no X-Forwarded-For at all: next to one, it could
-// be the client's own. An entry a trusted hop wrote that is not a bare IP address
-// (`unknown`, `1.2.3.4:4711`, `[::1]:443`, empty) is refused: falling back to the proxy's
-// own address would let such a request pass a `source_ips` rule meant for the proxy.
-std::optional<IpAddress> clientIp(const http::Headers& headers,
-                                  const engine::Settings::Authz& config, const IpAddress& peer,
-                                  std::string& why) {
-  if (!trusted(config, peer)) return peer;
-  std::vector<std::string_view> hops;
-  headers.forEach("x-forwarded-for", [&](const std::string& v) {
-    for (const auto item : split(v, ','))
-      hops.push_back(trim(item));
-  });
-  if (!hops.empty()) {
-    IpAddress last_trusted = peer;
-    for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
-      const auto ip = IpAddress::parse(*it);
-      if (!ip) {
-        why = "X-Forwarded-For from a trusted proxy holds '" + headerSafe(it->substr(0, 64)) +
-              "', which is not an IP address";
-        return std::nullopt;
-      }
-      if (!trusted(config, *ip)) return *ip;
-      last_trusted = *ip;
-    }
-    return last_trusted;
-  }
-  std::size_t real_count = 0;
-  headers.forEach("x-real-ip", [&](const std::string&) { ++real_count; });
-  if (real_count == 0) return peer;
-  const auto ip =
-      real_count == 1 ? IpAddress::parse(trim(*headers.find("x-real-ip"))) : std::nullopt;
-  if (!ip) {
-    why = "X-Real-IP from a trusted proxy is repeated or not an IP address";
-    return std::nullopt;
-  }
-  return *ip;
-}
-
 // The headers by which each proxy family passes the original request. A request carrying
 // markers of a family other than the configured one was written (at least partly) by the
 // client: nginx forwards client headers to the auth subrequest, Traefik's forwardAuth
@@ -221,7 +172,7 @@ std::optional<http::Request> originalRequest(net::HttpIn& in, const engine::Sett
     why = "the original URI is not a valid origin-form path";
     return std::nullopt;
   }
-  auto client = clientIp(h, config, in.peer, why);
+  auto client = clientIp(h, config.trusted_proxies, in.peer, why);
   if (!client) return std::nullopt;
   req.method = toUpper(method);
   req.scheme = toLower(scheme);

@@ -207,6 +207,16 @@ std::shared_ptr<HttpListenerState> makeListenerState(std::string name, HttpLimit
 // business: close it first, or new connections keep coming.
 void closeSessions(HttpListenerState& state);
 
+// Serves one accepted connection until it ends (its coroutine owns the socket).
+using ConnectionServer = std::function<asio::awaitable<void>(asio::ip::tcp::socket)>;
+
+// Accepts connections until the acceptor is closed, under the listener's connection limit,
+// and runs `serve` for each on the acceptor's loop (a front door with its own connection
+// loop: the built-in proxy). The listener's accept hook, if any, sees each connection first.
+asio::awaitable<void> acceptConnections(asio::ip::tcp::acceptor& acceptor,
+                                        std::shared_ptr<HttpListenerState> state,
+                                        ConnectionServer serve);
+
 // Accepts connections until the acceptor is closed; one coroutine per connection owns its
 // socket. The listener's accept hook, if any, sees each connection first. Keep-alive, bounded
 // header and body size, header, idle and write timeouts (slow-loris clients are closed), and a

@@ -1,0 +1,336 @@
+#pragma once
+
+// The HTTP/1 wire as the server and the built-in proxy read it: Beast's request parser made
+// stricter, a connection's read buffer and output, and the read loop. Beast is included
+// here, so only the translation units that speak HTTP/1 on a socket include this header
+// (docs/conventions.md §14).
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "net/deadlines.h"
+#include "net/http/server.h"
+
+namespace portcullis::net::h1 {
+
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using asio::ip::tcp;
+
+inline constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+// Beast's HTTP/1 request parser (its strictness: request line, field syntax, framing,
+// limits), writing the request straight into an HttpIn: no fields container of Beast's in
+// between, so each header is copied once, into the handler's own list. Stricter than
+// Beast about framing, where readers in front of or behind us could disagree on where a
+// request ends (RFC 9112 §6; docs/THREATS): one Content-Length field holding one number
+// (Beast accepts repeats and lists of equal values), Transfer-Encoding only as one field
+// saying exactly `chunked` (Beast accepts other codings before or after it, repeats, and
+// codings it cannot decode), and none on HTTP/1.0; exactly one Host on HTTP/1.1, at most
+// one on 1.0 (Beast checks neither). Obs-fold is refused in feed().
+class RequestReader final : public bhttp::basic_parser<true> {
+ public:
+  // Room for this many fields from the start: the list grows once, not four times.
+  static constexpr std::size_t kUsualFields = 16;
+
+  RequestReader(std::size_t max_header_bytes, std::uint64_t max_body_bytes) {
+    header_limit(static_cast<std::uint32_t>(
+        std::min<std::size_t>(max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
+    body_limit(max_body_bytes);
+  }
+  // A body streamed through (the built-in proxy): `in.body` receives each piece as it is
+  // parsed, for the reader's owner to pass on and clear; no bound on the whole body.
+  struct Streamed {};
+  RequestReader(std::size_t max_header_bytes, Streamed) : streamed_(true) {
+    header_limit(static_cast<std::uint32_t>(
+        std::min<std::size_t>(max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
+    body_limit(boost::none);
+  }
+
+  HttpIn in;
+  unsigned version = 11;
+  bool expect_continue = false;  // the first Expect field is "100-continue"
+
+ private:
+  void on_request_impl(bhttp::verb, beast::string_view method, beast::string_view target,
+                       int http_version, beast::error_code&) override {
+    in.headers.reserve(kUsualFields);
+    in.method.assign(method.data(), method.size());
+    in.target.assign(target.data(), target.size());
+    version = static_cast<unsigned>(http_version);
+  }
+  void on_response_impl(int, beast::string_view, int, beast::error_code&) override {}
+  void on_field_impl(bhttp::field name, beast::string_view name_string, beast::string_view value,
+                     beast::error_code& ec) override {
+    // A chunked body's trailer fields come here too, after the header. They are dropped:
+    // merged into the header list, a trailer could add an Authorization or an X-Original-URI
+    // the request's head never had (RFC 9110 §6.5.1 forbids the merge).
+    if (is_header_done()) return;
+    if (name == bhttp::field::content_length) {
+      if (seen_length_ || value.find(',') != beast::string_view::npos) {
+        ec = bhttp::error::bad_content_length;
+        return;
+      }
+      seen_length_ = true;
+    } else if (name == bhttp::field::host) {
+      ++hosts_;
+    } else if (name == bhttp::field::transfer_encoding) {
+      if (seen_coding_ || !beast::iequals(value, "chunked")) {
+        ec = bhttp::error::bad_transfer_encoding;
+        return;
+      }
+      seen_coding_ = true;
+    }
+    if (name == bhttp::field::expect && !seen_expect_) {
+      seen_expect_ = true;
+      expect_continue = beast::iequals(value, "100-continue");
+    }
+    in.headers.add({name_string.data(), name_string.size()}, {value.data(), value.size()});
+  }
+  void on_header_impl(beast::error_code& ec) override {
+    // RFC 9112 §6.1: Transfer-Encoding on HTTP/1.0 means the framing is faulty.
+    if (seen_coding_ && version < 11) ec = bhttp::error::bad_transfer_encoding;
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host, or any with two, is a 400.
+    if (hosts_ > 1 || (hosts_ == 0 && version >= 11)) ec = bhttp::error::bad_field;
+  }
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
+                         beast::error_code&) override {
+    if (length && !streamed_)
+      in.body.reserve(static_cast<std::size_t>(*length));  // within body_limit
+  }
+  std::size_t on_body_impl(beast::string_view body, beast::error_code&) override {
+    in.body.append(body.data(), body.size());
+    return body.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body,
+                                 beast::error_code&) override {
+    in.body.append(body.data(), body.size());
+    return body.size();
+  }
+  void on_finish_impl(beast::error_code&) override {}
+
+  bool streamed_ = false;
+  bool seen_expect_ = false;
+  bool seen_length_ = false;
+  bool seen_coding_ = false;
+  int hosts_ = 0;
+};
+
+// Beast's HTTP/1 response parser, as strict with an upstream's answer as RequestReader is
+// with a client's request: one Content-Length field holding one number, Transfer-Encoding
+// only as one field saying exactly `chunked`, never both, none on HTTP/1.0. An answer that
+// breaks one is ambiguous (its readers could split it differently) and is never relayed.
+// Fields are kept as received (names in their case), trailers are dropped, and the body is
+// streamed: `body` receives each piece as it is parsed, for the owner to pass on and clear.
+class ResponseReader final : public bhttp::basic_parser<false> {
+ public:
+  explicit ResponseReader(std::size_t max_header_bytes) {
+    header_limit(static_cast<std::uint32_t>(
+        std::min<std::size_t>(max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
+    body_limit(boost::none);
+  }
+
+  int status = 0;
+  unsigned version = 11;
+  std::vector<std::pair<std::string, std::string>> fields;
+  std::string body;
+
+ private:
+  void on_request_impl(bhttp::verb, beast::string_view, beast::string_view, int,
+                       beast::error_code&) override {}
+  void on_response_impl(int code, beast::string_view, int http_version,
+                        beast::error_code&) override {
+    status = code;
+    version = static_cast<unsigned>(http_version);
+  }
+  void on_field_impl(bhttp::field name, beast::string_view name_string, beast::string_view value,
+                     beast::error_code& ec) override {
+    if (is_header_done()) return;  // a trailer
+    if (name == bhttp::field::content_length) {
+      if (seen_length_ || value.find(',') != beast::string_view::npos) {
+        ec = bhttp::error::bad_content_length;
+        return;
+      }
+      seen_length_ = true;
+    } else if (name == bhttp::field::transfer_encoding) {
+      if (seen_coding_ || !beast::iequals(value, "chunked")) {
+        ec = bhttp::error::bad_transfer_encoding;
+        return;
+      }
+      seen_coding_ = true;
+    }
+    fields.emplace_back(std::string(name_string.data(), name_string.size()),
+                        std::string(value.data(), value.size()));
+  }
+  void on_header_impl(beast::error_code& ec) override {
+    if (seen_coding_ && (seen_length_ || version < 11)) ec = bhttp::error::bad_transfer_encoding;
+  }
+  void on_body_init_impl(const boost::optional<std::uint64_t>&, beast::error_code&) override {}
+  std::size_t on_body_impl(beast::string_view piece, beast::error_code&) override {
+    body.append(piece.data(), piece.size());
+    return piece.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view piece,
+                                 beast::error_code&) override {
+    body.append(piece.data(), piece.size());
+    return piece.size();
+  }
+  void on_finish_impl(beast::error_code&) override {}
+
+  bool seen_length_ = false;
+  bool seen_coding_ = false;
+};
+
+// True when a header block holds an obs-fold: a line that starts with a space or a tab
+// continues the one before (RFC 9112 §5.2). Beast joins the two; we refuse the request,
+// so a field's value is never what one reader joined and another split.
+bool hasObsFold(std::string_view head);
+
+// A connection's socket, its read buffer (reused for every request: whole header blocks,
+// body bytes and pipelined requests read along), the answers owed to the client and not
+// yet sent (answers to pipelined requests leave in one send), and its deadline. Reads wait
+// on the event loop; writes go out at once (the socket is non-blocking) and wait only when
+// the client does not read.
+class Connection final {
+ public:
+  Connection(tcp::socket socket, std::size_t buffer_limit)
+      : socket_(std::move(socket)), buffer_(buffer_limit), deadline_(socket_) {
+    boost::system::error_code ignored;
+    socket_.non_blocking(true, ignored);
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  tcp::socket& socket() { return socket_; }
+  beast::flat_buffer& buffer() { return buffer_; }
+
+  void expireAfter(std::chrono::milliseconds timeout) { deadline_.expireAfter(timeout); }
+
+  // Reads what the client sent next into the buffer, under the current deadline, after
+  // sending what is owed to it (it may be waiting for that before it sends more).
+  asio::awaitable<beast::error_code> fill() {
+    if (!owed_.empty() && !co_await flush()) co_return asio::error::broken_pipe;
+    const std::size_t room = beast::read_size(buffer_, 64 * 1024);
+    if (room == 0) co_return bhttp::error::buffer_overflow;
+    auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(room), kNoThrow);
+    buffer_.commit(n);
+    co_return timedOut(ec);
+  }
+
+  // Owes `text` to the client; flush() sends it.
+  std::string& owed() { return owed_; }
+
+  // Sends what is owed; true when all of it was written (waiting under `write_timeout`
+  // only while the client does not read).
+  asio::awaitable<bool> flush() {
+    const auto read_deadline = deadline_.at();  // a write that waits has its own
+    std::size_t sent = 0;
+    bool ok = true;
+    while (sent < owed_.size()) {
+      boost::system::error_code ec;
+      sent += socket_.write_some(asio::buffer(owed_.data() + sent, owed_.size() - sent), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        expireAfter(write_timeout_);
+        auto [wait_ec] = co_await socket_.async_wait(tcp::socket::wait_write, kNoThrow);
+        if (!wait_ec) continue;
+        ec = wait_ec;
+      }
+      if (ec) {
+        ok = false;
+        break;
+      }
+    }
+    owed_.clear();
+    if (ok) deadline_.restore(read_deadline);
+    co_return ok;
+  }
+  void setWriteTimeout(std::chrono::milliseconds timeout) { write_timeout_ = timeout; }
+
+  // Sends what is owed, then ends the sending side; true when all of it was written.
+  asio::awaitable<bool> flushAndShutdown() {
+    const bool written = co_await flush();
+    boost::system::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    co_return written;
+  }
+
+ private:
+  beast::error_code timedOut(beast::error_code ec) const {
+    if (ec == asio::error::operation_aborted && deadline_.expired()) return beast::error::timeout;
+    return ec;
+  }
+
+  tcp::socket socket_;
+  beast::flat_buffer buffer_;
+  Deadline deadline_;
+  std::string owed_;
+  std::chrono::milliseconds write_timeout_ = kNoTimeout;
+};
+
+// Feeds the buffered bytes to the parser; false (with `ec` unset) when it needs more.
+template <typename Parser>
+bool feed(Connection& connection, Parser& parser, beast::error_code& ec) {
+  auto& buffer = connection.buffer();
+  if (buffer.size() == 0) return false;
+  const bool in_head = !parser.is_header_done();
+  const std::size_t used = parser.put(buffer.data(), ec);
+  // The whole header block is parsed in one put(), from the start of the buffer.
+  if (!ec && in_head && parser.is_header_done() &&
+      hasObsFold({static_cast<const char*>(buffer.data().data()), used})) {
+    ec = bhttp::error::bad_field;
+  }
+  buffer.consume(used);
+  if (ec != bhttp::error::need_more) return true;
+  ec = {};
+  return false;
+}
+
+// Parses until `done` holds, reading more as needed; Beast's own read loop (its end of
+// stream rules: end_of_stream before the first byte, partial_message after it).
+template <typename Parser, typename Done>
+asio::awaitable<beast::error_code> parseUntil(Connection& connection, Parser& parser, Done done) {
+  beast::error_code ec;
+  while (!done()) {
+    if (feed(connection, parser, ec)) {
+      if (ec) co_return ec;
+      continue;
+    }
+    ec = co_await connection.fill();
+    if (ec == asio::error::eof) {
+      ec = {};
+      if (parser.got_some()) {
+        parser.put_eof(ec);
+        if (!ec) continue;
+      } else {
+        ec = bhttp::error::end_of_stream;
+      }
+    }
+    if (ec) co_return ec;
+  }
+  co_return ec;
+}
+
+// The read buffer's bound: a whole header block and the listener's headroom, saturating (a
+// listener without a bound, the Runtime API's, sets the headroom to max()).
+std::size_t bufferLimit(const HttpLimits& limits);
+
+// A request that failed so: the client is slow or gone, or the connection was closed here
+// (closeSessions), or a "100 Continue" could not be written. Nothing to answer.
+bool endsQuietly(const beast::error_code& ec);
+
+}  // namespace portcullis::net::h1
