@@ -1,5 +1,6 @@
 // The root of the config compiler: reads the file, then hands each section to its own
-// compiler (settings, providers, functions, routes) in the order errors are reported in.
+// compiler (settings, providers, functions, upstreams, routes) in the order errors are
+// reported in.
 #include "config/compiler.h"
 
 #include "config/functions.h"
@@ -7,6 +8,7 @@
 #include "config/proxy.h"
 #include "config/routes.h"
 #include "config/settings.h"
+#include "config/upstreams.h"
 #include "config/yaml_reader.h"
 
 namespace portcullis::config {
@@ -77,13 +79,14 @@ class Compiler final {
       (void)n;
     }
     // The order of the sections is the order of the errors: settings first, then what
-    // routes refer to (providers, roles, functions), then the routes.
+    // routes refer to (providers, roles, functions, upstreams), then the routes.
     compileSettings(diag_, top, snapshot_->settings);
     compileProviders(diag_, top.get("identity"), registry_, *snapshot_);
     compileRbac(diag_, top.get("rbac"), *snapshot_);
-    const auto failed_functions =
-        compileFunctions(diag_, top.get("functions"), runtimes_, *snapshot_);
-    compileRoutes(diag_, top.get("routes"), root, failed_functions, metrics_, *snapshot_);
+    FailedEntries failed;
+    failed.functions = compileFunctions(diag_, top.get("functions"), runtimes_, *snapshot_);
+    failed.upstreams = compileUpstreams(diag_, top.get("upstreams"), *snapshot_);
+    compileRoutes(diag_, top.get("routes"), root, failed, metrics_, *snapshot_);
     if (const auto d = top.get("default"); d.IsDefined()) {
       if (auto v = readChoice(diag_, d, "default", {"deny", "allow"})) {
         snapshot_->default_allow = *v == "allow";
@@ -92,7 +95,7 @@ class Compiler final {
     snapshot_->default_stats = engine::routeStats(metrics_, "(default)");
     compileCacheSettings(diag_, top.get("cache"), snapshot_->settings);
     compileProxySettings(diag_, top.get("proxy"), snapshot_->settings);
-    top.unsupported({"upstreams", "redis"}, kLaterIssue);
+    top.unsupported({"redis"}, kLaterIssue);
   }
 
   Diagnostics diag_;

@@ -1,5 +1,6 @@
 // The `routes:` list: matchers, providers, requirements, templates, cache, rate limit and
-// functions of each route, and the cache key each route's decisions are stored under.
+// functions of each route, the upstream the proxy sends it to, and the cache key each route's
+// decisions are stored under.
 #include "config/routes.h"
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "common/http/path.h"
 #include "common/strings.h"
 #include "common/units.h"
 #include "config/yaml_reader.h"
@@ -20,8 +22,8 @@ using engine::Route;
 class RouteCompiler final {
  public:
   RouteCompiler(Diagnostics& diag, PolicySnapshot& snapshot, telemetry::Metrics& metrics,
-                const std::set<std::string, std::less<>>& failed_functions)
-      : diag_(diag), snapshot_(&snapshot), metrics_(metrics), failed_functions_(failed_functions) {}
+                const FailedEntries& failed)
+      : diag_(diag), snapshot_(&snapshot), metrics_(metrics), failed_(failed) {}
 
   void compileRoutes(const YAML::Node& node, const YAML::Node& root) {
     if (!node.IsDefined()) {
@@ -114,7 +116,7 @@ class RouteCompiler final {
     if (const auto v = map.get("cache"); v.IsDefined()) compileRouteCache(v, what, route);
     if (const auto v = map.get("rate_limit"); v.IsDefined()) compileRateLimit(v, what, route);
     if (const auto v = map.get("functions"); v.IsDefined()) compileRouteFunctions(v, what, route);
-    map.unsupported({"upstream"}, kLaterIssue);
+    compileRouteUpstream(map, what, route);
 
     const bool anonymous = route.providers.empty() && !map.get("authenticate").IsDefined();
     if (anonymous && route.require.needsIdentity()) {
@@ -146,6 +148,7 @@ class RouteCompiler final {
           map.get("rate_limit"),
           what + ": the rate_limit key uses the identity but the route does not authenticate");
     }
+    checkHashKey(map, what, route, anonymous);
     computeCacheRecipe(route);
     return diag_.errors().size() == errors_before;
   }
@@ -338,13 +341,73 @@ class RouteCompiler final {
     }
   }
 
+  // `upstream: NAME` and `strip_prefix: /api` (built-in proxy only).
+  void compileRouteUpstream(MapReader& map, const std::string& what, Route& route) {
+    if (const auto v = map.get("upstream"); v.IsDefined()) {
+      if (auto name = readString(diag_, v, what + ".upstream")) {
+        route.upstream = snapshot_->upstream(*name);
+        if (route.upstream == nullptr && !failed_.upstreams.contains(*name)) {
+          std::string known;
+          for (const auto& u : snapshot_->upstreams)
+            known += (known.empty() ? "" : ", ") + u->name();
+          diag_.error(v, fmt::format("{}: unknown upstream '{}' ({})", what, *name,
+                                     known.empty() ? "no upstreams are defined"
+                                                   : "known upstreams: " + known));
+        }
+      }
+    }
+    const auto v = map.get("strip_prefix");
+    if (!v.IsDefined()) return;
+    auto prefix = readString(diag_, v, what + ".strip_prefix");
+    if (!prefix) return;
+    if (!map.get("upstream").IsDefined()) {
+      diag_.error(map.keyMark("strip_prefix"),
+                  what + ".strip_prefix applies to proxied requests: the route needs an upstream");
+      return;
+    }
+    // A prefix is compared with normalised paths, so only a normalised one can ever match;
+    // "/" would strip nothing, and a trailing '/' would make `/api` itself miss.
+    const auto normal = http::normalizePath(*prefix);
+    if (*prefix == "/" || !prefix->starts_with('/') || prefix->ends_with('/') || !normal ||
+        *normal != *prefix || http::hasPathParams(*prefix) ||
+        prefix->find('?') != std::string::npos) {
+      diag_.error(v, fmt::format("{}.strip_prefix: '{}' must be a normalised path starting with "
+                                 "'/' and not ending with '/' (such as /api); not '/' itself, "
+                                 "and without ';', '?', dot segments or '//'",
+                                 what, *prefix));
+      return;
+    }
+    route.strip_prefix = std::move(*prefix);
+  }
+
+  // The proxy renders the upstream's hash_key from the decision it got: a key that reads
+  // what the decision does not have would render empty, and balancing by key would quietly
+  // become round robin.
+  void checkHashKey(MapReader& map, const std::string& what, const Route& route, bool anonymous) {
+    if (route.upstream == nullptr || !route.upstream->spec().hash_key) return;
+    const engine::Template& key = *route.upstream->spec().hash_key;
+    if (anonymous && key.needsIdentity()) {
+      diag_.error(map.get("upstream"),
+                  fmt::format("{}: the hash_key of upstream {} uses the identity but the route "
+                              "does not authenticate",
+                              what, route.upstream->name()));
+    } else if (route.cached() && key.needsFullEvaluation()) {
+      diag_.error(map.get("upstream"),
+                  fmt::format("{}: the hash_key of upstream {} reads what a cached decision does "
+                              "not keep (claims, roles, scopes, groups, provider, ctx); on a "
+                              "cached route hash ${{identity.sub}}, ${{identity.iss}} or the "
+                              "request",
+                              what, route.upstream->name()));
+    }
+  }
+
   void compileRouteFunctions(const YAML::Node& node, const std::string& what, Route& route) {
     const auto list = readStringList(diag_, node, what + ".functions");
     if (!list) return;
     for (const auto& name : *list) {
       const engine::Function* f = snapshot_->function(name);
       if (f == nullptr) {
-        if (failed_functions_.contains(name)) continue;
+        if (failed_.functions.contains(name)) continue;
         diag_.error(node, fmt::format("{}: unknown function '{}'", what, name));
         continue;
       }
@@ -355,15 +418,15 @@ class RouteCompiler final {
   Diagnostics& diag_;
   PolicySnapshot* snapshot_;
   telemetry::Metrics& metrics_;
-  const std::set<std::string, std::less<>>& failed_functions_;  // declared, but with errors
+  const FailedEntries& failed_;  // declared, but with errors
 };
 
 }  // namespace
 
 void compileRoutes(Diagnostics& diag, const YAML::Node& node, const YAML::Node& root,
-                   const std::set<std::string, std::less<>>& failed_functions,
-                   telemetry::Metrics& metrics, engine::PolicySnapshot& snapshot) {
-  RouteCompiler(diag, snapshot, metrics, failed_functions).compileRoutes(node, root);
+                   const FailedEntries& failed, telemetry::Metrics& metrics,
+                   engine::PolicySnapshot& snapshot) {
+  RouteCompiler(diag, snapshot, metrics, failed).compileRoutes(node, root);
 }
 
 }  // namespace portcullis::config

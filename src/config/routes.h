@@ -15,12 +15,18 @@ namespace portcullis::config {
 
 class Diagnostics;
 
+// The entries of earlier sections that had errors: a route naming one reports nothing
+// more about it.
+struct FailedEntries {
+  std::set<std::string, std::less<>> functions;
+  std::set<std::string, std::less<>> upstreams;
+};
+
 // `routes:` (`root` is the config's root mapping, for the error when the list is missing),
-// compiled into `snapshot.routes` after its providers, role map and functions. A route
-// naming a function of `failed_functions` (an entry that had errors) reports nothing more
-// about it. Route counters are registered in `metrics`.
+// compiled into `snapshot.routes` after its providers, role map, functions and upstreams.
+// Route counters are registered in `metrics`.
 void compileRoutes(Diagnostics& diag, const YAML::Node& node, const YAML::Node& root,
-                   const std::set<std::string, std::less<>>& failed_functions,
-                   telemetry::Metrics& metrics, engine::PolicySnapshot& snapshot);
+                   const FailedEntries& failed, telemetry::Metrics& metrics,
+                   engine::PolicySnapshot& snapshot);
 
 }  // namespace portcullis::config

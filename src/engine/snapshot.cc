@@ -12,4 +12,11 @@ RouteStats routeStats(telemetry::Metrics& metrics, std::string_view route) {
   return stats;
 }
 
+const Upstream* PolicySnapshot::upstream(std::string_view name) const {
+  for (const auto& u : upstreams) {
+    if (u->name() == name) return u.get();
+  }
+  return nullptr;
+}
+
 }  // namespace portcullis::engine

@@ -14,6 +14,7 @@
 #include "engine/requirements.h"
 #include "engine/router.h"
 #include "engine/template.h"
+#include "engine/upstream.h"
 #include "identity/provider.h"
 #include "identity/rbac.h"
 #include "telemetry/stats.h"
@@ -84,6 +85,13 @@ struct Route {
 
   // `functions`: run in order after the declarative checks; every one must allow.
   std::vector<const Function*> functions;  // owned by the snapshot
+
+  // `upstream`: where the built-in proxy sends an allowed request (owned by the snapshot;
+  // null: the route is not proxied). `strip_prefix`: removed from the path before it is
+  // forwarded, at a segment boundary only (strippedPath() in engine/upstream.h); empty =
+  // none.
+  const Upstream* upstream = nullptr;
+  std::string strip_prefix;
 };
 
 // Process settings that live in the policy file. Listener addresses and worker counts only
@@ -162,6 +170,8 @@ struct PolicySnapshot {
   identity::Rbac rbac;
   std::vector<std::shared_ptr<const Function>> functions;  // `functions:`, by name
   std::vector<Route> routes;                               // first match wins
+  // `upstreams:`, by name. Their health state lives and dies with this snapshot.
+  std::vector<std::unique_ptr<Upstream>> upstreams;
   bool default_allow = false;
   RouteStats default_stats;        // decisions made by `default`
   std::vector<WatchedFile> files;  // every file the snapshot was built from (watched)
@@ -169,6 +179,7 @@ struct PolicySnapshot {
   const Route* findRoute(const http::Request& request) const;
   const identity::Provider* provider(std::string_view name) const;
   const Function* function(std::string_view name) const;
+  const Upstream* upstream(std::string_view name) const;
 };
 
 }  // namespace portcullis::engine

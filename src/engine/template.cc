@@ -96,6 +96,23 @@ bool Template::needsIdentity() const {
   return false;
 }
 
+bool Template::needsFullEvaluation() const {
+  for (const auto& p : parts_) {
+    switch (p.kind) {
+      case Kind::kClaim:
+      case Kind::kProvider:
+      case Kind::kScopes:
+      case Kind::kGroups:
+      case Kind::kRoles:
+      case Kind::kCtx:
+        return true;
+      default:
+        break;
+    }
+  }
+  return false;
+}
+
 void Template::addRequestInputs(RequestInputs& inputs) const {
   for (const auto& p : parts_) {
     switch (p.kind) {

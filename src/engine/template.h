@@ -37,6 +37,10 @@ class Template final {
   const std::string& text() const { return text_; }
   // True when rendering reads the identity (the route must authenticate).
   bool needsIdentity() const;
+  // True when rendering reads more than a decision served from the cache brings back (the
+  // identity's subject and issuer, and the request): claims, the provider, scopes, groups,
+  // roles or the functions' context, which only a full evaluation has.
+  bool needsFullEvaluation() const;
   // What rendering reads of the request (for the decision cache's key recipe).
   struct RequestInputs {
     bool ip = false, method = false, host = false, path = false, query = false;

@@ -94,7 +94,9 @@ std::string Metrics::render() const {
       out += fmt::format("{} {}\n", series(name, labels), c->value());
     }
     for (const auto& [labels, read] : f.gauges) {
-      out += fmt::format("{} {}\n", series(name, labels), number(read()));
+      const double value = read();
+      if (std::isnan(value)) continue;  // nothing to measure now (see gauge())
+      out += fmt::format("{} {}\n", series(name, labels), number(value));
     }
     for (const auto& [labels, h] : f.histograms) {
       std::uint64_t cumulative = 0;

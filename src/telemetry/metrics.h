@@ -51,7 +51,9 @@ class Metrics final {
                    const std::string& labels = {});
   Histogram& histogram(const std::string& name, const std::string& help, std::vector<double> bounds,
                        const std::string& labels = {});
-  // A gauge read at render time. `read` must stay callable for the registry's lifetime.
+  // A gauge read at render time. `read` must stay callable for the registry's lifetime. A
+  // read that returns NaN leaves the series out of that rendering: what it measured is gone
+  // for now (an upstream server that a reload removed).
   void gauge(const std::string& name, const std::string& help, std::function<double()> read,
              const std::string& labels = {});
   // A gauge whose value is a cell the registry keeps: every caller that asks for the same

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "support/fixtures.h"
 
 namespace portcullis::telemetry {
@@ -25,6 +27,19 @@ TEST(MetricsTest, RendersEachKindInTheExpositionFormat) {
   EXPECT_TRUE(hasLine(text, "t_seconds_bucket{route=\"a\",le=\"1\"} 1")) << text;
   EXPECT_TRUE(hasLine(text, "t_seconds_bucket{route=\"a\",le=\"+Inf\"} 1")) << text;
   EXPECT_TRUE(hasLine(text, "t_seconds_count{route=\"a\"} 1")) << text;
+}
+
+TEST(MetricsTest, AGaugeThatReadsNaNIsLeftOut) {
+  Metrics m;
+  double value = 1;
+  m.gauge(
+      "t_up", "Up", [&value] { return value; }, "server=\"a\"");
+  EXPECT_TRUE(hasLine(m.render(), "t_up{server=\"a\"} 1"));
+  value = std::numeric_limits<double>::quiet_NaN();
+  const std::string text = m.render();
+  EXPECT_EQ(text.find("t_up{"), std::string::npos) << text;
+  value = 0;
+  EXPECT_TRUE(hasLine(m.render(), "t_up{server=\"a\"} 0"));
 }
 
 TEST(MetricsTest, TheSameNameAndLabelsAreTheSameSeries) {
