@@ -26,7 +26,8 @@
 # agent's few misses). At the end: the table, then the ratios behind issue #12's SPOE goal
 # — (d)/(b) req/s ≥ 2.0 for RS256, ≥ 3.0 for ES256; (d)/(a) ≥ 0.7 — each with met/not
 # met, and the same ratios in CPU µs per request. Nothing runs longer than its bound;
-# only the PIDs started here are signalled. Shared helpers: bench/lib.sh.
+# only the PIDs started here are signalled. Shared helpers, the application nginx, the
+# tokens, the checks and the jwt_verify rules (shared with bench/proxy/run.sh): bench/lib.sh.
 #
 # Knobs (environment): BENCH_ALG (RS256 | ES256; default RS256), BENCH_AUDIT (none | file:
 # `audit: { sink: "file:WORK/audit.jsonl" }` in the portcullis policies; default none),
@@ -62,59 +63,8 @@ grep -q "\"alg\": *\"$alg\"" "$jwks" || die "$jwks has no $alg key"
 
 # ---- inputs -------------------------------------------------------------------------------
 bench_copy_binary "$bin"
-token=$("$bin" token --key "$key" --sub alice --aud orders-api --scope 'read:orders' --ttl 2h)
-now=$(date +%s)
-expired=$("$bin" token --key "$key" --sub alice --aud orders-api --scope read:orders \
-  --iat $((now - 7200)) --exp $((now - 3600)))
-sig=${token##*.}
-c=${sig:20:1}
-[[ $c == A ]] && r=B || r=A
-bad_sig="${token%.*}.${sig:0:20}$r${sig:21}"
-export BENCH_TOKEN=$token
-
-# The demo key's public half as PEM, for jwt_verify: an ASN.1 SubjectPublicKeyInfo built
-# by openssl (no other tool needed) from the JWK's n and e (RSA) or x and y (EC P-256:
-# the uncompressed point 04||x||y in the BIT STRING).
-b64url_hex() {
-  local s=$1
-  s=${s//-/+}
-  s=${s//_//}
-  while ((${#s} % 4)); do s+="="; done
-  printf '%s' "$s" | base64 -d | od -An -v -tx1 | tr -d ' \n'
-}
-jwk_field() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" "$key" | head -1; }
-if [[ $alg == RS256 ]]; then
-  cat >"$work/demo-pub.cnf" <<CNF
-asn1=SEQUENCE:spki
-[spki]
-alg=SEQUENCE:rsa_alg
-key=BITWRAP,SEQUENCE:rsapub
-[rsa_alg]
-oid=OID:rsaEncryption
-null=NULL
-[rsapub]
-n=INTEGER:0x$(b64url_hex "$(jwk_field n)")
-e=INTEGER:0x$(b64url_hex "$(jwk_field e)")
-CNF
-else
-  [[ $(jwk_field crv) == P-256 ]] || die "$key: not a P-256 key"
-  ec_x=$(b64url_hex "$(jwk_field x)")
-  ec_y=$(b64url_hex "$(jwk_field y)")
-  ((${#ec_x} == 64 && ${#ec_y} == 64)) || die "$key: x and y must be 32 bytes each"
-  cat >"$work/demo-pub.cnf" <<CNF
-asn1=SEQUENCE:spki
-[spki]
-alg=SEQUENCE:ec_alg
-key=FORMAT:HEX,BITSTRING:04$ec_x$ec_y
-[ec_alg]
-oid=OID:id-ecPublicKey
-curve=OID:prime256v1
-CNF
-fi
-openssl asn1parse -genconf "$work/demo-pub.cnf" -out "$work/demo-pub.der" -noout >/dev/null &&
-  openssl pkey -pubin -inform DER -in "$work/demo-pub.der" -out "$work/demo-pub.pem" &&
-  openssl pkey -pubin -in "$work/demo-pub.pem" -noout ||
-  die "could not write the demo key as PEM"
+bench_tokens "$key" --scope read:orders
+bench_jwt_pem "$key" "$alg" "$work/demo-pub.pem"
 
 bench_wrk_script <<'LUA'
 wrk.method = "GET"
@@ -122,104 +72,12 @@ wrk.path = "/orders/7"
 wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_TOKEN") or "")
 LUA
 
-# ---- nginx: the application, `return 200` ---------------------------------------------------
-ngx=$work/nginx
-mkdir -p "$ngx/logs"
-nginx_pid=
-for _ in 1 2 3 4 5; do
-  app_port=$(free_port)
-  cat >"$ngx/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $ngx/nginx.pid;
-error_log $ngx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $ngx/body;
-  proxy_temp_path $ngx/proxy;
-  fastcgi_temp_path $ngx/fastcgi;
-  uwsgi_temp_path $ngx/uwsgi;
-  scgi_temp_path $ngx/scgi;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$app_port;
-    location / { default_type text/plain; return 200 "user=\$http_x_user\n"; }
-  }
-}
-NGINX
-  taskset -c "$server_cpu" nginx -p "$ngx" -c "$ngx/nginx.conf" >"$ngx/logs/stdout.log" 2>&1 &
-  nginx_pid=$!
-  started+=("$nginx_pid")
-  if wait_port "$app_port" "$nginx_pid"; then break; fi
-  stop_pid "$nginx_pid"
-  forget "$nginx_pid"
-  nginx_pid=
-done
-[[ -n $nginx_pid ]] || die "nginx did not start: $(tail -3 "$ngx/logs/error.log")"
-sleep 0.2
-nginx_pids="$nginx_pid $(children "$nginx_pid")"
+# ---- nginx: the application, `return 200 "user=$http_x_user"` (bench/lib.sh) -------------------
+bench_app_nginx
 
 # ---- measuring ------------------------------------------------------------------------------
+# Each row: bench_check, then bench_row (warm-up, measured run; bench/lib.sh).
 rows=()  # "target|rps|p50_us|p99_us|cpu_us_per_req|server_util|cpu0_busy|cpu1_busy|errors"
-measure() {  # measure NAME URL PID…: warm-up, then the measured run with CPU accounting
-  local name=$1 url=$2
-  shift 2
-  local tag=${name//[^a-zA-Z0-9]/_}
-  local out="$work/wrk-$tag.txt"
-  bench_warmup "$url" "$tag"
-  bench_measure "$url" "$out" "$@"
-  echo "== $name: wrk -t1 -c$conns -d$duration --latency $url"
-  sed 's/^/   /' "$out"
-  echo "   server side CPU (haproxy + portcullis + nginx): $M_TICKS ticks (CLK_TCK $hz) over ${M_SECS}s" \
-    "= $M_CPU_US us/request, ${M_UTIL}% of one CPU"
-  local split="" i=0 pid comm
-  for pid; do
-    comm=$(cat "/proc/$pid/comm" 2>/dev/null || echo "?")
-    split+=" $comm($pid)=${M_EACH[i]}"
-    i=$((i + 1))
-  done
-  echo "   per process, us/request:$split"
-  echo "   CPU $server_cpu (server side) ${M_SBUSY}% busy, CPU $client_cpu (wrk) ${M_CBUSY}% busy, from /proc/stat"
-  if ((M_SBUSY - M_UTIL > 5)); then
-    echo "   WARNING: CPU $server_cpu was $((M_SBUSY - M_UTIL)) points busier than the server side: another process shared it"
-  fi
-  rows+=("$name|$M_RPS|$M_P50|$M_P99|$M_CPU_US|$M_UTIL%|$M_SBUSY%|$M_CBUSY%|$M_ERRS")
-}
-
-# check NAME URL: a valid token → 200 (and, unless plain proxying, X-User alice upstream
-# whatever X-User the client sent); no token, a bad signature, an expired token → 401.
-check() {
-  local name=$1 url=$2 body code what t
-  body=$(curl -s --noproxy '*' --max-time 5 -H "Authorization: Bearer $token" -H "X-User: mallory" "$url") ||
-    die "$name: no answer from $url"
-  code=$(curl -s --noproxy '*' --max-time 5 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$url")
-  [[ $code == 200 ]] || die "$name: a valid token got $code, expected 200"
-  [[ $name == *plain* ]] && return 0
-  [[ $body == "user=alice" ]] || die "$name: the application got '$body', expected user=alice"
-  for what in none bad-signature expired; do
-    case $what in
-      none) t= ;;
-      bad-signature) t=$bad_sig ;;
-      expired) t=$expired ;;
-    esac
-    local -a auth=()
-    [[ -n $t ]] && auth=(-H "Authorization: Bearer $t")
-    code=$(curl -s --noproxy '*' --max-time 5 -o /dev/null -w '%{http_code}' "${auth[@]}" "$url")
-    [[ $code == 401 ]] || die "$name: token $what got $code, expected 401"
-  done
-}
-
-# start_haproxy CFG: HAProxy (one thread) on CPU 0; sets HAPROXY_PID.
-start_haproxy() {
-  taskset -c "$server_cpu" haproxy -db -f "$1" >"$1.log" 2>&1 &
-  HAPROXY_PID=$!
-  started+=("$HAPROXY_PID")
-}
-stop_haproxy() {
-  stop_pid "$HAPROXY_PID"
-  forget "$HAPROXY_PID"
-}
 
 common_global="global
     nbthread 1
@@ -247,13 +105,12 @@ frontend fe
     bind 127.0.0.1:$port
     default_backend app
 backend app
-    server app 127.0.0.1:$app_port
+    server app 127.0.0.1:$APP_PORT
 CFG
 start_haproxy "$work/plain.cfg"
 wait_port "$port" "$HAPROXY_PID" || die "haproxy (plain) did not start: $(cat "$work/plain.cfg.log")"
-check "a. haproxy plain" "http://127.0.0.1:$port/orders/7"
-# shellcheck disable=SC2086
-measure "a. haproxy plain" "http://127.0.0.1:$port/orders/7" "$HAPROXY_PID" $nginx_pids
+bench_check "a. haproxy plain" "http://127.0.0.1:$port/orders/7" plain
+bench_row "a. haproxy plain" "http://127.0.0.1:$port/orders/7" "$HAPROXY_PID" "${APP_PIDS[@]}"
 stop_haproxy
 echo
 
@@ -264,30 +121,16 @@ cat >"$work/jwt.cfg" <<CFG
 $common_global
 frontend fe
     bind 127.0.0.1:$port
-    http-request del-header X-User
-    http-request set-var(txn.bearer) http_auth_bearer
-    http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
-    http-request set-var(txn.iss) var(txn.bearer),jwt_payload_query('\$.iss')
-    http-request set-var(txn.aud) var(txn.bearer),jwt_payload_query('\$.aud')
-    http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
-    http-request set-var(txn.now) date()
-    http-request return status 401 hdr WWW-Authenticate 'Bearer realm="haproxy"' unless { var(txn.bearer) -m found }
-    http-request return status 401 unless { var(txn.alg) -m str $alg }
-    http-request return status 401 unless { var(txn.iss) -m str portcullis-dev }
-    http-request return status 401 unless { var(txn.aud) -m str orders-api }
-    http-request return status 401 unless { var(txn.exp),sub(txn.now) -m int gt 0 }
-    http-request return status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"$work/demo-pub.pem") -m int 1 }
-    http-request set-header X-User %[var(txn.bearer),jwt_payload_query('\$.sub')]
+$(haproxy_jwt_rules "$alg" "$work/demo-pub.pem")
     default_backend app
 backend app
-    server app 127.0.0.1:$app_port
+    server app 127.0.0.1:$APP_PORT
 CFG
 haproxy -c -f "$work/jwt.cfg" >"$work/jwt-c.log" 2>&1 || die "haproxy rejected the jwt_verify config: $(cat "$work/jwt-c.log")"
 start_haproxy "$work/jwt.cfg"
 wait_port "$port" "$HAPROXY_PID" || die "haproxy (jwt) did not start: $(cat "$work/jwt.cfg.log")"
-check "b. haproxy jwt_verify" "http://127.0.0.1:$port/orders/7"
-# shellcheck disable=SC2086
-measure "b. haproxy jwt_verify" "http://127.0.0.1:$port/orders/7" "$HAPROXY_PID" $nginx_pids
+bench_check "b. haproxy jwt_verify" "http://127.0.0.1:$port/orders/7" auth
+bench_row "b. haproxy jwt_verify" "http://127.0.0.1:$port/orders/7" "$HAPROXY_PID" "${APP_PIDS[@]}"
 stop_haproxy
 echo
 
@@ -328,7 +171,7 @@ run_spoe() {  # run_spoe NAME CACHE_LINE [HAPROXY-CONFIG ARGS…]
   "$bin" check -c "$policy" >/dev/null || die "policy rejected: $policy"
   bench_serve "$policy" "$ready" "$log"
   local pid=$SERVE_PID admin=$SERVE_ADMIN
-  "$bin" haproxy-config -c "$policy" --bind "127.0.0.1:$port" --upstream "127.0.0.1:$app_port" \
+  "$bin" haproxy-config -c "$policy" --bind "127.0.0.1:$port" --upstream "127.0.0.1:$APP_PORT" \
     --out-dir "$work/haproxy-$tag" "$@" 2>"$work/haproxy-config-$tag.log" ||
     die "portcullis haproxy-config $* failed: $(cat "$work/haproxy-config-$tag.log")"
   local cfg=$work/haproxy-$tag/haproxy.cfg
@@ -341,9 +184,8 @@ run_spoe() {  # run_spoe NAME CACHE_LINE [HAPROXY-CONFIG ARGS…]
     [[ $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$port/orders/7") == 200 ]] && break
     sleep 0.1
   done
-  check "$name" "http://127.0.0.1:$port/orders/7"
-  # shellcheck disable=SC2086
-  measure "$name" "http://127.0.0.1:$port/orders/7" "$HAPROXY_PID" "$pid" $nginx_pids
+  bench_check "$name" "http://127.0.0.1:$port/orders/7" auth
+  bench_row "$name" "http://127.0.0.1:$port/orders/7" "$HAPROXY_PID" "$pid" "${APP_PIDS[@]}"
   local m=$work/metrics-$tag.txt notify
   curl -s "http://$admin/metrics" >"$m" || true
   notify=$(awk '$1 == "portcullis_spoe_notify_total" { print $2 }' "$m")
@@ -379,40 +221,15 @@ run_spoe "c. spoe, no cache" ""
 run_spoe "d. spoe, warm cache" "    cache: { ttl: 60s }"
 run_spoe "e. spoe + haproxy-cache" "    cache: { ttl: 60s }" --haproxy-cache
 
-stop_pid "$nginx_pid"
-forget "$nginx_pid"
+stop_pid "$APP_PID"
+forget "$APP_PID"
 
 # ---- summary ----------------------------------------------------------------------------------
 note "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-printf '%-24s %10s %9s %9s %11s %7s %7s %7s %7s\n' target req/s p50_ms p99_ms us/request server \
-  "cpu$server_cpu" "cpu$client_cpu" errors
-for row in "${rows[@]}"; do
-  IFS='|' read -r name rps p50 p99 cpu util sbusy cbusy errs <<<"$row"
-  printf '%-24s %10.0f %9.3f %9.3f %11s %7s %7s %7s %7s\n' "$name" "$rps" \
-    "$(awk -v u="$p50" 'BEGIN { print u / 1000 }')" "$(awk -v u="$p99" 'BEGIN { print u / 1000 }')" \
-    "$cpu" "$util" "$sbusy" "$cbusy" "$errs"
-done
-echo "us/request: CPU time of the whole server side (haproxy + portcullis + nginx) per request;"
-echo "server: that CPU time as a share of one CPU; cpu$server_cpu, cpu$client_cpu: how busy each CPU was,"
-echo "all causes (cpu$client_cpu near 100% = wrk-bound); errors: wrk socket errors + non-2xx/3xx answers."
+bench_table "haproxy + portcullis + nginx"
 
 # ---- issue #12's SPOE goal: ratios from this run -------------------------------------------
-# row_field PREFIX N: field N (1 name, 2 req/s, 5 us/request) of the row whose name starts
-# with PREFIX.
-row_field() {
-  local row
-  for row in "${rows[@]}"; do
-    [[ $row == "$1"* ]] && { cut -d'|' -f"$2" <<<"$row"; return 0; }
-  done
-  echo 0
-}
-# goal_line LABEL RATIO GOAL
-goal_line() {
-  awk -v l="$1" -v r="$2" -v g="$3" 'BEGIN {
-    printf "%-52s %6.2fx   goal >= %.1fx   %s\n", l, r, g, ((r + 0 >= g + 0) ? "met" : "not met") }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f", ((b + 0 > 0) ? a / b : 0) }'; }
 rps_a=$(row_field "a." 2) rps_b=$(row_field "b." 2) rps_d=$(row_field "d." 2)
 cpu_a=$(row_field "a." 5) cpu_b=$(row_field "b." 5) cpu_d=$(row_field "d." 5)
 echo
@@ -424,11 +241,7 @@ goal_line "(a) haproxy plain us / (d) spoe warm cache us, CPU" "$(ratio "$cpu_a"
 echo "CPU lines: server side CPU per request, inverted so that higher is better like req/s (on one"
 echo "saturated core req/s = 1 / CPU per request; the CPU ratio is less sensitive to other work on the core)."
 [[ $audit == file ]] || echo "NOTE: audit none; the goal is for audit on (BENCH_AUDIT=file)."
-disturbed=""
-for row in "${rows[@]}"; do
-  IFS='|' read -r name _ _ _ _ util sbusy _ _ <<<"$row"
-  ((${sbusy%\%} - ${util%\%} > 5)) && disturbed+=" ${name%%.*}"
-done
+disturbed=$(bench_disturbed)
 if [[ -n $disturbed ]]; then
   echo "NOTE: rows$disturbed shared CPU $server_cpu with other processes (WARNING lines above): these ratios"
   echo "are not a clean measurement of the goal."

@@ -1,5 +1,6 @@
 # Groups `perf report --no-children --sort dso,symbol -g none` self-time lines into what the
-# HTTP front door spends its CPU on (docs/benchmarks.md, "HTTP front door profile").
+# HTTP front door (bench/profile/front-door.sh) and the built-in proxy (bench/profile/proxy.sh)
+# spend their CPU on (docs/benchmarks.md).
 #   perf report -i perf.data --no-children --sort dso,symbol --stdio -g none | awk -f categorize.awk
 /^#/ || NF < 3 { next }
 {
@@ -15,6 +16,7 @@
   else if (sym ~ /beast/) cat = "Beast: tcp_stream (timeouts), other"
   else if (sym ~ /asio/) cat = "Asio: coroutines, executors, reactor, timers"
   else if (sym ~ /portcullis::engine|portcullis::identity|portcullis::telemetry|portcullis::audit/) cat = "engine: decide, cache, metrics"
+  else if (sym ~ /portcullis::frontends::proxy/) cat = "proxy front door: forward, upstream exchange, answer"
   else if (sym ~ /portcullis::frontends|portcullis::http/) cat = "authz front door: request from headers"
   else if (sym ~ /portcullis::net/) cat = "net/http server session"
   else if (dso ~ /libstdc|libfmt/) cat = "libstdc++/fmt"

@@ -87,5 +87,5 @@ perf report -i "$work/perf.data" --no-children --sort dso,symbol --stdio -g none
   awk -v us="$M_CPU_US" '{ pct = $1; sub(/%/, "", pct); printf "%s  %5.2f us  ", $1, pct * us / 100; $1 = ""; print substr($0, 2) }'
 echo "== the 25 hottest symbols:"
 perf report -i "$work/perf.data" --no-children --sort symbol --stdio -g none 2>/dev/null |
-  awk '!/^#/ && NF >= 3 { line = $0; gsub(/ +/, " ", line); print substr(line, 1, 120) }' | head -25
-[[ ${BENCH_KEEP:-0} == 1 ]] && note "perf.data kept: $work/perf.data"
+  awk '!/^#/ && NF >= 3 && n++ < 25 { line = $0; gsub(/ +/, " ", line); print substr(line, 1, 120) }'
+if [[ ${BENCH_KEEP:-0} == 1 ]]; then note "perf.data kept: $work/perf.data"; fi
