@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include <fmt/format.h>
+#include <boost/asio/post.hpp>
 
 #include "common/ip.h"
 #include "common/result.h"
@@ -82,6 +83,21 @@ bool Listeners::listenUnix(const std::string& name, const std::string& address,
   unix_.push_back(std::move(*acceptor));
   bound_[name] = address;
   return true;
+}
+
+void Listeners::closeAll() {
+  for (auto& a : tcp_) {
+    asio::post(a->get_executor(), [acceptor = a.get()] {
+      boost::system::error_code ignored;
+      acceptor->close(ignored);
+    });
+  }
+  for (auto& a : unix_) {
+    asio::post(a->get_executor(), [acceptor = a.get()] {
+      boost::system::error_code ignored;
+      acceptor->close(ignored);
+    });
+  }
 }
 
 void Listeners::removeSocketFiles() {

@@ -46,6 +46,10 @@ class Listeners final {
   // {"authz":"IP:PORT","spoe":"unix:/path",…}: every listener bound so far.
   const nlohmann::json& bound() const { return bound_; }
 
+  // Stops accepting on every listener (each acceptor is closed on its own loop); the
+  // connections already accepted carry on.
+  void closeAll();
+
   // Removes the unix socket files this process created; call once the workers stopped.
   void removeSocketFiles();
 

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -79,7 +80,35 @@ Server::Server(const ServeOptions& options, const config::FunctionRuntimes& runt
 }
 
 bool Server::listen() {
-  return listenAuthz() && listenSpoe() && listenAdmin();
+  return listenAuthz() && listenSpoe() && listenProxy() && listenAdmin();
+}
+
+bool Server::listenProxy() {
+  const auto& settings = settings_;
+  if (settings.listeners.proxy.empty()) return true;
+  return listeners_.listenTcp(
+      "proxy", settings.listeners.proxy, pool_.size(), [&](const Listeners::Tcp::endpoint&) {
+        auto state = net::makeListenerState("proxy", httpLimits(settings.limits), metrics_);
+        proxy_state_ = state;
+        // Active health checks of the upstreams with a `health_check`, on worker 0's loop.
+        health_ = std::make_unique<frontends::proxy::HealthChecker>(pool_.context(0), gatekeeper_,
+                                                                    metrics_);
+        health_->start();
+        auto stats = frontends::proxy::makeProxyStats(metrics_);
+        for (unsigned i = 0; i < pool_.size(); ++i) {
+          engine::Clients clients;
+          clients.introspector = introspectors_[i].get();
+          proxy_.push_back(std::make_unique<frontends::proxy::ProxyFrontend>(gatekeeper_, clients,
+                                                                             state, stats));
+        }
+        return [this, state](Listeners::Tcp::acceptor& a, unsigned worker) {
+          auto serve = [door = proxy_[worker].get()](boost::asio::ip::tcp::socket socket) {
+            return door->serve(std::move(socket));
+          };
+          asio::co_spawn(a.get_executor(), net::acceptConnections(a, state, std::move(serve)),
+                         asio::detached);
+        };
+      });
 }
 
 bool Server::listenAuthz() {
@@ -178,7 +207,35 @@ void Server::run() {
     std::rename(tmp.c_str(), options_.ready_file.c_str());
   }
 
-  // Signals: HUP reloads, USR1 reopens the audit file, INT/TERM stop.
+  // Signals: HUP reloads, USR1 reopens the audit file, INT/TERM stop: at once, or with a
+  // proxy listener after its requests in flight (up to proxy.drain_timeout; a second
+  // signal stops at once).
+  bool draining = false;
+  asio::steady_timer drain_timer(control_);
+  std::function<void()> wait_drained;
+  const auto drain = [&] {
+    const auto timeout = gatekeeper_.snapshot()->settings.proxy.drain_timeout;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    spdlog::info("shutting down: no new connections; waiting up to {} ms for requests in flight",
+                 timeout.count());
+    listeners_.closeAll();
+    for (unsigned i = 0; i < proxy_.size(); ++i) {
+      asio::post(pool_.context(i), [door = proxy_[i].get()] { door->drain(); });
+    }
+    wait_drained = [&, deadline] {
+      const auto open = proxy_state_->connections.load(std::memory_order_relaxed);
+      if (open == 0 || std::chrono::steady_clock::now() >= deadline) {
+        if (open > 0) spdlog::warn("shutting down with {} proxy connection(s) still open", open);
+        control_.stop();
+        return;
+      }
+      drain_timer.expires_after(std::chrono::milliseconds(50));
+      drain_timer.async_wait([&](const boost::system::error_code& ec) {
+        if (!ec) wait_drained();
+      });
+    };
+    wait_drained();
+  };
   asio::signal_set signals(control_, SIGHUP, SIGUSR1, SIGINT);
   signals.add(SIGTERM);
   std::function<void()> wait_signal = [&] {
@@ -190,9 +247,13 @@ void Server::run() {
         if (auto* s = dynamic_cast<audit::StreamSink*>(sink_.get())) s->reopen();
         spdlog::info("audit sink reopened");
       } else {
-        spdlog::info("signal {}: shutting down", signo);
-        control_.stop();
-        return;
+        if (draining || proxy_state_ == nullptr) {
+          spdlog::info("signal {}: shutting down", signo);
+          control_.stop();
+          return;
+        }
+        draining = true;
+        drain();
       }
       wait_signal();
     });

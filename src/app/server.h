@@ -16,6 +16,8 @@
 #include "engine/revocations.h"
 #include "frontends/admin/admin.h"
 #include "frontends/authz/authz.h"
+#include "frontends/proxy/health_check.h"
+#include "frontends/proxy/proxy.h"
 #include "net/introspector.h"
 #include "net/workers.h"
 
@@ -49,6 +51,7 @@ class Server final {
   bool listenAuthz();
   bool listenSpoe();
   bool listenAdmin();
+  bool listenProxy();
 
   const ServeOptions& options_;
   telemetry::Metrics& metrics_;
@@ -68,6 +71,9 @@ class Server final {
   // Per-worker clients and front doors (one event loop each; nothing shared).
   std::vector<std::unique_ptr<net::HttpIntrospector>> introspectors_;
   std::vector<std::unique_ptr<frontends::AuthzFrontend>> authz_;
+  std::vector<std::unique_ptr<frontends::proxy::ProxyFrontend>> proxy_;
+  std::shared_ptr<net::HttpListenerState> proxy_state_;      // null without a proxy listener
+  std::unique_ptr<frontends::proxy::HealthChecker> health_;  // with a proxy listener
   Listeners listeners_;
   std::unique_ptr<frontends::AdminFrontend> admin_;
 };

@@ -29,6 +29,7 @@ void compileProxySettings(Diagnostics& diag, const YAML::Node& node, engine::Set
   };
   duration("body_timeout", p.body_timeout);
   duration("tunnel_timeout", p.tunnel_timeout);
+  duration("drain_timeout", p.drain_timeout);
   if (const auto v = map.get("max_response_header_bytes"); v.IsDefined()) {
     if (auto n = readSize(diag, v, "proxy.max_response_header_bytes")) {
       if (*n < 1024 || *n > 1024 * 1024) {

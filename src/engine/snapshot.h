@@ -100,7 +100,7 @@ struct Settings {
   struct Listeners {
     std::string authz;  // "host:port"; empty = off
     std::string admin;
-    std::string spoe;  // HAProxy SPOP agent: IP:PORT, or unix:/path
+    std::string spoe;   // HAProxy SPOP agent: IP:PORT, or unix:/path
     std::string proxy;  // the built-in reverse proxy
   } listeners;
   unsigned workers = 0;  // 0 = number of cores
@@ -146,10 +146,12 @@ struct Settings {
     // Peers whose X-Forwarded-For/-Proto/-Host and Forwarded chains are kept (and whose
     // X-Forwarded-For names the client); from any other peer they are dropped.
     std::vector<Cidr> trusted_proxies;
-    std::uint64_t max_body_bytes = 0;                 // a larger request body is 413; 0 = none
-    std::chrono::milliseconds body_timeout{60'000};   // longest wait for more of a request body
+    std::uint64_t max_body_bytes = 0;                     // a larger request body is 413; 0 = none
+    std::chrono::milliseconds body_timeout{60'000};       // longest wait for more of a request body
     std::chrono::milliseconds tunnel_timeout{3'600'000};  // an idle upgraded connection (WebSocket)
     std::uint64_t max_response_header_bytes = 64 * 1024;  // an upstream's larger head is a 502
+    std::chrono::milliseconds drain_timeout{
+        10'000};  // SIGTERM: longest wait for requests in flight
   } proxy;
 
   struct Watch {

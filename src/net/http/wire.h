@@ -45,6 +45,8 @@ class RequestReader final : public bhttp::basic_parser<true> {
  public:
   // Room for this many fields from the start: the list grows once, not four times.
   static constexpr std::size_t kUsualFields = 16;
+  // More fields than this is 431, whatever their size.
+  static constexpr std::size_t kMaxFields = 100;
 
   RequestReader(std::size_t max_header_bytes, std::uint64_t max_body_bytes) {
     header_limit(static_cast<std::uint32_t>(
@@ -79,6 +81,12 @@ class RequestReader final : public bhttp::basic_parser<true> {
     // merged into the header list, a trailer could add an Authorization or an X-Original-URI
     // the request's head never had (RFC 9110 §6.5.1 forbids the merge).
     if (is_header_done()) return;
+    // HAProxy's default bound: thousands of tiny fields fit in a few KiB and cost a lookup
+    // each in every reader after us.
+    if (++fields_ > kMaxFields) {
+      ec = bhttp::error::header_limit;
+      return;
+    }
     if (name == bhttp::field::content_length) {
       if (seen_length_ || value.find(',') != beast::string_view::npos) {
         ec = bhttp::error::bad_content_length;
@@ -124,6 +132,7 @@ class RequestReader final : public bhttp::basic_parser<true> {
   void on_finish_impl(beast::error_code&) override {}
 
   bool streamed_ = false;
+  std::size_t fields_ = 0;
   bool seen_expect_ = false;
   bool seen_length_ = false;
   bool seen_coding_ = false;
@@ -227,10 +236,24 @@ class Connection final {
     if (!owed_.empty() && !co_await flush()) co_return asio::error::broken_pipe;
     const std::size_t room = beast::read_size(buffer_, 64 * 1024);
     if (room == 0) co_return bhttp::error::buffer_overflow;
+    if (peer_is_thinking_) {
+      // Asio tries a read before it waits; when the peer cannot have answered yet (a
+      // request just sent upstream, an answer just sent to a keep-alive client), that read
+      // is a wasted system call. Wait for readability first, then read without blocking.
+      peer_is_thinking_ = false;
+      auto [wait_ec] = co_await socket_.async_wait(tcp::socket::wait_read, kNoThrow);
+      if (wait_ec) co_return timedOut(wait_ec);
+      boost::system::error_code ec;
+      const std::size_t n = socket_.read_some(buffer_.prepare(room), ec);
+      buffer_.commit(n);
+      if (ec != asio::error::would_block && ec != asio::error::try_again) co_return ec;
+    }
     auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(room), kNoThrow);
     buffer_.commit(n);
     co_return timedOut(ec);
   }
+  // The next fill() waits for the peer before it reads (see there).
+  void peerIsThinking() { peer_is_thinking_ = true; }
 
   // Owes `text` to the client; flush() sends it.
   std::string& owed() { return owed_; }
@@ -280,6 +303,7 @@ class Connection final {
   Deadline deadline_;
   std::string owed_;
   std::chrono::milliseconds write_timeout_ = kNoTimeout;
+  bool peer_is_thinking_ = false;
 };
 
 // Feeds the buffered bytes to the parser; false (with `ec` unset) when it needs more.

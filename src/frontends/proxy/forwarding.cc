@@ -1,0 +1,388 @@
+#include "frontends/proxy/forwarding.h"
+
+#include <array>
+#include <charconv>
+
+#include "audit/json_writer.h"
+#include "common/strings.h"
+
+namespace portcullis::frontends::proxy {
+namespace {
+
+constexpr std::array<std::string_view, 7> kHopByHop = {
+    "connection", "keep-alive",        "proxy-connection", "te",
+    "trailer",    "transfer-encoding", "upgrade"};
+
+void field(std::string& out, std::string_view name, std::string_view value) {
+  out += name;
+  out += ": ";
+  out += value;
+  out += "\r\n";
+}
+
+void appendNumber(std::string& out, std::uint64_t n) {
+  char digits[24];
+  const auto end = std::to_chars(digits, digits + sizeof digits, n).ptr;
+  out.append(digits, end);
+}
+
+// The values of every `name` field joined by ", " (the list form of RFC 9110 §5.3).
+std::string joined(const http::Headers& headers, std::string_view name) {
+  std::string all;
+  headers.forEach(name, [&](const std::string& v) {
+    if (!all.empty()) all += ", ";
+    all += trim(v);
+  });
+  return all;
+}
+
+// A Forwarded node (RFC 7239 §6): an IPv4 address as it is, an IPv6 one bracketed and quoted.
+std::string forwardedNode(const IpAddress& ip) {
+  const std::string text = ip.toString();
+  if (text.find(':') == std::string::npos) return text;
+  return "\"[" + text + "]\"";
+}
+
+// A quoted-string (RFC 9110 §5.6.4) holding `value`.
+std::string quoted(std::string_view value) {
+  std::string q = "\"";
+  for (const char c : value) {
+    if (c == '"' || c == '\\') q += '\\';
+    q += c;
+  }
+  q += '"';
+  return q;
+}
+
+bool isLowerHex(std::string_view s) {
+  for (const char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+// Fields the proxy writes itself, whatever the client sent.
+bool ownField(std::string_view name) {
+  return name == "host" || name == "content-length" || name == "expect" || name == "x-request-id" ||
+         name == "x-forwarded-for" || name == "x-forwarded-proto" || name == "x-forwarded-host" ||
+         name == "forwarded";
+}
+
+}  // namespace
+
+HopByHop::HopByHop(const HeaderList& fields) {
+  for (const auto& [name, value] : fields) {
+    if (!iequals(name, "connection")) continue;
+    for (const auto token : split(value, ',')) {
+      const auto t = trim(token);
+      if (!t.empty()) listed_.push_back(toLower(t));
+    }
+  }
+}
+
+bool HopByHop::contains(std::string_view name) const {
+  for (const auto fixed : kHopByHop) {
+    if (iequals(name, fixed)) return true;
+  }
+  for (const auto& listed : listed_) {
+    if (iequals(name, listed)) return true;
+  }
+  return false;
+}
+
+bool HopByHop::connectionHas(std::string_view token) const {
+  for (const auto& listed : listed_) {
+    if (iequals(listed, token)) return true;
+  }
+  return false;
+}
+
+bool validTraceparent(std::string_view v) {
+  // 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>
+  if (v.size() != 55 || v[2] != '-' || v[35] != '-' || v[52] != '-') return false;
+  const auto trace = v.substr(3, 32);
+  const auto parent = v.substr(36, 16);
+  if (v.substr(0, 2) != "00" || !isLowerHex(trace) || !isLowerHex(parent) ||
+      !isLowerHex(v.substr(53, 2))) {
+    return false;
+  }
+  return trace.find_first_not_of('0') != std::string_view::npos &&
+         parent.find_first_not_of('0') != std::string_view::npos;
+}
+
+void writeUpstreamHead(std::string& out, const UpstreamRequest& r) {
+  const http::Headers& headers = *r.headers;
+  const HopByHop hop(headers.fields());
+  const auto* traceparent = headers.find("traceparent");
+  const bool keep_trace = traceparent != nullptr && validTraceparent(trim(*traceparent));
+  const auto identityName = [&](std::string_view name) {
+    if (r.identity_names == nullptr) return false;
+    for (const auto& n : *r.identity_names) {
+      if (n == name) return true;
+    }
+    return false;
+  };
+
+  out += r.method;
+  out += ' ';
+  out += r.target;
+  out += " HTTP/1.1\r\n";
+  field(out, "Host", r.host);
+  for (const auto& [name, value] : headers.fields()) {
+    if (hop.contains(name) || ownField(name) || identityName(name)) continue;
+    if ((name == "traceparent" || name == "tracestate") && !keep_trace) continue;
+    if (name == "x-real-ip" && !r.peer_trusted) continue;
+    field(out, name, value);
+  }
+
+  const std::string peer = r.peer.toString();
+  std::string xff = r.peer_trusted ? joined(headers, "x-forwarded-for") : std::string();
+  if (!xff.empty()) xff += ", ";
+  xff += peer;
+  field(out, "X-Forwarded-For", xff);
+  const auto* proto = r.peer_trusted ? headers.find("x-forwarded-proto") : nullptr;
+  field(out, "X-Forwarded-Proto", proto != nullptr ? trim(*proto) : r.scheme);
+  const auto* fwd_host = r.peer_trusted ? headers.find("x-forwarded-host") : nullptr;
+  field(out, "X-Forwarded-Host", fwd_host != nullptr ? trim(*fwd_host) : r.host);
+  std::string forwarded = r.peer_trusted ? joined(headers, "forwarded") : std::string();
+  if (!forwarded.empty()) forwarded += ", ";
+  forwarded += "for=" + forwardedNode(r.peer) + ";host=" + quoted(r.host) + ";proto=";
+  forwarded += r.scheme;
+  field(out, "Forwarded", forwarded);
+  field(out, "X-Request-Id", r.request_id);
+  if (r.identity != nullptr) {
+    for (const auto& [name, value] : *r.identity)
+      field(out, name, value);
+  }
+  switch (r.framing.kind) {
+    case Framing::Kind::kLength:
+      out += "Content-Length: ";
+      appendNumber(out, r.framing.length);
+      out += "\r\n";
+      break;
+    case Framing::Kind::kChunked:
+      field(out, "Transfer-Encoding", "chunked");
+      break;
+    case Framing::Kind::kNone:
+    case Framing::Kind::kUntilClose:
+      // RFC 9110 §8.6: a request whose method defines a body says when it has none.
+      if (r.method == "POST" || r.method == "PUT" || r.method == "PATCH") {
+        field(out, "Content-Length", "0");
+      }
+      break;
+  }
+  if (r.upgrade) {
+    field(out, "Connection", "upgrade");
+    if (const auto* upgrade = headers.find("upgrade")) field(out, "Upgrade", *upgrade);
+  }
+  out += "\r\n";
+}
+
+void writeResponseHead(std::string& out, const RelayedResponse& r) {
+  const HopByHop hop(*r.fields);
+  out += "HTTP/1.1 ";
+  appendNumber(out, static_cast<std::uint64_t>(r.status));
+  out += ' ';
+  out += reasonPhrase(r.status);
+  out += "\r\n";
+  bool has_request_id = false;
+  const std::string* upgrade = nullptr;
+  for (const auto& [name, value] : *r.fields) {
+    if (iequals(name, "upgrade")) upgrade = &value;
+    if (hop.contains(name) || iequals(name, "content-length")) continue;
+    if (iequals(name, "x-request-id")) has_request_id = true;
+    field(out, name, value);
+  }
+  if (!has_request_id && !r.request_id.empty()) field(out, "X-Request-Id", r.request_id);
+  switch (r.framing.kind) {
+    case Framing::Kind::kLength:
+      out += "Content-Length: ";
+      appendNumber(out, r.framing.length);
+      out += "\r\n";
+      break;
+    case Framing::Kind::kChunked:
+      field(out, "Transfer-Encoding", "chunked");
+      break;
+    case Framing::Kind::kNone:
+      // A HEAD answer's and a 304's Content-Length say what a GET would have carried.
+      if ((r.head_request || r.status == 304) && r.upstream_length) {
+        out += "Content-Length: ";
+        appendNumber(out, *r.upstream_length);
+        out += "\r\n";
+      }
+      break;
+    case Framing::Kind::kUntilClose:
+      break;
+  }
+  if (r.upgrade) {
+    field(out, "Connection", "upgrade");
+    if (upgrade != nullptr) field(out, "Upgrade", *upgrade);
+  } else if (!r.keep_alive && !r.client_http10) {
+    field(out, "Connection", "close");
+  } else if (r.keep_alive && r.client_http10) {
+    field(out, "Connection", "keep-alive");
+  }
+  out += "\r\n";
+}
+
+bool prefersHtml(const http::Headers& headers) {
+  const auto* accept = headers.find("accept");
+  if (accept == nullptr) return false;
+  // A browser's navigation asks for text/html first; an API client asks for JSON or */*.
+  const auto first = trim(split(*accept, ',').front());
+  return first.starts_with("text/html") || first.starts_with("application/xhtml+xml");
+}
+
+void writeLocalAnswer(std::string& out, const LocalAnswer& a) {
+  const std::string_view title = a.title.empty() ? reasonPhrase(a.status) : a.title;
+  std::string body;
+  std::string_view type;
+  if (a.html) {
+    type = "text/html; charset=utf-8";
+    std::string text;
+    const auto escape = [&text](std::string_view s) {
+      for (const char c : s) {
+        switch (c) {
+          case '<':
+            text += "&lt;";
+            break;
+          case '>':
+            text += "&gt;";
+            break;
+          case '&':
+            text += "&amp;";
+            break;
+          case '"':
+            text += "&quot;";
+            break;
+          default:
+            text += c;
+        }
+      }
+    };
+    text += "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>";
+    escape(title);
+    text += "</title></head>\n<body><h1>";
+    escape(title);
+    text += "</h1>\n<p>";
+    escape(a.detail);
+    text += "</p>\n";
+    if (!a.request_id.empty()) {
+      text += "<p><small>Request id: ";
+      escape(a.request_id);
+      text += "</small></p>\n";
+    }
+    text += "</body></html>\n";
+    body = std::move(text);
+  } else {
+    type = "application/problem+json";
+    audit::JsonWriter json(body);
+    json.string("type", "about:blank");
+    json.string("title", title);
+    json.number("status", a.status);
+    if (!a.detail.empty()) json.string("detail", a.detail);
+    if (!a.reason.empty()) json.string("reason", a.reason);
+    if (!a.request_id.empty()) json.string("request_id", a.request_id);
+    json.close();
+    body += '\n';
+  }
+
+  out += "HTTP/1.1 ";
+  appendNumber(out, static_cast<std::uint64_t>(a.status));
+  out += ' ';
+  out += reasonPhrase(a.status);
+  out += "\r\n";
+  field(out, "Server", a.server);
+  if (a.headers != nullptr) {
+    for (const auto& [name, value] : *a.headers)
+      field(out, name, value);
+  }
+  if (!a.request_id.empty()) field(out, "X-Request-Id", a.request_id);
+  field(out, "Content-Type", type);
+  field(out, "Cache-Control", "no-store");
+  out += "Content-Length: ";
+  appendNumber(out, body.size());
+  out += "\r\n";
+  if (!a.keep_alive) field(out, "Connection", "close");
+  out += "\r\n";
+  if (!a.head_request) out += body;
+}
+
+std::string_view reasonPhrase(int status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 101:
+      return "Switching Protocols";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 203:
+      return "Non-Authoritative Information";
+    case 204:
+      return "No Content";
+    case 206:
+      return "Partial Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 303:
+      return "See Other";
+    case 304:
+      return "Not Modified";
+    case 307:
+      return "Temporary Redirect";
+    case 308:
+      return "Permanent Redirect";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 411:
+      return "Length Required";
+    case 412:
+      return "Precondition Failed";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 415:
+      return "Unsupported Media Type";
+    case 417:
+      return "Expectation Failed";
+    case 422:
+      return "Unprocessable Content";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "Unknown";
+  }
+}
+
+}  // namespace portcullis::frontends::proxy
