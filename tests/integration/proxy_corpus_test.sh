@@ -12,9 +12,8 @@
 #               control must pass). A miss is a harness error and fails the test.
 #   nginx       nginx 1.22 (Debian's), proxy_pass with HTTP/1.1 keep-alive to the recorder.
 #   haproxy     HAProxy 2.6 (Debian's), mode http, default options.
-#   portcullis  the built-in proxy (`listeners.proxy`), when the binary supports it:
-#               detected by `portcullis check` accepting the proxy configuration; skipped
-#               with a message until then (PORTCULLIS_REQUIRE_PROXY=1 makes that a failure).
+#   portcullis  the built-in proxy (`listeners.proxy`); a binary whose `check` refuses the
+#               configuration fails the test.
 # The test fails on any portcullis case that is not PASS and on harness errors; nginx's and
 # HAProxy's results are printed as the comparison. Every wait is bounded: a case ends when
 # the front closes, when its answers are in, or 300 ms after a refusal stopped the data;
@@ -130,12 +129,15 @@ listeners:
   proxy: 127.0.0.1:$2
   admin: 127.0.0.1:0
 upstreams:
-  rec: { servers: [127.0.0.1:$3] }
+  # The crafted answers are failures on purpose: passive health must not eject the server.
+  rec: { servers: [127.0.0.1:$3], passive_health: { max_fails: 0 } }
 routes:
   - name: all
     match: { paths: ["/**"] }
     allow: true
     upstream: rec
+# A request body that stops short is answered 408 here, within the runner's wait.
+proxy: { body_timeout: 2s }
 default: deny
 audit: { sink: "file:$TEST_TMP/audit.jsonl" }
 YAML
@@ -181,10 +183,7 @@ if check_out=$("$PORTCULLIS" check -c "$config" 2>&1); then
   MUST_PASS=(portcullis)
   log "portcullis proxy on :$PROXY_PORT -> recorder :${REC_PORT[portcullis]}"
 else
-  [[ ${PORTCULLIS_REQUIRE_PROXY:-0} != 1 ]] ||
-    fail "PORTCULLIS_REQUIRE_PROXY=1, but $PORTCULLIS rejects a listeners.proxy configuration: $check_out"
-  log "SKIP the portcullis target: $PORTCULLIS does not support listeners.proxy yet" \
-    "(portcullis check: $(head -n 1 <<<"$check_out"))"
+  fail "$PORTCULLIS rejects the proxy configuration: $check_out"
 fi
 
 # ---- the corpus -----------------------------------------------------------------------------
