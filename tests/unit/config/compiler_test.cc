@@ -19,7 +19,7 @@ TEST_F(CompilerTest, QuickstartCompiles) {
   for (const auto& e : r.errors)
     ADD_FAILURE() << e.toString();
   ASSERT_TRUE(r.snapshot);
-  EXPECT_EQ(r.snapshot->routes.size(), 3u);
+  EXPECT_EQ(r.snapshot->routes.size(), 4u);
   EXPECT_EQ(r.snapshot->version.size(), 16u);
   EXPECT_EQ(r.snapshot->files.size(), 2u);  // the config and the JWKS file
 }
