@@ -1,7 +1,6 @@
 #include "frontends/proxy/health_check.h"
 
 #include <atomic>
-#include <cmath>
 #include <deque>
 #include <limits>
 #include <set>
@@ -11,6 +10,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
@@ -19,12 +19,10 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 
-#include "common/ip.h"
 #include "telemetry/metrics.h"
 
 namespace portcullis::frontends::proxy {
@@ -92,26 +90,36 @@ struct Target {
         upstream(u),
         index(i),
         stats(st),
-        timer(loop),
+        interval(loop),
+        deadline(loop),
         resolver(loop),
-        stream(loop) {}
+        socket(loop) {}
 
+  // Ends the check under way: the pending resolution, connection, write or read completes
+  // at once with an error (closing a socket completes its operations without the kernel).
+  void abort() {
+    resolver.cancel();
+    beast::error_code ignored;
+    socket.close(ignored);
+  }
   // Cancels whatever the target waits for; its coroutine then ends.
   void stop() {
     stopped = true;
-    timer.cancel();
-    resolver.cancel();
-    beast::error_code ignored;
-    stream.socket().close(ignored);
+    interval.cancel();
+    deadline.cancel();
+    abort();
   }
 
   const std::shared_ptr<const engine::PolicySnapshot> snapshot;  // keeps `upstream` alive
   const engine::Upstream& upstream;
   const std::size_t index;
   const HealthCheckStats stats;
-  asio::steady_timer timer;  // the interval, and the deadline of name resolution
+  asio::steady_timer interval;  // between checks
+  asio::steady_timer deadline;  // of the check under way: abort()s it when it fires
   tcp::resolver resolver;
-  beast::tcp_stream stream;
+  tcp::socket socket;
+  std::uint64_t check = 0;  // checks started; the deadline of an earlier one does nothing
+  bool timed_out = false;   // the deadline of the check under way fired
   bool stopped = false;
   bool up = true;  // the verdict last given to the upstream
   std::uint32_t passes = 0;
@@ -170,49 +178,54 @@ std::string request(const engine::UpstreamServer& server, const engine::HealthCh
   return out;
 }
 
-// One check: resolve (a name), connect, send, read the answer's head; all by `deadline`.
+// What ended a check early: stop(), the check's deadline, or `otherwise`.
+Outcome failure(const Target& t, Outcome otherwise) {
+  if (t.stopped) return Outcome::kStopped;
+  if (t.timed_out) return Outcome::kTimeout;
+  return otherwise;
+}
+
+// One check: resolve (a name), connect, send, read the answer's head. One timer bounds the
+// whole of it: when it fires it aborts whatever the check waits for, so no step relies on a
+// deadline of its own.
 asio::awaitable<Outcome> probe(std::shared_ptr<Target> t) {
   const engine::UpstreamServer& server = t->upstream.server(t->index);
   const engine::HealthCheckSpec& hc = *t->upstream.spec().health_check;
-  const auto deadline = Steady::now() + hc.timeout;
+  const std::uint64_t check = ++t->check;
+  t->timed_out = false;
+  t->deadline.expires_after(hc.timeout);
+  t->deadline.async_wait([t, check](const beast::error_code& ec) {
+    if (ec || t->check != check || t->stopped) return;  // cancelled, or a check gone by
+    t->timed_out = true;
+    t->abort();
+  });
+
   std::vector<tcp::endpoint> endpoints;
-  if (const auto ip = IpAddress::parse(server.host)) {
-    boost::system::error_code ec;
-    endpoints.emplace_back(asio::ip::make_address(server.host, ec), server.port);
+  boost::system::error_code parsed;
+  const auto literal = asio::ip::make_address(server.host, parsed);
+  if (!parsed) {
+    endpoints.emplace_back(literal, server.port);
   } else {
-    // The resolver has no deadline of its own: the timer cancels it.
-    t->timer.expires_at(deadline);
-    t->timer.async_wait([t](const beast::error_code& ec) {
-      if (!ec) t->resolver.cancel();
-    });
     auto [ec, found] =
         co_await t->resolver.async_resolve(server.host, std::to_string(server.port), kNoThrow);
-    t->timer.cancel();
-    if (t->stopped) co_return Outcome::kStopped;
-    if (ec) co_return Steady::now() >= deadline ? Outcome::kTimeout : Outcome::kConnect;
+    if (ec || t->stopped || t->timed_out) co_return failure(*t, Outcome::kConnect);
     for (const auto& entry : found)
       endpoints.push_back(entry.endpoint());
   }
-
-  t->stream.expires_at(deadline);
-  if (auto [ec, ep] = co_await t->stream.async_connect(endpoints, kNoThrow); ec || t->stopped) {
-    if (t->stopped) co_return Outcome::kStopped;
-    co_return ec == beast::error::timeout ? Outcome::kTimeout : Outcome::kConnect;
+  if (auto [ec, ep] = co_await asio::async_connect(t->socket, endpoints, kNoThrow);
+      ec || t->stopped || t->timed_out) {
+    co_return failure(*t, Outcome::kConnect);
   }
   const std::string head = request(server, hc);
-  t->stream.expires_at(deadline);
-  if (auto [ec, n] = co_await asio::async_write(t->stream, asio::buffer(head), kNoThrow);
-      ec || t->stopped) {
-    if (t->stopped) co_return Outcome::kStopped;
-    co_return ec == beast::error::timeout ? Outcome::kTimeout : Outcome::kError;
+  if (auto [ec, n] = co_await asio::async_write(t->socket, asio::buffer(head), kNoThrow);
+      ec || t->stopped || t->timed_out) {
+    co_return failure(*t, Outcome::kError);
   }
   beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::empty_body> parser;
   parser.header_limit(kMaxAnswerHead);
-  t->stream.expires_at(deadline);
-  auto [ec, n] = co_await bhttp::async_read_header(t->stream, buffer, parser, kNoThrow);
-  if (t->stopped) co_return Outcome::kStopped;
-  if (ec) co_return ec == beast::error::timeout ? Outcome::kTimeout : Outcome::kError;
+  auto [ec, n] = co_await bhttp::async_read_header(t->socket, buffer, parser, kNoThrow);
+  if (ec || t->stopped || t->timed_out) co_return failure(*t, Outcome::kError);
   co_return hc.passes(static_cast<int>(parser.get().result_int())) ? Outcome::kPass
                                                                    : Outcome::kStatus;
 }
@@ -270,13 +283,14 @@ asio::awaitable<void> checkLoop(std::shared_ptr<State> s, std::shared_ptr<Target
   while (!t->stopped && s->gatekeeper.snapshot() == t->snapshot) {
     const auto started = Steady::now();
     const Outcome outcome = co_await probe(t);
+    t->deadline.cancel();
     beast::error_code ignored;
-    t->stream.socket().close(ignored);  // Connection: close; a new connection every time
+    t->socket.close(ignored);  // Connection: close; a new connection every time
     if (t->stopped || outcome == Outcome::kStopped) break;
     count(t->stats, outcome);
     judge(*t, outcome);
-    t->timer.expires_at(started + interval);
-    co_await t->timer.async_wait(kNoThrow);
+    t->interval.expires_at(started + interval);
+    co_await t->interval.async_wait(kNoThrow);
   }
 }
 

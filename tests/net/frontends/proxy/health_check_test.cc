@@ -66,7 +66,8 @@ class HealthServer final {
   asio::awaitable<void> acceptLoop() {
     for (;;) {
       auto [ec, socket] = co_await acceptor_.async_accept(kNoThrow);
-      if (ec) co_return;
+      if (ec == asio::error::operation_aborted) co_return;
+      if (ec) continue;  // a connection reset before it was accepted: take the next
       asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
     }
   }
@@ -143,6 +144,8 @@ std::shared_ptr<engine::PolicySnapshot> snapshotWith(std::vector<engine::Upstrea
   return snapshot;
 }
 
+using Mode = HealthServer::Mode;
+
 // A checker on a loop of its own, reading the snapshots the test publishes.
 class HealthCheckTest : public ::testing::Test {
  protected:
@@ -177,6 +180,15 @@ class HealthCheckTest : public ::testing::Test {
                  "upstream=\"" + name + "\",result=\"" + result + "\"")
         .value();
   }
+  std::string why(const HealthServer& server) {
+    std::string out = "served ok/503/close/silent:";
+    for (int m = 0; m < 4; ++m)
+      out += " " + std::to_string(server.served(static_cast<Mode>(m)));
+    for (const char* r : {"pass", "status", "connect", "timeout", "error"})
+      out += std::string(" ") + r + "=" + std::to_string(checks(r));
+    out += checker_->idle() ? " idle" : " live";
+    return out;
+  }
   std::string gaugeLine(const std::string& server, const std::string& name = "u") {
     return "portcullis_upstream_server_up{upstream=\"" + name + "\",server=\"" + server + "\"}";
   }
@@ -192,8 +204,6 @@ class HealthCheckTest : public ::testing::Test {
   std::thread thread_;
 };
 
-using Mode = HealthServer::Mode;
-
 TEST_F(HealthCheckTest, DownAfterFallFailuresUpAfterRisePasses) {
   HealthServer server;
   HealthServer named;  // reached by name: the resolver's path
@@ -201,8 +211,10 @@ TEST_F(HealthCheckTest, DownAfterFallFailuresUpAfterRisePasses) {
   start(snapshotWith({checkedSpec("u", {server.address(), by_name})}));
   const engine::Upstream& u = upstream();
 
-  ASSERT_TRUE(
-      waitFor([&] { return server.served(Mode::kOk) >= 2 && named.served(Mode::kOk) >= 2; }));
+  ASSERT_TRUE(waitFor([&] {
+    return server.served(Mode::kOk) >= 2 && named.served(Mode::kOk) >= 2;
+  })) << why(server)
+      << " / named: " << why(named);
   EXPECT_TRUE(up(u, 0));
   EXPECT_TRUE(up(u, 1));
   const std::string request = server.lastRequest();
@@ -215,7 +227,7 @@ TEST_F(HealthCheckTest, DownAfterFallFailuresUpAfterRisePasses) {
 
   // 503s: down once `fall` (3) of them have come back, not before.
   server.set(Mode::kUnavailable);
-  ASSERT_TRUE(waitFor([&] { return !up(u, 0); }));
+  ASSERT_TRUE(waitFor([&] { return !up(u, 0); })) << why(server);
   EXPECT_GE(server.served(Mode::kUnavailable), 3);
   EXPECT_GE(checks("status"), 3u);
   EXPECT_TRUE(up(u, 1));  // the other server is judged on its own
@@ -231,7 +243,7 @@ TEST_F(HealthCheckTest, DownAfterFallFailuresUpAfterRisePasses) {
 
   // A connection closed before any answer is a failure too.
   server.set(Mode::kClose);
-  ASSERT_TRUE(waitFor([&] { return !up(u, 0); }));
+  ASSERT_TRUE(waitFor([&] { return !up(u, 0); })) << why(server);
   EXPECT_GE(server.served(Mode::kClose), 3);
   EXPECT_GE(checks("error"), 3u);
   EXPECT_GE(checks("pass"), 4u);
