@@ -144,7 +144,6 @@ asio::awaitable<Attempt> attempt(ProxyFrontend::Exchange& x, Connection& up, boo
     write_failed = !co_await up.flush();
   }
   x.client.expireAfter(net::kNoTimeout);
-  up.peerIsThinking();
   const std::size_t max_head = settings.max_response_header_bytes;
   for (int interim = 0; interim <= kMaxInterim; ++interim) {
     rp.emplace(max_head);

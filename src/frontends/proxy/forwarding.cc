@@ -26,6 +26,28 @@ void appendNumber(std::string& out, std::uint64_t n) {
   out.append(digits, end);
 }
 
+void contentLength(std::string& out, std::uint64_t n) {
+  out += "Content-Length: ";
+  appendNumber(out, n);
+  out += "\r\n";
+}
+
+// The framing fields of a body framed `framing`: true when it wrote one.
+bool framingField(std::string& out, const Framing& framing) {
+  switch (framing.kind) {
+    case Framing::Kind::kLength:
+      contentLength(out, framing.length);
+      return true;
+    case Framing::Kind::kChunked:
+      field(out, "Transfer-Encoding", "chunked");
+      return true;
+    case Framing::Kind::kNone:
+    case Framing::Kind::kUntilClose:
+      break;
+  }
+  return false;
+}
+
 // The values of every `name` field joined by ", " (the list form of RFC 9110 §5.3).
 std::string joined(const http::Headers& headers, std::string_view name) {
   std::string all;
@@ -154,22 +176,10 @@ void writeUpstreamHead(std::string& out, const UpstreamRequest& r) {
     for (const auto& [name, value] : *r.identity)
       field(out, name, value);
   }
-  switch (r.framing.kind) {
-    case Framing::Kind::kLength:
-      out += "Content-Length: ";
-      appendNumber(out, r.framing.length);
-      out += "\r\n";
-      break;
-    case Framing::Kind::kChunked:
-      field(out, "Transfer-Encoding", "chunked");
-      break;
-    case Framing::Kind::kNone:
-    case Framing::Kind::kUntilClose:
-      // RFC 9110 §8.6: a request whose method defines a body says when it has none.
-      if (r.method == "POST" || r.method == "PUT" || r.method == "PATCH") {
-        field(out, "Content-Length", "0");
-      }
-      break;
+  // RFC 9110 §8.6: a request whose method defines a body says when it has none.
+  if (!framingField(out, r.framing) &&
+      (r.method == "POST" || r.method == "PUT" || r.method == "PATCH")) {
+    field(out, "Content-Length", "0");
   }
   if (r.upgrade) {
     field(out, "Connection", "upgrade");
@@ -194,25 +204,10 @@ void writeResponseHead(std::string& out, const RelayedResponse& r) {
     field(out, name, value);
   }
   if (!has_request_id && !r.request_id.empty()) field(out, "X-Request-Id", r.request_id);
-  switch (r.framing.kind) {
-    case Framing::Kind::kLength:
-      out += "Content-Length: ";
-      appendNumber(out, r.framing.length);
-      out += "\r\n";
-      break;
-    case Framing::Kind::kChunked:
-      field(out, "Transfer-Encoding", "chunked");
-      break;
-    case Framing::Kind::kNone:
-      // A HEAD answer's and a 304's Content-Length say what a GET would have carried.
-      if ((r.head_request || r.status == 304) && r.upstream_length) {
-        out += "Content-Length: ";
-        appendNumber(out, *r.upstream_length);
-        out += "\r\n";
-      }
-      break;
-    case Framing::Kind::kUntilClose:
-      break;
+  // A HEAD answer's and a 304's Content-Length say what a GET would have carried.
+  if (!framingField(out, r.framing) && r.framing.kind == Framing::Kind::kNone &&
+      (r.head_request || r.status == 304) && r.upstream_length) {
+    contentLength(out, *r.upstream_length);
   }
   if (r.upgrade) {
     field(out, "Connection", "upgrade");

@@ -267,7 +267,6 @@ asio::awaitable<void> ProxyFrontend::serve(tcp::socket socket) {
     if (draining_) co_return;
     if (buffer.size() == 0) {
       client.expireAfter(limits.idle_timeout);
-      client.peerIsThinking();
       link.node.idle = true;
       const auto idle_ec = co_await client.fill();
       link.node.idle = false;

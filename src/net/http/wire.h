@@ -236,24 +236,10 @@ class Connection final {
     if (!owed_.empty() && !co_await flush()) co_return asio::error::broken_pipe;
     const std::size_t room = beast::read_size(buffer_, 64 * 1024);
     if (room == 0) co_return bhttp::error::buffer_overflow;
-    if (peer_is_thinking_) {
-      // Asio tries a read before it waits; when the peer cannot have answered yet (a
-      // request just sent upstream, an answer just sent to a keep-alive client), that read
-      // is a wasted system call. Wait for readability first, then read without blocking.
-      peer_is_thinking_ = false;
-      auto [wait_ec] = co_await socket_.async_wait(tcp::socket::wait_read, kNoThrow);
-      if (wait_ec) co_return timedOut(wait_ec);
-      boost::system::error_code ec;
-      const std::size_t n = socket_.read_some(buffer_.prepare(room), ec);
-      buffer_.commit(n);
-      if (ec != asio::error::would_block && ec != asio::error::try_again) co_return ec;
-    }
     auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(room), kNoThrow);
     buffer_.commit(n);
     co_return timedOut(ec);
   }
-  // The next fill() waits for the peer before it reads (see there).
-  void peerIsThinking() { peer_is_thinking_ = true; }
 
   // Owes `text` to the client; flush() sends it.
   std::string& owed() { return owed_; }
@@ -303,7 +289,6 @@ class Connection final {
   Deadline deadline_;
   std::string owed_;
   std::chrono::milliseconds write_timeout_ = kNoTimeout;
-  bool peer_is_thinking_ = false;
 };
 
 // Feeds the buffered bytes to the parser; false (with `ec` unset) when it needs more.
