@@ -5,7 +5,8 @@
 #   bash tests/integration/proxy_test.sh PORTCULLIS_BINARY SOURCE_DIR
 #
 # Decisions (allow, 401/403 answered locally, identity headers), framing both ways (0 B,
-# 1 MiB, 1 GiB with bounded memory, Content-Length and chunked), keep-alive reuse counted at
+# 1 MiB, 1 GiB with bounded memory — 256 MiB, memory reported only, under ASan —,
+# Content-Length and chunked), keep-alive reuse counted at
 # the upstream, 502/504, retries, a WebSocket echo, reloads under load, no fd or memory growth.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init "$@"
@@ -215,16 +216,28 @@ assert_contains "$ws" "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" "the 
 assert_contains "$ws" "ping-2" "bytes echoed after the switch"
 
 # ---- 1 GiB each way with bounded memory ---------------------------------------------------
+# Under ASan (make test's binary) the streams are 256 MiB (1 GiB takes minutes there) and
+# memory is reported, not bounded: ASan's quarantine holds freed memory by design. The
+# release binary (make test-integration) streams 1 GiB each way and bounds its RSS growth.
+if ldd "$PORTCULLIS" 2>/dev/null | grep -q libasan; then
+  STREAM_BYTES=268435456
+  BOUND_MEMORY=0
+else
+  STREAM_BYTES=1073741824
+  BOUND_MEMORY=1
+fi
 rss0=$(rss_kib)
-up_len=$(head -c 1073741824 /dev/zero |
+up_len=$(head -c "$STREAM_BYTES" /dev/zero |
   "${CURL[@]}" --max-time 300 -X POST -T - "$PX/echo" |
   node -e 'process.stdout.write(String(JSON.parse(require("fs").readFileSync(0,"utf8")).bodyLength))')
-assert_eq "1073741824" "$up_len" "1 GiB uploaded"
-down_len=$("${CURL[@]}" --max-time 300 -o /dev/null -w '%{size_download}' "$PX/big?bytes=1073741824")
-assert_eq "1073741824" "$down_len" "1 GiB downloaded"
+assert_eq "$STREAM_BYTES" "$up_len" "$STREAM_BYTES bytes uploaded"
+down_len=$("${CURL[@]}" --max-time 300 -o /dev/null -w '%{size_download}' "$PX/big?bytes=$STREAM_BYTES")
+assert_eq "$STREAM_BYTES" "$down_len" "$STREAM_BYTES bytes downloaded"
 rss1=$(rss_kib)
-log "RSS ${rss0} KiB before the 1 GiB transfers, ${rss1} KiB after"
-((rss1 - rss0 < 32 * 1024)) || fail "RSS grew by $(((rss1 - rss0) / 1024)) MiB over 2 GiB streamed"
+log "RSS ${rss0} KiB before streaming $STREAM_BYTES bytes each way, ${rss1} KiB after"
+if ((BOUND_MEMORY)); then
+  ((rss1 - rss0 < 32 * 1024)) || fail "RSS grew by $(((rss1 - rss0) / 1024)) MiB over 2 GiB streamed"
+fi
 
 # ---- load: reloads under wrk, then no fd or memory growth ---------------------------------
 # run_wrk SECONDS: 8 connections on one thread; fails on any socket error or non-2xx answer.
@@ -255,7 +268,9 @@ fd1=$(fd_count)
 rss1=$(rss_kib)
 log "$WRK_REQUESTS more requests: fds $fd0 -> $fd1, RSS $rss0 -> $rss1 KiB"
 ((fd1 <= fd0 + 2)) || fail "open fds grew from $fd0 to $fd1"
-((rss1 - rss0 < 8 * 1024)) || fail "RSS grew by $(((rss1 - rss0) / 1024)) MiB under load"
+if ((BOUND_MEMORY)); then
+  ((rss1 - rss0 < 8 * 1024)) || fail "RSS grew by $(((rss1 - rss0) / 1024)) MiB under load"
+fi
 
 # ---- SIGTERM: a request in flight finishes, then the process exits on its own ----------
 "${CURL[@]}" --max-time 30 -H 'X-Request-Id: drain-probe' -o "$TEST_TMP/drain.body" \
