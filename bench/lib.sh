@@ -500,6 +500,32 @@ http {
   keepalive_requests 1000000;
 NGINX
 }
+
+# nginx_proxy_front_conf DIR WORKERS PORT: DIR/nginx.conf for nginx as a front, `proxy_pass`
+# to the application on APP_PORT over kept-alive HTTP/1.1 connections (row (a) of
+# bench/proxy/run.sh and its profile).
+nginx_proxy_front_conf() {
+  local dir=$1 workers=$2 port=$3
+  {
+    nginx_conf_head "$dir" "$workers"
+    cat <<NGINX
+  upstream app {
+    server 127.0.0.1:$APP_PORT;
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+NGINX
+  } >"$dir/nginx.conf"
+}
 # bench_app_nginx: the application every target proxies to: nginx, one worker, `return 200
 # "user=$http_x_user\n"` (the body shows which X-User reached it). Sets APP_PORT APP_PID
 # APP_PIDS (master and worker).

@@ -111,25 +111,7 @@ CFG
     dir=$work/nginx-front
     mkdir -p "$dir"
     port=$(free_port)
-    {
-      nginx_conf_head "$dir" 1
-      cat <<NGINX
-  upstream app {
-    server 127.0.0.1:$APP_PORT;
-    keepalive 64;
-    keepalive_requests 1000000;
-  }
-  server {
-    listen 127.0.0.1:$port;
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-NGINX
-    } >"$dir/nginx.conf"
+    nginx_proxy_front_conf "$dir" 1 "$port"
     bench_start_nginx "$dir" front-nginx "$port" || die "nginx (the front) did not start"
     pid=${NGX_PIDS[1]}
     url="http://127.0.0.1:$port/orders/7"

@@ -100,25 +100,7 @@ row_nginx() {
   mkdir -p "$dir"
   for _ in 1 2 3 4 5; do
     port=$(free_port)
-    {
-      nginx_conf_head "$dir" "$workers"
-      cat <<NGINX
-  upstream app {
-    server 127.0.0.1:$APP_PORT;
-    keepalive 64;
-    keepalive_requests 1000000;
-  }
-  server {
-    listen 127.0.0.1:$port;
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-NGINX
-    } >"$dir/nginx.conf"
+    nginx_proxy_front_conf "$dir" "$workers" "$port"
     bench_start_nginx "$dir" front-nginx "$port" && break
     port=
   done
