@@ -101,7 +101,8 @@ TEST(ProxyForwarding, FramingIsTheProxysOwn) {
                           {"transfer-encoding", "chunked"},
                           {"expect", "100-continue"},
                           {"x-request-id", "client-chosen"}});
-  const auto chunked = head(h, false, {Framing::Kind::kChunked, 0}, nullptr, nullptr, false, "POST");
+  const auto chunked =
+      head(h, false, {Framing::Kind::kChunked, 0}, nullptr, nullptr, false, "POST");
   EXPECT_EQ(chunked.find("content-length"), std::string::npos) << chunked;
   EXPECT_EQ(chunked.find("expect"), std::string::npos) << chunked;
   EXPECT_EQ(chunked.find("client-chosen"), std::string::npos) << chunked;
@@ -137,12 +138,9 @@ TEST(ProxyForwarding, OnlyAWellFormedTraceparentIsPassed) {
 }
 
 TEST(ProxyForwarding, TheResponseHeadDropsHopByHopAndUpstreamFraming) {
-  const HeaderList fields = {{"Content-Type", "text/plain"},
-                             {"Transfer-Encoding", "chunked"},
-                             {"Connection", "close, X-Hop"},
-                             {"X-Hop", "1"},
-                             {"Keep-Alive", "timeout=1"},
-                             {"Set-Cookie", "a=1"}};
+  const HeaderList fields = {{"Content-Type", "text/plain"}, {"Transfer-Encoding", "chunked"},
+                             {"Connection", "close, X-Hop"}, {"X-Hop", "1"},
+                             {"Keep-Alive", "timeout=1"},    {"Set-Cookie", "a=1"}};
   RelayedResponse r;
   r.status = 200;
   r.fields = &fields;
