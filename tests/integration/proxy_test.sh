@@ -20,6 +20,14 @@ start_bg upstream node "$SRC/tests/fakes/proxy_upstream.js" "$TEST_TMP/upstream.
 wait_for_file "$TEST_TMP/upstream.port" 15 upstream
 UP=$(<"$TEST_TMP/upstream.port")
 free_port DEAD  # nothing listens there
+# A server that accepts and never reads: a request body to it must not hang the proxy.
+start_bg sink node -e '
+  const fs = require("fs");
+  const s = require("net").createServer((c) => c.pause());
+  s.listen(0, "127.0.0.1", () => fs.writeFileSync(process.argv[1], String(s.address().port)));
+' "$TEST_TMP/sink.port"
+wait_for_file "$TEST_TMP/sink.port" 15 sink
+SINK=$(<"$TEST_TMP/sink.port")
 log "application on 127.0.0.1:$UP; a dead server on :$DEAD"
 
 config="$TEST_TMP/portcullis.yaml"
@@ -41,6 +49,7 @@ upstreams:
   down: { servers: [127.0.0.1:$DEAD], retries: 0 }
   mixed: { servers: [127.0.0.1:$DEAD, 127.0.0.1:$UP], retries: 1 }
   slowpoke: { servers: [127.0.0.1:$UP], read_timeout: 300ms }
+  sink: { servers: [127.0.0.1:$SINK], read_timeout: 500ms, passive_health: { max_fails: 0 } }
   checked:
     servers: [127.0.0.1:$DEAD, 127.0.0.1:$UP]
     retries: 0
@@ -71,6 +80,10 @@ routes:
     allow: true
     strip_prefix: /timeout
     upstream: slowpoke
+  - name: sink
+    match: { paths: [/sink] }
+    allow: true
+    upstream: sink
   - name: checked
     match: { paths: [/checked/**] }
     allow: true
@@ -183,6 +196,11 @@ for ((i = 0; i < 6; i++)); do
   http "$PX/mixed/echo"
   assert_status 200 "one of two servers dead, retries: 1 (request $i)"
 done
+
+# A server that stops reading the body: 504 after its read_timeout, not a hang.
+head -c 16777216 /dev/zero >"$TEST_TMP/16m"
+http --max-time 60 -X POST --data-binary @"$TEST_TMP/16m" "$PX/sink"
+assert_status 504 "a server that never reads a 16 MiB body"
 
 # Active health checks take the dead server out: then no request goes to it.
 dead_down() {

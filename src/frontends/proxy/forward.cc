@@ -408,6 +408,9 @@ asio::awaitable<bool> ProxyFrontend::forward(Exchange& x) {
       stats_->connects->inc();
       up = std::move(*opened);
     }
+    // A server that stops reading the request (its body) is given read_timeout, as one that
+    // stops answering is.
+    up->setWriteTimeout(spec.read_timeout);
 
     const InFlight in_flight(*upstream, server);
     std::optional<ResponseReader> rp;
