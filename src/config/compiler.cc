@@ -87,6 +87,7 @@ class Compiler final {
     failed.functions = compileFunctions(diag_, top.get("functions"), runtimes_, *snapshot_);
     failed.upstreams = compileUpstreams(diag_, top.get("upstreams"), *snapshot_);
     compileRoutes(diag_, top.get("routes"), root, failed, metrics_, *snapshot_);
+    snapshot_->fillIdentityHeaderNames();
     if (const auto d = top.get("default"); d.IsDefined()) {
       if (auto v = readChoice(diag_, d, "default", {"deny", "allow"})) {
         snapshot_->default_allow = *v == "allow";

@@ -177,6 +177,12 @@ struct PolicySnapshot {
   bool default_allow = false;
   RouteStats default_stats;        // decisions made by `default`
   std::vector<WatchedFile> files;  // every file the snapshot was built from (watched)
+  // The lower-case names of every identity header the policy may set (routes'
+  // set_headers, providers' claims_to_headers): the built-in proxy strips a client's own
+  // copy of each, whether or not this request's decision sets it. Filled by
+  // fillIdentityHeaderNames() once routes and providers are compiled.
+  std::vector<std::string> identity_header_names;
+  void fillIdentityHeaderNames();
 
   const Route* findRoute(const http::Request& request) const;
   const identity::Provider* provider(std::string_view name) const;

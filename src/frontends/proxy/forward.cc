@@ -277,10 +277,6 @@ std::string ProxyFrontend::upstreamHead(Exchange& x) {
   http::Request& req = p.request;
   const engine::Route* route = ev.route;
   const auto& settings = p.snapshot->settings.proxy;
-  if (names_version_ != p.snapshot->version) {
-    identity_names_ = identityHeaderNames(*p.snapshot);
-    names_version_ = p.snapshot->version;
-  }
 
   if (x.parser.chunked()) {
     x.framing.kind = Framing::Kind::kChunked;
@@ -304,13 +300,14 @@ std::string ProxyFrontend::upstreamHead(Exchange& x) {
   r.method = req.method;
   r.target = target;
   r.headers = &req.headers;
+  r.hop = &hop;
   r.host = trim(*req.headers.find("host"));
   r.scheme = req.scheme;
   r.peer = x.peer;
   r.peer_trusted = trustedPeer(settings.trusted_proxies, x.peer);
   r.request_id = req.request_id;
   r.identity = &ev.decision.upstream_headers;
-  r.identity_names = &identity_names_;
+  r.identity_names = &p.snapshot->identity_header_names;
   r.framing = x.framing;
   r.upgrade = x.upgrade;
   std::string head;

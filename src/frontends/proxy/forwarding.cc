@@ -2,6 +2,9 @@
 
 #include <array>
 #include <charconv>
+#include <optional>
+
+#include <boost/beast/http/status.hpp>
 
 #include "audit/json_writer.h"
 #include "common/strings.h"
@@ -134,7 +137,9 @@ bool validTraceparent(std::string_view v) {
 
 void writeUpstreamHead(std::string& out, const UpstreamRequest& r) {
   const http::Headers& headers = *r.headers;
-  const HopByHop hop(headers.fields());
+  const std::optional<HopByHop> own_hop =
+      r.hop == nullptr ? std::optional<HopByHop>(std::in_place, headers.fields()) : std::nullopt;
+  const HopByHop& hop = r.hop != nullptr ? *r.hop : *own_hop;
   const auto* traceparent = headers.find("traceparent");
   const bool keep_trace = traceparent != nullptr && validTraceparent(trim(*traceparent));
   const auto identityName = [&](std::string_view name) {
@@ -304,80 +309,11 @@ void writeLocalAnswer(std::string& out, const LocalAnswer& a) {
 }
 
 std::string_view reasonPhrase(int status) {
-  switch (status) {
-    case 100:
-      return "Continue";
-    case 101:
-      return "Switching Protocols";
-    case 200:
-      return "OK";
-    case 201:
-      return "Created";
-    case 202:
-      return "Accepted";
-    case 203:
-      return "Non-Authoritative Information";
-    case 204:
-      return "No Content";
-    case 206:
-      return "Partial Content";
-    case 301:
-      return "Moved Permanently";
-    case 302:
-      return "Found";
-    case 303:
-      return "See Other";
-    case 304:
-      return "Not Modified";
-    case 307:
-      return "Temporary Redirect";
-    case 308:
-      return "Permanent Redirect";
-    case 400:
-      return "Bad Request";
-    case 401:
-      return "Unauthorized";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 408:
-      return "Request Timeout";
-    case 409:
-      return "Conflict";
-    case 411:
-      return "Length Required";
-    case 412:
-      return "Precondition Failed";
-    case 413:
-      return "Content Too Large";
-    case 414:
-      return "URI Too Long";
-    case 415:
-      return "Unsupported Media Type";
-    case 417:
-      return "Expectation Failed";
-    case 422:
-      return "Unprocessable Content";
-    case 429:
-      return "Too Many Requests";
-    case 431:
-      return "Request Header Fields Too Large";
-    case 500:
-      return "Internal Server Error";
-    case 501:
-      return "Not Implemented";
-    case 502:
-      return "Bad Gateway";
-    case 503:
-      return "Service Unavailable";
-    case 504:
-      return "Gateway Timeout";
-    default:
-      return "Unknown";
-  }
+  // Beast's table of the registered codes; it says "<unknown-status>" for the others.
+  const auto phrase =
+      boost::beast::http::obsolete_reason(static_cast<boost::beast::http::status>(status));
+  return phrase.starts_with('<') ? std::string_view("Unknown")
+                                 : std::string_view(phrase.data(), phrase.size());
 }
 
 }  // namespace portcullis::frontends::proxy

@@ -45,6 +45,7 @@ struct UpstreamRequest {
   std::string_view method;
   std::string_view target;                 // origin-form, after the route's strip_prefix
   const http::Headers* headers = nullptr;  // the client's, as received (names lower case)
+  const HopByHop* hop = nullptr;           // of `headers`; null: computed here
   std::string_view host;                   // the client's Host, as received
   std::string_view scheme;                 // "http" or "https": the client's connection
   IpAddress peer;                          // the TCP peer

@@ -91,13 +91,6 @@ class ProxyFrontend final {
   };
   Client clients_list_;  // the list's head (a sentinel)
   friend class ClientLink;
-  // identityHeaderNames() of the policy version last seen.
-  std::string names_version_;
-  std::vector<std::string> identity_names_;
 };
-
-// The lower-case names of every identity header a snapshot may set (routes' set_headers,
-// providers' claims_to_headers): a client's own copy never reaches an upstream.
-std::vector<std::string> identityHeaderNames(const engine::PolicySnapshot& snapshot);
 
 }  // namespace portcullis::frontends::proxy

@@ -9,19 +9,15 @@
 #endif
 
 #include <algorithm>
-#include <charconv>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/write.hpp>
 
 #include "common/http/path.h"
 #include "common/strings.h"
 #include "engine/router.h"
-#include "engine/upstream.h"
 #include "frontends/common.h"
 #include "frontends/proxy/exchange.h"
 #include "frontends/proxy/forwarding.h"
@@ -164,24 +160,6 @@ std::shared_ptr<ProxyStats> makeProxyStats(telemetry::Metrics& metrics) {
   auto stats = std::make_shared<ProxyStats>();
   PORTCULLIS_STAT_REGISTER(PORTCULLIS_PROXY_STATS, *stats, telemetry::StatScope(metrics, ""));
   return stats;
-}
-
-std::vector<std::string> identityHeaderNames(const engine::PolicySnapshot& snapshot) {
-  std::vector<std::string> names;
-  const auto add = [&names](std::string_view name) {
-    auto lower = toLower(name);
-    if (std::find(names.begin(), names.end(), lower) == names.end())
-      names.push_back(std::move(lower));
-  };
-  for (const auto& route : snapshot.routes) {
-    for (const auto& h : route.set_headers)
-      add(h.name);
-  }
-  for (const auto& provider : snapshot.providers) {
-    for (const auto& [header, claim] : provider->claimsToHeaders())
-      add(header);
-  }
-  return names;
 }
 
 asio::awaitable<bool> answerLocally(ProxyFrontend::Exchange& x, int status, std::string_view detail,

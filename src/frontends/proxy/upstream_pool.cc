@@ -54,13 +54,6 @@ void UpstreamPool::give(std::string_view server, std::unique_ptr<Connection> con
   list.push_back({std::move(connection), net::CoarseClock::now()});
 }
 
-std::size_t UpstreamPool::idleCount() const {
-  std::size_t n = 0;
-  for (const auto& [server, list] : idle_)
-    n += list.size();
-  return n;
-}
-
 asio::awaitable<Result<std::unique_ptr<Connection>>> connectTo(asio::any_io_executor executor,
                                                                std::string host, std::uint16_t port,
                                                                std::chrono::milliseconds timeout,

@@ -33,7 +33,6 @@ class UpstreamPool final {
   // Keeps `connection` for the next request to `server`; past `max_idle` connections to
   // it, the least recently used is closed.
   void give(std::string_view server, std::unique_ptr<Connection> connection, std::size_t max_idle);
-  std::size_t idleCount() const;
 
  private:
   struct Idle {

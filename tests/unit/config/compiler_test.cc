@@ -22,6 +22,8 @@ TEST_F(CompilerTest, QuickstartCompiles) {
   EXPECT_EQ(r.snapshot->routes.size(), 4u);
   EXPECT_EQ(r.snapshot->version.size(), 16u);
   EXPECT_EQ(r.snapshot->files.size(), 2u);  // the config and the JWKS file
+  // claims_to_headers' X-User and orders-read's set_headers X-Scopes, lower case, once each.
+  EXPECT_EQ(r.snapshot->identity_header_names, (std::vector<std::string>{"x-scopes", "x-user"}));
 }
 
 TEST_F(CompilerTest, UnknownKeyIsLocated) {
