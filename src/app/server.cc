@@ -80,29 +80,33 @@ Server::Server(const ServeOptions& options, const config::FunctionRuntimes& runt
 }
 
 bool Server::listen() {
-  return listenAuthz() && listenSpoe() && listenProxy() && listenAdmin();
+  const auto& l = settings_.listeners;
+  return listenAuthz() && listenSpoe() && listenProxy("proxy", l.proxy, false) &&
+         listenProxy("proxy_tls", l.proxy_tls, true) && listenAdmin();
 }
 
-bool Server::listenProxy() {
-  const auto& settings = settings_;
-  if (settings.listeners.proxy.empty()) return true;
+bool Server::listenProxy(const char* name, const std::string& address, bool tls) {
+  if (address.empty()) return true;
   return listeners_.listenTcp(
-      "proxy", settings.listeners.proxy, pool_.size(), [&](const Listeners::Tcp::endpoint&) {
-        auto state = net::makeListenerState("proxy", httpLimits(settings.limits), metrics_);
-        proxy_state_ = state;
-        // Active health checks of the upstreams with a `health_check`, on worker 0's loop.
-        health_ = std::make_unique<frontends::proxy::HealthChecker>(pool_.context(0), gatekeeper_,
-                                                                    metrics_);
-        health_->start();
-        auto stats = frontends::proxy::makeProxyStats(metrics_);
+      name, address, pool_.size(), [&, name, tls](const Listeners::Tcp::endpoint&) {
+        auto state = net::makeListenerState(name, httpLimits(settings_.limits), metrics_);
+        proxy_states_.push_back(state);
+        if (!health_) {
+          // Active health checks of the upstreams with a `health_check`, on worker 0's loop.
+          health_ = std::make_unique<frontends::proxy::HealthChecker>(pool_.context(0), gatekeeper_,
+                                                                      metrics_);
+          health_->start();
+          proxy_stats_ = frontends::proxy::makeProxyStats(metrics_);
+        }
+        const std::size_t first = proxy_.size();
         for (unsigned i = 0; i < pool_.size(); ++i) {
           engine::Clients clients;
           clients.introspector = introspectors_[i].get();
-          proxy_.push_back(std::make_unique<frontends::proxy::ProxyFrontend>(gatekeeper_, clients,
-                                                                             state, stats));
+          proxy_.push_back(std::make_unique<frontends::proxy::ProxyFrontend>(
+              gatekeeper_, clients, state, proxy_stats_, tls));
         }
-        return [this, state](Listeners::Tcp::acceptor& a, unsigned worker) {
-          auto serve = [door = proxy_[worker].get()](boost::asio::ip::tcp::socket socket) {
+        return [this, state, first](Listeners::Tcp::acceptor& a, unsigned worker) {
+          auto serve = [door = proxy_[first + worker].get()](boost::asio::ip::tcp::socket socket) {
             return door->serve(std::move(socket));
           };
           asio::co_spawn(a.get_executor(), net::acceptConnections(a, state, std::move(serve)),
@@ -220,10 +224,10 @@ void Server::run() {
                  timeout.count());
     listeners_.closeAll();
     for (unsigned i = 0; i < proxy_.size(); ++i) {
-      asio::post(pool_.context(i), [door = proxy_[i].get()] { door->drain(); });
+      asio::post(pool_.context(i % pool_.size()), [door = proxy_[i].get()] { door->drain(); });
     }
     wait_drained = [&, deadline] {
-      const auto open = proxy_state_->connections.load(std::memory_order_relaxed);
+      const auto open = openProxyConnections();
       if (open == 0 || std::chrono::steady_clock::now() >= deadline) {
         if (open > 0) spdlog::warn("shutting down with {} proxy connection(s) still open", open);
         control_.stop();
@@ -247,7 +251,7 @@ void Server::run() {
         if (auto* s = dynamic_cast<audit::StreamSink*>(sink_.get())) s->reopen();
         spdlog::info("audit sink reopened");
       } else {
-        if (draining || proxy_state_ == nullptr) {
+        if (draining || proxy_states_.empty()) {
           spdlog::info("signal {}: shutting down", signo);
           control_.stop();
           return;
@@ -282,6 +286,13 @@ void Server::run() {
   listeners_.removeSocketFiles();
   if (auto* s = dynamic_cast<audit::StreamSink*>(sink_.get())) s->flush();
   spdlog::info("stopped");
+}
+
+std::uint64_t Server::openProxyConnections() const {
+  std::uint64_t open = 0;
+  for (const auto& state : proxy_states_)
+    open += state->connections.load(std::memory_order_relaxed);
+  return open;
 }
 
 }  // namespace portcullis::app

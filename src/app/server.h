@@ -51,7 +51,9 @@ class Server final {
   bool listenAuthz();
   bool listenSpoe();
   bool listenAdmin();
-  bool listenProxy();
+  // The built-in proxy's listener `name` ("proxy", or "proxy_tls" with `tls`) on `address`.
+  bool listenProxy(const char* name, const std::string& address, bool tls);
+  std::uint64_t openProxyConnections() const;
 
   const ServeOptions& options_;
   telemetry::Metrics& metrics_;
@@ -71,9 +73,11 @@ class Server final {
   // Per-worker clients and front doors (one event loop each; nothing shared).
   std::vector<std::unique_ptr<net::HttpIntrospector>> introspectors_;
   std::vector<std::unique_ptr<frontends::AuthzFrontend>> authz_;
+  // The proxy's front doors, every worker's of each proxy listener, and the listeners' states.
   std::vector<std::unique_ptr<frontends::proxy::ProxyFrontend>> proxy_;
-  std::shared_ptr<net::HttpListenerState> proxy_state_;      // null without a proxy listener
-  std::unique_ptr<frontends::proxy::HealthChecker> health_;  // with a proxy listener
+  std::vector<std::shared_ptr<net::HttpListenerState>> proxy_states_;
+  std::shared_ptr<frontends::proxy::ProxyStats> proxy_stats_;  // shared by both listeners
+  std::unique_ptr<frontends::proxy::HealthChecker> health_;    // with a proxy listener
   Listeners listeners_;
   std::unique_ptr<frontends::AdminFrontend> admin_;
 };

@@ -44,6 +44,9 @@ constexpr std::array kReasons = {
                "the identity provider is over capacity"},
     ReasonInfo{"concurrency_limited", K::kLimited, 429,
                "too many requests of this client are waiting"},
+    ReasonInfo{"client_cert_required", K::kForbidden, 403,
+               "a verified client certificate is required"},
+    ReasonInfo{"client_cert_mismatch", K::kForbidden, 403, "the client certificate is not allowed"},
 };
 static_assert(kReasons.size() == static_cast<std::size_t>(Reason::kLast) + 1,
               "kReasons must list every Reason in order");

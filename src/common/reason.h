@@ -40,7 +40,9 @@ enum class Reason : std::uint8_t {
   kFunctionOverloaded,   // a function is saturated: its queue is full, or a call waited too long
   kProviderOverloaded,   // the identity provider's endpoint said it is over capacity (429)
   kConcurrencyLimited,   // this client already has too many calls waiting on a function
-  kLast = kConcurrencyLimited,
+  kClientCertRequired,   // require.client_cert: no verified TLS client certificate
+  kClientCertMismatch,   // require.client_cert: the certificate is not one of those listed
+  kLast = kClientCertMismatch,
 };
 
 // How a reason is answered: the HTTP status a front door uses, and the kind of outcome.

@@ -8,6 +8,7 @@
 #include "config/proxy.h"
 #include "config/routes.h"
 #include "config/settings.h"
+#include "config/tls.h"
 #include "config/upstreams.h"
 #include "config/yaml_reader.h"
 
@@ -96,6 +97,7 @@ class Compiler final {
     snapshot_->default_stats = engine::routeStats(metrics_, "(default)");
     compileCacheSettings(diag_, top.get("cache"), snapshot_->settings);
     compileProxySettings(diag_, top.get("proxy"), snapshot_->settings);
+    compileTls(diag_, top.get("tls"), top.get("listeners"), *snapshot_);
     top.unsupported({"redis"}, kLaterIssue);
   }
 

@@ -219,6 +219,7 @@ class RouteCompiler final {
   static void computeCacheRecipe(Route& route) {
     auto& in = route.cache_inputs;
     in.ip = !route.require.source_ips.empty();
+    in.client_cert = route.require.client_cert.required;
     for (const auto& h : route.set_headers)
       h.value.addRequestInputs(in);
     if (route.rate_limit) route.rate_limit->key.addRequestInputs(in);
@@ -251,7 +252,7 @@ class RouteCompiler final {
     if (in.host) recipe += ", host";
     if (in.path) recipe += ", path";
     if (in.query) recipe += ", query";
-    if (in.client_cert) recipe += ", client certificate subject";
+    if (in.client_cert) recipe += ", client certificate (subject, fingerprint)";
     if (in.all_headers) recipe += ", every header (a function without cache_key)";
     for (const auto& h : in.headers)
       recipe += ", header " + h;
@@ -306,6 +307,9 @@ class RouteCompiler final {
     if (const auto v = map.get("source_ips"); v.IsDefined()) {
       req.source_ips = readNetworks(diag_, v, what + ".require.source_ips");
     }
+    if (const auto v = map.get("client_cert"); v.IsDefined()) {
+      compileClientCert(v, what + ".require.client_cert", req.client_cert);
+    }
     if (const auto v = map.get("claims"); v.IsDefined()) {
       MapReader claims(diag_, v, what + ".require.claims");
       if (claims.valid()) {
@@ -315,6 +319,54 @@ class RouteCompiler final {
           if (auto allowed = readStringList(diag_, it->second, "allowed values of claim " + name)) {
             req.claims.push_back({identity::ClaimPath(name), *allowed});
           }
+        }
+      }
+    }
+  }
+
+  // `client_cert: true`, or a map of `subjects`, `sans`, `fingerprints` (docs/tls.md).
+  void compileClientCert(const YAML::Node& node, const std::string& what,
+                         engine::Requirements::ClientCert& out) {
+    if (node.IsScalar()) {
+      if (auto b = readBool(diag_, node, what + " (true, or a map)")) {
+        if (!*b) diag_.error(node, what + ": false is the default; remove the key");
+        out.required = *b;
+      }
+      return;
+    }
+    MapReader map(diag_, node, what);
+    if (!map.valid()) return;
+    out.required = true;
+    if (const auto v = map.get("subjects"); v.IsDefined()) {
+      if (auto list = readStringList(diag_, v, what + ".subjects")) out.subjects = *list;
+    }
+    if (const auto v = map.get("sans"); v.IsDefined()) {
+      if (auto list = readStringList(diag_, v, what + ".sans")) {
+        for (const auto& san : *list) {
+          if (!(san.starts_with("DNS:") || san.starts_with("URI:") || san.starts_with("email:") ||
+                san.starts_with("IP:"))) {
+            diag_.error(v, fmt::format("{}: '{}' must start with DNS:, URI:, email: or IP:",
+                                       what + ".sans", san));
+          }
+        }
+        out.sans = *list;
+      }
+    }
+    if (const auto v = map.get("fingerprints"); v.IsDefined()) {
+      if (auto list = readStringList(diag_, v, what + ".fingerprints")) {
+        for (auto f : *list) {
+          std::string hex;
+          for (char c : f) {
+            if (c == ':') continue;
+            hex.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+          }
+          if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+            diag_.error(v, fmt::format("{}: '{}' is not a SHA-256 fingerprint (64 hex digits, "
+                                       "colons allowed)",
+                                       what + ".fingerprints", f));
+            continue;
+          }
+          out.fingerprints.push_back(std::move(hex));
         }
       }
     }

@@ -75,6 +75,7 @@ class SettingsCompiler final {
     admin_listener_ = map.get("admin");
     address("spoe", l.spoe);
     address("proxy", l.proxy);
+    address("proxy_tls", l.proxy_tls);
   }
 
   // `admin:` (docs/admin.md). The token is a secret: no message here may quote it.

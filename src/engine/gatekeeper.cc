@@ -310,7 +310,10 @@ CacheKey cacheKey(const PolicySnapshot& snapshot, const Route& route, const http
   if (in.host) addField(ctx, request.host);
   if (in.path) addField(ctx, request.path);
   if (in.query) addField(ctx, request.query);
-  if (in.client_cert || in.all_headers) addField(ctx, request.client_cert_subject);
+  if (in.client_cert || in.all_headers) {
+    addField(ctx, request.client_cert_subject);
+    addField(ctx, request.client_cert_fingerprint);  // the certificate decides its SANs
+  }
   if (in.all_headers) {
     for (const auto& [name, value] : request.headers.fields()) {
       addField(ctx, name);

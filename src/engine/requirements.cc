@@ -27,6 +27,26 @@ std::optional<Error> Requirements::check(const http::Request& request,
     return Error{Reason::kSourceIpDenied,
                  "client " + request.client_ip.toString() + " is outside require.source_ips"};
   }
+  if (client_cert.required) {
+    if (request.client_cert_subject.empty() && request.client_cert_fingerprint.empty()) {
+      return Error{Reason::kClientCertRequired, "no verified client certificate"};
+    }
+    const auto& c = client_cert;
+    if (!c.subjects.empty() && !has(c.subjects, request.client_cert_subject)) {
+      return Error{Reason::kClientCertMismatch,
+                   "client certificate subject is not in require.client_cert.subjects"};
+    }
+    if (!c.sans.empty() &&
+        std::none_of(request.client_cert_sans.begin(), request.client_cert_sans.end(),
+                     [&](const std::string& san) { return has(c.sans, san); })) {
+      return Error{Reason::kClientCertMismatch,
+                   "no client certificate SAN is in require.client_cert.sans"};
+    }
+    if (!c.fingerprints.empty() && !has(c.fingerprints, request.client_cert_fingerprint)) {
+      return Error{Reason::kClientCertMismatch,
+                   "client certificate fingerprint is not in require.client_cert.fingerprints"};
+    }
+  }
   if (!needsIdentity()) return std::nullopt;
   if (identity == nullptr) return Error{Reason::kInternalError, "requirements need an identity"};
 

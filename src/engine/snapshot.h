@@ -9,6 +9,7 @@
 
 #include "common/file_stamp.h"
 #include "common/ip.h"
+#include "common/tls/server_tls.h"
 #include "engine/function.h"
 #include "engine/rate_limit.h"
 #include "engine/requirements.h"
@@ -100,8 +101,9 @@ struct Settings {
   struct Listeners {
     std::string authz;  // "host:port"; empty = off
     std::string admin;
-    std::string spoe;   // HAProxy SPOP agent: IP:PORT, or unix:/path
-    std::string proxy;  // the built-in reverse proxy
+    std::string spoe;       // HAProxy SPOP agent: IP:PORT, or unix:/path
+    std::string proxy;      // the built-in reverse proxy
+    std::string proxy_tls;  // the same over TLS (`tls:` holds its certificates)
   } listeners;
   unsigned workers = 0;  // 0 = number of cores
 
@@ -154,6 +156,9 @@ struct Settings {
         10'000};  // SIGTERM: longest wait for requests in flight
   } proxy;
 
+  // `tls.handshake_timeout`: a TLS handshake that takes longer closes the connection.
+  std::chrono::milliseconds tls_handshake_timeout{10'000};
+
   struct Watch {
     bool enabled = true;
     std::chrono::milliseconds interval{1'000};
@@ -177,6 +182,8 @@ struct PolicySnapshot {
   bool default_allow = false;
   RouteStats default_stats;        // decisions made by `default`
   std::vector<WatchedFile> files;  // every file the snapshot was built from (watched)
+  // `tls:`: the proxy_tls listener's certificates; a handshake uses the serving snapshot's.
+  std::shared_ptr<const tls::ServerContexts> tls;
   // The lower-case names of every identity header the policy may set (routes'
   // set_headers, providers' claims_to_headers): the built-in proxy strips a client's own
   // copy of each, whether or not this request's decision sets it. Filled by

@@ -39,11 +39,13 @@ Result<Template::Part> Template::compileVariable(std::string_view name) {
   if (name == "request.path") return simple(Kind::kPath);
   if (name == "request.query") return simple(Kind::kQuery);
   if (name == "request.client_cert_subject") return simple(Kind::kClientCert);
-  return fail(
-      Reason::kInternalError,
-      "unknown template variable '" + std::string(name) +
-          "' (known: claims.NAME, identity.sub|iss|provider|scopes|groups|roles, "
-          "ctx.NAME, request.header.NAME, request.ip|method|host|path|query|client_cert_subject)");
+  if (name == "request.client_cert_sans") return simple(Kind::kClientCertSans);
+  if (name == "request.client_cert_fingerprint") return simple(Kind::kClientCertFingerprint);
+  return fail(Reason::kInternalError,
+              "unknown template variable '" + std::string(name) +
+                  "' (known: claims.NAME, identity.sub|iss|provider|scopes|groups|roles, "
+                  "ctx.NAME, request.header.NAME, request.ip|method|host|path|query, "
+                  "request.client_cert_subject|client_cert_sans|client_cert_fingerprint)");
 }
 
 Result<Template> Template::compile(std::string_view text) {
@@ -132,6 +134,8 @@ void Template::addRequestInputs(RequestInputs& inputs) const {
         inputs.query = true;
         break;
       case Kind::kClientCert:
+      case Kind::kClientCertSans:
+      case Kind::kClientCertFingerprint:
         inputs.client_cert = true;
         break;
       case Kind::kHeader:
@@ -199,6 +203,15 @@ std::string Template::render(const TemplateInput& in) const {
         break;
       case Kind::kClientCert:
         out += in.request.client_cert_subject;
+        break;
+      case Kind::kClientCertSans:
+        for (std::size_t i = 0; i < in.request.client_cert_sans.size(); ++i) {
+          if (i > 0) out += ',';
+          out += in.request.client_cert_sans[i];
+        }
+        break;
+      case Kind::kClientCertFingerprint:
+        out += in.request.client_cert_fingerprint;
         break;
     }
   }

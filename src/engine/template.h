@@ -22,9 +22,9 @@ struct TemplateInput {
 
 // A compiled `${…}` template (docs/configuration.md): `${claims.NAME}` (nested paths allowed),
 // `${identity.sub|iss|provider|scopes|groups|roles}`, `${ctx.NAME}`,
-// `${request.header.NAME}`, `${request.ip|method|host|path|query|client_cert_subject}`. `$${` is a
-// literal
-// `${`. Unknown variables are compile errors; a variable without a value renders empty.
+// `${request.header.NAME}`, `${request.ip|method|host|path|query}`,
+// `${request.client_cert_subject|client_cert_sans|client_cert_fingerprint}`. `$${` is a
+// literal `${`. Unknown variables are compile errors; a variable without a value renders empty.
 class Template final {
  public:
   // On error, `Error::message` says what is wrong; the caller adds the location.
@@ -68,6 +68,8 @@ class Template final {
     kPath,
     kQuery,
     kClientCert,
+    kClientCertSans,
+    kClientCertFingerprint,
   };
   struct Part {
     Kind kind;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every YAML example in README.md and docs/ that is a whole policy (starts with
 # `version: 1`) must compile with `portcullis check`. Examples refer to files relative to
-# examples/ (keys/demo-jwks.json, functions/lua/tenant.lua, …), so each one is checked
-# from a folder that has those beside it.
+# examples/ (keys/demo-jwks.json, functions/lua/tenant.lua, …) or to certs/ (made here), so
+# each one is checked from a folder that has those beside it.
 set -euo pipefail
 bin=$1
 src=$2
@@ -10,6 +10,15 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 ln -s "$src/examples/keys" "$work/keys"
 ln -s "$src/examples/functions" "$work/functions"
+# TLS examples (docs/tls.md) name certs/…: throwaway ones, made now (they expire).
+"$src/tests/fakes/make_tls_set.sh" "$work/tlsset" >/dev/null
+mkdir "$work/certs"
+cp "$work/tlsset/a.pem" "$work/certs/example.pem"
+cp "$work/tlsset/a.key" "$work/certs/example.key"
+cp "$work/tlsset/a.ocsp.der" "$work/certs/example.ocsp.der"
+cp "$work/tlsset/b.pem" "$work/certs/internal.pem"
+cp "$work/tlsset/b.key" "$work/certs/internal.key"
+cp "$work/tlsset/ca.pem" "$work/certs/clients-ca.pem"
 
 checked=0
 failed=0

@@ -44,8 +44,13 @@ struct Request {
   std::string query;   // without '?'
   Headers headers;
   IpAddress client_ip;
-  std::string client_cert_subject;  // the verified TLS client certificate's subject DN, if any
-  std::string_view listener;        // "authz", "eval", …: static strings owned by the front door
+  // The verified TLS client certificate, if any: its subject DN (RFC 2253 from the built-in
+  // proxy, HAProxy's ssl_c_s_dn from SPOE), and from the built-in proxy only its
+  // subjectAltNames ("DNS:…", "URI:…", "email:…", "IP:…") and SHA-256 fingerprint (hex).
+  std::string client_cert_subject;
+  std::vector<std::string> client_cert_sans;
+  std::string client_cert_fingerprint;
+  std::string_view listener;  // "authz", "eval", …: static strings owned by the front door
   std::string request_id;
 };
 

@@ -7,6 +7,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "common/tls/server_tls.h"
 #include "engine/gatekeeper.h"
 #include "frontends/proxy/forwarding.h"
 #include "frontends/proxy/proxy.h"
@@ -26,11 +27,13 @@ struct Pending {
 };
 
 struct ProxyFrontend::Exchange {
-  Exchange(Connection& c, net::h1::RequestReader& p, IpAddress from)
-      : client(c), parser(p), peer(from) {}
+  Exchange(Connection& c, net::h1::RequestReader& p, IpAddress from,
+           const tls::PeerCertificate* certificate)
+      : client(c), parser(p), peer(from), cert(certificate) {}
   Connection& client;
   net::h1::RequestReader& parser;
   IpAddress peer;
+  const tls::PeerCertificate* cert;  // the connection's verified client certificate, or null
   std::shared_ptr<Pending> pending;
   bool head = false;       // a HEAD request: no body in the answer
   bool upgrade = false;    // asks to switch protocols (WebSocket)

@@ -71,12 +71,12 @@ asio::awaitable<void> pipe(Connection& from, Connection& to, std::chrono::millis
   auto& buffer = from.buffer();
   for (;;) {
     if (buffer.size() > 0) {
-      auto [ec, n] = co_await asio::async_write(to.socket(), buffer.data(), kNoThrow);
-      buffer.consume(n);
+      const auto ec = co_await to.writeAll(buffer.data());
       if (ec) break;
+      buffer.consume(buffer.size());
     }
     from.expireAfter(idle);
-    auto [ec, n] = co_await from.socket().async_read_some(buffer.prepare(16 * 1024), kNoThrow);
+    auto [ec, n] = co_await from.readSome(buffer.prepare(16 * 1024));
     buffer.commit(n);
     if (ec && n == 0) break;
   }

@@ -40,7 +40,9 @@ namespace asio = boost::asio;
   COUNTER(no_server, "portcullis_proxy_upstream_errors_total", "Upstream failures by kind",        \
           "kind=\"no_server\"")                                                                    \
   COUNTER(upgraded, "portcullis_proxy_upgraded_total",                                             \
-          "Connections switched to another protocol (WebSocket) after an allow", "")
+          "Connections switched to another protocol (WebSocket) after an allow", "")               \
+  COUNTER(tls_failed, "portcullis_proxy_tls_handshake_failures_total",                             \
+          "TLS handshakes that failed or timed out (proxy_tls)", "")
 
 struct ProxyStats {
   PORTCULLIS_STAT_FIELDS(PORTCULLIS_PROXY_STATS)
@@ -53,9 +55,11 @@ class UpstreamPool;
 // that worker's event loop.
 class ProxyFrontend final {
  public:
+  // `tls`: the listener is proxy_tls (a TLS handshake with the serving snapshot's
+  // certificates starts every connection; docs/tls.md).
   ProxyFrontend(engine::Gatekeeper& gatekeeper, engine::Clients clients,
-                std::shared_ptr<net::HttpListenerState> listener,
-                std::shared_ptr<ProxyStats> stats);
+                std::shared_ptr<net::HttpListenerState> listener, std::shared_ptr<ProxyStats> stats,
+                bool tls = false);
   ~ProxyFrontend();
   ProxyFrontend(const ProxyFrontend&) = delete;
   ProxyFrontend& operator=(const ProxyFrontend&) = delete;
@@ -80,6 +84,7 @@ class ProxyFrontend final {
   std::shared_ptr<net::HttpListenerState> listener_;
   std::shared_ptr<ProxyStats> stats_;
   std::unique_ptr<UpstreamPool> pool_;
+  bool tls_ = false;
   bool draining_ = false;
   // This worker's client connections (an intrusive list: a connection links itself in for
   // its life, so drain() finds the ones waiting between requests without a lookup per request).

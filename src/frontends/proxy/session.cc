@@ -96,9 +96,9 @@ bool validHost(std::string_view host) {
 // The request as the policy sees it. The target is origin-form, or absolute-form whose
 // authority is the Host field's (RFC 9112 §3.2.2 makes the authority win; refusing a
 // mismatch keeps every reader on one host). Asterisk- and authority-form (OPTIONS *,
-// CONNECT) are not proxied.
+// CONNECT) are not proxied. `cert`: the verified client certificate of a TLS connection.
 bool requestView(net::HttpIn& in, const IpAddress& peer, const engine::Settings::Proxy& settings,
-                 std::string_view scheme, http::Request& req, std::string& why) {
+                 const tls::PeerCertificate* cert, bool tls, http::Request& req, std::string& why) {
   const std::string* host = in.headers.find("host");
   if (host == nullptr || !validHost(trim(*host))) {
     why = host == nullptr ? "no Host field" : "the Host field is not a host[:port]";
@@ -135,14 +135,19 @@ bool requestView(net::HttpIn& in, const IpAddress& peer, const engine::Settings:
   auto client = clientIp(in.headers, settings.trusted_proxies, peer, why);
   if (!client) return false;
   req.method = in.method;
-  req.scheme = std::string(scheme);
+  req.scheme = tls ? "https" : "http";
   req.host = engine::normalizeHost(trim(*host));
   req.path = std::move(parsed->path);
   req.query = std::move(parsed->query);
   req.client_ip = *client;
   req.headers = std::move(in.headers);
-  req.listener = "proxy";
+  req.listener = tls ? "proxy_tls" : "proxy";
   req.request_id = callerRequestId(req.headers);
+  if (cert != nullptr) {
+    req.client_cert_subject = cert->subject;
+    req.client_cert_sans = cert->sans;
+    req.client_cert_fingerprint = cert->fingerprint;
+  }
   return true;
 }
 
@@ -209,12 +214,13 @@ class ClientLink final {
 
 ProxyFrontend::ProxyFrontend(engine::Gatekeeper& gatekeeper, engine::Clients clients,
                              std::shared_ptr<net::HttpListenerState> listener,
-                             std::shared_ptr<ProxyStats> stats)
+                             std::shared_ptr<ProxyStats> stats, bool tls)
     : gatekeeper_(gatekeeper),
       clients_(clients),
       listener_(std::move(listener)),
       stats_(std::move(stats)),
-      pool_(std::make_unique<UpstreamPool>()) {}
+      pool_(std::make_unique<UpstreamPool>()),
+      tls_(tls) {}
 
 // Connections may outlive their front door at shutdown (their coroutine frames go with the
 // event loop, after the front doors): the first one forgets the head.
@@ -240,6 +246,26 @@ asio::awaitable<void> ProxyFrontend::serve(tcp::socket socket) {
   Connection client(std::move(socket), net::h1::bufferLimit(limits));
   client.setWriteTimeout(limits.write_timeout.value_or(limits.header_timeout));
   ClientLink link(clients_list_, client.socket());
+  // TLS: the handshake with the certificates of the policy serving now, which the
+  // connection keeps (their callbacks run during the handshake) even across reloads.
+  std::shared_ptr<const tls::ServerContexts> contexts;
+  std::optional<tls::PeerCertificate> cert;
+  if (tls_) {
+    auto snapshot = gatekeeper_.snapshot();
+    contexts = snapshot->tls;
+    SSL* session = contexts ? contexts->newSession() : nullptr;
+    if (session == nullptr) co_return;
+    const auto timeout = snapshot->settings.tls_handshake_timeout;
+    snapshot.reset();
+    link.node.idle = true;  // a drain closes a connection still in its handshake
+    const auto tls_ec = co_await client.startTls(session, asio::ssl::stream_base::server, timeout);
+    link.node.idle = false;
+    if (tls_ec) {
+      stats_->tls_failed->inc();
+      co_return;
+    }
+    cert = tls::verifiedPeer(session);
+  }
   auto& buffer = client.buffer();
   for (;;) {
     if (draining_) co_return;
@@ -267,7 +293,7 @@ asio::awaitable<void> ProxyFrontend::serve(tcp::socket socket) {
       co_return;
     }
     client.expireAfter(net::kNoTimeout);
-    Exchange x{client, parser, peer};
+    Exchange x{client, parser, peer, cert ? &*cert : nullptr};
     x.closing = draining_;
     if (!co_await exchange(x)) co_return;
   }
@@ -284,8 +310,7 @@ asio::awaitable<bool> ProxyFrontend::exchange(Exchange& x) {
   const auto& settings = p.snapshot->settings.proxy;
 
   std::string why;
-  if (!requestView(in, x.peer, settings, listener_->name == "proxy_tls" ? "https" : "http",
-                   p.request, why)) {
+  if (!requestView(in, x.peer, settings, x.cert, tls_, p.request, why)) {
     auto refusal = refuseBadRequest(gatekeeper_, "proxy", in.method, x.peer, in.headers, why);
     co_return co_await answerLocally(x, 400, "", "bad_request", refusal.request.request_id);
   }

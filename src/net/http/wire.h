@@ -9,15 +9,20 @@
 #include <chrono>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -214,9 +219,12 @@ bool hasObsFold(std::string_view head);
 // body bytes and pipelined requests read along), the answers owed to the client and not
 // yet sent (answers to pipelined requests leave in one send), and its deadline. Reads wait
 // on the event loop; writes go out at once (the socket is non-blocking) and wait only when
-// the client does not read.
+// the client does not read. After startTls() every byte goes through OpenSSL: writes are
+// then Asio's (the TLS engine buffers), under the write timeout.
 class Connection final {
  public:
+  using TlsStream = asio::ssl::stream<tcp::socket&>;
+
   Connection(tcp::socket socket, std::size_t buffer_limit)
       : socket_(std::move(socket)), buffer_(buffer_limit), deadline_(socket_) {
     boost::system::error_code ignored;
@@ -228,6 +236,32 @@ class Connection final {
   tcp::socket& socket() { return socket_; }
   beast::flat_buffer& buffer() { return buffer_; }
 
+  // Starts TLS on the connection with `ssl` (owned from now on) as the server or the
+  // client side, the handshake bounded by `timeout`. Bytes already buffered are refused:
+  // nothing may be read before the handshake.
+  asio::awaitable<beast::error_code> startTls(SSL* ssl, asio::ssl::stream_base::handshake_type side,
+                                              std::chrono::milliseconds timeout) {
+    tls_ = std::make_unique<TlsStream>(socket_, ssl);
+    expireAfter(timeout);
+    auto [ec] = co_await tls_->async_handshake(side, kNoThrow);
+    expireAfter(kNoTimeout);
+    co_return timedOut(ec);
+  }
+  // The TLS session, or null on a plain connection.
+  SSL* tls() { return tls_ ? tls_->native_handle() : nullptr; }
+
+  // One read straight into `into` (for a tunnel: no parsing, no deadline of its own).
+  asio::awaitable<std::tuple<beast::error_code, std::size_t>> readSome(asio::mutable_buffer into) {
+    if (tls_) co_return endOfTls(co_await tls_->async_read_some(into, kNoThrow));
+    co_return co_await socket_.async_read_some(into, kNoThrow);
+  }
+  // Writes all of `bytes` (for a tunnel).
+  asio::awaitable<beast::error_code> writeAll(asio::const_buffer bytes) {
+    auto [ec, n] = tls_ ? co_await asio::async_write(*tls_, bytes, kNoThrow)
+                        : co_await asio::async_write(socket_, bytes, kNoThrow);
+    co_return ec;
+  }
+
   void expireAfter(std::chrono::milliseconds timeout) { deadline_.expireAfter(timeout); }
 
   // Reads what the client sent next into the buffer, under the current deadline, after
@@ -236,7 +270,8 @@ class Connection final {
     if (!owed_.empty() && !co_await flush()) co_return asio::error::broken_pipe;
     const std::size_t room = beast::read_size(buffer_, 64 * 1024);
     if (room == 0) co_return bhttp::error::buffer_overflow;
-    auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(room), kNoThrow);
+    auto [ec, n] = tls_ ? endOfTls(co_await tls_->async_read_some(buffer_.prepare(room), kNoThrow))
+                        : co_await socket_.async_read_some(buffer_.prepare(room), kNoThrow);
     buffer_.commit(n);
     co_return timedOut(ec);
   }
@@ -248,6 +283,14 @@ class Connection final {
   // only while the client does not read).
   asio::awaitable<bool> flush() {
     const auto read_deadline = deadline_.at();  // a write that waits has its own
+    if (tls_) {
+      expireAfter(write_timeout_);
+      auto [ec, n] = co_await asio::async_write(*tls_, asio::buffer(owed_), kNoThrow);
+      owed_.clear();
+      if (ec) co_return false;
+      deadline_.restore(read_deadline);
+      co_return true;
+    }
     std::size_t sent = 0;
     bool ok = true;
     while (sent < owed_.size()) {
@@ -273,6 +316,12 @@ class Connection final {
   // Sends what is owed, then ends the sending side; true when all of it was written.
   asio::awaitable<bool> flushAndShutdown() {
     const bool written = co_await flush();
+    if (tls_ && written) {
+      // close_notify, so the client can tell the end from a cut (RFC 8446 §6.1); Asio then
+      // waits for the client's own, which a bounded wait does not need.
+      expireAfter(kTlsCloseWait);
+      co_await tls_->async_shutdown(kNoThrow);
+    }
     boost::system::error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_send, ignored);
     co_return written;
@@ -284,7 +333,19 @@ class Connection final {
     return ec;
   }
 
+  // A peer that closes without close_notify (most HTTP clients) ends the stream as EOF
+  // does: HTTP/1's own framing says whether anything was cut.
+  static std::tuple<beast::error_code, std::size_t> endOfTls(
+      std::tuple<beast::error_code, std::size_t> result) {
+    if (std::get<0>(result) == asio::ssl::error::stream_truncated) {
+      std::get<0>(result) = asio::error::eof;
+    }
+    return result;
+  }
+  static constexpr std::chrono::milliseconds kTlsCloseWait{1000};
+
   tcp::socket socket_;
+  std::unique_ptr<TlsStream> tls_;  // after startTls(); refers to socket_
   beast::flat_buffer buffer_;
   Deadline deadline_;
   std::string owed_;

@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# TLS termination by the built-in proxy end to end (docs/tls.md): curl and openssl s_client
+# against `listeners.proxy_tls`, with throwaway certificates (tests/fakes/make_tls_set.sh).
+#
+#   bash tests/integration/proxy_tls_test.sh PORTCULLIS_BINARY SOURCE_DIR
+#
+# The chain verified by curl, SNI choosing among certificates (exact and wildcard), OCSP
+# stapling, old protocol versions refused, client certificates (verified, refused, required by
+# a route, their subject, SANs and fingerprint in identity headers), a certificate renewed on
+# disk picked up without dropping a kept-alive connection, reloads under wrk over TLS, a
+# handshake that never comes timed out, no fd growth after many handshakes.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lib_init "$@"
+
+command -v node >/dev/null || fail "node is not installed"
+command -v openssl >/dev/null || fail "openssl is not installed"
+command -v wrk >/dev/null || fail "wrk is not installed"
+AUDIT_FILE="$TEST_TMP/audit.jsonl"
+CERTS="$TEST_TMP/certs"
+"$SRC/tests/fakes/make_tls_set.sh" "$CERTS" || fail "could not make the test certificates"
+
+start_bg upstream node "$SRC/tests/fakes/proxy_upstream.js" "$TEST_TMP/upstream.port"
+wait_for_file "$TEST_TMP/upstream.port" 15 upstream
+UP=$(<"$TEST_TMP/upstream.port")
+
+# The served certificates are copies, so the test can renew one in place.
+cp "$CERTS/a.pem" "$CERTS/a.key" "$CERTS/b.pem" "$CERTS/b.key" "$TEST_TMP/"
+config="$TEST_TMP/portcullis.yaml"
+write_config() {  # write_config CLIENT_CERTS (optional | required)
+  cat >"$config.tmp" <<YAML
+version: 1
+workers: 1
+listeners:
+  proxy_tls: 127.0.0.1:${TLS_PORT:-0}
+  admin: 127.0.0.1:${ADMIN_PORT:-0}
+watch: { interval: 200ms }
+tls:
+  certificates:
+    - { cert: a.pem, key: a.key, ocsp: $CERTS/a.ocsp.der }
+    - { cert: b.pem, key: b.key }
+  client_ca: $CERTS/ca.pem
+  client_certs: $1
+  handshake_timeout: 500ms
+upstreams:
+  app: { servers: [127.0.0.1:$UP] }
+routes:
+  - name: agents
+    match: { paths: [/agents/**] }
+    allow: true
+    require:
+      client_cert: { sans: ["URI:spiffe://test/agent-1"] }
+    expose_reason: true
+    on_allow:
+      set_headers:
+        X-Client-Subject: "\${request.client_cert_subject}"
+        X-Client-Sans: "\${request.client_cert_sans}"
+        X-Client-Fingerprint: "\${request.client_cert_fingerprint}"
+    upstream: app
+  - name: open
+    match: { paths: [/echo, /echo/**] }
+    allow: true
+    upstream: app
+default: deny
+audit: { sink: "file:$AUDIT_FILE" }
+YAML
+  mv "$config.tmp" "$config"
+}
+write_config optional
+check_out=$("$PORTCULLIS" check -c "$config" 2>&1) || fail "portcullis check failed: $check_out"
+start_portcullis portcullis "$config"
+TLS=$(json_string_field "$TEST_TMP/portcullis.ready.json" proxy_tls)
+[[ -n $TLS ]] || fail "the ready file names no proxy_tls listener"
+TLS_PORT=${TLS##*:}
+ADMIN_PORT=${ADMIN##*:}
+wait_http "http://$ADMIN/readyz" 30 portcullis
+PID=${PID_OF[portcullis]}
+fd_count() { ls "/proc/$PID/fd" | wc -l; }
+upstream_field() {
+  node -e 'const j=JSON.parse(require("fs").readFileSync(0,"utf8"));
+           const v=process.argv[1].split(".").reduce((o,k)=>o==null?o:o[k],j);
+           process.stdout.write(v===undefined?"<none>":String(v))' "$1" <<<"$HTTP_BODY"
+}
+# served NAME: the subject of the certificate served to SNI NAME ("" = no SNI).
+served() {
+  local sni=()
+  [[ -n $1 ]] && sni=(-servername "$1")
+  openssl s_client -connect "$TLS" "${sni[@]}" </dev/null 2>/dev/null |
+    openssl x509 -noout -subject 2>/dev/null | sed 's/^subject= *//; s/ //g'
+}
+VERIFY=(--cacert "$CERTS/ca.pem")
+
+# ---- the chain, verified by curl; the request as the upstream sees it -------------------
+http "${VERIFY[@]}" -H 'X-Forwarded-Proto: http' "https://$TLS/echo"
+assert_status 200 "https with the chain verified (IP SAN 127.0.0.1)"
+assert_eq "https" "$(upstream_field headers.x-forwarded-proto)" "X-Forwarded-Proto is https"
+assert_contains "$(upstream_field headers.forwarded)" "proto=https" "Forwarded proto=https"
+RID=$(header X-Request-Id)
+wait_audit "\"request_id\":\"$RID\""
+assert_audit listener proxy_tls
+http "https://$TLS/echo"
+assert_status 000 "curl without the test CA refuses the chain"
+
+# ---- SNI: the certificate for the name, exact or wildcard; the first one by default ------
+assert_eq "CN=a.test" "$(served a.test)" "SNI a.test"
+assert_eq "CN=b.test" "$(served b.test)" "SNI b.test"
+assert_eq "CN=b.test" "$(served x.b.test)" "SNI x.b.test (wildcard *.b.test)"
+assert_eq "CN=a.test" "$(served y.x.b.test)" "a wildcard covers one label only"
+assert_eq "CN=a.test" "$(served "")" "no SNI: the first certificate"
+http "${VERIFY[@]}" --resolve "b.test:$TLS_PORT:127.0.0.1" "https://b.test:$TLS_PORT/echo"
+assert_status 200 "curl verifies b.test's certificate by name"
+http "${VERIFY[@]}" --resolve "z.b.test:$TLS_PORT:127.0.0.1" "https://z.b.test:$TLS_PORT/echo"
+assert_status 200 "curl verifies z.b.test against *.b.test"
+
+# ---- OCSP stapling, protocol versions -----------------------------------------------------
+ocsp=$(openssl s_client -connect "$TLS" -servername a.test -status </dev/null 2>/dev/null)
+assert_contains "$ocsp" "OCSP Response Status: successful" "an OCSP response is stapled for a.test"
+assert_contains "$ocsp" "Cert Status: good" "the stapled response"
+ocsp=$(openssl s_client -connect "$TLS" -servername b.test -status </dev/null 2>/dev/null)
+assert_contains "$ocsp" "OCSP response: no response sent" "b.test has no OCSP file: nothing stapled"
+if openssl s_client -connect "$TLS" -tls1_1 </dev/null >/dev/null 2>&1; then
+  fail "a TLS 1.1 handshake succeeded"
+fi
+openssl s_client -connect "$TLS" -tls1_2 </dev/null >/dev/null 2>&1 || fail "TLS 1.2 refused"
+
+# ---- client certificates -------------------------------------------------------------------
+http "${VERIFY[@]}" "https://$TLS/agents/1"
+assert_status 403 "no client certificate on a client_cert route"
+assert_contains "$HTTP_BODY" '"reason":"client_cert_required"' "the reason"
+CLIENT=(--cert "$CERTS/client.pem" --key "$CERTS/client.key")
+http "${VERIFY[@]}" "${CLIENT[@]}" -H 'X-Client-Subject: CN=admin' "https://$TLS/agents/1"
+assert_status 200 "a verified client certificate"
+assert_eq "CN=agent-1,O=portcullis tests" "$(upstream_field headers.x-client-subject)" \
+  "the subject (RFC 2253), never the client's own header"
+assert_eq "URI:spiffe://test/agent-1" "$(upstream_field headers.x-client-sans)" "the SANs"
+want_fp=$(openssl x509 -in "$CERTS/client.pem" -noout -fingerprint -sha256 | cut -d= -f2 |
+  tr -d ':' | tr 'A-F' 'a-f')
+assert_eq "$want_fp" "$(upstream_field headers.x-client-fingerprint)" "the SHA-256 fingerprint"
+failed_before=$(metric "http://$ADMIN/metrics" portcullis_proxy_tls_handshake_failures_total)
+http "${VERIFY[@]}" --cert "$CERTS/rogue.pem" --key "$CERTS/rogue.key" "https://$TLS/echo"
+assert_status 000 "a client certificate from another CA fails the handshake"
+failed_after=$(metric "http://$ADMIN/metrics" portcullis_proxy_tls_handshake_failures_total)
+((failed_after > failed_before)) || fail "the failed handshake was not counted ($failed_before → $failed_after)"
+
+# ---- a handshake that never comes: closed after tls.handshake_timeout ---------------------
+closed=$(node -e '
+  const s = require("net").connect(Number(process.argv[1]), "127.0.0.1");
+  const t0 = Date.now();
+  s.on("close", () => { console.log("closed"); process.exit(0); });
+  setTimeout(() => { console.log("open"); process.exit(0); }, 20000);
+' "$TLS_PORT")
+assert_eq "closed" "$closed" "a silent client is closed by the handshake timeout"
+
+# ---- renewal on disk: new handshakes get the new certificate, open connections live on --
+# A new certificate for the same names, signed by the same CA, moved into place (as certbot
+# or a Kubernetes secret update would); the watcher reloads the policy.
+openssl req -new -newkey rsa:2048 -nodes -keyout "$TEST_TMP/new.key" -out "$TEST_TMP/new.csr" \
+  -subj "/CN=a.test" 2>/dev/null
+printf 'basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:a.test,DNS:localhost,IP:127.0.0.1\n' \
+  >"$TEST_TMP/new.ext"
+openssl x509 -req -in "$TEST_TMP/new.csr" -CA "$CERTS/ca.pem" -CAkey "$CERTS/ca.key" \
+  -set_serial 0x5eed -days 2 -sha256 -extfile "$TEST_TMP/new.ext" -out "$TEST_TMP/new.pem" \
+  2>/dev/null || fail "could not sign the renewed certificate"
+node "$SRC/tests/fakes/tls_keepalive.js" "$TLS_PORT" "$CERTS/ca.pem" a.test /echo 20 \
+  >"$TEST_TMP/keepalive.json" &
+KA=$!
+sleep 1
+cp "$TEST_TMP/new.key" "$TEST_TMP/a.key.tmp" && cp "$TEST_TMP/new.pem" "$TEST_TMP/a.pem.tmp"
+mv "$TEST_TMP/a.key.tmp" "$TEST_TMP/a.key" && mv "$TEST_TMP/a.pem.tmp" "$TEST_TMP/a.pem"
+wait "$KA" || fail "the keep-alive client failed: $(<"$TEST_TMP/keepalive.json")"
+ka=$(<"$TEST_TMP/keepalive.json")
+log "keep-alive across the renewal: $ka"
+new_fp=$(openssl x509 -in "$TEST_TMP/new.pem" -noout -fingerprint -sha256 | cut -d= -f2)
+assert_contains "$ka" "\"new_fingerprint\":\"$new_fp\"" "new handshakes get the renewed certificate"
+assert_contains "$ka" '"second_status":200' "the open connection still serves"
+assert_contains "$ka" '"reused":true' "on the same connection"
+
+# ---- reloads under load over TLS: nothing fails; no fd growth after many handshakes ----
+wrk -t1 -c8 -d4s --timeout 5s "https://$TLS/echo" >"$TEST_TMP/wrk.txt" 2>&1 &
+WRK=$!
+for ((i = 0; i < 10; i++)); do
+  kill -HUP "$PID"
+  sleep 0.3
+done
+wait "$WRK" || fail "wrk failed: $(<"$TEST_TMP/wrk.txt")"
+log "wrk over TLS with 10 reloads: $(tr '\n' ' ' <"$TEST_TMP/wrk.txt")"
+requests=$(awk '/requests in/ { print $1 }' "$TEST_TMP/wrk.txt")
+((requests > 0)) || fail "wrk completed no request"
+assert_not_contains "$(<"$TEST_TMP/wrk.txt")" "Socket errors" "no socket errors across reloads"
+assert_not_contains "$(<"$TEST_TMP/wrk.txt")" "Non-2xx" "no failed request across reloads"
+sleep 0.5
+fds_before=$(fd_count)  # with the upstream connections wrk's load left in the pool
+for ((i = 0; i < 100; i++)); do
+  "${CURL[@]}" "${VERIFY[@]}" -o /dev/null "https://$TLS/echo" || fail "handshake $i failed"
+done
+sleep 0.5
+fds_after=$(fd_count)
+((fds_after <= fds_before + 4)) || fail "fds grew from $fds_before to $fds_after over 100 handshakes"
+
+# ---- client_certs: required, by a reload ---------------------------------------------------
+write_config required
+kill -HUP "$PID"
+wait_until 10 bash -c "! curl -sS --max-time 2 --cacert '$CERTS/ca.pem' https://$TLS/echo -o /dev/null 2>/dev/null" ||
+  fail "a handshake without a client certificate still succeeds after client_certs: required"
+http "${VERIFY[@]}" "${CLIENT[@]}" "https://$TLS/echo"
+assert_status 200 "with a client certificate"
+
+log "all TLS checks passed"
