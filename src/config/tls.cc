@@ -127,7 +127,16 @@ void compileTls(Diagnostics& diag, const YAML::Node& node, const YAML::Node& lis
   if (!ok || !diag.ok()) return;
   auto built = tls::ServerContexts::build(config, {"http/1.1"});
   if (!built) {
-    diag.error(certs, "tls: " + built.error());
+    // At the node the message is about: a certificate (named by its file), the cipher
+    // list or the client CAs.
+    const std::string& e = built.error();
+    YAML::Node at = certs;
+    for (std::size_t i = 0; i < config.certificates.size(); ++i) {
+      if (e.starts_with(config.certificates[i].source + ":")) at = certs[i];
+    }
+    if (e.starts_with("ciphers:")) at = map.get("ciphers");
+    if (e.starts_with("client_ca:")) at = client_ca;
+    diag.error(at, "tls: " + e);
     return;
   }
   snapshot.tls = std::move(*built);

@@ -117,11 +117,11 @@ std::optional<std::string> loadKey(SSL_CTX* ctx, const std::string& pem) {
     ERR_clear_error();
     return "key: no unencrypted PEM private key (encrypted keys are not supported)";
   }
-  if (SSL_CTX_use_PrivateKey(ctx, key.get()) != 1) return "key: " + lastError();
-  if (SSL_CTX_check_private_key(ctx) != 1) {
+  if (X509_check_private_key(SSL_CTX_get0_certificate(ctx), key.get()) != 1) {
     ERR_clear_error();
     return "key: does not match the certificate";
   }
+  if (SSL_CTX_use_PrivateKey(ctx, key.get()) != 1) return "key: " + lastError();
   return std::nullopt;
 }
 

@@ -77,5 +77,34 @@ TEST_F(RequirementsFixture, SourceIpsWorkWithoutIdentity) {
   EXPECT_FALSE(r.check(request, nullptr).has_value());
 }
 
+TEST_F(RequirementsFixture, ClientCertNeedsAVerifiedCertificate) {
+  Requirements r;
+  r.client_cert.required = true;
+  EXPECT_EQ(check(r), Reason::kClientCertRequired);
+  request.client_cert_subject = "CN=agent-1,O=Example";
+  request.client_cert_fingerprint = std::string(64, 'a');
+  EXPECT_EQ(check(r), Reason::kNone);
+}
+
+TEST_F(RequirementsFixture, ClientCertListsMustEachMatch) {
+  Requirements r;
+  r.client_cert.required = true;
+  r.client_cert.subjects = {"CN=agent-1,O=Example", "CN=agent-2,O=Example"};
+  r.client_cert.sans = {"URI:spiffe://example.org/agent-1"};
+  request.client_cert_subject = "CN=agent-1,O=Example";
+  request.client_cert_fingerprint = std::string(64, 'a');
+  request.client_cert_sans = {"DNS:agent.internal", "URI:spiffe://example.org/agent-1"};
+  EXPECT_EQ(check(r), Reason::kNone);
+  r.client_cert.fingerprints = {std::string(64, 'b')};
+  EXPECT_EQ(check(r), Reason::kClientCertMismatch);
+  r.client_cert.fingerprints = {std::string(64, 'a')};
+  EXPECT_EQ(check(r), Reason::kNone);
+  request.client_cert_sans = {"URI:spiffe://example.org/agent-1/x"};  // no prefix match
+  EXPECT_EQ(check(r), Reason::kClientCertMismatch);
+  request.client_cert_sans = {"URI:spiffe://example.org/agent-1"};
+  request.client_cert_subject = "CN=agent-3,O=Example";
+  EXPECT_EQ(check(r), Reason::kClientCertMismatch);
+}
+
 }  // namespace
 }  // namespace portcullis::engine

@@ -72,6 +72,19 @@ TEST_F(TemplateFixture, AnonymousRenderingIsEmptyNotACrash) {
   EXPECT_FALSE(Template::compile("${request.ip}")->needsIdentity());
 }
 
+TEST_F(TemplateFixture, ClientCertificateVariables) {
+  EXPECT_EQ(render("[${request.client_cert_subject}][${request.client_cert_sans}]"), "[][]");
+  request.client_cert_subject = "CN=agent-1,O=Example";
+  request.client_cert_sans = {"URI:spiffe://example.org/a", "DNS:a.internal"};
+  request.client_cert_fingerprint = std::string(64, 'f');
+  EXPECT_EQ(render("${request.client_cert_subject}"), "CN=agent-1,O=Example");
+  EXPECT_EQ(render("${request.client_cert_sans}"), "URI:spiffe://example.org/a,DNS:a.internal");
+  EXPECT_EQ(render("${request.client_cert_fingerprint}"), std::string(64, 'f'));
+  Template::RequestInputs in;
+  Template::compile("${request.client_cert_fingerprint}")->addRequestInputs(in);
+  EXPECT_TRUE(in.client_cert);  // part of the decision cache's key
+}
+
 TEST(TemplateTest, CompileErrors) {
   EXPECT_FALSE(Template::compile("${unknown}").has_value());
   EXPECT_FALSE(Template::compile("${claims.}").has_value());
