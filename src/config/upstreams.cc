@@ -108,6 +108,9 @@ class UpstreamCompiler final {
       spec.health_check.emplace();
       compileHealthCheck(v, what + ".health_check", *spec.health_check);
     }
+    if (const auto v = map.get("tls"); v.IsDefined()) compileTls(v, what + ".tls", spec);
+    for (auto& s : spec.servers)
+      s.pool_key = spec.tls ? "tls/" + name + "/" + s.address : s.address;
     return diag_.errors().size() == errors_before;
   }
 
@@ -174,6 +177,53 @@ class UpstreamCompiler final {
     }
     if (weight) server->weight = static_cast<std::uint32_t>(*weight);
     return server;
+  }
+
+  // `tls: true`, or a map of `ca`, `server_name`, `verify`, `cert` and `key`.
+  void compileTls(const YAML::Node& node, const std::string& what, UpstreamSpec& spec) {
+    tls::ClientConfig config;
+    if (node.IsScalar()) {
+      const auto on = readBool(diag_, node, what + " (true, or a map)");
+      if (!on || !*on) return;
+    } else {
+      MapReader map(diag_, node, what);
+      if (!map.valid()) return;
+      const auto file = [&](const char* key, std::string& out) {
+        const auto v = map.get(key);
+        if (!v.IsDefined()) return true;
+        auto path = readString(diag_, v, what + "." + key);
+        if (!path) return false;
+        auto bytes = diag_.readFile(v, *path);
+        if (!bytes) return false;
+        out = std::move(*bytes);
+        return true;
+      };
+      if (!file("ca", config.ca_pem) || !file("cert", config.cert_pem) ||
+          !file("key", config.key_pem)) {
+        return;
+      }
+      if (config.cert_pem.empty() != config.key_pem.empty()) {
+        diag_.error(node, what + ": cert and key go together");
+        return;
+      }
+      if (const auto v = map.get("server_name"); v.IsDefined()) {
+        if (auto s = readString(diag_, v, what + ".server_name")) config.server_name = *s;
+      }
+      if (const auto v = map.get("verify"); v.IsDefined()) {
+        if (auto b = readBool(diag_, v, what + ".verify")) config.verify = *b;
+        if (!config.verify) {
+          diag_.warn(what +
+                     ".verify is false: any certificate is accepted, so anyone on the path "
+                     "can read and change this traffic");
+        }
+      }
+    }
+    auto built = tls::ClientContext::build(config);
+    if (!built) {
+      diag_.error(node, what + ": " + built.error());
+      return;
+    }
+    spec.tls = std::move(*built);
   }
 
   void compileBalance(MapReader& map, const std::string& what, UpstreamSpec& spec) {

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/tls/client_tls.h"
 #include "engine/template.h"
 
 namespace portcullis::engine {
@@ -23,6 +24,9 @@ struct UpstreamServer {
   std::string host;     // an IPv4 address, an IPv6 address without brackets, or a DNS name
   std::uint16_t port = 0;
   std::uint32_t weight = 1;  // 1 to 256
+  // The proxy's pools keep idle connections by this: the address, and for TLS the
+  // upstream's name too (its CA, SNI and client certificate are its own).
+  std::string pool_key;
 };
 
 // `passive_health`: what answers to real requests say about a server.
@@ -60,6 +64,8 @@ struct UpstreamSpec {
   std::uint32_t retries = 1;  // further servers for a request that never reached one
   PassiveHealth passive;
   std::optional<HealthCheckSpec> health_check;  // absent: no active checks
+  // `tls:`: connections to the servers are TLS, verified as this context says; null = plain.
+  std::shared_ptr<const tls::ClientContext> tls;
 };
 
 // An upstream's servers and what is known of their health, for one snapshot: it is owned

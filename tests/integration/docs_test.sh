@@ -19,6 +19,9 @@ cp "$work/tlsset/a.ocsp.der" "$work/certs/example.ocsp.der"
 cp "$work/tlsset/b.pem" "$work/certs/internal.pem"
 cp "$work/tlsset/b.key" "$work/certs/internal.key"
 cp "$work/tlsset/ca.pem" "$work/certs/clients-ca.pem"
+cp "$work/tlsset/ca.pem" "$work/certs/internal-ca.pem"
+cp "$work/tlsset/client.pem" "$work/certs/portcullis-client.pem"
+cp "$work/tlsset/client.key" "$work/certs/portcullis-client.key"
 
 checked=0
 failed=0

@@ -22,6 +22,10 @@ CERTS="$TEST_TMP/certs"
 start_bg upstream node "$SRC/tests/fakes/proxy_upstream.js" "$TEST_TMP/upstream.port"
 wait_for_file "$TEST_TMP/upstream.port" 15 upstream
 UP=$(<"$TEST_TMP/upstream.port")
+start_bg tls_upstream node "$SRC/tests/fakes/tls_upstream.js" "$TEST_TMP/tls_upstream.port" \
+  "$CERTS/a.pem" "$CERTS/a.key" "$CERTS/ca.pem"
+wait_for_file "$TEST_TMP/tls_upstream.port" 15 tls_upstream
+UPS=$(<"$TEST_TMP/tls_upstream.port")
 
 # The served certificates are copies, so the test can renew one in place.
 cp "$CERTS/a.pem" "$CERTS/a.key" "$CERTS/b.pem" "$CERTS/b.key" "$TEST_TMP/"
@@ -43,7 +47,40 @@ tls:
   handshake_timeout: 500ms
 upstreams:
   app: { servers: [127.0.0.1:$UP] }
+  secure:
+    servers: [127.0.0.1:$UPS]
+    tls: { ca: $CERTS/ca.pem, cert: $CERTS/client.pem, key: $CERTS/client.key }
+    health_check: { path: /healthz, interval: 200ms, fall: 1, rise: 1 }
+  named:
+    servers: [127.0.0.1:$UPS]
+    tls: { ca: $CERTS/ca.pem, server_name: a.test }
+  wrong_name:
+    servers: [127.0.0.1:$UPS]
+    tls: { ca: $CERTS/ca.pem, server_name: b.test }
+    retries: 0
+  untrusted:
+    servers: [127.0.0.1:$UPS]
+    tls: true
+    retries: 0
 routes:
+  - name: secure
+    match: { paths: [/secure/**] }
+    allow: true
+    strip_prefix: /secure
+    upstream: secure
+  - name: named
+    match: { paths: [/named/**] }
+    allow: true
+    strip_prefix: /named
+    upstream: named
+  - name: wrong_name
+    match: { paths: [/wrong/**] }
+    allow: true
+    upstream: wrong_name
+  - name: untrusted
+    match: { paths: [/untrusted/**] }
+    allow: true
+    upstream: untrusted
   - name: agents
     match: { paths: [/agents/**] }
     allow: true
@@ -140,6 +177,28 @@ http "${VERIFY[@]}" --cert "$CERTS/rogue.pem" --key "$CERTS/rogue.key" "https://
 assert_status 000 "a client certificate from another CA fails the handshake"
 failed_after=$(metric "http://$ADMIN/metrics" portcullis_proxy_tls_handshake_failures_total)
 ((failed_after > failed_before)) || fail "the failed handshake was not counted ($failed_before → $failed_after)"
+
+# ---- TLS to upstreams: verified, with a client certificate, by name, kept alive ---------
+sleep 1  # a few active checks (over TLS) have run: a failing one would take the server out
+declare -A up_conns=()
+for ((i = 0; i < 5; i++)); do
+  http "${VERIFY[@]}" "https://$TLS/secure/x?i=$i"
+  assert_status 200 "TLS to the upstream (request $i)"
+  up_conns[$(header X-Conn)]=1
+done
+assert_eq "/x?i=4" "$(upstream_field url)" "the target at the TLS upstream"
+assert_eq "agent-1" "$(upstream_field client_cn)" "portcullis presented its client certificate"
+assert_eq "true" "$(upstream_field client_verified)" "and the upstream verified it"
+assert_eq "" "$(upstream_field servername)" "no SNI to an IP address"
+((${#up_conns[@]} == 1)) || fail "5 requests used ${#up_conns[@]} TLS upstream connections"
+http "${VERIFY[@]}" "https://$TLS/named/y"
+assert_status 200 "server_name: a.test"
+assert_eq "a.test" "$(upstream_field servername)" "SNI is server_name"
+http "${VERIFY[@]}" "https://$TLS/wrong/z"
+assert_status 502 "a certificate that is not for server_name"
+http "${VERIFY[@]}" "https://$TLS/untrusted/z"
+assert_status 502 "a chain the system's CAs do not know"
+assert_contains "$(<"$TEST_TMP/portcullis.err")" "certificate verify failed" "the reason is logged"
 
 # ---- a handshake that never comes: closed after tls.handshake_timeout ---------------------
 closed=$(node -e '

@@ -382,13 +382,13 @@ asio::awaitable<bool> ProxyFrontend::forward(Exchange& x) {
     // the request can be sent again on a new one (kStale below): the probe is a system call
     // per request, and servers close idle connections after seconds, not milliseconds.
     std::unique_ptr<Connection> up =
-        pool_->take(s.address, spec.idle_timeout, replayable ? kUnprobedIdle : kProbeAlways);
+        pool_->take(s.pool_key, spec.idle_timeout, replayable ? kUnprobedIdle : kProbeAlways);
     const bool reused = up != nullptr;
     if (reused) {
       stats_->reused->inc();
     } else {
-      auto opened =
-          co_await connectTo(executor, s.host, s.port, spec.connect_timeout, buffer_limit);
+      auto opened = co_await connectTo(executor, s.host, s.port, spec.connect_timeout, buffer_limit,
+                                       spec.tls.get());
       if (!opened) {
         stats_->connect_failed->inc();
         upstream->failed(server, now_ms);
@@ -454,7 +454,7 @@ asio::awaitable<bool> ProxyFrontend::forward(Exchange& x) {
     }
     bool reusable = false;
     const bool more = co_await relay(x, *up, *rp, spec, reusable);
-    if (reusable) pool_->give(s.address, std::move(up), spec.max_idle);
+    if (reusable) pool_->give(s.pool_key, std::move(up), spec.max_idle);
     co_return more;
   }
 }

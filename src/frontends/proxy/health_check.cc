@@ -15,6 +15,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -118,6 +119,7 @@ struct Target {
   asio::steady_timer deadline;  // of the check under way: abort()s it when it fires
   tcp::resolver resolver;
   tcp::socket socket;
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;  // the check under way's, on `socket`
   std::uint64_t check = 0;  // checks started; the deadline of an earlier one does nothing
   bool timed_out = false;   // the deadline of the check under way fired
   bool stopped = false;
@@ -216,15 +218,26 @@ asio::awaitable<Outcome> probe(std::shared_ptr<Target> t) {
       ec || t->stopped || t->timed_out) {
     co_return failure(*t, Outcome::kConnect);
   }
-  const std::string head = request(server, hc);
-  if (auto [ec, n] = co_await asio::async_write(t->socket, asio::buffer(head), kNoThrow);
-      ec || t->stopped || t->timed_out) {
-    co_return failure(*t, Outcome::kError);
+  // An upstream spoken to over TLS is checked over TLS, verified the same way.
+  if (const auto& tls = t->upstream.spec().tls) {
+    SSL* session = tls->newSession(server.host);
+    if (session == nullptr) co_return failure(*t, Outcome::kError);
+    t->tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(t->socket, session);
+    if (auto [ec] = co_await t->tls->async_handshake(asio::ssl::stream_base::client, kNoThrow);
+        ec || t->stopped || t->timed_out) {
+      co_return failure(*t, Outcome::kConnect);
+    }
   }
+  const std::string head = request(server, hc);
+  auto [write_ec, written] =
+      t->tls ? co_await asio::async_write(*t->tls, asio::buffer(head), kNoThrow)
+             : co_await asio::async_write(t->socket, asio::buffer(head), kNoThrow);
+  if (write_ec || t->stopped || t->timed_out) co_return failure(*t, Outcome::kError);
   beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::empty_body> parser;
   parser.header_limit(kMaxAnswerHead);
-  auto [ec, n] = co_await bhttp::async_read_header(t->socket, buffer, parser, kNoThrow);
+  auto [ec, n] = t->tls ? co_await bhttp::async_read_header(*t->tls, buffer, parser, kNoThrow)
+                        : co_await bhttp::async_read_header(t->socket, buffer, parser, kNoThrow);
   if (ec || t->stopped || t->timed_out) co_return failure(*t, Outcome::kError);
   co_return hc.passes(static_cast<int>(parser.get().result_int())) ? Outcome::kPass
                                                                    : Outcome::kStatus;
@@ -284,6 +297,7 @@ asio::awaitable<void> checkLoop(std::shared_ptr<State> s, std::shared_ptr<Target
     const auto started = Steady::now();
     const Outcome outcome = co_await probe(t);
     t->deadline.cancel();
+    t->tls.reset();
     beast::error_code ignored;
     t->socket.close(ignored);  // Connection: close; a new connection every time
     if (t->stopped || outcome == Outcome::kStopped) break;

@@ -1,3 +1,10 @@
+// GCC 12 reports a false -Wmismatched-new-delete on Asio's coroutine frame allocator (the
+// frame is allocated and freed by awaitable_frame_base's own operators), as in
+// frontends/spoe/agent.cc.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
 #include "frontends/proxy/upstream_pool.h"
 
 #include <poll.h>
@@ -57,7 +64,8 @@ void UpstreamPool::give(std::string_view server, std::unique_ptr<Connection> con
 asio::awaitable<Result<std::unique_ptr<Connection>>> connectTo(asio::any_io_executor executor,
                                                                std::string host, std::uint16_t port,
                                                                std::chrono::milliseconds timeout,
-                                                               std::size_t buffer_limit) {
+                                                               std::size_t buffer_limit,
+                                                               const tls::ClientContext* tls) {
   const std::string where = host + ":" + std::to_string(port);
   std::vector<tcp::endpoint> endpoints;
   if (const auto ip = IpAddress::parse(host)) {
@@ -92,7 +100,20 @@ asio::awaitable<Result<std::unique_ptr<Connection>>> connectTo(asio::any_io_exec
     }
   }
   socket.set_option(tcp::no_delay(true), ec);
-  co_return std::make_unique<Connection>(std::move(socket), buffer_limit);
+  auto connection = std::make_unique<Connection>(std::move(socket), buffer_limit);
+  if (tls != nullptr) {
+    SSL* session = tls->newSession(host);
+    if (session == nullptr)
+      co_return fail(Reason::kInternalError, "TLS to " + where + ": no session");
+    if (auto tls_ec =
+            co_await connection->startTls(session, asio::ssl::stream_base::client, timeout)) {
+      co_return fail(Reason::kInternalError,
+                     "TLS handshake with " + where + ": " +
+                         (tls_ec == boost::beast::error::timeout ? std::string("timed out")
+                                                                 : tls_ec.message()));
+    }
+  }
+  co_return connection;
 }
 
 }  // namespace portcullis::frontends::proxy

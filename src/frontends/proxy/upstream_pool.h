@@ -12,6 +12,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "common/result.h"
+#include "common/tls/client_tls.h"
 #include "net/http/wire.h"
 
 // The proxy's connections to upstream servers, for one worker's event loop (one pool per
@@ -48,10 +49,11 @@ class UpstreamPool final {
 };
 
 // Opens a connection to `host`:`port` (an IP literal, or a name resolved now), within
-// `timeout`; its read buffer holds `buffer_limit` bytes.
-asio::awaitable<Result<std::unique_ptr<Connection>>> connectTo(asio::any_io_executor executor,
-                                                               std::string host, std::uint16_t port,
-                                                               std::chrono::milliseconds timeout,
-                                                               std::size_t buffer_limit);
+// `timeout`; its read buffer holds `buffer_limit` bytes. With `tls`, the TLS handshake
+// follows, verified as `tls` says, within another `timeout`.
+asio::awaitable<Result<std::unique_ptr<Connection>>> connectTo(
+    asio::any_io_executor executor, std::string host, std::uint16_t port,
+    std::chrono::milliseconds timeout, std::size_t buffer_limit,
+    const tls::ClientContext* tls = nullptr);
 
 }  // namespace portcullis::frontends::proxy
