@@ -114,6 +114,10 @@ void compileTls(Diagnostics& diag, const YAML::Node& node, const YAML::Node& lis
       }
     }
   }
+  bool http2 = true;
+  if (const auto v = map.get("http2"); v.IsDefined()) {
+    if (auto b = readBool(diag, v, "tls.http2")) http2 = *b;
+  }
   if (const auto v = map.get("handshake_timeout"); v.IsDefined()) {
     if (auto d = readDuration(diag, v, "tls.handshake_timeout")) {
       const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
@@ -125,7 +129,10 @@ void compileTls(Diagnostics& diag, const YAML::Node& node, const YAML::Node& lis
     }
   }
   if (!ok || !diag.ok()) return;
-  auto built = tls::ServerContexts::build(config, {"http/1.1"});
+  // HTTP/2 is offered first (ALPN): clients that speak it choose it.
+  std::vector<std::string> alpn{"http/1.1"};
+  if (http2) alpn.insert(alpn.begin(), "h2");
+  auto built = tls::ServerContexts::build(config, std::move(alpn));
   if (!built) {
     // At the node the message is about: a certificate (named by its file), the cipher
     // list or the client CAs.

@@ -9,6 +9,8 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "common/ip.h"
+#include "common/tls/server_tls.h"
 #include "engine/gatekeeper.h"
 #include "net/http/server.h"
 #include "telemetry/stats.h"
@@ -16,6 +18,10 @@
 // The built-in reverse proxy (docs/proxy.md): HTTP/1.1 from clients, a decision before
 // anything is forwarded, then the request streamed to one of the route's upstream servers
 // over a kept-alive connection and the answer streamed back. Beast stays in the .cc files.
+namespace portcullis::net::h1 {
+class Connection;
+}
+
 namespace portcullis::frontends::proxy {
 
 namespace asio = boost::asio;
@@ -42,7 +48,10 @@ namespace asio = boost::asio;
   COUNTER(upgraded, "portcullis_proxy_upgraded_total",                                             \
           "Connections switched to another protocol (WebSocket) after an allow", "")               \
   COUNTER(tls_failed, "portcullis_proxy_tls_handshake_failures_total",                             \
-          "TLS handshakes that failed or timed out (proxy_tls)", "")
+          "TLS handshakes that failed or timed out (proxy_tls)", "")                               \
+  COUNTER(h2_connections, "portcullis_proxy_h2_connections_total",                                 \
+          "Client connections that chose HTTP/2 (ALPN h2)", "")                                    \
+  COUNTER(h2_streams, "portcullis_proxy_h2_streams_total", "HTTP/2 requests (streams) served", "")
 
 struct ProxyStats {
   PORTCULLIS_STAT_FIELDS(PORTCULLIS_PROXY_STATS)
@@ -73,8 +82,25 @@ class ProxyFrontend final {
   void drain();
 
   struct Exchange;  // session.cc
+  // This worker's client connections (an intrusive list: a connection links itself in for
+  // its life, so drain() finds the ones waiting between requests without a lookup per request).
+  struct Client {
+    net::h1::Connection* connection = nullptr;
+    bool idle = false;  // waiting for its next request (HTTP/2: no stream open)
+    Client* prev = nullptr;
+    Client* next = nullptr;
+  };
+
+  // HTTP/1.1 requests on `client` until it closes; one request only when `node` is null
+  // (an HTTP/2 stream's exchange, h2.cc).
+  asio::awaitable<void> serveHttp1(net::h1::Connection& client, IpAddress peer,
+                                   const tls::PeerCertificate* cert, Client* node);
 
  private:
+  // An HTTP/2 connection (ALPN h2, after the handshake): each stream is an HTTP/1.1
+  // exchange run by serveHttp1 over a pipe (h2.cc).
+  asio::awaitable<void> serveH2(net::h1::Connection& client, IpAddress peer,
+                                const tls::PeerCertificate* cert, Client& node);
   asio::awaitable<bool> exchange(Exchange& x);
   asio::awaitable<bool> forward(Exchange& x);
   std::string upstreamHead(Exchange& x);
@@ -86,14 +112,6 @@ class ProxyFrontend final {
   std::unique_ptr<UpstreamPool> pool_;
   bool tls_ = false;
   bool draining_ = false;
-  // This worker's client connections (an intrusive list: a connection links itself in for
-  // its life, so drain() finds the ones waiting between requests without a lookup per request).
-  struct Client {
-    asio::ip::tcp::socket* socket = nullptr;
-    bool idle = false;  // waiting for its next request
-    Client* prev = nullptr;
-    Client* next = nullptr;
-  };
   Client clients_list_;  // the list's head (a sentinel)
   friend class ClientLink;
 };

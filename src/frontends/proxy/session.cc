@@ -196,8 +196,8 @@ asio::awaitable<bool> answerLocally(ProxyFrontend::Exchange& x, int status, std:
 // Links a client connection into its worker's list for as long as it lives.
 class ClientLink final {
  public:
-  ClientLink(ProxyFrontend::Client& head, tcp::socket& socket) {
-    node.socket = &socket;
+  ClientLink(ProxyFrontend::Client& head, Connection& connection) {
+    node.connection = &connection;
     node.prev = &head;
     node.next = head.next;
     if (head.next != nullptr) head.next->prev = &node;
@@ -231,9 +231,7 @@ ProxyFrontend::~ProxyFrontend() {
 void ProxyFrontend::drain() {
   draining_ = true;
   for (Client* c = clients_list_.next; c != nullptr; c = c->next) {
-    if (!c->idle) continue;
-    boost::system::error_code ignored;
-    c->socket->cancel(ignored);
+    if (c->idle) c->connection->cancel();
   }
 }
 
@@ -245,7 +243,7 @@ asio::awaitable<void> ProxyFrontend::serve(tcp::socket socket) {
   const net::HttpLimits& limits = listener_->limits;
   Connection client(std::move(socket), net::h1::bufferLimit(limits));
   client.setWriteTimeout(limits.write_timeout.value_or(limits.header_timeout));
-  ClientLink link(clients_list_, client.socket());
+  ClientLink link(clients_list_, client);
   // TLS: the handshake with the certificates of the policy serving now, which the
   // connection keeps (their callbacks run during the handshake) even across reloads.
   std::shared_ptr<const tls::ServerContexts> contexts;
@@ -265,15 +263,27 @@ asio::awaitable<void> ProxyFrontend::serve(tcp::socket socket) {
       co_return;
     }
     cert = tls::verifiedPeer(session);
+    if (tls::sessionInfo(session).alpn == "h2") {
+      stats_->h2_connections->inc();
+      co_await serveH2(client, peer, cert ? &*cert : nullptr, link.node);
+      co_return;
+    }
   }
+  co_await serveHttp1(client, peer, cert ? &*cert : nullptr, &link.node);
+}
+
+asio::awaitable<void> ProxyFrontend::serveHttp1(Connection& client, IpAddress peer,
+                                                const tls::PeerCertificate* cert, Client* node) {
+  const net::HttpLimits& limits = listener_->limits;
   auto& buffer = client.buffer();
-  for (;;) {
-    if (draining_) co_return;
+  for (bool first = true;; first = false) {
+    if (draining_ && node != nullptr) co_return;
+    if (!first && node == nullptr) co_return;  // an HTTP/2 stream carries one request
     if (buffer.size() == 0) {
       client.expireAfter(limits.idle_timeout);
-      link.node.idle = true;
+      if (node != nullptr) node->idle = true;
       const auto idle_ec = co_await client.fill();
-      link.node.idle = false;
+      if (node != nullptr) node->idle = false;
       if (idle_ec) co_return;
     }
     RequestReader parser(limits.max_header_bytes, RequestReader::Streamed{});
@@ -293,7 +303,7 @@ asio::awaitable<void> ProxyFrontend::serve(tcp::socket socket) {
       co_return;
     }
     client.expireAfter(net::kNoTimeout);
-    Exchange x{client, parser, peer, cert ? &*cert : nullptr};
+    Exchange x{client, parser, peer, cert};
     x.closing = draining_;
     if (!co_await exchange(x)) co_return;
   }

@@ -215,6 +215,23 @@ class ResponseReader final : public bhttp::basic_parser<false> {
 // so a field's value is never what one reader joined and another split.
 bool hasObsFold(std::string_view head);
 
+// An in-process peer in place of a socket: an HTTP/2 stream (frontends/proxy/h2.cc) that
+// hands a Connection the HTTP/1.1 bytes of its request and takes those of the answer.
+class Pipe {
+ public:
+  virtual ~Pipe() = default;
+  // Copies what the peer sent into `into`, waiting for some: eof once the peer is done,
+  // operation_aborted after cancel() or once the peer is gone.
+  virtual asio::awaitable<std::tuple<beast::error_code, std::size_t>> read(
+      asio::mutable_buffer into) = 0;
+  // Takes all of `bytes`, waiting while the peer is behind; an error once it is gone.
+  virtual asio::awaitable<beast::error_code> write(asio::const_buffer bytes) = 0;
+  // Nothing more will be written.
+  virtual void endOutput() = 0;
+  // Wakes a read or a write that waits (operation_aborted), now and from now on.
+  virtual void cancel() = 0;
+};
+
 // A connection's socket, its read buffer (reused for every request: whole header blocks,
 // body bytes and pipelined requests read along), the answers owed to the client and not
 // yet sent (answers to pipelined requests leave in one send), and its deadline. Reads wait
@@ -226,15 +243,30 @@ class Connection final {
   using TlsStream = asio::ssl::stream<tcp::socket&>;
 
   Connection(tcp::socket socket, std::size_t buffer_limit)
-      : socket_(std::move(socket)), buffer_(buffer_limit), deadline_(socket_) {
+      : socket_(std::move(socket)),
+        buffer_(buffer_limit),
+        deadline_(socket_.get_executor(), this, &Connection::cancelThunk) {
     boost::system::error_code ignored;
     socket_.non_blocking(true, ignored);
   }
+  // A connection whose peer is `pipe` (which outlives it), on the event loop `loop`.
+  Connection(const asio::any_io_executor& loop, Pipe& pipe, std::size_t buffer_limit)
+      : socket_(loop),
+        pipe_(&pipe),
+        buffer_(buffer_limit),
+        deadline_(loop, this, &Connection::cancelThunk) {}
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
   tcp::socket& socket() { return socket_; }
   beast::flat_buffer& buffer() { return buffer_; }
+
+  // Ends every operation that waits (reads, writes, a handshake) with operation_aborted.
+  void cancel() {
+    boost::system::error_code ignored;
+    socket_.cancel(ignored);
+    if (pipe_ != nullptr) pipe_->cancel();
+  }
 
   // Starts TLS on the connection with `ssl` (owned from now on) as the server or the
   // client side, the handshake bounded by `timeout`. Bytes already buffered are refused:
@@ -253,10 +285,12 @@ class Connection final {
   // One read straight into `into` (for a tunnel: no parsing, no deadline of its own).
   asio::awaitable<std::tuple<beast::error_code, std::size_t>> readSome(asio::mutable_buffer into) {
     if (tls_) co_return endOfTls(co_await tls_->async_read_some(into, kNoThrow));
+    if (pipe_ != nullptr) co_return co_await pipe_->read(into);
     co_return co_await socket_.async_read_some(into, kNoThrow);
   }
   // Writes all of `bytes` (for a tunnel).
   asio::awaitable<beast::error_code> writeAll(asio::const_buffer bytes) {
+    if (pipe_ != nullptr) co_return co_await pipe_->write(bytes);
     auto [ec, n] = tls_ ? co_await asio::async_write(*tls_, bytes, kNoThrow)
                         : co_await asio::async_write(socket_, bytes, kNoThrow);
     co_return ec;
@@ -270,8 +304,12 @@ class Connection final {
     if (!owed_.empty() && !co_await flush()) co_return asio::error::broken_pipe;
     const std::size_t room = beast::read_size(buffer_, 64 * 1024);
     if (room == 0) co_return bhttp::error::buffer_overflow;
-    auto [ec, n] = tls_ ? endOfTls(co_await tls_->async_read_some(buffer_.prepare(room), kNoThrow))
-                        : co_await socket_.async_read_some(buffer_.prepare(room), kNoThrow);
+    if (tls_ == nullptr && pipe_ == nullptr) {  // the usual case: no coroutine frame more
+      auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(room), kNoThrow);
+      buffer_.commit(n);
+      co_return timedOut(ec);
+    }
+    auto [ec, n] = co_await readSome(buffer_.prepare(room));
     buffer_.commit(n);
     co_return timedOut(ec);
   }
@@ -283,9 +321,15 @@ class Connection final {
   // only while the client does not read).
   asio::awaitable<bool> flush() {
     const auto read_deadline = deadline_.at();  // a write that waits has its own
-    if (tls_) {
+    if (tls_ || pipe_ != nullptr) {
       expireAfter(write_timeout_);
-      auto [ec, n] = co_await asio::async_write(*tls_, asio::buffer(owed_), kNoThrow);
+      beast::error_code ec;
+      if (pipe_ != nullptr) {
+        ec = co_await pipe_->write(asio::buffer(owed_));
+      } else {
+        std::tie(ec, std::ignore) =
+            co_await asio::async_write(*tls_, asio::buffer(owed_), kNoThrow);
+      }
       owed_.clear();
       if (ec) co_return false;
       deadline_.restore(read_deadline);
@@ -316,6 +360,10 @@ class Connection final {
   // Sends what is owed, then ends the sending side; true when all of it was written.
   asio::awaitable<bool> flushAndShutdown() {
     const bool written = co_await flush();
+    if (pipe_ != nullptr) {
+      pipe_->endOutput();
+      co_return written;
+    }
     if (tls_ && written) {
       // close_notify, so the client can tell the end from a cut (RFC 8446 §6.1); Asio then
       // waits for the client's own, which a bounded wait does not need.
@@ -343,8 +391,10 @@ class Connection final {
     return result;
   }
   static constexpr std::chrono::milliseconds kTlsCloseWait{1000};
+  static void cancelThunk(void* self) { static_cast<Connection*>(self)->cancel(); }
 
-  tcp::socket socket_;
+  tcp::socket socket_;  // unopened with a pipe
+  Pipe* pipe_ = nullptr;
   std::unique_ptr<TlsStream> tls_;  // after startTls(); refers to socket_
   beast::flat_buffer buffer_;
   Deadline deadline_;
