@@ -15,6 +15,8 @@ lib_init "$@"
 command -v node >/dev/null || fail "node is not installed"
 command -v openssl >/dev/null || fail "openssl is not installed"
 command -v wrk >/dev/null || fail "wrk is not installed"
+command -v nghttp >/dev/null || fail "nghttp (nghttp2-client) is not installed"
+command -v h2load >/dev/null || fail "h2load (nghttp2-client) is not installed"
 AUDIT_FILE="$TEST_TMP/audit.jsonl"
 CERTS="$TEST_TMP/certs"
 "$SRC/tests/fakes/make_tls_set.sh" "$CERTS" || fail "could not make the test certificates"
@@ -94,8 +96,13 @@ routes:
         X-Client-Fingerprint: "\${request.client_cert_fingerprint}"
     upstream: app
   - name: open
-    match: { paths: [/echo, /echo/**] }
+    match: { paths: [/echo, /echo/**, /h2raw/**] }
     allow: true
+    upstream: app
+  - name: big
+    match: { paths: [/big-open/**] }
+    allow: true
+    strip_prefix: /big-open
     upstream: app
 default: deny
 audit: { sink: "file:$AUDIT_FILE" }
@@ -125,6 +132,8 @@ served() {
     openssl x509 -noout -subject 2>/dev/null | sed 's/^subject= *//; s/ //g'
 }
 VERIFY=(--cacert "$CERTS/ca.pem")
+head -c 1048576 /dev/urandom >"$TEST_TMP/1m"
+want_1m=$(sha256sum "$TEST_TMP/1m" | cut -d' ' -f1)
 
 # ---- the chain, verified by curl; the request as the upstream sees it -------------------
 http "${VERIFY[@]}" -H 'X-Forwarded-Proto: http' "https://$TLS/echo"
@@ -199,6 +208,73 @@ assert_status 502 "a certificate that is not for server_name"
 http "${VERIFY[@]}" "https://$TLS/untrusted/z"
 assert_status 502 "a chain the system's CAs do not know"
 assert_contains "$(<"$TEST_TMP/portcullis.err")" "certificate verify failed" "the reason is logged"
+
+# ---- HTTP/2 (ALPN h2): curl --http2, nghttp, h2load; the same decisions ----------------
+H2=(--http2 "${VERIFY[@]}")
+http "${H2[@]}" "https://$TLS/echo?via=h2"
+assert_status 200 "curl --http2"
+assert_eq "2" "$("${CURL[@]}" "${H2[@]}" -o /dev/null -w '%{http_version}' "https://$TLS/echo")" \
+  "curl negotiated HTTP/2"
+assert_eq "/echo?via=h2" "$(upstream_field url)" "the target at the upstream"
+assert_eq "https" "$(upstream_field headers.x-forwarded-proto)" "X-Forwarded-Proto over h2"
+RID=$(header X-Request-Id)
+wait_audit "\"request_id\":\"$RID\""
+assert_audit listener proxy_tls
+http "${H2[@]}" "https://$TLS/agents/h2"
+assert_status 403 "a deny over h2"
+assert_contains "$HTTP_BODY" '"reason":"client_cert_required"' "the problem document over h2"
+http "${H2[@]}" "${CLIENT[@]}" "https://$TLS/agents/h2"
+assert_status 200 "a client certificate over h2"
+assert_eq "CN=agent-1,O=portcullis tests" "$(upstream_field headers.x-client-subject)" \
+  "the certificate's subject over h2"
+http "${H2[@]}" -X POST --data-binary @"$TEST_TMP/1m" "https://$TLS/echo"
+assert_eq "$want_1m" "$(upstream_field bodySha256)" "1 MiB up over h2 (content-length)"
+http "${H2[@]}" -X POST -H 'Transfer-Encoding: chunked' --data-binary @"$TEST_TMP/1m" \
+  "https://$TLS/echo"
+assert_eq "$want_1m" "$(upstream_field bodySha256)" "1 MiB up over h2 (no length: chunked upstream)"
+assert_eq "chunked" "$(upstream_field headers.transfer-encoding)" "re-chunked for the upstream"
+http "${H2[@]}" -H 'Cookie: a=1' -H 'Cookie: b=2' "https://$TLS/echo"
+assert_eq "a=1; b=2" "$(upstream_field headers.cookie)" "cookie crumbs joined"
+direct=$("${CURL[@]}" "http://127.0.0.1:$UP/big?bytes=67108864" | sha256sum)
+via=$(curl -sS --max-time 120 "${H2[@]}" "https://$TLS/big-open/big?bytes=67108864" | sha256sum)
+assert_eq "$direct" "$via" "64 MiB down over h2, intact"
+http "${H2[@]}" -I "https://$TLS/echo"
+assert_status 200 "HEAD over h2"
+nghttp_out=$(nghttp -v "https://127.0.0.1:$TLS_PORT/echo?via=nghttp" 2>&1) || true
+assert_contains "$nghttp_out" ":status: 200" "nghttp through h2"
+h2load_out=$(h2load -n 2000 -c 2 -m 20 "https://$TLS/echo" 2>&1) || true
+log "h2load: $(grep -E 'requests:|status codes' <<<"$h2load_out" | tr '\n' ' ')"
+assert_contains "$h2load_out" "2000 succeeded, 0 failed" "2000 requests on 2 h2 connections, 20 streams each"
+assert_contains "$h2load_out" "2000 2xx" "all answered 2xx"
+
+# A stream the client cancels mid-answer: the connection goes on.
+reset_out=$(node "$SRC/tests/fakes/h2_client.js" reset "$TLS_PORT" "$CERTS/ca.pem" \
+  "/big-open/big?bytes=268435456" /echo)
+assert_contains "$reset_out" '"after":200' "a request after RST_STREAM on the same connection"
+# A client that stops reading: what the proxy holds for it stays bounded, and the answer
+# then completes.
+rss_before=$(awk '/^VmRSS:/ { print $2 }' "/proc/$PID/status")
+node "$SRC/tests/fakes/h2_client.js" stall "$TLS_PORT" "$CERTS/ca.pem" \
+  "/big-open/big?bytes=268435456" 3 >"$TEST_TMP/stall.json" 2>/dev/null &
+STALL=$!
+sleep 2
+rss_stalled=$(awk '/^VmRSS:/ { print $2 }' "/proc/$PID/status")
+wait "$STALL" || fail "the stalled h2 client failed: $(<"$TEST_TMP/stall.json")"
+assert_contains "$(<"$TEST_TMP/stall.json")" '"received":268435456' "the whole answer after the stall"
+log "RSS before a stalled 256 MiB answer ${rss_before} KiB, during ${rss_stalled} KiB"
+((rss_stalled - rss_before < 32768)) || fail "RSS grew by $((rss_stalled - rss_before)) KiB while a client did not read"
+
+# Crafted frames no client library sends: each stream is reset, and none is decided on.
+node "$SRC/tests/fakes/h2_raw.js" "$TLS_PORT" "$CERTS/ca.pem" >"$TEST_TMP/h2raw.jsonl"
+assert_contains "$(<"$TEST_TMP/h2raw.jsonl")" '{"case":"control","outcome":"headers"' "the control request is answered"
+wait_audit '"path":"/h2raw/control"'
+while IFS= read -r line; do
+  [[ $line == *'"case":"control"'* ]] && continue
+  assert_contains "$line" '"outcome":"rst"' "a crafted stream is reset"
+  path=$(sed 's/.*"path":"\([^"]*\)".*/\1/' <<<"$line")
+  [[ $line == *'"case":"length-mismatch"'* ]] && continue  # may be decided before its DATA
+  [[ -z $(audit_last "\"path\":\"$path\"") ]] || fail "a crafted stream was decided on: $line"
+done <"$TEST_TMP/h2raw.jsonl"
 
 # ---- a handshake that never comes: closed after tls.handshake_timeout ---------------------
 closed=$(node -e '

@@ -1,0 +1,119 @@
+#!/usr/bin/env node
+// Crafted HTTP/2 requests that a well-behaved client library refuses to send
+// (tests/integration/proxy_tls_test.sh; Node's built-in modules only).
+//
+//   node h2_raw.js PORT CA_FILE
+//
+// Each case is one request on a new TLS connection (ALPN h2), its header block written by
+// hand (HPACK literals, never indexed, no Huffman). Prints one JSON line per case:
+// {"case":NAME,"outcome":"headers"|"rst"|"goaway"|"closed"|"timeout","path":"/h2raw/NAME"}:
+// what the server did with the stream. The test then checks the audit log: a request the
+// server reset must never have been decided on, let alone forwarded.
+'use strict';
+const tls = require('tls');
+const fs = require('fs');
+
+const [port, caFile] = process.argv.slice(2);
+const ca = fs.readFileSync(caFile);
+
+function hpackInt(value, prefixBits, firstByte) {
+  const max = (1 << prefixBits) - 1;
+  if (value < max) return Buffer.from([firstByte | value]);
+  const out = [firstByte | max];
+  value -= max;
+  while (value >= 128) {
+    out.push((value % 128) + 128);
+    value = Math.floor(value / 128);
+  }
+  out.push(value);
+  return Buffer.from(out);
+}
+function literal(name, value) {  // literal header field without indexing, new name
+  const n = Buffer.from(name, 'latin1');
+  const v = Buffer.from(value, 'latin1');
+  return Buffer.concat([Buffer.from([0]), hpackInt(n.length, 7, 0), n, hpackInt(v.length, 7, 0), v]);
+}
+function frame(type, flags, stream, payload) {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3);
+  h[3] = type;
+  h[4] = flags;
+  h.writeUInt32BE(stream, 5);
+  return Buffer.concat([h, payload]);
+}
+const HEADERS = 1, DATA = 0, RST = 3, SETTINGS = 4, GOAWAY = 7;
+const END_STREAM = 1, END_HEADERS = 4, ACK = 1;
+
+function base(name, extra = {}) {
+  return [[':method', extra.method || 'GET'], [':scheme', 'https'],
+    [':authority', `127.0.0.1:${port}`], [':path', `/h2raw/${name}`]];
+}
+const cases = [
+  { name: 'control', fields: (n) => [...base(n), ['user-agent', 'h2raw']] },
+  { name: 'crlf-in-value', fields: (n) => [...base(n), ['x-a', '1\r\nauthorization: Bearer forged']] },
+  { name: 'lf-in-value', fields: (n) => [...base(n), ['x-a', '1\nx-admin: yes']] },
+  { name: 'nul-in-value', fields: (n) => [...base(n), ['x-a', 'a\0b']] },
+  { name: 'upper-case-name', fields: (n) => [...base(n), ['X-Upper', '1']] },
+  { name: 'space-in-name', fields: (n) => [...base(n), ['x a', '1']] },
+  { name: 'colon-in-name', fields: (n) => [...base(n), ['x:a', '1']] },
+  { name: 'transfer-encoding', fields: (n) => [...base(n), ['transfer-encoding', 'chunked']] },
+  { name: 'connection', fields: (n) => [...base(n), ['connection', 'close']] },
+  { name: 'te-gzip', fields: (n) => [...base(n), ['te', 'gzip']] },
+  { name: 'host-differs', fields: (n) => [...base(n), ['host', 'admin.internal']] },
+  { name: 'space-in-path', fields: (n) => [[':method', 'GET'], [':scheme', 'https'],
+    [':authority', `127.0.0.1:${port}`], [':path', `/h2raw/${n} HTTP/1.1\r\nx: y`]] },
+  { name: 'extended-connect', fields: (n) => [[':method', 'CONNECT'], [':protocol', 'websocket'],
+    [':scheme', 'https'], [':authority', `127.0.0.1:${port}`], [':path', `/h2raw/${n}`]] },
+  { name: 'too-many-fields', fields: (n) => {
+    const f = base(n);
+    for (let i = 0; i < 150; i++) f.push([`x-f${i}`, 'v']);
+    return f;
+  } },
+  { name: 'length-mismatch', body: 'ten bytes!', fields: (n) => [...base(n, { method: 'POST' }),
+    ['content-length', '5']] },
+];
+
+function run(c) {
+  return new Promise((resolve) => {
+    const path = `/h2raw/${c.name}`;
+    let done = false;
+    const finish = (outcome) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      resolve({ case: c.name, outcome, path });
+    };
+    const sock = tls.connect({ host: '127.0.0.1', port: Number(port), ca, ALPNProtocols: ['h2'],
+      servername: 'a.test' }, () => {
+      if (sock.alpnProtocol !== 'h2') return finish('no-h2');
+      const block = Buffer.concat(c.fields(c.name).map(([k, v]) => literal(k, v)));
+      const flags = END_HEADERS | (c.body ? 0 : END_STREAM);
+      const parts = [Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(SETTINGS, 0, 0, Buffer.alloc(0)),
+        frame(HEADERS, flags, 1, block)];
+      if (c.body) parts.push(frame(DATA, END_STREAM, 1, Buffer.from(c.body)));
+      sock.write(Buffer.concat(parts));
+    });
+    let buf = Buffer.alloc(0);
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 9) {
+        const len = buf.readUIntBE(0, 3);
+        if (buf.length < 9 + len) break;
+        const type = buf[3], flags = buf[4], stream = buf.readUInt32BE(5) & 0x7fffffff;
+        buf = buf.subarray(9 + len);
+        if (type === SETTINGS && !(flags & ACK)) sock.write(frame(SETTINGS, ACK, 0, Buffer.alloc(0)));
+        if (stream === 1 && type === HEADERS) return finish('headers');
+        if (stream === 1 && type === RST) return finish('rst');
+        if (type === GOAWAY) return finish('goaway');
+      }
+    });
+    sock.on('error', () => finish('closed'));
+    sock.on('close', () => finish('closed'));
+    const timer = setTimeout(() => finish('timeout'), 10000);
+  });
+}
+
+(async () => {
+  for (const c of cases) console.log(JSON.stringify(await run(c)));
+})();
