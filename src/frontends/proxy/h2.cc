@@ -144,8 +144,13 @@ struct Stream final : net::h1::Pipe {
 
 // One connection's nghttp2 session and its streams.
 struct Session {
-  Session(ProxyFrontend& door, const asio::any_io_executor& executor, std::size_t header_limit)
-      : frontend(door), loop(executor), kick(executor), max_head(header_limit) {}
+  Session(ProxyFrontend& door, const asio::any_io_executor& executor, std::size_t header_limit,
+          std::size_t answer_header_limit)
+      : frontend(door),
+        loop(executor),
+        kick(executor),
+        max_head(header_limit),
+        max_answer_head(answer_header_limit) {}
   ~Session() {
     for (auto& [id, s] : streams) {
       s->session = nullptr;
@@ -158,8 +163,9 @@ struct Session {
   asio::any_io_executor loop;
   nghttp2_session* ng = nullptr;
   std::map<std::int32_t, std::shared_ptr<Stream>> streams;
-  Signal kick;  // the writer: there may be frames to send
-  std::size_t max_head;
+  Signal kick;                  // the writer: there may be frames to send
+  std::size_t max_head;         // a request's header list (limits.max_header_bytes)
+  std::size_t max_answer_head;  // an answer's head as the exchange writes it
   bool dead = false;
   bool writing = false;
   bool goaway = false;
@@ -173,7 +179,8 @@ struct Session {
 
 asio::awaitable<std::tuple<beast::error_code, std::size_t>> Stream::read(
     asio::mutable_buffer into) {
-  while (in_pos == in.size() && !in_end && !closed && !aborted) co_await signal.wait();
+  while (in_pos == in.size() && !in_end && !closed && !aborted)
+    co_await signal.wait();
   if (aborted || closed) co_return std::tuple(asio::error::operation_aborted, 0);
   if (in_pos == in.size()) co_return std::tuple(asio::error::eof, 0);
   const std::size_t n = std::min(into.size(), in.size() - in_pos);
@@ -199,7 +206,8 @@ asio::awaitable<beast::error_code> Stream::write(asio::const_buffer bytes) {
     reset(NGHTTP2_INTERNAL_ERROR);
     co_return asio::error::broken_pipe;
   }
-  while (out.size() - out_pos > kMaxBufferedAnswer && !closed && !aborted) co_await signal.wait();
+  while (out.size() - out_pos > kMaxBufferedAnswer && !closed && !aborted)
+    co_await signal.wait();
   if (closed || aborted) co_return asio::error::operation_aborted;
   co_return beast::error_code();
 }
@@ -210,7 +218,7 @@ bool Stream::parseAnswer() {
   std::size_t pos = 0;
   while (!answered && pos < staged.size()) {
     if (!answer) {
-      answer.emplace(session->max_head + 16 * 1024);
+      answer.emplace(session->max_answer_head);
       if (head_request) answer->skip(true);
       answer->eager(true);
     }
@@ -253,8 +261,8 @@ void Stream::submitHead() {
   nva.reserve(kept.size() + 1);
   const auto add = [&](std::string_view name, std::string_view value) {
     nva.push_back({reinterpret_cast<std::uint8_t*>(const_cast<char*>(name.data())),
-                   reinterpret_cast<std::uint8_t*>(const_cast<char*>(value.data())),
-                   name.size(), value.size(), NGHTTP2_NV_FLAG_NONE});
+                   reinterpret_cast<std::uint8_t*>(const_cast<char*>(value.data())), name.size(),
+                   value.size(), NGHTTP2_NV_FLAG_NONE});
   };
   add(":status", status);
   for (const auto& [name, value] : kept)
@@ -429,15 +437,14 @@ int onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
   const bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
   if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
     startRequest(s, *st, end_stream);
-  } else if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
-             end_stream) {
+  } else if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) && end_stream) {
     st->endInput();
   }
   return 0;
 }
 
-int onDataChunk(nghttp2_session* ng, std::uint8_t, std::int32_t stream_id,
-                const std::uint8_t* data, std::size_t len, void* user) {
+int onDataChunk(nghttp2_session* ng, std::uint8_t, std::int32_t stream_id, const std::uint8_t* data,
+                std::size_t len, void* user) {
   auto& s = *static_cast<Session*>(user);
   Stream* st = s.stream(stream_id);
   if (st == nullptr || st->closed) {
@@ -487,8 +494,8 @@ nghttp2_option* options() {
   return shared;
 }
 
-asio::awaitable<void> runStream(ProxyFrontend& door, std::shared_ptr<Stream> stream,
-                                IpAddress peer, std::shared_ptr<const tls::PeerCertificate> cert,
+asio::awaitable<void> runStream(ProxyFrontend& door, std::shared_ptr<Stream> stream, IpAddress peer,
+                                std::shared_ptr<const tls::PeerCertificate> cert,
                                 std::size_t buffer_limit, std::chrono::milliseconds write_timeout) {
   net::h1::Connection exchange(co_await asio::this_coro::executor, *stream, buffer_limit);
   exchange.setWriteTimeout(write_timeout);
@@ -503,7 +510,10 @@ asio::awaitable<void> ProxyFrontend::serveH2(Connection& client, IpAddress peer,
   const auto executor = co_await asio::this_coro::executor;
   const net::HttpLimits& limits = listener_->limits;
   const auto write_timeout = limits.write_timeout.value_or(limits.header_timeout);
-  Session s(*this, executor, limits.max_header_bytes);
+  // The exchange's answer carries the upstream's head (up to max_response_header_bytes)
+  // and the proxy's own fields.
+  Session s(*this, executor, limits.max_header_bytes,
+            gatekeeper_.snapshot()->settings.proxy.max_response_header_bytes + 16 * 1024);
   if (nghttp2_session_server_new2(&s.ng, callbacks(), &s, options()) != 0) co_return;
   const nghttp2_settings_entry settings[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
@@ -520,21 +530,22 @@ asio::awaitable<void> ProxyFrontend::serveH2(Connection& client, IpAddress peer,
   s.start = [this, executor, peer, shared_cert, buffer_limit,
              write_timeout](std::shared_ptr<Stream> stream) {
     stats_->h2_streams->inc();
-    asio::co_spawn(executor,
-                   runStream(*this, std::move(stream), peer, shared_cert, buffer_limit,
-                             write_timeout),
-                   asio::detached);
+    asio::co_spawn(
+        executor,
+        runStream(*this, std::move(stream), peer, shared_cert, buffer_limit, write_timeout),
+        asio::detached);
   };
   // One deadline for the connection: a write that waits gets write_timeout; otherwise a
   // connection without a stream gets idle_timeout, one with streams none of its own (each
   // exchange has its own).
   const auto rearm = [&] {
-    client.expireAfter(s.writing          ? write_timeout
+    client.expireAfter(s.writing           ? write_timeout
                        : s.streams.empty() ? limits.idle_timeout
                                            : net::kNoTimeout);
   };
   const auto finished = [&] {
-    return s.dead || (nghttp2_session_want_read(s.ng) == 0 && nghttp2_session_want_write(s.ng) == 0);
+    return s.dead ||
+           (nghttp2_session_want_read(s.ng) == 0 && nghttp2_session_want_write(s.ng) == 0);
   };
 
   auto reader = [&]() -> asio::awaitable<void> {
