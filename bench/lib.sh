@@ -515,7 +515,10 @@ nginx_proxy_front_conf() {
     keepalive_requests 1000000;
   }
   server {
-    listen 127.0.0.1:$port;
+    listen 127.0.0.1:$port${BENCH_TLS_DIR:+ ssl http2};
+${BENCH_TLS_DIR:+    ssl_certificate $BENCH_TLS_DIR/server.pem;
+    ssl_certificate_key $BENCH_TLS_DIR/server.key;
+    ssl_session_cache shared:tls:1m;}
     location / {
       proxy_pass http://app;
       proxy_http_version 1.1;

@@ -43,6 +43,13 @@
 # met, and the same ratios in CPU per request. Nothing runs longer than its bound; only the
 # PIDs started here are signalled. Shared helpers: bench/lib.sh.
 #
+# BENCH_TLS=1: every front terminates TLS (a throwaway certificate: tests/fakes/make_tls_cert.sh)
+# and offers HTTP/2: nginx `listen ssl http2`, HAProxy `bind ssl alpn h2,http/1.1`, portcullis
+# `listeners.proxy_tls`. The wrk rows are then HTTP/1.1 over TLS (kept-alive connections: the
+# handshakes are outside the measurement), and each front gets a second row with h2load: HTTP/2,
+# BENCH_CONNECTIONS connections with 10 streams each, for BENCH_DURATION, the same CPU
+# accounting. The goal lines are stated for plain HTTP; under TLS they are context.
+#
 # Knobs (environment): BENCH_WORKERS (1 | 2; default 1), BENCH_ALG (RS256 | ES256; default
 # RS256), BENCH_AUDIT (file | none; default file: `audit: { sink: "file:WORK/audit.jsonl" }`
 # in (d)), BENCH_AUDIT_NONE=1 (adds row e), BENCH_DURATION (8s), BENCH_WARMUP (2s),
@@ -85,6 +92,15 @@ bench_copy_binary "$bin"
 bench_tokens "$key"
 bench_jwt_pem "$key" "$alg" "$work/demo-pub.pem"
 
+tls=${BENCH_TLS:-0}
+if [[ $tls == 1 ]]; then
+  command -v h2load >/dev/null || die "BENCH_TLS=1 needs h2load (Debian nghttp2-client)"
+  BENCH_TLS_DIR=$work/tls
+  "$root/tests/fakes/make_tls_cert.sh" "$BENCH_TLS_DIR" || die "could not make a certificate"
+  cat "$BENCH_TLS_DIR/server.pem" "$BENCH_TLS_DIR/server.key" >"$BENCH_TLS_DIR/haproxy.pem"
+  export CURL_CA_BUNDLE=$BENCH_TLS_DIR/ca.pem  # bench_check's curl verifies the chain
+fi
+
 bench_wrk_script <<'LUA'
 wrk.method = "GET"
 wrk.path = "/orders/7"
@@ -92,7 +108,41 @@ wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_TOKEN") or "")
 LUA
 
 rows=()  # "target|rps|p50_us|p99_us|cpu_us_per_req|server_util|server_busy|client_busy|errors"
-url_of() { echo "http://$1/orders/7"; }
+url_of() { if [[ $tls == 1 ]]; then echo "https://$1/orders/7"; else echo "http://$1/orders/7"; fi; }
+
+# h2_row NAME URL PID…: with BENCH_TLS=1, the same front over HTTP/2 with h2load (pinned like
+# wrk), CPU accounting as bench_row; a row "NAME (h2)".
+h2_row() {
+  [[ $tls == 1 ]] || return 0
+  local name="$1 (h2)" url=$2 tag
+  shift 2
+  tag=${name//[^a-zA-Z0-9]/_}
+  local out=$work/h2load-$tag.txt secs=${duration%s} t0 t1 s0 s1 c0 c1
+  local -a pin=(taskset -c "$client_cpu")
+  [[ $client_cpu == none ]] && pin=()
+  local -a h2=(h2load -c "$conns" -m 10 -H "authorization: Bearer $token" "$url")
+  timeout 60 "${pin[@]}" "${h2[@]}" -D "${warmup%s}" >"$work/h2load-warm-$tag.txt" 2>&1 || true
+  s0=$(cpu_stat "$server_cpu")
+  c0=$(cpu_stat "$client_cpu")
+  t0=$(cpu_ticks "$@")
+  timeout $((secs + 60)) "${pin[@]}" "${h2[@]}" -D "$secs" >"$out" 2>&1 ||
+    die "h2load failed against $url: $(tail -3 "$out")"
+  t1=$(cpu_ticks "$@")
+  s1=$(cpu_stat "$server_cpu")
+  c1=$(cpu_stat "$client_cpu")
+  local done_n rps failed p50 cpu
+  done_n=$(awk '/^requests:/ { print $8 }' "$out")
+  failed=$(awk '/^requests:/ { print $10 + $12 + $14 }' "$out")
+  rps=$(awk '/^finished in/ { gsub(",", "", $4); print $4 }' "$out")
+  p50=$(awk '/^time for request:/ { print $6 }' "$out")
+  cpu=$(awk -v d=$((t1 - t0)) -v hz="$hz" -v n="$done_n" 'BEGIN { printf "%.1f", n ? d * 1e6 / hz / n : 0 }')
+  echo "== $name: ${h2[*]} -D $secs"
+  sed 's/^/   /' "$out" | grep -E 'finished in|requests:|status codes|time for request|TLS Protocol|Application'
+  echo "   server side CPU: $((t1 - t0)) ticks = $cpu us/request; CPU(s) $server_cpu $(busy_pct "$s0" "$s1")% busy, client CPU $(busy_pct "$c0" "$c1")% busy"
+  echo "   (h2load's latency columns are per request with 10 in flight per connection: mean $p50)"
+  rows+=("$name|$rps|0|0|$cpu|-|$(busy_pct "$s0" "$s1")%|$(busy_pct "$c0" "$c1")%|$failed")
+  echo
+}
 
 # ---- (a) nginx proxy_pass -------------------------------------------------------------------
 row_nginx() {
@@ -108,6 +158,7 @@ row_nginx() {
   local front=$NGX_PID front_pids=("${NGX_PIDS[@]}")
   bench_check "$name" "$(url_of "127.0.0.1:$port")" plain
   bench_row "$name" "$(url_of "127.0.0.1:$port")" "${front_pids[@]}" "${APP_PIDS[@]}"
+  h2_row "$name" "$(url_of "127.0.0.1:$port")" "${front_pids[@]}" "${APP_PIDS[@]}"
   stop_pid "$front"
   forget "$front"
   echo "   nginx error log: $(grep -cE '\[(error|crit|alert|emerg)\]' "$dir/error.log" || true) line(s) at [error] or worse"
@@ -127,7 +178,7 @@ defaults
     timeout client 30s
     timeout server 30s
 frontend fe
-    bind 127.0.0.1:$port
+    bind 127.0.0.1:$port${BENCH_TLS_DIR:+ ssl crt $BENCH_TLS_DIR/haproxy.pem alpn h2,http/1.1}
 $rules
     default_backend app
 backend app
@@ -139,6 +190,7 @@ CFG
   wait_port "$port" "$HAPROXY_PID" || die "haproxy ($tag) did not start: $(cat "$cfg.log")"
   bench_check "$name" "$(url_of "127.0.0.1:$port")" "$mode"
   bench_row "$name" "$(url_of "127.0.0.1:$port")" "$HAPROXY_PID" "${APP_PIDS[@]}"
+  h2_row "$name" "$(url_of "127.0.0.1:$port")" "$HAPROXY_PID" "${APP_PIDS[@]}"
   stop_haproxy
   echo
 }
@@ -156,14 +208,20 @@ row_portcullis() {  # row_portcullis NAME SINK (none | file)
   else
     sink_line=none
   fi
+  local listener=proxy tls_block=""
+  if [[ $tls == 1 ]]; then
+    listener=proxy_tls
+    tls_block="tls: { certificates: [{ cert: $BENCH_TLS_DIR/server.pem, key: $BENCH_TLS_DIR/server.key }] }"
+  fi
   cat >"$policy" <<YAML
 # Generated by bench/proxy/run.sh: the proxy, one provider, one cached route.
 version: 1
 workers: $workers
 listeners:
-  proxy: 127.0.0.1:0
+  $listener: 127.0.0.1:0
   admin: 127.0.0.1:0
 watch: { enabled: false }
+$tls_block
 identity:
   demo:
     issuer: portcullis-dev
@@ -187,13 +245,16 @@ YAML
   bench_serve "$policy" "$ready" "$log"
   local pid=$SERVE_PID admin=$SERVE_ADMIN
   BENCH_ROLE[$pid]=portcullis
-  [[ -n $SERVE_PROXY ]] || die "portcullis reported no proxy listener: $(cat "$ready")"
+  local proxy_addr=$SERVE_PROXY
+  [[ $tls == 1 ]] && proxy_addr=$(sed -n 's/.*"proxy_tls":"\([^"]*\)".*/\1/p' "$ready")
+  [[ -n $proxy_addr ]] || die "portcullis reported no $listener listener: $(cat "$ready")"
   local url
-  url=$(url_of "$SERVE_PROXY")
+  url=$(url_of "$proxy_addr")
   bench_check "$name" "$url" auth
   local checks=$CHECKS
   bench_row "$name" "$url" "$pid" "${APP_PIDS[@]}"
   local measured=$M_REQUESTS warm sent
+  h2_row "$name" "$url" "$pid" "${APP_PIDS[@]}"
   warm=$(field requests "$work/warmup-$tag.txt")
   sent=$((checks + ${warm:-0} + measured))
   local m=$work/metrics-$tag.txt
@@ -247,7 +308,8 @@ else
 fi
 note "warm-up $warmup, measured $duration, $conns connections, GET /orders/7 with one $alg token"
 note "knobs: BENCH_WORKERS=$workers BENCH_ALG=$alg ($(basename "$key")) BENCH_AUDIT=$audit" \
-  "BENCH_AUDIT_NONE=${BENCH_AUDIT_NONE:-0}"
+  "BENCH_AUDIT_NONE=${BENCH_AUDIT_NONE:-0} BENCH_TLS=$tls"
+[[ $tls == 1 ]] && note "TLS: $(openssl version); HTTP/2 rows with $(h2load --version 2>&1 | head -1)"
 echo
 
 bench_app_nginx
