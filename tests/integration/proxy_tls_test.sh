@@ -246,6 +246,22 @@ h2load_out=$(h2load -n 2000 -c 2 -m 20 "https://$TLS/echo" 2>&1) || true
 log "h2load: $(grep -E 'requests:|status codes' <<<"$h2load_out" | tr '\n' ' ')"
 assert_contains "$h2load_out" "2000 succeeded, 0 failed" "2000 requests on 2 h2 connections, 20 streams each"
 assert_contains "$h2load_out" "2000 2xx" "all answered 2xx"
+# No fd or memory growth over many more h2 requests (memory bounded only without ASan,
+# whose quarantine holds freed memory).
+BOUND_MEMORY=1
+ldd "$PORTCULLIS" 2>/dev/null | grep -q libasan && BOUND_MEMORY=0
+fd0=$(fd_count)
+rss0=$(awk '/^VmRSS:/ { print $2 }' "/proc/$PID/status")
+h2load_out=$(h2load -n 20000 -c 4 -m 10 "https://$TLS/echo" 2>&1) || true
+assert_contains "$h2load_out" "20000 succeeded, 0 failed" "20000 more h2 requests"
+sleep 0.5
+fd1=$(fd_count)
+rss1=$(awk '/^VmRSS:/ { print $2 }' "/proc/$PID/status")
+log "20000 h2 requests: fds $fd0 -> $fd1, RSS $rss0 -> $rss1 KiB"
+((fd1 <= fd0 + 4)) || fail "open fds grew from $fd0 to $fd1 over 20000 h2 requests"
+if ((BOUND_MEMORY)); then
+  ((rss1 - rss0 < 8 * 1024)) || fail "RSS grew by $(((rss1 - rss0) / 1024)) MiB over 20000 h2 requests"
+fi
 
 # A stream the client cancels mid-answer: the connection goes on.
 reset_out=$(node "$SRC/tests/fakes/h2_client.js" reset "$TLS_PORT" "$CERTS/ca.pem" \
