@@ -263,6 +263,25 @@ if ((BOUND_MEMORY)); then
   ((rss1 - rss0 < 8 * 1024)) || fail "RSS grew by $(((rss1 - rss0) / 1024)) MiB over 20000 h2 requests"
 fi
 
+# A browser: headless Chromium, trusting only the test certificate's key (pinned SPKI).
+command -v chromium >/dev/null || fail "chromium is not installed (scripts/install-deps)"
+spki=$(openssl x509 -in "$CERTS/a.pem" -pubkey -noout | openssl pkey -pubin -outform der |
+  openssl dgst -sha256 -binary | base64)
+browse() {  # browse URL: the page as Chromium rendered it
+  timeout 60 chromium --headless=new --no-sandbox --disable-gpu --no-first-run \
+    --user-data-dir="$TEST_TMP/chromium" --ignore-certificate-errors-spki-list="$spki" \
+    --dump-dom "$1" 2>>"$TEST_TMP/chromium.err" || true
+}
+streams_before=$(metric "http://$ADMIN/metrics" portcullis_proxy_h2_streams_total)
+page=$(browse "https://$TLS/echo?via=browser")
+assert_contains "$page" '"url":"/echo?via=browser"' "Chromium gets the upstream's answer"
+assert_contains "$page" '"x-forwarded-proto":"https"' "over TLS"
+page=$(browse "https://$TLS/agents/browser")
+assert_contains "$page" "<h1>Forbidden</h1>" "a denied page in the browser (HTML: it asks for text/html)"
+assert_contains "$page" "Reason: client_cert_required" "the page names the reason (expose_reason)"
+streams_after=$(metric "http://$ADMIN/metrics" portcullis_proxy_h2_streams_total)
+((streams_after > streams_before)) || fail "Chromium did not use HTTP/2 ($streams_before -> $streams_after streams)"
+
 # A stream the client cancels mid-answer: the connection goes on.
 reset_out=$(node "$SRC/tests/fakes/h2_client.js" reset "$TLS_PORT" "$CERTS/ca.pem" \
   "/big-open/big?bytes=268435456" /echo)

@@ -267,6 +267,11 @@ void writeLocalAnswer(std::string& out, const LocalAnswer& a) {
     text += "</h1>\n<p>";
     escape(a.detail);
     text += "</p>\n";
+    if (!a.reason.empty()) {  // only on routes with expose_reason, as in the JSON
+      text += "<p><small>Reason: ";
+      escape(a.reason);
+      text += "</small></p>\n";
+    }
     if (!a.request_id.empty()) {
       text += "<p><small>Request id: ";
       escape(a.request_id);

@@ -193,6 +193,11 @@ TEST(ProxyForwarding, ADenyIsAProblemDocumentOrAPageForABrowser) {
   EXPECT_NE(page.find("Content-Type: text/html; charset=utf-8\r\n"), std::string::npos);
   EXPECT_NE(page.find("&lt;script&gt;"), std::string::npos) << page;
   EXPECT_EQ(page.find("<script>"), std::string::npos) << page;
+  EXPECT_NE(page.find("Reason: token_expired"), std::string::npos) << page;  // expose_reason
+  a.reason = "";
+  page.clear();
+  writeLocalAnswer(page, a);
+  EXPECT_EQ(page.find("Reason:"), std::string::npos) << page;  // not exposed: not shown
 
   EXPECT_TRUE(prefersHtml(headers({{"accept", "text/html,application/xhtml+xml,*/*;q=0.8"}})));
   EXPECT_FALSE(prefersHtml(headers({{"accept", "application/json, text/html"}})));
