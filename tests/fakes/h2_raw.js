@@ -2,7 +2,7 @@
 // Crafted HTTP/2 requests that a well-behaved client library refuses to send
 // (tests/integration/proxy_tls_test.sh; Node's built-in modules only).
 //
-//   node h2_raw.js PORT CA_FILE
+//   node h2_raw.js PORT CA_FILE [rapid-reset]
 //
 // Each case is one request on a new TLS connection (ALPN h2), its header block written by
 // hand (HPACK literals, never indexed, no Huffman). Prints one JSON line per case:
@@ -114,6 +114,52 @@ function run(c) {
   });
 }
 
+// Rapid reset (CVE-2023-44487): 2000 streams on one connection, each HEADERS followed at
+// once by RST_STREAM. Outcome "goaway" when the server ends the connection (nghttp2's reset
+// rate limit), "survived" if all 2000 were taken without it.
+function rapidReset() {
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (outcome) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      resolve({ case: 'rapid-reset', outcome, path: '/h2raw/rapid-reset' });
+    };
+    const sock = tls.connect({ host: '127.0.0.1', port: Number(port), ca, ALPNProtocols: ['h2'],
+      servername: 'a.test' }, () => {
+      const parts = [Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(SETTINGS, 0, 0, Buffer.alloc(0))];
+      const block = Buffer.concat(base('rapid-reset').map(([k, v]) => literal(k, v)));
+      const cancel = Buffer.alloc(4);
+      cancel.writeUInt32BE(8);  // CANCEL
+      for (let i = 0; i < 2000; i++) {
+        const id = 2 * i + 1;
+        parts.push(frame(HEADERS, END_HEADERS | END_STREAM, id, block), frame(RST, 0, id, cancel));
+      }
+      sock.write(Buffer.concat(parts), () => setTimeout(() => finish('survived'), 2000));
+    });
+    let buf = Buffer.alloc(0);
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 9) {
+        const len = buf.readUIntBE(0, 3);
+        if (buf.length < 9 + len) break;
+        const type = buf[3];
+        buf = buf.subarray(9 + len);
+        if (type === GOAWAY) return finish('goaway');
+      }
+    });
+    sock.on('error', () => finish('closed'));
+    sock.on('close', () => finish('closed'));
+    const timer = setTimeout(() => finish('timeout'), 20000);
+  });
+}
+
 (async () => {
+  if (process.argv[4] === 'rapid-reset') {
+    console.log(JSON.stringify(await rapidReset()));
+    return;
+  }
   for (const c of cases) console.log(JSON.stringify(await run(c)));
 })();

@@ -311,6 +311,17 @@ while IFS= read -r line; do
   [[ -z $(audit_last "\"path\":\"$path\"") ]] || fail "a crafted stream was decided on: $line"
 done <"$TEST_TMP/h2raw.jsonl"
 
+# Rapid reset (CVE-2023-44487): 2000 streams opened and reset at once on one connection.
+# nghttp2's reset limit ends the connection; a stream reset before its exchange started is
+# never decided (the exchange starts after nghttp2 has read what came with the head).
+rapid=$(node "$SRC/tests/fakes/h2_raw.js" "$TLS_PORT" "$CERTS/ca.pem" rapid-reset)
+log "rapid reset: $rapid"
+assert_match "$rapid" '"outcome":"(goaway|closed)"' "2000 reset streams end the connection"
+http "${H2[@]}" "https://$TLS/echo?after=rapid-reset"
+assert_status 200 "the proxy serves on"
+decided=$(grep -c '"path":"/h2raw/rapid-reset"' "$AUDIT_FILE" || true)
+((decided < 100)) || fail "$decided of 2000 reset streams were decided on"
+
 # ---- a handshake that never comes: closed after tls.handshake_timeout ---------------------
 closed=$(node -e '
   const s = require("net").connect(Number(process.argv[1]), "127.0.0.1");

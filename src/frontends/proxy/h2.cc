@@ -23,6 +23,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 
@@ -527,13 +528,20 @@ asio::awaitable<void> ProxyFrontend::serveH2(Connection& client, IpAddress peer,
   auto shared_cert =
       cert != nullptr ? std::make_shared<const tls::PeerCertificate>(*cert) : nullptr;
   const std::size_t buffer_limit = net::h1::bufferLimit(limits);
+  // Started after nghttp2 has read the rest of what came with the stream's head: never
+  // inside its callbacks (co_spawn alone would run the exchange at once, decision and
+  // all), and a stream the client reset in the same read (rapid reset) is never decided.
   s.start = [this, executor, peer, shared_cert, buffer_limit,
              write_timeout](std::shared_ptr<Stream> stream) {
-    stats_->h2_streams->inc();
-    asio::co_spawn(
-        executor,
-        runStream(*this, std::move(stream), peer, shared_cert, buffer_limit, write_timeout),
-        asio::detached);
+    asio::post(executor, [this, executor, peer, shared_cert, buffer_limit, write_timeout,
+                          stream = std::move(stream)]() mutable {
+      if (stream->closed) return;
+      stats_->h2_streams->inc();
+      asio::co_spawn(
+          executor,
+          runStream(*this, std::move(stream), peer, shared_cert, buffer_limit, write_timeout),
+          asio::detached);
+    });
   };
   // One deadline for the connection: a write that waits gets write_timeout; otherwise a
   // connection without a stream gets idle_timeout, one with streams none of its own (each
