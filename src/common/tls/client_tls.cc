@@ -8,22 +8,10 @@
 #include <openssl/x509v3.h>
 
 #include "common/ip.h"
+#include "common/tls/pem.h"
 
 namespace portcullis::tls {
 namespace {
-
-int noPassphrase(char*, int, int, void*) {
-  return 0;
-}
-
-struct BioFree {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-using Bio = std::unique_ptr<BIO, BioFree>;
-
-Bio memoryBio(const std::string& bytes) {
-  return Bio(BIO_new_mem_buf(bytes.data(), static_cast<int>(bytes.size())));
-}
 
 std::optional<std::string> loadCas(SSL_CTX* ctx, const std::string& pem) {
   Bio bio = memoryBio(pem);

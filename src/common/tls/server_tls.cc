@@ -11,12 +11,11 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "common/tls/pem.h"
+
 namespace portcullis::tls {
 namespace {
 
-struct BioFree {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
 struct X509Free {
   void operator()(X509* x) const { X509_free(x); }
 };
@@ -26,26 +25,7 @@ struct KeyFree {
 struct NamesFree {
   void operator()(GENERAL_NAMES* n) const { GENERAL_NAMES_free(n); }
 };
-using Bio = std::unique_ptr<BIO, BioFree>;
 using Cert = std::unique_ptr<X509, X509Free>;
-
-Bio memoryBio(const std::string& bytes) {
-  return Bio(BIO_new_mem_buf(bytes.data(), static_cast<int>(bytes.size())));
-}
-
-// OpenSSL's reason for the last failure, and the queue cleared.
-std::string lastError() {
-  const unsigned long code = ERR_peek_last_error();
-  ERR_clear_error();
-  if (code == 0) return "unknown error";
-  const char* reason = ERR_reason_error_string(code);
-  return reason != nullptr ? reason : "unknown error";
-}
-
-// A key file never prompts for a passphrase (OpenSSL's default would read the terminal).
-int noPassphrase(char*, int, int, void*) {
-  return 0;
-}
 
 std::string asciiLower(std::string_view s) {
   std::string out(s);
