@@ -94,6 +94,13 @@ void appendAuditLine(std::string& out, const engine::DecisionEvent& event) {
     w.null("iss");
   }
   w.string("client_ip", request.client_ip.valid() ? request.client_ip.toString() : "");
+  // A verified TLS client certificate names the caller when no token does (docs/tls.md).
+  if (!request.client_cert_subject.empty()) {
+    w.string("client_cert_subject", request.client_cert_subject);
+  }
+  if (!request.client_cert_fingerprint.empty()) {
+    w.string("client_cert_sha256", request.client_cert_fingerprint);
+  }
   w.string("method", request.method);
   w.string("host", request.host);
   w.string("path", request.path);

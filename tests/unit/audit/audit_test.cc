@@ -96,9 +96,18 @@ TEST(AuditTest, OneLinePerDecisionWithEveryContractField) {
   const auto second = nlohmann::json::parse(sink.lines.at(1));
   EXPECT_EQ(second["reason"], "token_missing");
   EXPECT_TRUE(second["sub"].is_null());
+  EXPECT_FALSE(second.contains("client_cert_subject"));  // only with a certificate
+
+  auto with_cert = request("");
+  with_cert.client_cert_subject = "CN=agent-1,O=Example";
+  with_cert.client_cert_fingerprint = std::string(64, 'a');
+  gk.decide(with_cert);
+  const auto third = nlohmann::json::parse(sink.lines.at(2));
+  EXPECT_EQ(third["client_cert_subject"], "CN=agent-1,O=Example");
+  EXPECT_EQ(third["client_cert_sha256"], std::string(64, 'a'));
 
   EXPECT_NE(
-      metrics.render().find("portcullis_decisions_total{route=\"orders\",outcome=\"deny\"} 2"),
+      metrics.render().find("portcullis_decisions_total{route=\"orders\",outcome=\"deny\"} 3"),
       std::string::npos);
 }
 
