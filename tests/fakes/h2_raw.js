@@ -73,26 +73,26 @@ const cases = [
     ['content-length', '5']] },
 ];
 
-function run(c) {
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+
+// One TLS connection (ALPN h2): `send(sock)` writes the client's frames once connected;
+// `onFrame(type, flags, stream)` sees every frame the server sends and returns an outcome
+// to end with (or nothing). Resolves {case, outcome, path}; a GOAWAY, an error, a close or
+// `timeoutMs` end it too.
+function exchange(name, send, onFrame, timeoutMs) {
   return new Promise((resolve) => {
-    const path = `/h2raw/${c.name}`;
     let done = false;
     const finish = (outcome) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
       sock.destroy();
-      resolve({ case: c.name, outcome, path });
+      resolve({ case: name, outcome, path: `/h2raw/${name}` });
     };
     const sock = tls.connect({ host: '127.0.0.1', port: Number(port), ca, ALPNProtocols: ['h2'],
       servername: 'a.test' }, () => {
       if (sock.alpnProtocol !== 'h2') return finish('no-h2');
-      const block = Buffer.concat(c.fields(c.name).map(([k, v]) => literal(k, v)));
-      const flags = END_HEADERS | (c.body ? 0 : END_STREAM);
-      const parts = [Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(SETTINGS, 0, 0, Buffer.alloc(0)),
-        frame(HEADERS, flags, 1, block)];
-      if (c.body) parts.push(frame(DATA, END_STREAM, 1, Buffer.from(c.body)));
-      sock.write(Buffer.concat(parts));
+      send(sock, finish);
     });
     let buf = Buffer.alloc(0);
     sock.on('data', (d) => {
@@ -103,57 +103,47 @@ function run(c) {
         const type = buf[3], flags = buf[4], stream = buf.readUInt32BE(5) & 0x7fffffff;
         buf = buf.subarray(9 + len);
         if (type === SETTINGS && !(flags & ACK)) sock.write(frame(SETTINGS, ACK, 0, Buffer.alloc(0)));
-        if (stream === 1 && type === HEADERS) return finish('headers');
-        if (stream === 1 && type === RST) return finish('rst');
         if (type === GOAWAY) return finish('goaway');
+        const outcome = onFrame(type, flags, stream);
+        if (outcome) return finish(outcome);
       }
     });
     sock.on('error', () => finish('closed'));
     sock.on('close', () => finish('closed'));
-    const timer = setTimeout(() => finish('timeout'), 10000);
+    const timer = setTimeout(() => finish('timeout'), timeoutMs);
   });
+}
+
+// One crafted request on stream 1: "headers" when it is answered, "rst" when it is reset.
+function run(c) {
+  return exchange(c.name, (sock) => {
+    const block = Buffer.concat(c.fields(c.name).map(([k, v]) => literal(k, v)));
+    const flags = END_HEADERS | (c.body ? 0 : END_STREAM);
+    const parts = [PREFACE, frame(SETTINGS, 0, 0, Buffer.alloc(0)), frame(HEADERS, flags, 1, block)];
+    if (c.body) parts.push(frame(DATA, END_STREAM, 1, Buffer.from(c.body)));
+    sock.write(Buffer.concat(parts));
+  }, (type, flags, stream) => {
+    if (stream === 1 && type === HEADERS) return 'headers';
+    if (stream === 1 && type === RST) return 'rst';
+    return undefined;
+  }, 10000);
 }
 
 // Rapid reset (CVE-2023-44487): 2000 streams on one connection, each HEADERS followed at
 // once by RST_STREAM. Outcome "goaway" when the server ends the connection (nghttp2's reset
 // rate limit), "survived" if all 2000 were taken without it.
 function rapidReset() {
-  return new Promise((resolve) => {
-    let done = false;
-    const finish = (outcome) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      sock.destroy();
-      resolve({ case: 'rapid-reset', outcome, path: '/h2raw/rapid-reset' });
-    };
-    const sock = tls.connect({ host: '127.0.0.1', port: Number(port), ca, ALPNProtocols: ['h2'],
-      servername: 'a.test' }, () => {
-      const parts = [Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(SETTINGS, 0, 0, Buffer.alloc(0))];
-      const block = Buffer.concat(base('rapid-reset').map(([k, v]) => literal(k, v)));
-      const cancel = Buffer.alloc(4);
-      cancel.writeUInt32BE(8);  // CANCEL
-      for (let i = 0; i < 2000; i++) {
-        const id = 2 * i + 1;
-        parts.push(frame(HEADERS, END_HEADERS | END_STREAM, id, block), frame(RST, 0, id, cancel));
-      }
-      sock.write(Buffer.concat(parts), () => setTimeout(() => finish('survived'), 2000));
-    });
-    let buf = Buffer.alloc(0);
-    sock.on('data', (d) => {
-      buf = Buffer.concat([buf, d]);
-      while (buf.length >= 9) {
-        const len = buf.readUIntBE(0, 3);
-        if (buf.length < 9 + len) break;
-        const type = buf[3];
-        buf = buf.subarray(9 + len);
-        if (type === GOAWAY) return finish('goaway');
-      }
-    });
-    sock.on('error', () => finish('closed'));
-    sock.on('close', () => finish('closed'));
-    const timer = setTimeout(() => finish('timeout'), 20000);
-  });
+  return exchange('rapid-reset', (sock, finish) => {
+    const parts = [PREFACE, frame(SETTINGS, 0, 0, Buffer.alloc(0))];
+    const block = Buffer.concat(base('rapid-reset').map(([k, v]) => literal(k, v)));
+    const cancel = Buffer.alloc(4);
+    cancel.writeUInt32BE(8);  // CANCEL
+    for (let i = 0; i < 2000; i++) {
+      const id = 2 * i + 1;
+      parts.push(frame(HEADERS, END_HEADERS | END_STREAM, id, block), frame(RST, 0, id, cancel));
+    }
+    sock.write(Buffer.concat(parts), () => setTimeout(() => finish('survived'), 2000));
+  }, () => undefined, 20000);
 }
 
 (async () => {
