@@ -13,6 +13,13 @@ std::string toLower(std::string_view s) {
   return out;
 }
 
+bool isToken(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  });
+}
+
 std::string toUpper(std::string_view s) {
   std::string out(s);
   for (char& c : out)

@@ -30,6 +30,9 @@ std::string headerSafe(std::string_view s);
 std::string printable(std::string_view text, std::size_t max_chars = 64);
 // The value of one hexadecimal digit (either case), or -1.
 int hexDigit(char c);
+// An RFC 9110 token (a field name, a method): one or more of A-Z a-z 0-9 and
+// !#$%&'*+-.^_`|~.
+bool isToken(std::string_view s);
 // RFC 3986 unreserved: A-Z a-z 0-9 '-' '.' '_' '~'.
 bool isUnreserved(unsigned char c);
 // Decodes %XY escapes; a '%' not followed by two hex digits stays as it is, and so does '+'

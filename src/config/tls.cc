@@ -134,16 +134,13 @@ void compileTls(Diagnostics& diag, const YAML::Node& node, const YAML::Node& lis
   if (http2) alpn.insert(alpn.begin(), "h2");
   auto built = tls::ServerContexts::build(config, std::move(alpn));
   if (!built) {
-    // At the node the message is about: a certificate (named by its file), the cipher
-    // list or the client CAs.
-    const std::string& e = built.error();
-    YAML::Node at = certs;
-    for (std::size_t i = 0; i < config.certificates.size(); ++i) {
-      if (e.starts_with(config.certificates[i].source + ":")) at = certs[i];
-    }
-    if (e.starts_with("ciphers:")) at = map.get("ciphers");
-    if (e.starts_with("client_ca:")) at = client_ca;
-    diag.error(at, "tls: " + e);
+    // At the node the error is about (every certificate was read: indices match).
+    const tls::BuildError& e = built.error();
+    using Part = tls::BuildError::Part;
+    const YAML::Node at = e.part == Part::kCiphers    ? map.get("ciphers")
+                          : e.part == Part::kClientCa ? client_ca
+                                                      : certs[e.certificate];
+    diag.error(at, "tls: " + e.message);
     return;
   }
   snapshot.tls = std::move(*built);

@@ -308,11 +308,7 @@ std::vector<Cidr> readNetworks(Diagnostics& diag, const YAML::Node& node, std::s
 }
 
 bool validHeaderName(std::string_view name) {
-  if (name.empty()) return false;
-  return std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-  });
+  return isToken(name);
 }
 
 }  // namespace portcullis::config

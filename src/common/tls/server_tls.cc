@@ -144,7 +144,7 @@ bool matches(const std::string& name, std::string_view host) {
 
 }  // namespace
 
-tl::expected<std::shared_ptr<const ServerContexts>, std::string> ServerContexts::build(
+tl::expected<std::shared_ptr<const ServerContexts>, BuildError> ServerContexts::build(
     const ServerConfig& config, std::vector<std::string> alpn) {
   std::shared_ptr<ServerContexts> out(new ServerContexts());
   out->client_certs_ = config.client_certs;
@@ -152,12 +152,18 @@ tl::expected<std::shared_ptr<const ServerContexts>, std::string> ServerContexts:
     out->alpn_wire_.push_back(static_cast<unsigned char>(p.size()));
     out->alpn_wire_.insert(out->alpn_wire_.end(), p.begin(), p.end());
   }
-  if (config.certificates.empty()) return tl::unexpected(std::string("no certificate"));
-  for (const auto& c : config.certificates) {
+  using Part = BuildError::Part;
+  if (config.certificates.empty()) {
+    return tl::unexpected(BuildError{Part::kCertificate, 0, "no certificate"});
+  }
+  for (std::size_t i = 0; i < config.certificates.size(); ++i) {
+    const auto& c = config.certificates[i];
+    auto fail = [&](const std::string& what) {
+      return tl::unexpected(BuildError{Part::kCertificate, i, c.source + ": " + what});
+    };
     SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
-    if (ctx == nullptr) return tl::unexpected(c.source + ": " + lastError());
+    if (ctx == nullptr) return fail(lastError());
     out->entries_.push_back(Entry{ctx, {}, c.ocsp_der});
-    auto fail = [&](const std::string& what) { return tl::unexpected(c.source + ": " + what); };
     SSL_CTX_set_min_proto_version(
         ctx, config.min_version == ServerConfig::Version::kTls13 ? TLS1_3_VERSION : TLS1_2_VERSION);
     SSL_CTX_set_options(
@@ -165,7 +171,8 @@ tl::expected<std::shared_ptr<const ServerContexts>, std::string> ServerContexts:
     const std::string& ciphers = config.ciphers.empty() ? kDefaultCiphers : config.ciphers;
     if (SSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != 1) {
       ERR_clear_error();
-      return tl::unexpected("ciphers: no cipher of '" + ciphers + "' is usable");
+      return tl::unexpected(
+          BuildError{Part::kCiphers, i, "ciphers: no cipher of '" + ciphers + "' is usable"});
     }
     static constexpr unsigned char kSessionContext[] = "portcullis";
     SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof kSessionContext - 1);
@@ -175,7 +182,9 @@ tl::expected<std::shared_ptr<const ServerContexts>, std::string> ServerContexts:
       if (auto e = checkOcsp(c.ocsp_der)) return fail(*e);
     }
     if (config.client_certs != ServerConfig::ClientCerts::kNone) {
-      if (auto e = loadClientCas(ctx, config.client_ca_pem)) return tl::unexpected(*e);
+      if (auto e = loadClientCas(ctx, config.client_ca_pem)) {
+        return tl::unexpected(BuildError{Part::kClientCa, i, *e});
+      }
       const int fail_if_none = config.client_certs == ServerConfig::ClientCerts::kRequired
                                    ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT
                                    : 0;

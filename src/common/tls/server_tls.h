@@ -44,12 +44,21 @@ inline constexpr const char* kDefaultCiphers =
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
+// Why ServerContexts::build failed, and which part of the configuration it is about (the
+// config compiler reports it there).
+struct BuildError {
+  enum class Part : std::uint8_t { kCertificate, kCiphers, kClientCa };
+  Part part = Part::kCertificate;
+  std::size_t certificate = 0;  // kCertificate: its index in ServerConfig::certificates
+  std::string message;          // "a.pem: key: does not match the certificate", "client_ca: …"
+};
+
 class ServerContexts final {
  public:
   // Builds one context per certificate. The error names the certificate's file and what
   // is wrong with it (no PEM certificate, key does not match, OCSP response unreadable…).
   // `alpn`: the protocols offered, in the server's order of preference ("http/1.1").
-  static tl::expected<std::shared_ptr<const ServerContexts>, std::string> build(
+  static tl::expected<std::shared_ptr<const ServerContexts>, BuildError> build(
       const ServerConfig& config, std::vector<std::string> alpn);
 
   ~ServerContexts();

@@ -105,10 +105,15 @@ HopByHop::HopByHop(const HeaderList& fields) {
   }
 }
 
-bool HopByHop::contains(std::string_view name) const {
+bool fixedHopByHop(std::string_view name) {
   for (const auto fixed : kHopByHop) {
     if (iequals(name, fixed)) return true;
   }
+  return false;
+}
+
+bool HopByHop::contains(std::string_view name) const {
+  if (fixedHopByHop(name)) return true;
   for (const auto& listed : listed_) {
     if (iequals(name, listed)) return true;
   }

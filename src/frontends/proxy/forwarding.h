@@ -21,6 +21,10 @@ using HeaderList = std::vector<std::pair<std::string, std::string>>;
 // The hop-by-hop fields of one message (RFC 9110 §7.6.1): Connection, Keep-Alive,
 // Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade, and every name the message's
 // Connection fields list. None of them crosses the proxy; framing is the proxy's own.
+// One of the fields that always describe a connection, not the message: Connection,
+// Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade (any case).
+bool fixedHopByHop(std::string_view name);
+
 class HopByHop final {
  public:
   explicit HopByHop(const HeaderList& fields);

@@ -27,6 +27,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 
+#include "common/strings.h"
 #include "frontends/proxy/exchange.h"
 #include "frontends/proxy/proxy.h"
 #include "telemetry/metrics.h"
@@ -60,10 +61,6 @@ class Signal final {
   asio::steady_timer timer_;
 };
 
-bool tokenChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-         std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
-}
 // A field value as it may go into an HTTP/1.1 head: no CR, LF or NUL (which would end the
 // line and start a field of the client's choosing), no other control character.
 bool safeValue(std::string_view v) {
@@ -79,10 +76,10 @@ bool visible(std::string_view v) {
     return u > 0x20 && u < 0x7f;
   });
 }
-// Fields that name the HTTP/1.1 connection, never relayed in HTTP/2 (RFC 9113 §8.2.2).
-bool connectionSpecific(std::string_view lower) {
-  return lower == "connection" || lower == "keep-alive" || lower == "proxy-connection" ||
-         lower == "transfer-encoding" || lower == "upgrade";
+// A field name as HTTP/2 carries it: a token in lower case (RFC 9113 §8.2.1).
+bool h2FieldName(std::string_view name) {
+  return isToken(name) &&
+         std::none_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
 }
 
 struct Session;
@@ -249,14 +246,12 @@ bool Stream::parseAnswer() {
 void Stream::submitHead() {
   submitted = true;
   const std::string status = std::to_string(answer->status);
-  // HTTP/2 field names are lower case; the connection's own fields stay behind.
+  // HTTP/2 field names are lower case; fields about the connection stay behind (RFC 9113
+  // §8.2.2), as they do in every answer the proxy relays.
   std::vector<std::pair<std::string, const std::string*>> kept;
   kept.reserve(answer->fields.size());
   for (const auto& [name, value] : answer->fields) {
-    std::string lower = name;
-    std::transform(lower.begin(), lower.end(), lower.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    if (!connectionSpecific(lower)) kept.emplace_back(std::move(lower), &value);
+    if (!fixedHopByHop(name)) kept.emplace_back(toLower(name), &value);
   }
   std::vector<nghttp2_nv> nva;
   nva.reserve(kept.size() + 1);
@@ -377,9 +372,7 @@ int onHeader(nghttp2_session*, const nghttp2_frame* frame, const std::uint8_t* n
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // the stream is reset
   }
   if (name.starts_with(':')) {
-    if (name == ":method" && visible(value) && std::all_of(value.begin(), value.end(), [](char c) {
-          return tokenChar(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-        })) {
+    if (name == ":method" && isToken(value)) {
       st->method = value;
     } else if (name == ":path" && visible(value)) {
       st->path = value;
@@ -390,9 +383,7 @@ int onHeader(nghttp2_session*, const nghttp2_frame* frame, const std::uint8_t* n
     }
     return 0;
   }
-  if (name.empty() || !std::all_of(name.begin(), name.end(), tokenChar)) {
-    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  }
+  if (!h2FieldName(name)) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   if (name == "host") {
     st->host = value;
   } else if (name == "cookie") {  // crumbs joined into one field (RFC 9113 §8.2.3)

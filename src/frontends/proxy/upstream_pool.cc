@@ -13,7 +13,6 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
-#include "common/ip.h"
 #include "net/workers.h"
 
 namespace portcullis::frontends::proxy {
@@ -68,8 +67,9 @@ asio::awaitable<Result<std::unique_ptr<Connection>>> connectTo(asio::any_io_exec
                                                                const tls::ClientContext* tls) {
   const std::string where = host + ":" + std::to_string(port);
   std::vector<tcp::endpoint> endpoints;
-  if (const auto ip = IpAddress::parse(host)) {
-    endpoints.emplace_back(asio::ip::make_address(ip->toString()), port);
+  boost::system::error_code not_literal;
+  if (const auto literal = asio::ip::make_address(host, not_literal); !not_literal) {
+    endpoints.emplace_back(literal, port);
   } else {
     tcp::resolver resolver(executor);
     net::Deadline deadline(executor, &resolver,

@@ -37,15 +37,44 @@ using asio::ip::tcp;
 
 inline constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
+// The framing fields of one message, checked as they arrive, for both readers below: one
+// Content-Length field holding one number (Beast accepts repeats and lists of equal
+// values), Transfer-Encoding only as one field saying exactly `chunked` (Beast accepts
+// other codings before or after it, repeats, and codings it cannot decode). Where readers
+// in front of or behind us could disagree on where a message ends (RFC 9112 §6;
+// docs/THREATS), the message is refused.
+class FramingFields final {
+ public:
+  // Checks field `name` with `value`; sets `ec` when it breaks the rules above.
+  void check(bhttp::field name, beast::string_view value, beast::error_code& ec) {
+    if (name == bhttp::field::content_length) {
+      if (length_ || value.find(',') != beast::string_view::npos) {
+        ec = bhttp::error::bad_content_length;
+        return;
+      }
+      length_ = true;
+    } else if (name == bhttp::field::transfer_encoding) {
+      if (chunked_ || !beast::iequals(value, "chunked")) {
+        ec = bhttp::error::bad_transfer_encoding;
+        return;
+      }
+      chunked_ = true;
+    }
+  }
+  bool length() const { return length_; }
+  bool chunked() const { return chunked_; }
+
+ private:
+  bool length_ = false;
+  bool chunked_ = false;
+};
+
 // Beast's HTTP/1 request parser (its strictness: request line, field syntax, framing,
 // limits), writing the request straight into an HttpIn: no fields container of Beast's in
 // between, so each header is copied once, into the handler's own list. Stricter than
-// Beast about framing, where readers in front of or behind us could disagree on where a
-// request ends (RFC 9112 §6; docs/THREATS): one Content-Length field holding one number
-// (Beast accepts repeats and lists of equal values), Transfer-Encoding only as one field
-// saying exactly `chunked` (Beast accepts other codings before or after it, repeats, and
-// codings it cannot decode), and none on HTTP/1.0; exactly one Host on HTTP/1.1, at most
-// one on 1.0 (Beast checks neither). Obs-fold is refused in feed().
+// Beast: framing as FramingFields checks it, and no Transfer-Encoding on HTTP/1.0;
+// exactly one Host on HTTP/1.1, at most one on 1.0 (Beast checks neither). Obs-fold is
+// refused in feed().
 class RequestReader final : public bhttp::basic_parser<true> {
  public:
   // Room for this many fields from the start: the list grows once, not four times.
@@ -92,21 +121,9 @@ class RequestReader final : public bhttp::basic_parser<true> {
       ec = bhttp::error::header_limit;
       return;
     }
-    if (name == bhttp::field::content_length) {
-      if (seen_length_ || value.find(',') != beast::string_view::npos) {
-        ec = bhttp::error::bad_content_length;
-        return;
-      }
-      seen_length_ = true;
-    } else if (name == bhttp::field::host) {
-      ++hosts_;
-    } else if (name == bhttp::field::transfer_encoding) {
-      if (seen_coding_ || !beast::iequals(value, "chunked")) {
-        ec = bhttp::error::bad_transfer_encoding;
-        return;
-      }
-      seen_coding_ = true;
-    }
+    framing_.check(name, value, ec);
+    if (ec) return;
+    if (name == bhttp::field::host) ++hosts_;
     if (name == bhttp::field::expect && !seen_expect_) {
       seen_expect_ = true;
       expect_continue = beast::iequals(value, "100-continue");
@@ -115,7 +132,7 @@ class RequestReader final : public bhttp::basic_parser<true> {
   }
   void on_header_impl(beast::error_code& ec) override {
     // RFC 9112 §6.1: Transfer-Encoding on HTTP/1.0 means the framing is faulty.
-    if (seen_coding_ && version < 11) ec = bhttp::error::bad_transfer_encoding;
+    if (framing_.chunked() && version < 11) ec = bhttp::error::bad_transfer_encoding;
     // RFC 9112 §3.2: an HTTP/1.1 request without Host, or any with two, is a 400.
     if (hosts_ > 1 || (hosts_ == 0 && version >= 11)) ec = bhttp::error::bad_field;
   }
@@ -139,8 +156,7 @@ class RequestReader final : public bhttp::basic_parser<true> {
   bool streamed_ = false;
   std::size_t fields_ = 0;
   bool seen_expect_ = false;
-  bool seen_length_ = false;
-  bool seen_coding_ = false;
+  FramingFields framing_;
   int hosts_ = 0;
 };
 
@@ -174,24 +190,15 @@ class ResponseReader final : public bhttp::basic_parser<false> {
   void on_field_impl(bhttp::field name, beast::string_view name_string, beast::string_view value,
                      beast::error_code& ec) override {
     if (is_header_done()) return;  // a trailer
-    if (name == bhttp::field::content_length) {
-      if (seen_length_ || value.find(',') != beast::string_view::npos) {
-        ec = bhttp::error::bad_content_length;
-        return;
-      }
-      seen_length_ = true;
-    } else if (name == bhttp::field::transfer_encoding) {
-      if (seen_coding_ || !beast::iequals(value, "chunked")) {
-        ec = bhttp::error::bad_transfer_encoding;
-        return;
-      }
-      seen_coding_ = true;
-    }
+    framing_.check(name, value, ec);
+    if (ec) return;
     fields.emplace_back(std::string(name_string.data(), name_string.size()),
                         std::string(value.data(), value.size()));
   }
   void on_header_impl(beast::error_code& ec) override {
-    if (seen_coding_ && (seen_length_ || version < 11)) ec = bhttp::error::bad_transfer_encoding;
+    if (framing_.chunked() && (framing_.length() || version < 11)) {
+      ec = bhttp::error::bad_transfer_encoding;
+    }
   }
   void on_body_init_impl(const boost::optional<std::uint64_t>&, beast::error_code&) override {}
   std::size_t on_body_impl(beast::string_view piece, beast::error_code&) override {
@@ -206,8 +213,7 @@ class ResponseReader final : public bhttp::basic_parser<false> {
   }
   void on_finish_impl(beast::error_code&) override {}
 
-  bool seen_length_ = false;
-  bool seen_coding_ = false;
+  FramingFields framing_;
 };
 
 // True when a header block holds an obs-fold: a line that starts with a space or a tab

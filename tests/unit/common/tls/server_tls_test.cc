@@ -34,7 +34,7 @@ struct ServerTls : ::testing::Test {
 
 TEST_F(ServerTls, PicksByExactNameThenWildcardThenTheFirst) {
   auto built = ServerContexts::build(config, {"http/1.1"});
-  ASSERT_TRUE(built) << built.error();
+  ASSERT_TRUE(built) << built.error().message;
   const auto& s = **built;
   EXPECT_EQ(s.pick("a.test"), 0u);
   EXPECT_EQ(s.pick("B.TEST"), 1u);
@@ -50,35 +50,40 @@ TEST_F(ServerTls, ExplainsWhatIsWrongWithAFile) {
   mismatched.certificates[0].key_pem = b.key_pem;
   auto r = ServerContexts::build(mismatched, {});
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error(), "a.pem: key: does not match the certificate");
+  EXPECT_EQ(r.error().message, "a.pem: key: does not match the certificate");
 
   auto no_cert = config;
   no_cert.certificates[1].cert_pem = "not a certificate";
   r = ServerContexts::build(no_cert, {});
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error(), "b.pem: holds no PEM certificate");
+  EXPECT_EQ(r.error().message, "b.pem: holds no PEM certificate");
+  EXPECT_EQ(r.error().part, BuildError::Part::kCertificate);
+  EXPECT_EQ(r.error().certificate, 1u);  // the config compiler reports it at that entry
 
   auto no_key = config;
   no_key.certificates[0].key_pem = "";
   r = ServerContexts::build(no_key, {});
   ASSERT_FALSE(r);
-  EXPECT_NE(r.error().find("no unencrypted PEM private key"), std::string::npos);
+  EXPECT_NE(r.error().message.find("no unencrypted PEM private key"), std::string::npos);
 
   auto bad_ocsp = config;
   bad_ocsp.certificates[0].ocsp_der = "garbage";
   r = ServerContexts::build(bad_ocsp, {});
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error(), "a.pem: ocsp: not a DER OCSP response");
+  EXPECT_EQ(r.error().message, "a.pem: ocsp: not a DER OCSP response");
 
   auto bad_ciphers = config;
   bad_ciphers.ciphers = "NOT-A-CIPHER";
-  EXPECT_FALSE(ServerContexts::build(bad_ciphers, {}));
+  r = ServerContexts::build(bad_ciphers, {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().part, BuildError::Part::kCiphers);
 
   auto no_ca = config;
   no_ca.client_certs = ServerConfig::ClientCerts::kOptional;
   r = ServerContexts::build(no_ca, {});
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error(), "client_ca: holds no PEM certificate");
+  EXPECT_EQ(r.error().message, "client_ca: holds no PEM certificate");
+  EXPECT_EQ(r.error().part, BuildError::Part::kClientCa);
   EXPECT_EQ(ERR_peek_error(), 0u);  // nothing left on this thread's error queue
 }
 
@@ -147,7 +152,7 @@ struct Handshake {
 
 TEST_F(ServerTls, SniChoosesTheCertificateDuringTheHandshake) {
   auto built = ServerContexts::build(config, {"http/1.1"});
-  ASSERT_TRUE(built) << built.error();
+  ASSERT_TRUE(built) << built.error().message;
   Handshake wildcard;
   ASSERT_TRUE(wildcard.run(**built, ca, "x.b.test", nullptr, "\x02h2\x08http/1.1"));
   EXPECT_EQ(wildcard.servedCn(), "b.test");
@@ -164,7 +169,7 @@ TEST_F(ServerTls, AVerifiedClientCertificateBecomesAttributes) {
   config.client_ca_pem = ca.cert_pem;
   config.client_certs = ServerConfig::ClientCerts::kOptional;
   auto built = ServerContexts::build(config, {"http/1.1"});
-  ASSERT_TRUE(built) << built.error();
+  ASSERT_TRUE(built) << built.error().message;
   Handshake h;
   ASSERT_TRUE(h.run(**built, ca, "a.test", &client));
   const auto peer = verifiedPeer(h.server);
@@ -190,7 +195,7 @@ TEST_F(ServerTls, RequiredClientCertificates) {
   config.client_ca_pem = ca.cert_pem;
   config.client_certs = ServerConfig::ClientCerts::kRequired;
   auto built = ServerContexts::build(config, {});
-  ASSERT_TRUE(built) << built.error();
+  ASSERT_TRUE(built) << built.error().message;
   EXPECT_TRUE((*built)->clientCertsRequired());
   Handshake without;
   EXPECT_FALSE(without.run(**built, ca, "a.test", nullptr));
