@@ -16,7 +16,14 @@ constexpr char asciiLower(char c) {
 }
 std::string toLower(std::string_view s);
 std::string toUpper(std::string_view s);  // ASCII only, e.g. HTTP methods
-bool iequals(std::string_view a, std::string_view b);
+// Inline: the proxy compares every header name it relays against a few fixed ones.
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (asciiLower(a[i]) != asciiLower(b[i])) return false;
+  }
+  return true;
+}
 std::string_view trim(std::string_view s);
 // Splits on `sep`; empty pieces are kept.
 std::vector<std::string_view> split(std::string_view s, char sep);

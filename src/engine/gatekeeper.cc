@@ -1,7 +1,7 @@
 #include "engine/gatekeeper.h"
 
-#include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include <array>
 #include <chrono>
@@ -277,16 +277,69 @@ bool Gatekeeper::rateLimited(const Route& route, std::string_view key, Evaluatio
   return true;
 }
 
+namespace {
+
+// OpenSSL 3 deprecates the SHA256_* functions for EVP, but only they expose the state as a
+// plain struct that a copy resumes; EVP_MD_CTX_copy_ex allocates a provider context per copy.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+// The SHA-256 state after a cache key's salt and credentials, for the last few credential
+// sets this thread saw. The token is most of a key's input (an RS256 JWT is some 600 of
+// its 700 bytes) and the same token comes back request after request: resuming from its
+// state hashes only the rest. Slots are matched on the exact bytes, so the memo never
+// changes a key; round-robin replacement, nothing kept for credentials over 4 KiB.
+class CredentialStates {
+ public:
+  void resume(std::string_view salt, std::string_view credentials, SHA256_CTX& into) {
+    if (credentials.size() > kMaxKept) {
+      start(salt, credentials, into);
+      return;
+    }
+    for (const Slot& slot : slots_) {
+      if (slot.credentials == credentials) {
+        into = slot.state;
+        return;
+      }
+    }
+    Slot& slot = slots_[next_];
+    next_ = (next_ + 1) % slots_.size();
+    slot.credentials.assign(credentials);
+    start(salt, credentials, slot.state);
+    into = slot.state;
+  }
+
+ private:
+  static void start(std::string_view salt, std::string_view credentials, SHA256_CTX& state) {
+    SHA256_Init(&state);
+    SHA256_Update(&state, salt.data(), salt.size());
+    SHA256_Update(&state, credentials.data(), credentials.size());
+  }
+  static constexpr std::size_t kMaxKept = 4096;
+  struct Slot {
+    std::string credentials;
+    SHA256_CTX state{};
+  };
+  std::array<Slot, 8> slots_;
+  std::size_t next_ = 0;
+};
+
+CacheKey finishKey(SHA256_CTX& state, std::string_view rest) {
+  SHA256_Update(&state, rest.data(), rest.size());
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256_Final(md, &state);
+  CacheKey key;
+  std::memcpy(&key.hi, md, 8);
+  std::memcpy(&key.lo, md + 8, 8);
+  return key;
+}
+
+#pragma GCC diagnostic pop
+
+}  // namespace
+
 CacheKey cacheKey(const PolicySnapshot& snapshot, const Route& route, const http::Request& request,
                   const identity::Credentials& credentials) {
-  // One digest context per thread, freed when the thread ends (a raw thread_local pointer
-  // leaked one per worker: LeakSanitizer reports it when an ASan build stops).
-  thread_local const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> owned{
-      EVP_MD_CTX_new(), &EVP_MD_CTX_free};
-  // The input is gathered in one buffer per thread, then digested in one update: each
-  // EVP call costs a provider dispatch, a dozen of them more than the hashing itself.
-  thread_local std::string input;
-  input.clear();
   // A secret of this process first: the key picks the cache shard and the index cell, so a
   // client who could predict keys could grind tokens whose entries all land in one probe
   // run and make every lookup there walk it.
@@ -299,12 +352,18 @@ CacheKey cacheKey(const PolicySnapshot& snapshot, const Route& route, const http
     }
     return salt;
   }();
-  input.append(reinterpret_cast<const char*>(kSalt.data()), kSalt.size());
+  // The input is gathered in two buffers per thread (credentials, then the rest) and
+  // digested in one update each.
+  thread_local std::string creds;
+  thread_local std::string input;
+  thread_local CredentialStates states;
+  creds.clear();
+  input.clear();
+  for (std::size_t i = 0; i < route.providers.size(); ++i)
+    addField(creds, credentials.at(i));
   addField(input, snapshot.version);
   addField(input, route.name);
   addField(input, request.method);
-  for (std::size_t i = 0; i < route.providers.size(); ++i)
-    addField(input, credentials.at(i));
   const auto& in = route.cache_inputs;
   if (in.ip) {
     const auto& b = request.client_ip.bytes();
@@ -334,16 +393,13 @@ CacheKey cacheKey(const PolicySnapshot& snapshot, const Route& route, const http
       request.headers.forEach(name, [&](const std::string& v) { addField(input, v); });
     }
   }
-  EVP_MD_CTX* const ctx = owned.get();
-  EVP_DigestInit_ex2(ctx, sha256Md(), nullptr);
-  EVP_DigestUpdate(ctx, input.data(), input.size());
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx, md, &len);
-  if (input.capacity() > 64 * 1024) std::string().swap(input);  // one huge key keeps nothing
-  CacheKey key;
-  std::memcpy(&key.hi, md, 8);
-  std::memcpy(&key.lo, md + 8, 8);
+  SHA256_CTX state;
+  states.resume(std::string_view(reinterpret_cast<const char*>(kSalt.data()), kSalt.size()), creds,
+                state);
+  const CacheKey key = finishKey(state, input);
+  for (std::string* buffer : {&creds, &input}) {
+    if (buffer->capacity() > 64 * 1024) std::string().swap(*buffer);  // one huge key keeps nothing
+  }
   return key;
 }
 

@@ -51,32 +51,38 @@ bool framingField(std::string& out, const Framing& framing) {
   return false;
 }
 
-// The values of every `name` field joined by ", " (the list form of RFC 9110 §5.3).
-std::string joined(const http::Headers& headers, std::string_view name) {
-  std::string all;
+// Appends the values of every `name` field joined by ", " (the list form of RFC 9110
+// §5.3); true when there was one.
+bool appendJoined(std::string& out, const http::Headers& headers, std::string_view name) {
+  bool any = false;
   headers.forEach(name, [&](const std::string& v) {
-    if (!all.empty()) all += ", ";
-    all += trim(v);
+    if (any) out += ", ";
+    out += trim(v);
+    any = true;
   });
-  return all;
+  return any;
 }
 
-// A Forwarded node (RFC 7239 §6): an IPv4 address as it is, an IPv6 one bracketed and quoted.
-std::string forwardedNode(const IpAddress& ip) {
-  const std::string text = ip.toString();
-  if (text.find(':') == std::string::npos) return text;
-  return "\"[" + text + "]\"";
-}
-
-// A quoted-string (RFC 9110 §5.6.4) holding `value`.
-std::string quoted(std::string_view value) {
-  std::string q = "\"";
-  for (const char c : value) {
-    if (c == '"' || c == '\\') q += '\\';
-    q += c;
+// Appends a Forwarded node (RFC 7239 §6): an IPv4 address as it is, an IPv6 one bracketed
+// and quoted.
+void appendForwardedNode(std::string& out, std::string_view text) {
+  if (text.find(':') == std::string_view::npos) {
+    out += text;
+    return;
   }
-  q += '"';
-  return q;
+  out += "\"[";
+  out += text;
+  out += "]\"";
+}
+
+// Appends a quoted-string (RFC 9110 §5.6.4) holding `value`.
+void appendQuoted(std::string& out, std::string_view value) {
+  out += '"';
+  for (const char c : value) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '"';
 }
 
 bool isLowerHex(std::string_view s) {
@@ -155,6 +161,11 @@ void writeUpstreamHead(std::string& out, const UpstreamRequest& r) {
     return false;
   };
 
+  std::size_t size = r.method.size() + r.target.size() + 3 * r.host.size() + 384;
+  for (const auto& [name, value] : headers.fields())
+    size += name.size() + value.size() + 4;
+  out.reserve(out.size() + size);
+
   out += r.method;
   out += ' ';
   out += r.target;
@@ -168,19 +179,23 @@ void writeUpstreamHead(std::string& out, const UpstreamRequest& r) {
   }
 
   const std::string peer = r.peer.toString();
-  std::string xff = r.peer_trusted ? joined(headers, "x-forwarded-for") : std::string();
-  if (!xff.empty()) xff += ", ";
-  xff += peer;
-  field(out, "X-Forwarded-For", xff);
+  out += "X-Forwarded-For: ";
+  if (r.peer_trusted && appendJoined(out, headers, "x-forwarded-for")) out += ", ";
+  out += peer;
+  out += "\r\n";
   const auto* proto = r.peer_trusted ? headers.find("x-forwarded-proto") : nullptr;
   field(out, "X-Forwarded-Proto", proto != nullptr ? trim(*proto) : r.scheme);
   const auto* fwd_host = r.peer_trusted ? headers.find("x-forwarded-host") : nullptr;
   field(out, "X-Forwarded-Host", fwd_host != nullptr ? trim(*fwd_host) : r.host);
-  std::string forwarded = r.peer_trusted ? joined(headers, "forwarded") : std::string();
-  if (!forwarded.empty()) forwarded += ", ";
-  forwarded += "for=" + forwardedNode(r.peer) + ";host=" + quoted(r.host) + ";proto=";
-  forwarded += r.scheme;
-  field(out, "Forwarded", forwarded);
+  out += "Forwarded: ";
+  if (r.peer_trusted && appendJoined(out, headers, "forwarded")) out += ", ";
+  out += "for=";
+  appendForwardedNode(out, peer);
+  out += ";host=";
+  appendQuoted(out, r.host);
+  out += ";proto=";
+  out += r.scheme;
+  out += "\r\n";
   field(out, "X-Request-Id", r.request_id);
   if (r.identity != nullptr) {
     for (const auto& [name, value] : *r.identity)

@@ -184,6 +184,7 @@ class ResponseReader final : public bhttp::basic_parser<false> {
                        beast::error_code&) override {}
   void on_response_impl(int code, beast::string_view, int http_version,
                         beast::error_code&) override {
+    fields.reserve(RequestReader::kUsualFields);
     status = code;
     version = static_cast<unsigned>(http_version);
   }

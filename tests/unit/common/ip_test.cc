@@ -7,6 +7,10 @@ namespace {
 
 TEST(IpAddressTest, ParsesBothFamiliesAndNormalisesMappedV4) {
   EXPECT_EQ(IpAddress::parse("10.1.2.3")->toString(), "10.1.2.3");
+  EXPECT_EQ(IpAddress::parse("0.0.0.0")->toString(), "0.0.0.0");
+  EXPECT_EQ(IpAddress::parse("255.255.255.255")->toString(), "255.255.255.255");
+  EXPECT_EQ(IpAddress::v4(0x7f000001).toString(), "127.0.0.1");
+  EXPECT_EQ(IpAddress::parse("192.168.100.9")->toString(), "192.168.100.9");
   EXPECT_EQ(IpAddress::parse("::1")->toString(), "::1");
   const auto mapped = IpAddress::parse("::ffff:10.1.2.3");
   ASSERT_TRUE(mapped);

@@ -617,6 +617,36 @@ TEST_F(CredentialReadsTest, EachProviderReadsItsCredentialOncePerDecision) {
   EXPECT_EQ(cookie_->reads.load(), 4);
 }
 
+// cacheKey resumes SHA-256 from a per-thread memo of recent credentials: more credentials
+// than it has slots, one over its size limit, and the same ones again in another order
+// must each get the key they got the first time, and no two the same key.
+TEST_F(CredentialReadsTest, TheCacheKeyIsTheSameFromTheCredentialMemoOrWithoutIt) {
+  std::vector<std::string> bearers;
+  for (int i = 0; i < 20; ++i)
+    bearers.push_back(token("iss-bearer", "user" + std::to_string(i)));
+  const std::string huge = std::string(5000, 'x');  // not a JWT; its key is still a key
+  bearers.push_back(huge);
+  const std::string c = token("iss-cookie", "bob");
+  std::vector<CacheKey> first;
+  for (const auto& b : bearers)
+    first.push_back(keyOf(request(b, c)));
+  for (std::size_t i = 0; i < first.size(); ++i) {
+    for (std::size_t j = i + 1; j < first.size(); ++j)
+      EXPECT_NE(first[i], first[j]) << i << " and " << j;
+  }
+  for (std::size_t round = 0; round < 3; ++round) {
+    for (std::size_t k = 0; k < bearers.size(); ++k) {
+      const std::size_t i = (k * 7 + round) % bearers.size();
+      EXPECT_EQ(keyOf(request(bearers[i], c)), first[i]) << "credential " << i;
+    }
+  }
+  // The rest of the input still counts when the credentials come from the memo.
+  http::Request other_path = request(bearers[0], c);
+  other_path.path = "/elsewhere";
+  other_path.method = "POST";
+  EXPECT_NE(keyOf(other_path), first[0]);
+}
+
 TEST_F(CredentialReadsTest, TheCacheKeyCoversEveryCredentialTheRouteReads) {
   const std::string b1 = token("iss-bearer", "alice");
   const std::string b2 = token("iss-bearer", "mallory");
