@@ -1,5 +1,6 @@
 #include "audit/json_writer.h"
 
+#include <array>
 #include <charconv>
 
 namespace portcullis::audit {
@@ -33,26 +34,32 @@ std::size_t utf8Length(std::string_view s, std::size_t i) {
   return len;
 }
 
+// Bytes copied as they are: printable ASCII other than '"' and '\\'.
+constexpr std::array<bool, 256> kPlain = [] {
+  std::array<bool, 256> plain{};
+  for (int c = 0x20; c < 0x80; ++c)
+    plain[c] = c != '"' && c != '\\';
+  return plain;
+}();
+
 }  // namespace
 
 void JsonWriter::appendEscaped(std::string& out, std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
+  out.reserve(out.size() + s.size() + 2);
   out.push_back('"');
   std::size_t i = 0;
   while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-      // Copy the longest run of plain ASCII at once.
-      std::size_t j = i + 1;
-      while (j < s.size()) {
-        const auto d = static_cast<unsigned char>(s[j]);
-        if (d < 0x20 || d >= 0x80 || d == '"' || d == '\\') break;
-        ++j;
-      }
+    // Copy the longest run of plain ASCII at once.
+    std::size_t j = i;
+    while (j < s.size() && kPlain[static_cast<unsigned char>(s[j])])
+      ++j;
+    if (j > i) {
       out.append(s.data() + i, j - i);
       i = j;
       continue;
     }
+    const auto c = static_cast<unsigned char>(s[i]);
     if (c == '"' || c == '\\') {
       out.push_back('\\');
       out.push_back(static_cast<char>(c));

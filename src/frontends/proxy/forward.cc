@@ -134,7 +134,8 @@ asio::awaitable<Attempt> attempt(ProxyFrontend::Exchange& x, Connection& up, boo
                                  const engine::Settings::Proxy& settings,
                                  std::optional<ResponseReader>& rp) {
   up.owed() = first;
-  bool write_failed = !co_await up.flush();
+  bool write_failed = false;
+  if (!up.sendNow()) write_failed = !co_await up.flush();
   // The rest of the body, as it comes. A server that stops reading it may have answered
   // already (a 413): its answer is read all the same.
   while (!write_failed && !x.body_sent) {
@@ -249,6 +250,7 @@ asio::awaitable<bool> relay(ProxyFrontend::Exchange& x, Connection& up, Response
     co_await x.client.flushAndShutdown();
     co_return false;
   }
+  if (x.client.sendNow()) co_return true;
   co_return co_await x.client.flush();
 }
 

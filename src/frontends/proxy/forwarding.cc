@@ -104,9 +104,12 @@ bool ownField(std::string_view name) {
 HopByHop::HopByHop(const HeaderList& fields) {
   for (const auto& [name, value] : fields) {
     if (!iequals(name, "connection")) continue;
-    for (const auto token : split(value, ',')) {
-      const auto t = trim(token);
-      if (!t.empty()) listed_.push_back(toLower(t));
+    std::string_view rest = value;
+    while (!rest.empty()) {
+      const std::size_t comma = rest.find(',');
+      const auto t = trim(rest.substr(0, comma));
+      if (!t.empty()) listed_.push_back(t);
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
     }
   }
 }

@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 #include "common/http/request.h"
 #include "common/ip.h"
 #include "engine/decision.h"
@@ -27,6 +29,7 @@ bool fixedHopByHop(std::string_view name);
 
 class HopByHop final {
  public:
+  // Refers to `fields`, which must outlive it.
   explicit HopByHop(const HeaderList& fields);
   // `name` in any case.
   bool contains(std::string_view name) const;
@@ -34,7 +37,8 @@ class HopByHop final {
   bool connectionHas(std::string_view token) const;
 
  private:
-  std::vector<std::string> listed_;  // lower case
+  // The Connection field's tokens, in `fields` (usually one: "keep-alive" or "close").
+  boost::container::small_vector<std::string_view, 4> listed_;
 };
 
 // How a message's body is framed on the wire.

@@ -321,8 +321,37 @@ class Connection final {
     co_return timedOut(ec);
   }
 
+  // fill() without a coroutine frame of its own, for a caller that is a coroutine: when
+  // readsDirectly(), co_await socket().async_read_some(buffer().prepare(readRoom())) (a
+  // room of 0 is buffer_overflow), then afterRead() commits and says what happened.
+  bool readsDirectly() const { return tls_ == nullptr && pipe_ == nullptr && owed_.empty(); }
+  std::size_t readRoom() const { return beast::read_size(buffer_, 64 * 1024); }
+  beast::error_code afterRead(beast::error_code ec, std::size_t n) {
+    buffer_.commit(n);
+    return timedOut(ec);
+  }
+
   // Owes `text` to the client; flush() sends it.
   std::string& owed() { return owed_; }
+
+  // flush() without a coroutine frame when the socket takes every owed byte at once: true
+  // then (nothing is owed any more); false when flush() must finish (TLS, a pipe, a client
+  // that does not read, an error), what was sent already gone from owed().
+  bool sendNow() {
+    if (owed_.empty()) return true;
+    if (tls_ || pipe_ != nullptr) return false;
+    std::size_t sent = 0;
+    while (sent < owed_.size()) {
+      boost::system::error_code ec;
+      sent += socket_.write_some(asio::buffer(owed_.data() + sent, owed_.size() - sent), ec);
+      if (ec) {
+        owed_.erase(0, sent);
+        return false;
+      }
+    }
+    owed_.clear();
+    return true;
+  }
 
   // Sends what is owed; true when all of it was written (waiting under `write_timeout`
   // only while the client does not read).
@@ -437,7 +466,15 @@ asio::awaitable<beast::error_code> parseUntil(Connection& connection, Parser& pa
       if (ec) co_return ec;
       continue;
     }
-    ec = co_await connection.fill();
+    if (connection.readsDirectly()) {  // the usual case, without fill()'s frame
+      const std::size_t room = connection.readRoom();
+      if (room == 0) co_return bhttp::error::buffer_overflow;
+      auto [read_ec, n] =
+          co_await connection.socket().async_read_some(connection.buffer().prepare(room), kNoThrow);
+      ec = connection.afterRead(read_ec, n);
+    } else {
+      ec = co_await connection.fill();
+    }
     if (ec == asio::error::eof) {
       ec = {};
       if (parser.got_some()) {
