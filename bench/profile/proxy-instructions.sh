@@ -34,29 +34,7 @@ LUA
 bench_header "built-in proxy, instructions per request (callgrind)"
 note "portcullis: $bin_src"
 bench_app_nginx
-cat >"$work/policy.yaml" <<YAML
-version: 1
-workers: 1
-listeners: { proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }
-watch: { enabled: false }
-identity:
-  demo:
-    issuer: portcullis-dev
-    jwks_file: $root/examples/keys/demo-jwks.json
-    audiences: [orders-api]
-    algorithms: [RS256, ES256]
-    claims_to_headers: { X-User: sub }
-upstreams:
-  app: { servers: [127.0.0.1:$APP_PORT], max_idle: 64 }
-routes:
-  - name: api
-    match: { paths: ["/**"] }
-    authenticate: [demo]
-    cache: { ttl: 60s }
-    upstream: app
-default: deny
-audit: { sink: "file:$work/audit.jsonl" }
-YAML
+bench_proxy_policy "$work/policy.yaml" 1 "\"file:$work/audit.jsonl\""
 # bench_serve runs $bin: a wrapper that runs the copied binary under callgrind.
 cat >"$work/under-callgrind" <<SH
 #!/bin/sh

@@ -55,29 +55,7 @@ note "portcullis: $bin_src, audit: $audit, perf samples ${profile_seconds}s of t
 bench_app_nginx
 case $target in
   portcullis)
-    cat >"$work/policy.yaml" <<YAML
-version: 1
-workers: 1
-listeners: { proxy: 127.0.0.1:0, admin: 127.0.0.1:0 }
-watch: { enabled: false }
-identity:
-  demo:
-    issuer: portcullis-dev
-    jwks_file: $root/examples/keys/demo-jwks.json
-    audiences: [orders-api]
-    algorithms: [RS256, ES256]
-    claims_to_headers: { X-User: sub }
-upstreams:
-  app: { servers: [127.0.0.1:$APP_PORT], max_idle: 64 }
-routes:
-  - name: api
-    match: { paths: ["/**"] }
-    authenticate: [demo]
-    cache: { ttl: 60s }
-    upstream: app
-default: deny
-audit: { sink: $sink }
-YAML
+    bench_proxy_policy "$work/policy.yaml" 1 "$sink"
     bench_serve "$work/policy.yaml" "$work/ready.json" "$work/portcullis.log"
     pid=$SERVE_PID
     [[ -n $SERVE_PROXY ]] || die "portcullis reported no proxy listener: $(cat "$work/ready.json")"
