@@ -84,12 +84,12 @@ Sha256 sha256(std::string_view data) {
 
 std::string hex(std::string_view bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
+  std::string out(bytes.size() * 2, '\0');
+  char* o = out.data();
   for (const char c : bytes) {
     const auto b = static_cast<unsigned char>(c);
-    out.push_back(kHex[b >> 4]);
-    out.push_back(kHex[b & 0xf]);
+    *o++ = kHex[b >> 4];
+    *o++ = kHex[b & 0xf];
   }
   return out;
 }

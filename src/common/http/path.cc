@@ -103,10 +103,25 @@ class Utf8Validator final {
   char32_t min_ = 0;
 };
 
+// The usual case, a path already in normal form: only bytes that pass 1 keeps as they are,
+// no '.' or ';' (so no dot segment, no name ending in '.', no parameter) and no empty
+// segment. Both passes would give it back unchanged.
+bool alreadyNormal(std::string_view raw) {
+  char prev = 0;
+  for (const char ch : raw) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (kRawClasses[c] != RawClass::kKeep || c == '.' || c == ';') return false;
+    if (c == '/' && prev == '/') return false;
+    prev = ch;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::optional<std::string> normalizePath(std::string_view raw) {
   if (raw.empty() || raw.front() != '/') return std::nullopt;
+  if (alreadyNormal(raw)) return std::string(raw);
 
   // Pass 1: escapes, raw characters and UTF-8.
   std::string decoded;
