@@ -32,7 +32,9 @@ UPS=$(<"$TEST_TMP/tls_upstream.port")
 # The served certificates are copies, so the test can renew one in place.
 cp "$CERTS/a.pem" "$CERTS/a.key" "$CERTS/b.pem" "$CERTS/b.key" "$TEST_TMP/"
 config="$TEST_TMP/portcullis.yaml"
-write_config() {  # write_config CLIENT_CERTS (optional | required)
+# write_config CLIENT_CERTS (optional | required) [MARKER]: MARKER names one more route, so
+# that a reload with it is a new policy (an unchanged one keeps the running snapshot).
+write_config() {
   cat >"$config.tmp" <<YAML
 version: 1
 workers: 1
@@ -103,6 +105,10 @@ routes:
     match: { paths: [/big-open/**] }
     allow: true
     strip_prefix: /big-open
+    upstream: app
+  - name: marker
+    match: { paths: ["/marker-${2:-0}"] }
+    allow: true
     upstream: app
 default: deny
 audit: { sink: "file:$AUDIT_FILE" }
@@ -376,6 +382,32 @@ done
 sleep 0.5
 fds_after=$(fd_count)
 ((fds_after <= fds_before + 4)) || fail "fds grew from $fds_before to $fds_after over 100 handshakes"
+
+# ---- session resumption across a reload: the ticket keys outlive the contexts -----------
+# s_client saves the session of a first connection, a new policy (SIGHUP) brings new TLS
+# contexts, and a second connection offering that session resumes it (TLS 1.2 and TLS 1.3
+# tickets).
+ok_reloads() { metric "http://$ADMIN/metrics" 'portcullis_reloads_total{result="ok"}'; }
+reloaded_since() { (($(ok_reloads) > $1)); }
+for version in -tls1_2 -tls1_3; do
+  printf 'GET /echo HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n' |
+    timeout 10 openssl s_client -connect "$TLS" -servername a.test "$version" \
+      -CAfile "$CERTS/ca.pem" -sess_out "$TEST_TMP/session$version.pem" -ign_eof \
+      >"$TEST_TMP/first$version.txt" 2>&1 || true
+  assert_contains "$(<"$TEST_TMP/first$version.txt")" "New, TLSv1" "a first $version session"
+  [[ -s $TEST_TMP/session$version.pem ]] || fail "s_client saved no $version session"
+  before=$(ok_reloads)
+  write_config optional "resume$version"  # a new policy: new TLS contexts, same client certificates
+  kill -HUP "$PID"
+  wait_until 10 reloaded_since "$before" || fail "no reload after SIGHUP"
+  printf 'GET /echo HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n' |
+    timeout 10 openssl s_client -connect "$TLS" -servername a.test "$version" \
+      -CAfile "$CERTS/ca.pem" -sess_in "$TEST_TMP/session$version.pem" -ign_eof \
+      >"$TEST_TMP/second$version.txt" 2>&1 || true
+  assert_contains "$(<"$TEST_TMP/second$version.txt")" "Reused, TLSv1" \
+    "the $version session resumed after the reload"
+  assert_contains "$(<"$TEST_TMP/second$version.txt")" "HTTP/1.1 200" "and served"
+done
 
 # ---- client_certs: required, by a reload ---------------------------------------------------
 write_config required

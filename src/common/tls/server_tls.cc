@@ -3,11 +3,18 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <array>
+#include <chrono>
 #include <cstring>
+#include <mutex>
+#include <optional>
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ocsp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -26,6 +33,85 @@ struct NamesFree {
   void operator()(GENERAL_NAMES* n) const { GENERAL_NAMES_free(n); }
 };
 using Cert = std::unique_ptr<X509, X509Free>;
+
+// The session ticket keys of every context this process builds, so that a ticket issued
+// before a reload (which builds new contexts) still resumes after it; OpenSSL's own keys
+// are per context. A key seals tickets for 12 hours and opens them for 24: a ticket lives
+// a day at most, and a key that leaked opens at most a day of sessions. Handshakes run
+// on every worker, so one mutex (a handshake costs far more than taking it).
+class TicketKeys final {
+ public:
+  // SSL_CTX_set_tlsext_ticket_key_evp_cb's callback: 1 sealed or opened with the newest
+  // key, 2 opened with the one before (OpenSSL then issues a new ticket), 0 no ticket
+  // issued or a ticket no key opens (a full handshake follows), -1 an error.
+  static int callback(SSL*, unsigned char name[16], unsigned char* iv, EVP_CIPHER_CTX* cipher,
+                      EVP_MAC_CTX* mac, int enc) {
+    static TicketKeys keys;
+    return keys.use(name, iv, cipher, mac, enc == 1);
+  }
+
+ private:
+  static constexpr std::chrono::hours kSeals{12};
+  static constexpr std::chrono::hours kOpens{24};
+  using Clock = std::chrono::steady_clock;
+  struct Key {
+    unsigned char name[16];
+    unsigned char aes[32];
+    unsigned char hmac[32];
+    Clock::time_point born;
+  };
+
+  ~TicketKeys() {
+    for (auto* k : {&current_, &previous_}) {
+      if (*k) OPENSSL_cleanse(&**k, sizeof(Key));
+    }
+  }
+
+  int use(unsigned char name[16], unsigned char* iv, EVP_CIPHER_CTX* cipher, EVP_MAC_CTX* mac,
+          bool seal) {
+    std::lock_guard lock(mu_);
+    const auto now = Clock::now();
+    if (!current_ || now - current_->born >= kSeals) {
+      Key fresh{};
+      if (RAND_bytes(fresh.name, sizeof fresh.name) != 1 ||
+          RAND_bytes(fresh.aes, sizeof fresh.aes) != 1 ||
+          RAND_bytes(fresh.hmac, sizeof fresh.hmac) != 1) {
+        return seal ? 0 : -1;  // no ticket rather than a predictable key
+      }
+      fresh.born = now;
+      previous_ = current_;
+      current_ = fresh;
+    }
+    const Key* key = nullptr;
+    int found = 1;
+    if (seal) {
+      key = &*current_;
+      std::memcpy(name, key->name, sizeof key->name);
+      if (RAND_bytes(iv, 16) != 1) return -1;
+    } else if (std::memcmp(name, current_->name, sizeof current_->name) == 0) {
+      key = &*current_;
+    } else if (previous_ && now - previous_->born < kOpens &&
+               std::memcmp(name, previous_->name, sizeof previous_->name) == 0) {
+      key = &*previous_;
+      found = 2;
+    } else {
+      return 0;
+    }
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, const_cast<unsigned char*>(key->hmac),
+                                          sizeof key->hmac),
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>("SHA256"), 0),
+        OSSL_PARAM_construct_end()};
+    const int init = seal ? EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key->aes, iv)
+                          : EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key->aes, iv);
+    if (init != 1 || EVP_MAC_CTX_set_params(mac, params) != 1) return -1;
+    return found;
+  }
+
+  std::mutex mu_;
+  std::optional<Key> current_;
+  std::optional<Key> previous_;
+};
 
 std::string asciiLower(std::string_view s) {
   std::string out(s);
@@ -156,6 +242,16 @@ tl::expected<std::shared_ptr<const ServerContexts>, BuildError> ServerContexts::
   if (config.certificates.empty()) {
     return tl::unexpected(BuildError{Part::kCertificate, 0, "no certificate"});
   }
+  std::array<unsigned char, EVP_MAX_MD_SIZE> session_context{};
+  static_assert(SSL_MAX_SID_CTX_LENGTH == 32 && EVP_MAX_MD_SIZE >= 32);
+  {
+    std::string policy = "portcullis sessions\n";
+    policy += std::to_string(static_cast<int>(config.client_certs));
+    policy += '\n';
+    policy += config.client_ca_pem;
+    EVP_Digest(policy.data(), policy.size(), session_context.data(), nullptr, EVP_sha256(),
+               nullptr);
+  }
   for (std::size_t i = 0; i < config.certificates.size(); ++i) {
     const auto& c = config.certificates[i];
     auto fail = [&](const std::string& what) {
@@ -174,8 +270,12 @@ tl::expected<std::shared_ptr<const ServerContexts>, BuildError> ServerContexts::
       return tl::unexpected(
           BuildError{Part::kCiphers, i, "ciphers: no cipher of '" + ciphers + "' is usable"});
     }
-    static constexpr unsigned char kSessionContext[] = "portcullis";
-    SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof kSessionContext - 1);
+    // Sessions resume across reloads (TicketKeys), but only into the same client
+    // certificate policy: a session remembers the verified client certificate (or that
+    // there was none), and OpenSSL resumes only a session of the same context. A reload
+    // that makes certificates required or changes the CA thus forces full handshakes.
+    SSL_CTX_set_session_id_context(ctx, session_context.data(), SSL_MAX_SID_CTX_LENGTH);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, TicketKeys::callback);
     if (auto e = loadChain(ctx, c.cert_pem, out->entries_.back().names)) return fail(*e);
     if (auto e = loadKey(ctx, c.key_pem)) return fail(*e);
     if (!c.ocsp_der.empty()) {

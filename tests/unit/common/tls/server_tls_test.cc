@@ -99,8 +99,10 @@ struct Handshake {
     SSL_CTX_free(client_ctx);
   }
   bool run(const ServerContexts& contexts, const TestCert& ca, const char* sni,
-           const TestCert* cert, const char* alpn_offer = nullptr) {
+           const TestCert* cert, const char* alpn_offer = nullptr, SSL_SESSION* resume = nullptr,
+           int max_version = 0) {
     client_ctx = SSL_CTX_new(TLS_client_method());
+    if (max_version != 0) SSL_CTX_set_max_proto_version(client_ctx, max_version);
     X509_STORE_add_cert(SSL_CTX_get_cert_store(client_ctx), ca.cert.get());
     SSL_CTX_set_verify(client_ctx, SSL_VERIFY_PEER, nullptr);
     if (cert != nullptr) {
@@ -108,6 +110,7 @@ struct Handshake {
       SSL_CTX_use_PrivateKey(client_ctx, cert->key.get());
     }
     client = SSL_new(client_ctx);
+    if (resume != nullptr) SSL_set_session(client, resume);
     if (sni != nullptr) SSL_set_tlsext_host_name(client, sni);
     if (alpn_offer != nullptr) {
       SSL_set_alpn_protos(client, reinterpret_cast<const unsigned char*>(alpn_offer),
@@ -138,9 +141,17 @@ struct Handshake {
           break;
       }
     }
+    // TLS 1.3 tickets come after the handshake: the client takes them on its first read.
+    if (client_done && server_done) {
+      char byte = 0;
+      SSL_read(client, &byte, 1);
+    }
     ERR_clear_error();
     return client_done && server_done;
   }
+  // The client's session, to resume (owned by the caller).
+  SSL_SESSION* session() const { return SSL_get1_session(client); }
+  bool resumed() const { return SSL_session_reused(client) == 1; }
   std::string servedCn() const {
     X509* served = SSL_get0_peer_certificate(client);
     if (served == nullptr) return "";
@@ -163,6 +174,39 @@ TEST_F(ServerTls, SniChoosesTheCertificateDuringTheHandshake) {
   ASSERT_TRUE(none.run(**built, ca, nullptr, nullptr, "\x02h2"));
   EXPECT_EQ(none.servedCn(), "a.test");
   EXPECT_EQ(sessionInfo(none.server).alpn, "");  // nothing in common: no ALPN, HTTP/1.1
+}
+
+// Contexts built again (a reload) share the ticket keys: a session resumes across the
+// rebuild, in TLS 1.2 and 1.3, but not into another client certificate policy.
+TEST_F(ServerTls, SessionsResumeAcrossARebuildButNotIntoAnotherClientCertificatePolicy) {
+  for (const int version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
+    SCOPED_TRACE(version == TLS1_2_VERSION ? "TLS 1.2" : "TLS 1.3");
+    auto before = ServerContexts::build(config, {"http/1.1"});
+    ASSERT_TRUE(before) << before.error().message;
+    Handshake first;
+    ASSERT_TRUE(first.run(**before, ca, "a.test", nullptr, nullptr, nullptr, version));
+    EXPECT_FALSE(first.resumed());
+    std::unique_ptr<SSL_SESSION, decltype(&SSL_SESSION_free)> session(first.session(),
+                                                                      &SSL_SESSION_free);
+    ASSERT_NE(session, nullptr);
+    ASSERT_TRUE(SSL_SESSION_is_resumable(session.get()));
+
+    auto after = ServerContexts::build(config, {"http/1.1"});
+    ASSERT_TRUE(after) << after.error().message;
+    Handshake again;
+    ASSERT_TRUE(again.run(**after, ca, "a.test", nullptr, nullptr, session.get(), version));
+    EXPECT_TRUE(again.resumed());
+
+    ServerConfig stricter = config;
+    stricter.client_ca_pem = ca.cert_pem;
+    stricter.client_certs = ServerConfig::ClientCerts::kOptional;
+    auto changed = ServerContexts::build(stricter, {"http/1.1"});
+    ASSERT_TRUE(changed) << changed.error().message;
+    Handshake full;
+    ASSERT_TRUE(full.run(**changed, ca, "a.test", &client, nullptr, session.get(), version));
+    EXPECT_FALSE(full.resumed());
+    EXPECT_TRUE(verifiedPeer(full.server)) << "the full handshake verified the certificate";
+  }
 }
 
 TEST_F(ServerTls, AVerifiedClientCertificateBecomesAttributes) {
