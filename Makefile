@@ -11,7 +11,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 20
-FUZZERS ?= jwt jwk spoe authorizer pattern
+FUZZERS ?= jwt jwk session spoe authorizer pattern
 BENCH ?= ON
 
 # ccache keys on paths relative to the checkout, so a fresh clone elsewhere still hits.
