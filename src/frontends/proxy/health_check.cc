@@ -24,6 +24,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 
+#include "net/resolve.h"
 #include "telemetry/metrics.h"
 
 namespace portcullis::frontends::proxy {
@@ -202,18 +203,8 @@ asio::awaitable<Outcome> probe(std::shared_ptr<Target> t) {
     t->abort();
   });
 
-  std::vector<tcp::endpoint> endpoints;
-  boost::system::error_code parsed;
-  const auto literal = asio::ip::make_address(server.host, parsed);
-  if (!parsed) {
-    endpoints.emplace_back(literal, server.port);
-  } else {
-    auto [ec, found] =
-        co_await t->resolver.async_resolve(server.host, std::to_string(server.port), kNoThrow);
-    if (ec || t->stopped || t->timed_out) co_return failure(*t, Outcome::kConnect);
-    for (const auto& entry : found)
-      endpoints.push_back(entry.endpoint());
-  }
+  auto [resolve_ec, endpoints] = co_await net::endpointsOf(t->resolver, server.host, server.port);
+  if (resolve_ec || t->stopped || t->timed_out) co_return failure(*t, Outcome::kConnect);
   if (auto [ec, ep] = co_await asio::async_connect(t->socket, endpoints, kNoThrow);
       ec || t->stopped || t->timed_out) {
     co_return failure(*t, Outcome::kConnect);

@@ -13,6 +13,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
+#include "net/resolve.h"
 #include "net/workers.h"
 
 namespace portcullis::frontends::proxy {
@@ -67,21 +68,17 @@ asio::awaitable<Result<std::unique_ptr<Connection>>> connectTo(asio::any_io_exec
                                                                const tls::ClientContext* tls) {
   const std::string where = host + ":" + std::to_string(port);
   std::vector<tcp::endpoint> endpoints;
-  boost::system::error_code not_literal;
-  if (const auto literal = asio::ip::make_address(host, not_literal); !not_literal) {
-    endpoints.emplace_back(literal, port);
-  } else {
+  {
     tcp::resolver resolver(executor);
     net::Deadline deadline(executor, &resolver,
                            [](void* r) { static_cast<tcp::resolver*>(r)->cancel(); });
     deadline.expireAfter(timeout);
-    auto [ec, results] = co_await resolver.async_resolve(host, std::to_string(port), kNoThrow);
+    boost::system::error_code ec;
+    std::tie(ec, endpoints) = co_await net::endpointsOf(resolver, host, port);
     if (ec) {
       co_return fail(Reason::kInternalError,
                      "resolve " + where + ": " + (deadline.expired() ? "timed out" : ec.message()));
     }
-    for (const auto& entry : results)
-      endpoints.push_back(entry.endpoint());
   }
   tcp::socket socket(executor);
   boost::system::error_code ec = asio::error::host_not_found;

@@ -32,6 +32,27 @@ std::string aad(std::string_view name) {
   return a;
 }
 
+// AES-256-GCM of the `n` bytes at `in` into `out` (as many), with `extra` authenticated:
+// sealing writes the tag to `tag`, opening checks the one there. False on any failure,
+// a tag that does not verify included.
+bool gcm(bool seal, const unsigned char* key, const unsigned char* nonce, std::string_view extra,
+         const unsigned char* in, std::size_t n, unsigned char* out, unsigned char* tag) {
+  Cipher ctx(EVP_CIPHER_CTX_new());
+  int len = 0;
+  if (!ctx ||
+      EVP_CipherInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key, nonce, seal ? 1 : 0) != 1 ||
+      EVP_CipherUpdate(ctx.get(), nullptr, &len,
+                       reinterpret_cast<const unsigned char*>(extra.data()),
+                       static_cast<int>(extra.size())) != 1 ||
+      EVP_CipherUpdate(ctx.get(), out, &len, in, static_cast<int>(n)) != 1) {
+    return false;
+  }
+  if (!seal && EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagBytes, tag) != 1)
+    return false;
+  if (EVP_CipherFinal_ex(ctx.get(), out + len, &len) != 1) return false;
+  return !seal || EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes, tag) == 1;
+}
+
 }  // namespace
 
 tl::expected<CookieSealer, std::string> CookieSealer::make(const std::vector<std::string>& keys) {
@@ -68,22 +89,11 @@ tl::expected<std::vector<std::string>, std::string> CookieSealer::seal(
   unsigned char* nonce = out + 1 + kIdBytes;
   unsigned char* body = nonce + kNonceBytes;
   if (RAND_bytes(nonce, kNonceBytes) != 1) return tl::unexpected(std::string("no randomness"));
-  const std::string extra = aad(name);
-  Cipher ctx(EVP_CIPHER_CTX_new());
-  int n = 0;
-  int done = 0;
-  const bool ok =
-      ctx &&
-      EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key.bytes.data(), nonce) == 1 &&
-      EVP_EncryptUpdate(ctx.get(), nullptr, &n,
-                        reinterpret_cast<const unsigned char*>(extra.data()),
-                        static_cast<int>(extra.size())) == 1 &&
-      EVP_EncryptUpdate(ctx.get(), body, &n,
-                        reinterpret_cast<const unsigned char*>(plaintext.data()),
-                        static_cast<int>(plaintext.size())) == 1 &&
-      EVP_EncryptFinal_ex(ctx.get(), body + n, &done) == 1 &&
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagBytes, body + plaintext.size()) == 1;
-  if (!ok) return tl::unexpected(std::string("AES-256-GCM failed"));
+  const auto* in = reinterpret_cast<const unsigned char*>(plaintext.data());
+  if (!gcm(true, key.bytes.data(), nonce, aad(name), in, plaintext.size(), body,
+           body + plaintext.size())) {
+    return tl::unexpected(std::string("AES-256-GCM failed"));
+  }
 
   const std::string text = base64urlEncode(sealed);
   // The first cookie also carries "COUNT.": reserve room for it.
@@ -136,23 +146,11 @@ tl::expected<std::string, CookieSealer::Refusal> CookieSealer::open(
   const unsigned char* body = nonce + kNonceBytes;
   const std::size_t length = sealed->size() - kOverhead;
   std::string plaintext(length, '\0');
-  const std::string extra = aad(name);
-  Cipher ctx(EVP_CIPHER_CTX_new());
-  int n = 0;
-  int done = 0;
-  const bool ok =
-      ctx &&
-      EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, key->bytes.data(), nonce) == 1 &&
-      EVP_DecryptUpdate(ctx.get(), nullptr, &n,
-                        reinterpret_cast<const unsigned char*>(extra.data()),
-                        static_cast<int>(extra.size())) == 1 &&
-      EVP_DecryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(plaintext.data()), &n, body,
-                        static_cast<int>(length)) == 1 &&
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagBytes,
-                          const_cast<unsigned char*>(body + length)) == 1 &&
-      EVP_DecryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(plaintext.data()) + n,
-                          &done) == 1;
-  if (!ok) return tl::unexpected(Refusal::kForged);
+  auto* out = reinterpret_cast<unsigned char*>(plaintext.data());
+  auto* tag = const_cast<unsigned char*>(body + length);
+  if (!gcm(false, key->bytes.data(), nonce, aad(name), body, length, out, tag)) {
+    return tl::unexpected(Refusal::kForged);
+  }
   return plaintext;
 }
 

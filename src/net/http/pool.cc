@@ -20,6 +20,7 @@
 #include <boost/beast/ssl.hpp>
 
 #include "common/strings.h"
+#include "net/resolve.h"
 
 namespace portcullis::net {
 
@@ -340,8 +341,7 @@ asio::awaitable<std::optional<HttpError>> HttpPool::open(std::shared_ptr<HttpCon
       if (!ec) conn->impl().resolver.cancel();
     });
   }
-  auto [rec, endpoints] =
-      co_await c.resolver.async_resolve(key.host, std::to_string(key.port), kNoThrow);
+  auto [rec, endpoints] = co_await endpointsOf(c.resolver, key.host, key.port);
   resolve_timer.cancel();
   if (c.closed) co_return abandoned();
   if (rec) {
