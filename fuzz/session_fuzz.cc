@@ -7,8 +7,10 @@
 //       key, split into cookies as a browser would keep them, and the rest of the input
 //       says which bytes of those cookie values to XOR with what. Invariant: the session
 //       opens exactly when nothing changed, and then holds what was sealed.
-//   anything else (raw): the input, split at '\n', is the cookie values NAME, NAME-1 …
-//       Invariant: it never opens (that would be a forgery).
+//   anything else (raw): the input, split at '\n', is the cookie values NAME, NAME-1 … of
+//       another cookie name than flip mode seals for, so even a value libFuzzer copied out of
+//       flip mode (it learns what the code compares) may not open. Invariant: it never
+//       opens (that would be a forgery, or a value moved from another cookie).
 // Besides crashes, leaks and UB, a broken invariant aborts.
 #include <cstddef>
 #include <cstdint>
@@ -26,7 +28,8 @@ namespace {
 using portcullis::identity::session::CookieSealer;
 using portcullis::identity::session::pieceName;
 
-constexpr std::string_view kName = "__Host-portcullis";
+constexpr std::string_view kFlipName = "__Host-flip";  // what flip mode seals for
+constexpr std::string_view kRawName = "__Host-portcullis";
 
 void check(bool ok, const char* what) {
   if (!ok) {
@@ -40,11 +43,11 @@ const CookieSealer& sealer() {
   return s;
 }
 
-bool opens(const std::vector<std::string>& values, std::string* plaintext) {
+bool opens(std::string_view name, const std::vector<std::string>& values, std::string* plaintext) {
   std::map<std::string, std::string, std::less<>> jar;
   for (std::size_t i = 0; i < values.size(); ++i)
-    jar[pieceName(kName, i)] = values[i];
-  const auto opened = sealer().open(kName, [&](std::string_view n) -> std::string_view {
+    jar[pieceName(name, i)] = values[i];
+  const auto opened = sealer().open(name, [&](std::string_view n) -> std::string_view {
     const auto it = jar.find(n);
     return it == jar.end() ? std::string_view() : std::string_view(it->second);
   });
@@ -61,7 +64,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::string session(length, '\0');
     for (std::size_t i = 0; i < length; ++i)
       session[i] = static_cast<char>('a' + i % 26);
-    const auto sealed = sealer().seal(kName, session);
+    const auto sealed = sealer().seal(kFlipName, session);
     check(sealed.has_value(), "a session of at most 10 KiB could not be sealed");
     std::vector<std::string> values = *sealed;
     bool changed = false;
@@ -74,7 +77,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     if (changed) changed = values != *sealed;  // two flips of one byte may cancel out
     std::string opened;
-    const bool ok = opens(values, &opened);
+    const bool ok = opens(kFlipName, values, &opened);
     check(ok == !changed, changed ? "a changed session opened" : "an intact session did not open");
     if (ok) check(opened == session, "a session opened to something else");
     return 0;
@@ -86,6 +89,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     values.emplace_back(in.substr(start, end - start));
     start = end + 1;
   }
-  check(!opens(values, nullptr), "raw bytes opened as a session: a forgery");
+  check(!opens(kRawName, values, nullptr), "raw bytes opened as a session: a forgery");
   return 0;
 }
