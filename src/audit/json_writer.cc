@@ -2,6 +2,8 @@
 
 #include <array>
 #include <charconv>
+#include <cstdint>
+#include <cstring>
 
 namespace portcullis::audit {
 namespace {
@@ -42,6 +44,19 @@ constexpr std::array<bool, 256> kPlain = [] {
   return plain;
 }();
 
+// True when the eight bytes at `p` are all plain (kPlain): none >= 0x80, none < 0x20, no
+// '"' and no '\\' (the usual SWAR tests for a byte below a bound and for a zero byte).
+bool plainWord(const char* p) {
+  std::uint64_t x;
+  std::memcpy(&x, p, sizeof x);
+  constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr std::uint64_t kHigh = 0x8080808080808080ULL;
+  const auto hasZero = [](std::uint64_t v) { return ((v - kOnes) & ~v & kHigh) != 0; };
+  const bool high = (x & kHigh) != 0;
+  const bool control = ((x - kOnes * 0x20) & ~x & kHigh) != 0;
+  return !high && !control && !hasZero(x ^ (kOnes * '"')) && !hasZero(x ^ (kOnes * '\\'));
+}
+
 }  // namespace
 
 void JsonWriter::appendEscaped(std::string& out, std::string_view s) {
@@ -50,8 +65,10 @@ void JsonWriter::appendEscaped(std::string& out, std::string_view s) {
   out.push_back('"');
   std::size_t i = 0;
   while (i < s.size()) {
-    // Copy the longest run of plain ASCII at once.
+    // Copy the longest run of plain ASCII at once, found eight bytes at a time.
     std::size_t j = i;
+    while (j + 8 <= s.size() && plainWord(s.data() + j))
+      j += 8;
     while (j < s.size() && kPlain[static_cast<unsigned char>(s[j])])
       ++j;
     if (j > i) {
@@ -90,11 +107,17 @@ void JsonWriter::appendEscaped(std::string& out, std::string_view s) {
 }
 
 void JsonWriter::key(std::string_view k) {
-  if (!first_) out_.push_back(',');
+  // `,"k":` in one resize: keys are our own constants, and a line has some twenty.
+  const std::size_t at = out_.size();
+  out_.resize(at + k.size() + (first_ ? 3 : 4));
+  char* p = out_.data() + at;
+  if (!first_) *p++ = ',';
   first_ = false;
-  out_.push_back('"');
-  out_.append(k);  // keys are our own constants
-  out_ += "\":";
+  *p++ = '"';
+  std::memcpy(p, k.data(), k.size());
+  p += k.size();
+  *p++ = '"';
+  *p = ':';
 }
 
 void JsonWriter::string(std::string_view k, std::string_view value) {

@@ -217,6 +217,31 @@ TEST(JsonWriterTest, EscapesAndRepairsStrings) {
   EXPECT_TRUE(nlohmann::json::accept(out));
 }
 
+// The plain runs are found eight bytes at a time: a byte to escape is caught at every
+// place in a word, and plain bytes on either side of it are copied as they are.
+TEST(JsonWriterTest, EscapesAByteToEscapeWhereverItFallsInAWord) {
+  const std::pair<std::string, std::string> cases[] = {{"\"", "\\\""},
+                                                       {"\\", "\\\\"},
+                                                       {"\n", "\\n"},
+                                                       {"\x1f", "\\u001f"},
+                                                       {"\x01", "\\u0001"},
+                                                       {"\x7f", "\x7f"},
+                                                       {"\xc3\xa9", "\xc3\xa9"},
+                                                       {"\xff", "\xef\xbf\xbd"},
+                                                       {" ", " "},
+                                                       {"~", "~"}};
+  for (const auto& [raw, escaped] : cases) {
+    for (std::size_t before = 0; before < 20; ++before) {
+      const std::string text = std::string(before, 'a') + raw + std::string(19 - before, 'b');
+      std::string out;
+      JsonWriter::appendEscaped(out, text);
+      EXPECT_EQ(out,
+                "\"" + std::string(before, 'a') + escaped + std::string(19 - before, 'b') + "\"")
+          << "at " << before;
+    }
+  }
+}
+
 TEST(JsonWriterTest, WritesAFlatObject) {
   std::string out;
   JsonWriter w(out);
