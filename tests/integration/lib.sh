@@ -158,6 +158,13 @@ wait_until() {
 # gone PID: the process exited and was reaped (a zombie still has its /proc entry).
 gone() { [[ ! -e /proc/$1 ]]; }
 
+# asan_binary PATH: PATH is built with AddressSanitizer (make test's binary): it calls
+# __asan_init. Read from the file itself: `ldd PATH | grep -q libasan` under pipefail once
+# took make test's ASan binary for a release one (proxy_tls_test then bounded its RSS, which
+# ASan's quarantine grows by design), whether by ldd failing or by grep -q's early exit
+# killing it with SIGPIPE.
+asan_binary() { grep -qa -- __asan_init "$1"; }
+
 # start_bg NAME CMD [ARGS…]: stdout to $TEST_TMP/NAME.out, stderr to $TEST_TMP/NAME.err.
 start_bg() {
   local name=$1

@@ -206,7 +206,7 @@ assert_status 504 "a server that never reads a 16 MiB body"
 dead_down() {
   "${CURL[@]}" "http://$ADMIN/metrics" 2>/dev/null |
     grep -F 'portcullis_upstream_server_up{' | grep -F 'upstream="checked"' |
-    grep -F "127.0.0.1:$DEAD" | grep -q ' 0$'
+    grep -F "127.0.0.1:$DEAD" | grep ' 0$' >/dev/null
 }
 wait_until 20 dead_down || fail "the active health check never marked 127.0.0.1:$DEAD down"
 for ((i = 0; i < 6; i++)); do
@@ -237,7 +237,7 @@ assert_contains "$ws" "ping-2" "bytes echoed after the switch"
 # Under ASan (make test's binary) the streams are 256 MiB (1 GiB takes minutes there) and
 # memory is reported, not bounded: ASan's quarantine holds freed memory by design. The
 # release binary (make test-integration) streams 1 GiB each way and bounds its RSS growth.
-if ldd "$PORTCULLIS" 2>/dev/null | grep -q libasan; then
+if asan_binary "$PORTCULLIS"; then
   STREAM_BYTES=268435456
   BOUND_MEMORY=0
 else

@@ -255,7 +255,7 @@ assert_contains "$h2load_out" "2000 2xx" "all answered 2xx"
 # No fd or memory growth over many more h2 requests (memory bounded only without ASan,
 # whose quarantine holds freed memory).
 BOUND_MEMORY=1
-ldd "$PORTCULLIS" 2>/dev/null | grep -q libasan && BOUND_MEMORY=0
+asan_binary "$PORTCULLIS" && BOUND_MEMORY=0
 fd0=$(fd_count)
 rss0=$(awk '/^VmRSS:/ { print $2 }' "/proc/$PID/status")
 h2load_out=$(h2load -n 20000 -c 4 -m 10 "https://$TLS/echo" 2>&1) || true

@@ -52,15 +52,16 @@ bool framingField(std::string& out, const Framing& framing) {
 }
 
 // Appends the values of every `name` field joined by ", " (the list form of RFC 9110
-// §5.3); true when there was one.
+// §5.3), each trimmed, empty ones left out; true when it appended anything.
 bool appendJoined(std::string& out, const http::Headers& headers, std::string_view name) {
-  bool any = false;
+  const std::size_t start = out.size();
   headers.forEach(name, [&](const std::string& v) {
-    if (any) out += ", ";
-    out += trim(v);
-    any = true;
+    const std::string_view t = trim(v);
+    if (t.empty()) return;
+    if (out.size() > start) out += ", ";
+    out += t;
   });
-  return any;
+  return out.size() > start;
 }
 
 // Appends a Forwarded node (RFC 7239 §6): an IPv4 address as it is, an IPv6 one bracketed

@@ -309,16 +309,14 @@ class Connection final {
   // sending what is owed to it (it may be waiting for that before it sends more).
   asio::awaitable<beast::error_code> fill() {
     if (!owed_.empty() && !co_await flush()) co_return asio::error::broken_pipe;
-    const std::size_t room = beast::read_size(buffer_, 64 * 1024);
+    const std::size_t room = readRoom();
     if (room == 0) co_return bhttp::error::buffer_overflow;
     if (tls_ == nullptr && pipe_ == nullptr) {  // the usual case: no coroutine frame more
       auto [ec, n] = co_await socket_.async_read_some(buffer_.prepare(room), kNoThrow);
-      buffer_.commit(n);
-      co_return timedOut(ec);
+      co_return afterRead(ec, n);
     }
     auto [ec, n] = co_await readSome(buffer_.prepare(room));
-    buffer_.commit(n);
-    co_return timedOut(ec);
+    co_return afterRead(ec, n);
   }
 
   // fill() without a coroutine frame of its own, for a caller that is a coroutine: when

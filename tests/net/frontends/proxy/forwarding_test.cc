@@ -85,6 +85,36 @@ TEST(ProxyForwarding, ATrustedPeersChainIsKeptAndThisHopAppended) {
   EXPECT_NE(out.find("Forwarded: for=203.0.113.5, for=192.0.2.10;"), std::string::npos) << out;
 }
 
+// Empty values in a trusted chain add no empty list element; an IPv6 peer is a bracketed,
+// quoted Forwarded node, and the host is a quoted-string.
+TEST(ProxyForwarding, EmptyChainValuesAreLeftOutAndNodesAreQuotedWhereDue) {
+  const auto h = headers({{"x-forwarded-for", " "},
+                          {"x-forwarded-for", "203.0.113.5"},
+                          {"x-forwarded-for", ""},
+                          {"forwarded", ""}});
+  const auto out = head(h, true);
+  EXPECT_NE(out.find("X-Forwarded-For: 203.0.113.5, 192.0.2.10\r\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("Forwarded: for=192.0.2.10;host=\"api.example.com\";proto=https\r\n"),
+            std::string::npos)
+      << out;
+
+  UpstreamRequest r;
+  r.method = "GET";
+  r.target = "/";
+  const auto none = headers({});
+  r.headers = &none;
+  r.host = "a\"b";
+  r.scheme = "http";
+  r.peer = *IpAddress::parse("2001:db8::1");
+  r.request_id = "rid-2";
+  std::string v6;
+  writeUpstreamHead(v6, r);
+  EXPECT_NE(v6.find("X-Forwarded-For: 2001:db8::1\r\n"), std::string::npos) << v6;
+  EXPECT_NE(v6.find("Forwarded: for=\"[2001:db8::1]\";host=\"a\\\"b\";proto=http\r\n"),
+            std::string::npos)
+      << v6;
+}
+
 TEST(ProxyForwarding, IdentityHeadersTheClientSentAreDroppedAndTheDecisionsAdded) {
   const auto h = headers({{"x-user", "admin"}, {"x-tenant", "evil"}, {"x-other", "kept"}});
   const engine::Decision::HeaderList identity = {{"X-User", "alice"}};
