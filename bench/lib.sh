@@ -236,6 +236,16 @@ end
 LUA
   } >"$work/request.lua"
 }
+# bench_bearer_wrk_script: the request of every token row here, GET /orders/7 with
+# `Authorization: Bearer $BENCH_TOKEN` (bench_tokens), as bench_wrk_script's request.lua.
+bench_bearer_wrk_script() {
+  bench_wrk_script <<'LUA'
+-- The client request of every row: each front sees exactly these bytes.
+wrk.method = "GET"
+wrk.path = "/orders/7"
+wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_TOKEN") or "")
+LUA
+}
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" "$2" | tail -1; }
 wrk_run() {  # wrk_run URL DURATION OUTFILE (wrk pinned to the client CPU, unless `none`)
   local secs=${2%s}

@@ -66,11 +66,7 @@ bench_copy_binary "$bin"
 bench_tokens "$key" --scope read:orders
 bench_jwt_pem "$key" "$alg" "$work/demo-pub.pem"
 
-bench_wrk_script <<'LUA'
-wrk.method = "GET"
-wrk.path = "/orders/7"
-wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_TOKEN") or "")
-LUA
+bench_bearer_wrk_script
 
 # ---- nginx: the application, `return 200 "user=$http_x_user"` (bench/lib.sh) -------------------
 bench_app_nginx

@@ -80,12 +80,7 @@ bench_copy_binary "$bin"
 token=$("$bin" token --key "$key" --sub alice --aud orders-api --scope 'read:orders' --ttl 2h)
 export BENCH_TOKEN=$token
 
-bench_wrk_script <<'LUA'
--- The client request of every row: the front nginx sees exactly these bytes.
-wrk.method = "GET"
-wrk.path = "/orders/7"
-wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_TOKEN") or "")
-LUA
+bench_bearer_wrk_script
 
 # ---- nginx ----------------------------------------------------------------------------------
 declare -A role=()      # PID -> what it is, for the per-process CPU lines

@@ -25,11 +25,7 @@ real=${1:-$root/build/portcullis}
 bench_init profile-proxy-instructions 8s 0s wrk nginx valgrind callgrind_annotate curl timeout awk
 bench_copy_binary "$real"
 bench_tokens "$root/examples/keys/demo.jwk"
-bench_wrk_script <<'LUA'
-wrk.method = "GET"
-wrk.path = "/orders/7"
-wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_TOKEN") or "")
-LUA
+bench_bearer_wrk_script
 
 bench_header "built-in proxy, instructions per request (callgrind)"
 note "portcullis: $bin_src"

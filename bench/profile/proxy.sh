@@ -44,11 +44,7 @@ bench_tokens "$root/examples/keys/demo.jwk"
 sink=none
 [[ $audit == file ]] && sink="\"file:$work/audit.jsonl\""
 
-bench_wrk_script <<'LUA'
-wrk.method = "GET"
-wrk.path = "/orders/7"
-wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_TOKEN") or "")
-LUA
+bench_bearer_wrk_script
 
 bench_header "built-in proxy profile: $target"
 note "portcullis: $bin_src, audit: $audit, perf samples ${profile_seconds}s of the measured run"

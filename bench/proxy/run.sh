@@ -101,11 +101,7 @@ if [[ $tls == 1 ]]; then
   export CURL_CA_BUNDLE=$BENCH_TLS_DIR/ca.pem  # bench_check's curl verifies the chain
 fi
 
-bench_wrk_script <<'LUA'
-wrk.method = "GET"
-wrk.path = "/orders/7"
-wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_TOKEN") or "")
-LUA
+bench_bearer_wrk_script
 
 rows=()  # "target|rps|p50_us|p99_us|cpu_us_per_req|server_util|server_busy|client_busy|errors"
 url_of() { if [[ $tls == 1 ]]; then echo "https://$1/orders/7"; else echo "http://$1/orders/7"; fi; }
