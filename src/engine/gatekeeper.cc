@@ -5,7 +5,9 @@
 
 #include <array>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <random>
 
@@ -296,14 +298,19 @@ class CredentialStates {
       start(salt, credentials, into);
       return;
     }
+    // The slots hold other callers' credentials: a comparison whose time tells how many
+    // leading bytes matched would leak them. So a hash picks the candidate, and bytes are
+    // compared in a time that depends on the length only.
+    const std::size_t hash = std::hash<std::string_view>{}(credentials);
     for (const Slot& slot : slots_) {
-      if (slot.credentials == credentials) {
+      if (slot.hash == hash && sameBytes(slot.credentials, credentials)) {
         into = slot.state;
         return;
       }
     }
     Slot& slot = slots_[next_];
     next_ = (next_ + 1) % slots_.size();
+    slot.hash = hash;
     slot.credentials.assign(credentials);
     start(salt, credentials, slot.state);
     into = slot.state;
@@ -315,8 +322,25 @@ class CredentialStates {
     SHA256_Update(&state, salt.data(), salt.size());
     SHA256_Update(&state, credentials.data(), credentials.size());
   }
+  // Equal bytes, found without an early exit (lengths are not secret: a JWT's shows).
+  static bool sameBytes(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    std::uint64_t diff = 0;
+    std::size_t i = 0;
+    for (; i + 8 <= a.size(); i += 8) {
+      std::uint64_t x;
+      std::uint64_t y;
+      std::memcpy(&x, a.data() + i, 8);
+      std::memcpy(&y, b.data() + i, 8);
+      diff |= x ^ y;
+    }
+    for (; i < a.size(); ++i)
+      diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+    return diff == 0;
+  }
   static constexpr std::size_t kMaxKept = 4096;
   struct Slot {
+    std::size_t hash = 0;
     std::string credentials;
     SHA256_CTX state{};
   };
