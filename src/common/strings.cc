@@ -27,6 +27,15 @@ std::string toUpper(std::string_view s) {
   return out;
 }
 
+void appendQuoted(std::string& out, std::string_view value) {
+  out += '"';
+  for (const char c : value) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '"';
+}
+
 std::string_view trim(std::string_view s) {
   const auto isSpace = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
   while (!s.empty() && isSpace(s.front()))

@@ -25,6 +25,8 @@ inline bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 std::string_view trim(std::string_view s);
+// Appends an RFC 9110 §5.6.4 quoted-string holding `value`: '"' and '\' escaped.
+void appendQuoted(std::string& out, std::string_view value);
 // Splits on `sep`; empty pieces are kept.
 std::vector<std::string_view> split(std::string_view s, char sep);
 // Replaces bytes that must never reach an HTTP header or a log line (CR, LF, NUL and

@@ -2,18 +2,15 @@
 
 #include <string_view>
 
+#include "common/strings.h"
 #include "engine/snapshot.h"
 
 namespace portcullis::engine {
 namespace {
 
 std::string quoted(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out.push_back('\\');
-    out.push_back(c);
-  }
-  out.push_back('"');
+  std::string out;
+  appendQuoted(out, s);
   return out;
 }
 

@@ -1,5 +1,6 @@
 #include "engine/gatekeeper.h"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
@@ -22,9 +23,8 @@
 namespace portcullis::engine {
 namespace {
 
-// Length-prefixed fields, so that ("ab","c") and ("a","bc") never hash alike.
-// One field of a cache key's input: its length, then its bytes (no two field lists give
-// the same input).
+// One field of a cache key's input: its length, then its bytes, so that ("ab","c") and
+// ("a","bc") never hash alike.
 void addField(std::string& input, std::string_view field) {
   const std::uint64_t n = field.size();
   input.append(reinterpret_cast<const char*>(&n), sizeof n);
@@ -300,10 +300,11 @@ class CredentialStates {
     }
     // The slots hold other callers' credentials: a comparison whose time tells how many
     // leading bytes matched would leak them. So a hash picks the candidate, and bytes are
-    // compared in a time that depends on the length only.
+    // compared in a time that depends on the length only (lengths are not secret).
     const std::size_t hash = std::hash<std::string_view>{}(credentials);
     for (const Slot& slot : slots_) {
-      if (slot.hash == hash && sameBytes(slot.credentials, credentials)) {
+      if (slot.hash == hash && slot.credentials.size() == credentials.size() &&
+          CRYPTO_memcmp(slot.credentials.data(), credentials.data(), credentials.size()) == 0) {
         into = slot.state;
         return;
       }
@@ -321,22 +322,6 @@ class CredentialStates {
     SHA256_Init(&state);
     SHA256_Update(&state, salt.data(), salt.size());
     SHA256_Update(&state, credentials.data(), credentials.size());
-  }
-  // Equal bytes, found without an early exit (lengths are not secret: a JWT's shows).
-  static bool sameBytes(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    std::uint64_t diff = 0;
-    std::size_t i = 0;
-    for (; i + 8 <= a.size(); i += 8) {
-      std::uint64_t x;
-      std::uint64_t y;
-      std::memcpy(&x, a.data() + i, 8);
-      std::memcpy(&y, b.data() + i, 8);
-      diff |= x ^ y;
-    }
-    for (; i < a.size(); ++i)
-      diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-    return diff == 0;
   }
   static constexpr std::size_t kMaxKept = 4096;
   struct Slot {

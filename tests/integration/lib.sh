@@ -158,6 +158,25 @@ wait_until() {
 # gone PID: the process exited and was reaped (a zombie still has its /proc entry).
 gone() { [[ ! -e /proc/$1 ]]; }
 
+# assert_sigterm_drains ID FORMAT WANT CURL_ARGS…: a request (X-Request-Id: ID) to a route
+# that answers "slow" after a while is in flight when portcullis ($PID) gets SIGTERM. It
+# must still complete (curl's -w FORMAT printing WANT, the body intact), and portcullis
+# must then exit 0 on its own.
+assert_sigterm_drains() {
+  local id=$1 format=$2 want=$3 curl_pid
+  shift 3
+  curl -sS --noproxy '*' --max-time 30 -H "X-Request-Id: $id" -o "$TEST_TMP/drain.body" \
+    -w "$format" "$@" >"$TEST_TMP/drain.code" 2>&1 &
+  curl_pid=$!
+  wait_audit "\"request_id\":\"$id\""  # decided: it is on its way to the upstream
+  kill -TERM "$PID"
+  wait "$curl_pid" || true
+  assert_eq "$want" "$(<"$TEST_TMP/drain.code")" "a request in flight at SIGTERM ($id)"
+  assert_eq "slow" "$(<"$TEST_TMP/drain.body")" "its answer"
+  wait_bg portcullis 20
+  assert_eq "0" "$BG_STATUS" "exit status after draining"
+}
+
 # asan_binary PATH: PATH is built with AddressSanitizer (make test's binary): it calls
 # __asan_init. Read from the file itself: `ldd PATH | grep -q libasan` under pipefail once
 # took make test's ASan binary for a release one (proxy_tls_test then bounded its RSS, which

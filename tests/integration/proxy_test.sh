@@ -291,16 +291,7 @@ if ((BOUND_MEMORY)); then
 fi
 
 # ---- SIGTERM: a request in flight finishes, then the process exits on its own ----------
-"${CURL[@]}" --max-time 30 -H 'X-Request-Id: drain-probe' -o "$TEST_TMP/drain.body" \
-  -w '%{http_code}' "$PX/slow?ms=1500" >"$TEST_TMP/drain.code" 2>&1 &
-drain_pid=$!
-wait_audit '"request_id":"drain-probe"'   # decided: it is on its way to the upstream
-kill -TERM "$PID"
-wait "$drain_pid" || true
-assert_eq "200" "$(<"$TEST_TMP/drain.code")" "a request in flight at SIGTERM"
-assert_eq "slow" "$(<"$TEST_TMP/drain.body")" "its answer"
-wait_bg portcullis 20
-assert_eq "0" "$BG_STATUS" "exit status after draining"
+assert_sigterm_drains drain-probe '%{http_code}' 200 "$PX/slow?ms=1500"
 grep -q "waiting up to" "$TEST_TMP/portcullis.err" || fail "no drain in the log"
 
 log "ok"

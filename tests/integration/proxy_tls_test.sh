@@ -419,16 +419,7 @@ assert_status 200 "with a client certificate"
 
 # ---- SIGTERM: a request in flight on an HTTP/2 connection finishes, then the process exits
 # (the connection gets GOAWAY once its last stream is done).
-curl -sS --max-time 30 "${H2[@]}" "${CLIENT[@]}" -H 'X-Request-Id: h2-drain-probe' \
-  -o "$TEST_TMP/drain.body" -w '%{http_code} %{http_version}' \
-  "https://$TLS/big-open/slow?ms=1500" >"$TEST_TMP/drain.code" 2>&1 &
-drain_pid=$!
-wait_audit '"request_id":"h2-drain-probe"'  # decided: it is on its way to the upstream
-kill -TERM "$PID"
-wait "$drain_pid" || true
-assert_eq "200 2" "$(<"$TEST_TMP/drain.code")" "an h2 request in flight at SIGTERM"
-assert_eq "slow" "$(<"$TEST_TMP/drain.body")" "its answer"
-wait_bg portcullis 20
-assert_eq "0" "$BG_STATUS" "exit status after draining"
+assert_sigterm_drains h2-drain-probe '%{http_code} %{http_version}' "200 2" "${H2[@]}" \
+  "${CLIENT[@]}" "https://$TLS/big-open/slow?ms=1500"
 
 log "all TLS checks passed"

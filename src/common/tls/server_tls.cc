@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <cstring>
 #include <mutex>
@@ -18,6 +17,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "common/strings.h"
 #include "common/tls/pem.h"
 
 namespace portcullis::tls {
@@ -113,13 +113,6 @@ class TicketKeys final {
   std::optional<Key> previous_;
 };
 
-std::string asciiLower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 std::string_view asn1Text(const ASN1_STRING* s) {
   return {reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
           static_cast<std::size_t>(ASN1_STRING_length(s))};
@@ -141,15 +134,14 @@ std::vector<std::string> servedNames(X509* leaf) {
   if (sans) {
     for (int i = 0; i < sk_GENERAL_NAME_num(sans.get()); ++i) {
       const GENERAL_NAME* n = sk_GENERAL_NAME_value(sans.get(), i);
-      if (n->type == GEN_DNS) names.push_back(asciiLower(asn1Text(n->d.dNSName)));
+      if (n->type == GEN_DNS) names.push_back(toLower(asn1Text(n->d.dNSName)));
     }
     if (!names.empty()) return names;
   }
   X509_NAME* subject = X509_get_subject_name(leaf);
   const int at = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
   if (at >= 0) {
-    names.push_back(
-        asciiLower(asn1Text(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at)))));
+    names.push_back(toLower(asn1Text(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at)))));
   }
   return names;
 }
@@ -242,16 +234,10 @@ tl::expected<std::shared_ptr<const ServerContexts>, BuildError> ServerContexts::
   if (config.certificates.empty()) {
     return tl::unexpected(BuildError{Part::kCertificate, 0, "no certificate"});
   }
-  std::array<unsigned char, EVP_MAX_MD_SIZE> session_context{};
-  static_assert(SSL_MAX_SID_CTX_LENGTH == 32 && EVP_MAX_MD_SIZE >= 32);
-  {
-    std::string policy = "portcullis sessions\n";
-    policy += std::to_string(static_cast<int>(config.client_certs));
-    policy += '\n';
-    policy += config.client_ca_pem;
-    EVP_Digest(policy.data(), policy.size(), session_context.data(), nullptr, EVP_sha256(),
-               nullptr);
-  }
+  static_assert(SSL_MAX_SID_CTX_LENGTH == sizeof(Sha256));
+  const Sha256 session_context =
+      sha256("portcullis sessions\n" + std::to_string(static_cast<int>(config.client_certs)) +
+             "\n" + config.client_ca_pem);
   for (std::size_t i = 0; i < config.certificates.size(); ++i) {
     const auto& c = config.certificates[i];
     auto fail = [&](const std::string& what) {
@@ -274,7 +260,7 @@ tl::expected<std::shared_ptr<const ServerContexts>, BuildError> ServerContexts::
     // certificate policy: a session remembers the verified client certificate (or that
     // there was none), and OpenSSL resumes only a session of the same context. A reload
     // that makes certificates required or changes the CA thus forces full handshakes.
-    SSL_CTX_set_session_id_context(ctx, session_context.data(), SSL_MAX_SID_CTX_LENGTH);
+    SSL_CTX_set_session_id_context(ctx, session_context.data(), session_context.size());
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, TicketKeys::callback);
     if (auto e = loadChain(ctx, c.cert_pem, out->entries_.back().names)) return fail(*e);
     if (auto e = loadKey(ctx, c.key_pem)) return fail(*e);
@@ -313,7 +299,7 @@ SSL* ServerContexts::newSession() const {
 }
 
 std::size_t ServerContexts::pick(std::string_view host) const {
-  const std::string lower = asciiLower(host);
+  const std::string lower = toLower(host);
   for (std::size_t i = 0; i < entries_.size(); ++i) {
     for (const auto& n : entries_[i].names) {
       if (n == lower) return i;

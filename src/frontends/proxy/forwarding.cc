@@ -76,16 +76,6 @@ void appendForwardedNode(std::string& out, std::string_view text) {
   out += "]\"";
 }
 
-// Appends a quoted-string (RFC 9110 §5.6.4) holding `value`.
-void appendQuoted(std::string& out, std::string_view value) {
-  out += '"';
-  for (const char c : value) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  out += '"';
-}
-
 bool isLowerHex(std::string_view s) {
   for (const char c : s) {
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;

@@ -20,13 +20,13 @@ namespace portcullis::frontends::proxy {
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
 
-// The hop-by-hop fields of one message (RFC 9110 §7.6.1): Connection, Keep-Alive,
-// Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade, and every name the message's
-// Connection fields list. None of them crosses the proxy; framing is the proxy's own.
 // One of the fields that always describe a connection, not the message: Connection,
 // Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade (any case).
 bool fixedHopByHop(std::string_view name);
 
+// The hop-by-hop fields of one message (RFC 9110 §7.6.1): the fixed ones above and every
+// name the message's Connection fields list. None of them crosses the proxy; framing is
+// the proxy's own.
 class HopByHop final {
  public:
   // Refers to `fields`, which must outlive it.

@@ -338,17 +338,8 @@ class Connection final {
   bool sendNow() {
     if (owed_.empty()) return true;
     if (tls_ || pipe_ != nullptr) return false;
-    std::size_t sent = 0;
-    while (sent < owed_.size()) {
-      boost::system::error_code ec;
-      sent += socket_.write_some(asio::buffer(owed_.data() + sent, owed_.size() - sent), ec);
-      if (ec) {
-        owed_.erase(0, sent);
-        return false;
-      }
-    }
-    owed_.clear();
-    return true;
+    boost::system::error_code ignored;
+    return writeOwed(ignored);
   }
 
   // Sends what is owed; true when all of it was written (waiting under `write_timeout`
@@ -369,25 +360,18 @@ class Connection final {
       deadline_.restore(read_deadline);
       co_return true;
     }
-    std::size_t sent = 0;
-    bool ok = true;
-    while (sent < owed_.size()) {
-      boost::system::error_code ec;
-      sent += socket_.write_some(asio::buffer(owed_.data() + sent, owed_.size() - sent), ec);
+    boost::system::error_code ec;
+    while (!writeOwed(ec)) {
       if (ec == asio::error::would_block || ec == asio::error::try_again) {
         expireAfter(write_timeout_);
-        auto [wait_ec] = co_await socket_.async_wait(tcp::socket::wait_write, kNoThrow);
-        if (!wait_ec) continue;
-        ec = wait_ec;
+        std::tie(ec) = co_await socket_.async_wait(tcp::socket::wait_write, kNoThrow);
+        if (!ec) continue;
       }
-      if (ec) {
-        ok = false;
-        break;
-      }
+      owed_.clear();
+      co_return false;
     }
-    owed_.clear();
-    if (ok) deadline_.restore(read_deadline);
-    co_return ok;
+    deadline_.restore(read_deadline);
+    co_return true;
   }
   void setWriteTimeout(std::chrono::milliseconds timeout) { write_timeout_ = timeout; }
 
@@ -410,6 +394,21 @@ class Connection final {
   }
 
  private:
+  // Writes what is owed on the plain socket, without waiting: true when all of it went (and
+  // nothing is owed); false with `ec` (would_block when the client does not read), what was
+  // written gone from owed().
+  bool writeOwed(boost::system::error_code& ec) {
+    std::size_t sent = 0;
+    while (sent < owed_.size()) {
+      sent += socket_.write_some(asio::buffer(owed_.data() + sent, owed_.size() - sent), ec);
+      if (ec) {
+        owed_.erase(0, sent);
+        return false;
+      }
+    }
+    owed_.clear();
+    return true;
+  }
   beast::error_code timedOut(beast::error_code ec) const {
     if (ec == asio::error::operation_aborted && deadline_.expired()) return beast::error::timeout;
     return ec;
