@@ -158,6 +158,18 @@ wait_until() {
 # gone PID: the process exited and was reaped (a zombie still has its /proc entry).
 gone() { [[ ! -e /proc/$1 ]]; }
 
+# policies_served: how many times portcullis ($TEST_TMP/portcullis.err) began serving a new
+# policy. A reload of an unchanged file keeps the running snapshot and is not one of them.
+policies_served() { grep -c "now serving policy" "$TEST_TMP/portcullis.err" || true; }
+
+# reload_changed CONFIG: SIGHUP after a change to CONFIG (one more comment line), so that
+# the reload builds and publishes a new snapshot (contexts, cache and all), not a no-op.
+reload_changed() {
+  echo "# reload $((++RELOAD_MARK))" >>"$1"
+  kill -HUP "$PID"
+}
+RELOAD_MARK=0
+
 # assert_sigterm_drains ID FORMAT WANT CURL_ARGS…: a request (X-Request-Id: ID) to a route
 # that answers "slow" after a while is in flight when portcullis ($PID) gets SIGTERM. It
 # must still complete (curl's -w FORMAT printing WANT, the body intact), and portcullis

@@ -271,22 +271,33 @@ check_wrk() {
     fail "$1: $(grep -E 'Socket errors|Non-2xx' "$TEST_TMP/wrk.out")"
   fi
 }
+served0=$(policies_served)
 run_wrk 8
 for ((i = 0; i < 50; i++)); do
-  kill -HUP "$PID"
+  reload_changed "$config"
   sleep 0.1
 done
 check_wrk "requests failed across 50 reloads"
-log "$WRK_REQUESTS requests, none failed, across 50 reloads"
+served=$(($(policies_served) - served0))
+log "$WRK_REQUESTS requests, none failed, across 50 reloads ($served new policies served)"
+# Signals that arrive while a reload runs may fold into one: at least a fifth took effect.
+((served >= 10)) || fail "only $served of 50 reloads under load published a new policy"
+# At least 100k requests (#13's acceptance) in rounds of 4 s, at most 10 rounds: the release
+# binary gets there in a round or two; under ASan the count is reported, not required.
 fd0=$(fd_count)
 rss0=$(rss_kib)
-run_wrk 8
-check_wrk "requests failed under load"
+load_requests=0
+for ((round = 0; round < 10 && load_requests < 100000; round++)); do
+  run_wrk 4
+  check_wrk "requests failed under load"
+  load_requests=$((load_requests + WRK_REQUESTS))
+done
 fd1=$(fd_count)
 rss1=$(rss_kib)
-log "$WRK_REQUESTS more requests: fds $fd0 -> $fd1, RSS $rss0 -> $rss1 KiB"
+log "$load_requests more requests: fds $fd0 -> $fd1, RSS $rss0 -> $rss1 KiB"
 ((fd1 <= fd0 + 2)) || fail "open fds grew from $fd0 to $fd1"
 if ((BOUND_MEMORY)); then
+  ((load_requests >= 100000)) || fail "only $load_requests requests in 10 rounds of 4 s"
   ((rss1 - rss0 < 8 * 1024)) || fail "RSS grew by $(((rss1 - rss0) / 1024)) MiB under load"
 fi
 

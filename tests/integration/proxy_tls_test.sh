@@ -362,14 +362,17 @@ assert_contains "$ka" '"second_status":200' "the open connection still serves"
 assert_contains "$ka" '"reused":true' "on the same connection"
 
 # ---- reloads under load over TLS: nothing fails; no fd growth after many handshakes ----
+served0=$(policies_served)
 wrk -t1 -c8 -d4s --timeout 5s "https://$TLS/echo" >"$TEST_TMP/wrk.txt" 2>&1 &
 WRK=$!
 for ((i = 0; i < 10; i++)); do
-  kill -HUP "$PID"
+  reload_changed "$config"  # new TLS contexts each time
   sleep 0.3
 done
 wait "$WRK" || fail "wrk failed: $(<"$TEST_TMP/wrk.txt")"
-log "wrk over TLS with 10 reloads: $(tr '\n' ' ' <"$TEST_TMP/wrk.txt")"
+served=$(($(policies_served) - served0))
+log "wrk over TLS with 10 reloads ($served new policies served): $(tr '\n' ' ' <"$TEST_TMP/wrk.txt")"
+((served >= 3)) || fail "only $served of 10 reloads under load published a new policy"
 requests=$(awk '/requests in/ { print $1 }' "$TEST_TMP/wrk.txt")
 ((requests > 0)) || fail "wrk completed no request"
 assert_not_contains "$(<"$TEST_TMP/wrk.txt")" "Socket errors" "no socket errors across reloads"
